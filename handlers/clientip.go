@@ -1,0 +1,83 @@
+package handlers
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+type clientIPKey struct{}
+
+// ClientIP returns the client address that RealIP stored for r, or the
+// peer address of the connection when RealIP did not run.
+func ClientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok {
+		return ip
+	}
+	return hostOnly(r.RemoteAddr)
+}
+
+// RealIP works out the client's address once per request: the connection's
+// peer, or, when that peer is in trusted, the right-most address of
+// X-Forwarded-For that is not itself trusted (as nginx's real_ip_recursive).
+// Handlers read it with ClientIP.
+func RealIP(trusted []netip.Prefix) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ip := clientAddr(r, trusted)
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip)))
+		})
+	}
+}
+
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	peer := hostOnly(r.RemoteAddr)
+	if len(trusted) == 0 || !isTrusted(peer, trusted) {
+		return peer
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	var addrs []string
+	for _, h := range hops {
+		for _, a := range strings.Split(h, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	for i := len(addrs) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(addrs[i])
+		if err != nil {
+			return peer // a malformed hop: believe nothing beyond it
+		}
+		if !isTrusted(a.Unmap().String(), trusted) {
+			return a.Unmap().String()
+		}
+		peer = a.Unmap().String()
+	}
+	return peer
+}
+
+// IsTrusted reports whether the address ip is inside one of the prefixes.
+func isTrusted(ip string, trusted []netip.Prefix) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func hostOnly(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}

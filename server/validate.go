@@ -1,0 +1,368 @@
+package server
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Validate resolves relative paths and checks every value, returning all
+// problems at once (ConfigErrors) or nil. Call it after flags are applied.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	if len(c.Sites) == 0 {
+		c.Sites = []SiteConfig{DefaultSite()}
+	}
+	v.server()
+	v.log()
+	v.tls()
+	v.session()
+	for i := range c.Sites {
+		v.site(i, &c.Sites[i])
+	}
+	v.cluster()
+	if len(v.errs) == 0 {
+		return nil
+	}
+	v.errs.sort()
+	return v.errs
+}
+
+type validator struct {
+	c    *Config
+	errs ConfigErrors
+}
+
+func (v *validator) fail(key, format string, args ...any) {
+	v.errs = append(v.errs, v.c.errAt(key, key+": "+fmt.Sprintf(format, args...)))
+}
+
+// defined reports whether key was written in the file (as opposed to a default).
+func (v *validator) defined(key string) bool {
+	_, ok := v.c.index.lookup(key)
+	return ok
+}
+
+func (v *validator) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(v.c.Dir, p)
+}
+
+func (v *validator) listenAddr(key, addr string) {
+	if addr == "" {
+		return
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		v.fail(key, "invalid listen address %q (want host:port or :port)", addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.fail(key, "invalid port in %q", addr)
+	}
+}
+
+func (v *validator) server() {
+	s := &v.c.Server
+	v.listenAddr("server.http", s.HTTP)
+	v.listenAddr("server.https", s.HTTPS)
+	v.listenAddr("server.admin", s.Admin)
+	for key, d := range map[string]int64{
+		"server.read_header_timeout": int64(s.ReadHeaderTimeout),
+		"server.idle_timeout":        int64(s.IdleTimeout),
+		"server.body_timeout":        int64(s.BodyTimeout),
+		"server.send_timeout":        int64(s.SendTimeout),
+		"server.shutdown_grace":      int64(s.ShutdownGrace),
+		"server.drain_delay":         int64(s.DrainDelay),
+	} {
+		if d < 0 {
+			v.fail(key, "must not be negative")
+		}
+	}
+	if s.MaxHeaderBytes < 1024 {
+		v.fail("server.max_header_bytes", "must be at least 1KiB")
+	}
+	if s.MaxBodyBytes <= 0 {
+		v.fail("server.max_body_bytes", "must be positive")
+	}
+	s.trusted = nil
+	for _, p := range s.TrustedProxies {
+		prefix, err := parsePrefix(p)
+		if err != nil {
+			v.fail("server.trusted_proxies", "invalid CIDR %q", p)
+			continue
+		}
+		s.trusted = append(s.trusted, prefix)
+	}
+	if s.HTTP == "" && s.HTTPS == "" {
+		v.fail("server.http", "no listener: set server.http or server.https")
+	}
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, err
+	}
+	return p.Masked(), nil
+}
+
+func (v *validator) log() {
+	l := &v.c.Log
+	switch l.Format {
+	case "combined", "json":
+	default:
+		v.fail("log.format", "must be \"combined\" or \"json\", not %q", l.Format)
+	}
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail("log.level", "must be debug, info, warn or error, not %q", l.Level)
+	}
+	switch l.Access {
+	case "stdout", "stderr", "off", "":
+	default:
+		l.Access = v.path(l.Access)
+		if dir := filepath.Dir(l.Access); !isDir(dir) {
+			v.fail("log.access", "folder %s does not exist", dir)
+		}
+	}
+}
+
+func (v *validator) tls() {
+	t := &v.c.TLS
+	switch t.MinVersion {
+	case "1.2", "1.3":
+	default:
+		v.fail("tls.min_version", "must be \"1.2\" or \"1.3\", not %q", t.MinVersion)
+	}
+	v.certPair("tls", &t.Cert, &t.Key)
+	if v.c.Server.HTTPS != "" && t.Cert == "" && !t.SelfSigned && !v.anySiteCert() {
+		v.fail("server.https", "needs a certificate: set tls.cert/tls.key, a site cert, or tls.self_signed = true")
+	}
+	if t.RedirectHTTP && v.c.Server.HTTPS == "" {
+		v.fail("tls.redirect_http", "needs server.https")
+	}
+	if t.HTTP3 && v.c.Server.HTTPS == "" {
+		v.fail("tls.http3", "needs server.https")
+	}
+}
+
+func (v *validator) anySiteCert() bool {
+	for _, s := range v.c.Sites {
+		if s.Cert != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// certPair resolves a cert/key pair of paths and checks that both or
+// neither are set and that the files can be read. Parsing them is the TLS
+// code's job.
+func (v *validator) certPair(prefix string, cert, key *string) {
+	if (*cert == "") != (*key == "") {
+		v.fail(prefix+".cert", "cert and key must be set together")
+		return
+	}
+	for name, p := range map[string]*string{"cert": cert, "key": key} {
+		if *p == "" {
+			continue
+		}
+		*p = v.path(*p)
+		if _, err := os.Stat(*p); err != nil {
+			v.fail(prefix+"."+name, "cannot read %s: %v", *p, unwrapPathErr(err))
+		}
+	}
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+func (v *validator) session() {
+	s := &v.c.Session
+	if s.Cookie == "" || strings.ContainsAny(s.Cookie, " ;,=\t\r\n\"") {
+		v.fail("session.cookie", "invalid cookie name %q", s.Cookie)
+	}
+	switch strings.ToLower(s.SameSite) {
+	case "lax", "strict", "none":
+		s.SameSite = strings.ToLower(s.SameSite)
+	default:
+		v.fail("session.same_site", "must be lax, strict or none, not %q", s.SameSite)
+	}
+	if s.MaxAge < 0 {
+		v.fail("session.max_age", "must not be negative")
+	}
+	if len(s.Keys)%2 != 0 {
+		v.fail("session.keys", "keys come in pairs (hash key, block key); got %d", len(s.Keys))
+	}
+	for i, k := range s.Keys {
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			v.fail("session.keys", "key %d is not base64", i+1)
+			continue
+		}
+		if i%2 == 0 && len(b) != 32 && len(b) != 64 {
+			v.fail("session.keys", "hash key %d must be 32 or 64 bytes, not %d", i+1, len(b))
+		}
+		if i%2 == 1 && len(b) != 16 && len(b) != 24 && len(b) != 32 {
+			v.fail("session.keys", "block key %d must be 16, 24 or 32 bytes, not %d", i+1, len(b))
+		}
+	}
+	s.KeyFile = v.path(s.KeyFile)
+}
+
+func (v *validator) site(i int, s *SiteConfig) {
+	key := func(k string) string { return fmt.Sprintf("site.%d.%s", i, k) }
+	for _, h := range s.Hosts {
+		if err := validHostPattern(h); err != nil {
+			v.fail(key("hosts"), "%v", err)
+		}
+	}
+	s.Root = v.path(s.Root)
+	if !isDir(s.Root) {
+		v.fail(key("root"), "root folder %s does not exist", s.Root)
+	}
+	s.Templates = v.path(s.Templates)
+	if v.defined(key("templates")) && !isDir(s.Templates) {
+		v.fail(key("templates"), "templates folder %s does not exist", s.Templates)
+	}
+	for _, idx := range s.Index {
+		if idx == "" || strings.ContainsAny(idx, "/\\") {
+			v.fail(key("index"), "index name %q must be a plain file name", idx)
+		}
+	}
+	s.errorPages = map[int]string{}
+	for code, page := range s.ErrorPages {
+		n, err := strconv.Atoi(code)
+		if err != nil || n < 400 || n > 599 {
+			v.fail(key("error_pages"), "%q is not an error status (400-599)", code)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.Root, filepath.FromSlash(page))); err != nil {
+			v.fail(key("error_pages"), "page for %d: %s not found under root", n, page)
+		}
+		s.errorPages[n] = page
+	}
+	for name := range s.Headers {
+		if name == "" || strings.ContainsAny(name, " :\t\r\n") {
+			v.fail(key("headers"), "invalid header name %q", name)
+		}
+	}
+	v.certPair(fmt.Sprintf("site.%d", i), &s.Cert, &s.Key)
+	for j := range s.CGI {
+		v.cgi(fmt.Sprintf("site.%d.cgi.%d.", i, j), &s.CGI[j])
+	}
+}
+
+func validHostPattern(h string) error {
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || strings.ContainsAny(name, "*/:@ ") {
+		return fmt.Errorf("invalid host %q (want a name like example.com or *.example.com)", h)
+	}
+	return nil
+}
+
+func (v *validator) cgi(prefix string, c *CGIConfig) {
+	if c.Prefix == "" && len(c.Ext) == 0 {
+		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir) or ext")
+	}
+	if c.Prefix != "" {
+		if !strings.HasPrefix(c.Prefix, "/") {
+			v.fail(prefix+"prefix", "must start with /")
+		}
+		if !strings.HasSuffix(c.Prefix, "/") {
+			c.Prefix += "/"
+		}
+		if c.Dir == "" {
+			c.Dir = "cgi-bin"
+		}
+		c.Dir = v.path(c.Dir)
+		if !isDir(c.Dir) {
+			v.fail(prefix+"dir", "cgi folder %s does not exist", c.Dir)
+		}
+	}
+	for _, e := range c.Ext {
+		if !strings.HasPrefix(e, ".") || len(e) < 2 {
+			v.fail(prefix+"ext", "extension %q must start with a dot", e)
+		}
+	}
+	for e := range c.Interpreters {
+		if !strings.HasPrefix(e, ".") {
+			v.fail(prefix+"interpreters", "extension %q must start with a dot", e)
+		}
+	}
+	if c.Timeout <= 0 {
+		v.fail(prefix+"timeout", "must be positive")
+	}
+	if c.MaxConcurrent <= 0 {
+		v.fail(prefix+"max_concurrent", "must be positive")
+	}
+}
+
+func (v *validator) cluster() {
+	c := &v.c.Cluster
+	if c.Gossip != "" {
+		v.listenAddr("cluster.gossip", c.Gossip)
+	}
+	switch c.Mode {
+	case "proxy", "redirect":
+	default:
+		v.fail("cluster.mode", "must be proxy or redirect, not %q", c.Mode)
+	}
+	switch c.Policy {
+	case "least_loaded", "round_robin", "ip_hash", "random":
+	default:
+		v.fail("cluster.policy", "must be least_loaded, round_robin, ip_hash or random, not %q", c.Policy)
+	}
+	switch c.Balance {
+	case "dynamic", "all", "none":
+	default:
+		v.fail("cluster.balance", "must be dynamic, all or none, not %q", c.Balance)
+	}
+	if c.Capacity <= 0 {
+		v.fail("cluster.capacity", "must be positive")
+	}
+	if c.Margin < 0 || c.Margin >= 1 {
+		v.fail("cluster.margin", "must be in [0, 1)")
+	}
+	if c.Retries < 0 {
+		v.fail("cluster.retries", "must not be negative")
+	}
+	if c.Secret != "" {
+		b, err := base64.StdEncoding.DecodeString(c.Secret)
+		if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
+			v.fail("cluster.secret", "must be base64 of 16, 24 or 32 bytes (make one with `shoal keygen`)")
+		}
+	}
+	for _, k := range []struct{ key, val string }{{"cluster.peer_url", c.PeerURL}, {"cluster.public_url", c.PublicURL}} {
+		if k.val == "" {
+			continue
+		}
+		u, err := url.Parse(k.val)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.fail(k.key, "must be an absolute http(s) URL, not %q", k.val)
+		}
+	}
+}
