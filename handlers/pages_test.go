@@ -127,10 +127,10 @@ func TestPagesCleanURLs(t *testing.T) {
 		{"/about", 200, "page-about"},
 		{"/blog/", 200, "page-blog-index"},
 		{"/blog/post", 200, "page-blog-post"},
-		{"/blog", 404, "404 custom"},     // a folder: the static handler redirects to /blog/
-		{"/about/", 404, "404 custom"},   // not a folder
-		{"/missing", 404, "404 custom"},  // no such page
-		{"/docs/", 404, "404 custom"},    // index.html comes first in Index: static's
+		{"/blog", 404, "404 custom"},      // a folder: the static handler redirects to /blog/
+		{"/about/", 404, "404 custom"},    // not a folder
+		{"/missing", 404, "404 custom"},   // no such page
+		{"/docs/", 404, "404 custom"},     // index.html comes first in Index: static's
 		{"/frag.html", 404, "404 custom"}, // a static file, not a page
 	}
 	for _, tt := range tests {
