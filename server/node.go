@@ -32,6 +32,7 @@ type Node struct {
 
 	state    atomic.Pointer[runtime]
 	draining atomic.Bool
+	ready    chan struct{}
 
 	// mu guards listeners and reloading.
 	mu        sync.Mutex
@@ -68,7 +69,8 @@ type Options struct {
 // New loads and validates the config and builds the sites; it opens no
 // listener yet (Run does).
 func New(load Loader, o Options) (*Node, error) {
-	n := &Node{load: load, log: o.Logger, level: o.Level, version: o.Version, listeners: map[string]*listener{}}
+	n := &Node{load: load, log: o.Logger, level: o.Level, version: o.Version,
+		listeners: map[string]*listener{}, ready: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -185,9 +187,13 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
+	close(n.ready)
 	<-ctx.Done()
 	return n.shutdown()
 }
+
+// Ready is closed once every listener is open (for tests and embedders).
+func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 // Addrs lists the bound address of each listener by role ("http", ...),
 // with the port the OS chose when the config said :0.
