@@ -212,6 +212,8 @@ func (st *renderState) funcs() template.FuncMap {
 		"add":       func(a, b int) int { return a + b },
 		"sub":       func(a, b int) int { return a - b },
 		"atoi":      atoi,
+		"list":      func(v ...any) []any { return v },
+		"dict":      dict,
 	}
 }
 
@@ -348,4 +350,21 @@ func atoi(s string) int {
 		return 0
 	}
 	return n
+}
+
+// dict builds a map from key, value pairs, to pass several values to a
+// partial: {{template "card" (dict "title" .Title "n" 3)}}.
+func dict(kv ...any) (map[string]any, error) {
+	if len(kv)%2 != 0 {
+		return nil, fmt.Errorf("dict: %d arguments, want key, value pairs", len(kv))
+	}
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		k, ok := kv[i].(string)
+		if !ok {
+			return nil, fmt.Errorf("dict: key %d is %T, want a string", i/2+1, kv[i])
+		}
+		m[k] = kv[i+1]
+	}
+	return m, nil
 }
