@@ -204,7 +204,7 @@ func (p *Pages) renderFailed(w http.ResponseWriter, r *http.Request, pg *page, s
 
 // templateAt finds "name:line" in text/template's error messages, which
 // start "template: name:line:col: ...".
-var templateAt = regexp.MustCompile(`template: ([^:\s]+):(\d+)`)
+var templateAt = regexp.MustCompile(`template: ?([^:\s]+):(\d+)`)
 
 // fail logs err with the template's file:line and answers 500: the site's
 // page, or in Dev mode the error itself.

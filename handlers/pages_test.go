@@ -537,3 +537,22 @@ func copySite(t testing.TB) string {
 	}
 	return dir
 }
+
+// TestPagesEscapeError: html/template finds some mistakes only when it
+// first executes a page; they too give a clean 500 and a file:line.
+func TestPagesEscapeError(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "bad.tmpl"), "ok\n<a href=\"{{.Request.Path}}>unterminated")
+	log, logs := testLogger()
+	p := &Pages{Root: dir, Logger: log}
+	for range 2 {
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, httptest.NewRequest("GET", "/bad", nil))
+		if rec.Code != 500 || strings.Contains(rec.Body.String(), "ok") {
+			t.Errorf("escape error: %d %q", rec.Code, rec.Body.String())
+		}
+	}
+	if want := "at=" + filepath.Join(dir, "bad.tmpl"); !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, logs.String())
+	}
+}
