@@ -88,6 +88,11 @@ func TestDemoSite(t *testing.T) {
 	if _, body = get(t, c, srv.URL+"/welcome"); !strings.Contains(body, "Hello, stranger!") {
 		t.Errorf("name not forgotten:\n%s", body)
 	}
+	for _, page := range []string{"/", "/guide", "/hello", "/welcome"} {
+		if _, body := get(t, c, srv.URL+page); strings.Contains(body, "{{") {
+			t.Errorf("%s shows template text", page)
+		}
+	}
 	for _, src := range []string{"/index.tmpl", "/guide.tmpl", "/hello.tmpl"} {
 		if p.Match(src) {
 			t.Errorf("Match(%s)", src)
