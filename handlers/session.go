@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -161,10 +162,10 @@ const maxCookieBytes = 4096
 
 // save sets the cookie holding values on w (before its headers are
 // written), encoded with the newest key pair. An empty session deletes the
-// cookie. The cookie is Secure on TLS connections.
+// cookie. The cookie is Secure when the client came over HTTPS.
 func (s *SessionStore) save(w http.ResponseWriter, r *http.Request, values map[string]string) error {
 	opts := *s.store.Options
-	opts.Secure = r.TLS != nil
+	opts.Secure = cameOverHTTPS(r)
 	if len(values) == 0 {
 		opts.MaxAge = -1
 		http.SetCookie(w, sessions.NewCookie(s.name, "", &opts))
@@ -183,6 +184,19 @@ func (s *SessionStore) save(w http.ResponseWriter, r *http.Request, values map[s
 	}
 	http.SetCookie(w, sessions.NewCookie(s.name, encoded, &opts))
 	return nil
+}
+
+// cameOverHTTPS says whether the client used HTTPS: on this connection,
+// or at the proxy or peer node in front (X-Forwarded-Proto). Believing the
+// header is safe here whoever sent it: a Secure flag set in error only
+// keeps a plain-HTTP client's own browser from storing the cookie, and a
+// cookie must never lose Secure when the client's hop was HTTPS.
+func cameOverHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	return strings.EqualFold(strings.TrimSpace(proto), "https")
 }
 
 // Encoded returns r's session url-encoded (keys sorted), "" when it is

@@ -253,6 +253,21 @@ func TestSessionCookieFlags(t *testing.T) {
 	}
 }
 
+func TestSessionSecureBehindProxy(t *testing.T) {
+	store := newTestStore(t, testKeys(1))
+	for proto, secure := range map[string]bool{"https": true, "HTTPS, http": true, "http": false, "": false} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if proto != "" {
+			r.Header.Set("X-Forwarded-Proto", proto)
+		}
+		rec := httptest.NewRecorder()
+		store.Replace(rec, r, "a=1")
+		if got := strings.Contains(rec.Header().Get("Set-Cookie"), "Secure"); got != secure {
+			t.Errorf("X-Forwarded-Proto %q: Secure %v, want %v", proto, got, secure)
+		}
+	}
+}
+
 func TestSessionDefaults(t *testing.T) {
 	store, err := NewSessionStore(SessionOptions{Keys: testKeys(1)})
 	if err != nil {
