@@ -165,7 +165,7 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, pg *page) {
 		return
 	}
 	if err := st.sess.commit(w, r); err != nil {
-		p.fail(w, r, pg, err)
+		p.sessionFailed(w, r, pg, err)
 		return
 	}
 	h := w.Header()
@@ -190,7 +190,7 @@ func (p *Pages) renderFailed(w http.ResponseWriter, r *http.Request, pg *page, s
 	case errors.As(err, &re):
 		// The form pattern (POST, set session, 303) needs the cookie.
 		if err := st.sess.commit(w, r); err != nil {
-			p.fail(w, r, pg, err)
+			p.sessionFailed(w, r, pg, err)
 			return
 		}
 		st.sess.cacheHeaders(w.Header())
@@ -232,6 +232,15 @@ func (p *Pages) fail(w http.ResponseWriter, r *http.Request, pg *page, err error
 	if r.Method != http.MethodHead {
 		w.Write([]byte(body))
 	}
+}
+
+// sessionFailed answers 500 when a page's session could not be written
+// (too large for a cookie): sending the page without it would lose the
+// visitor's data silently.
+func (p *Pages) sessionFailed(w http.ResponseWriter, r *http.Request, pg *page, err error) {
+	p.log().Error("session not saved", "page", pg.file, "method", r.Method, "path", r.URL.Path, "err", err)
+	w.Header().Del("Set-Cookie")
+	p.Errors.Serve(w, r, http.StatusInternalServerError)
 }
 
 // errPageTooLarge stops a template whose output passes maxPageBytes.

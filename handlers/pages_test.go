@@ -556,3 +556,21 @@ func TestPagesEscapeError(t *testing.T) {
 		t.Errorf("log lacks %q:\n%s", want, logs.String())
 	}
 }
+
+// TestPagesOutputBounded: a runaway page stops at maxPageBytes with a 500
+// instead of growing without limit.
+func TestPagesOutputBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "chunk.html"), strings.Repeat("x", 64<<10))
+	writeFile(t, filepath.Join(dir, "huge.tmpl"), `{{range 1000}}{{include "chunk.html"}}{{end}}`)
+	log, logs := testLogger()
+	p := &Pages{Root: dir, Logger: log}
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, httptest.NewRequest("GET", "/huge", nil))
+	if rec.Code != 500 || rec.Body.Len() > 4096 {
+		t.Errorf("runaway page: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+	if !strings.Contains(logs.String(), "output larger than") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+}
