@@ -92,11 +92,17 @@
     tr.dataset.state = m.state;
     tr.dataset.draining = String(!!m.draining);
 
-    c.name.replaceChildren(el("span", "name", m.name));
-    if (m.name === ctx.self) c.name.appendChild(el("span", "badge", "this node"));
+    // Each cell holds one wrapper, so the phone layout (label, value) keeps
+    // a name and its badges together.
+    const name = el("span", "cv");
+    name.appendChild(el("span", "name", m.name));
+    if (m.name === ctx.self) name.appendChild(el("span", "badge", "this node"));
+    c.name.replaceChildren(name);
 
-    c.state.replaceChildren(el("span", "pill " + m.state, m.state));
-    if (m.draining) c.state.appendChild(el("span", "badge draining", "draining"));
+    const state = el("span", "cv");
+    state.appendChild(el("span", "pill " + m.state, m.state));
+    if (m.draining) state.appendChild(el("span", "badge draining", "draining"));
+    c.state.replaceChildren(state);
 
     const pct = Math.max(0, Math.min(100, Math.round((m.load || 0) * 100)));
     const fill = c.load.querySelector(".fill");
@@ -120,8 +126,10 @@
     setText(c.version, m.version || "–");
 
     const drift = !!(m.config && ctx.config.hash && m.config !== ctx.config.hash && !dead);
-    c.config.replaceChildren(el("span", "hash", m.config || "–"));
-    if (drift) c.config.appendChild(el("span", "badge", "drift"));
+    const conf = el("span", "cv");
+    conf.appendChild(el("span", "hash", m.config || "–"));
+    if (drift) conf.appendChild(el("span", "badge", "drift"));
+    c.config.replaceChildren(conf);
     c.config.classList.toggle("drift", drift);
     c.config.title = drift ? "differs from the config most members run (" + ctx.config.hash + ")" : "";
 
@@ -182,7 +190,7 @@
     setText($("sum-rps"), fmtRate(rps));
     setText($("sum-eps"), fmtRate(eps) + " 5xx/s");
     setText($("sum-config"), ctx.config.hash || "–");
-    setText($("sum-drift"), drifted ? drifted + " member" + (drifted > 1 ? "s" : "") + " differ" : "all live members agree");
+    setText($("sum-drift"), drifted ? (drifted > 1 ? drifted + " members differ" : "1 member differs") : "all live members agree");
     $("sum-config").parentElement.classList.toggle("warn", drifted > 0);
   }
 
