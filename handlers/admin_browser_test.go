@@ -190,6 +190,16 @@ func TestStatusPageBrowser(t *testing.T) {
 	if errs := consoleErrors(); len(errs) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
 	}
+
+	// The node goes away: the page says so and keeps the last table. (The
+	// failed fetches are console errors of their own, hence checked above.)
+	srv.CloseClientConnections()
+	srv.Close()
+	waitFor(t, tab, "the offline banner", chromedp.WaitVisible(`#live[data-ok="false"]`))
+	waitFor(t, tab, "the banner text", chromedp.WaitVisible(`#banner`))
+	if n := evaluate[int](t, tab, `document.querySelectorAll("`+memberRows+`").length`); n != 4 {
+		t.Errorf("%d member rows while offline, want the last 4", n)
+	}
 }
 
 // savePNG writes a screenshot under the test's temp dir, and also to
