@@ -103,4 +103,3 @@ func TestClientIPTrustedProxies(t *testing.T) {
 		}
 	}
 }
-
