@@ -81,6 +81,9 @@ type Admin struct {
 	// Sites and Listeners are shown on the status page as this node's.
 	Sites     []AdminSite
 	Listeners []string
+	// Describe, when set, is asked for the sites and listeners on every
+	// page view instead of Sites and Listeners, so a reload shows at once.
+	Describe func() (sites []AdminSite, listeners []string)
 	// Version is shown on the status page.
 	Version string
 	// Logger gets reload results and failures; nil means slog.Default().

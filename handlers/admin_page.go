@@ -30,6 +30,9 @@ type pageData struct {
 // listeners. The member table is filled in by status.js from /api/cluster.
 func (s *adminServer) page(w http.ResponseWriter, r *http.Request) {
 	data := pageData{Version: s.Version, Sites: s.Sites, Listeners: s.Listeners}
+	if s.Describe != nil {
+		data.Sites, data.Listeners = s.Describe()
+	}
 	if s.View != nil {
 		data.Self = s.View.Self()
 	}

@@ -338,6 +338,28 @@ func TestAdminRoutes(t *testing.T) {
 	}
 }
 
+func TestAdminDescribe(t *testing.T) {
+	var mu sync.Mutex
+	host := "before.example"
+	srv := newAdminServer(t, &Admin{
+		Sites: []AdminSite{{Hosts: []string{"ignored.example"}}},
+		Describe: func() ([]AdminSite, []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			return []AdminSite{{Hosts: []string{host}}}, []string{"http :8080"}
+		},
+	})
+	for _, want := range []string{"before.example", "after.example"} {
+		mu.Lock()
+		host = want
+		mu.Unlock()
+		_, body := get(t, srv.URL+"/")
+		if !strings.Contains(string(body), want) || strings.Contains(string(body), "ignored.example") {
+			t.Errorf("page does not show %q from Describe", want)
+		}
+	}
+}
+
 func TestFormatMembers(t *testing.T) {
 	ms := threeMembers()
 	ms[0].State = StateDead

@@ -133,36 +133,46 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 			info = &Info{}
 			r = WithInfo(r, info)
 		}
-		site := siteLabel(info.Site)
-		gauge := m.inflight.WithLabelValues(site)
-		gauge.Inc()
-		m.inflightTotal.Add(1)
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		done := m.Track(info.Site)
+		rec := NewRecorder(w, 0)
 		finished := false
 		defer func() {
-			if !finished && sw.status == 0 {
-				sw.status = http.StatusInternalServerError // next panicked before answering
+			if !finished && rec.Status == 0 {
+				rec.Status = http.StatusInternalServerError // next panicked before answering
 			}
-			gauge.Dec()
-			m.inflightTotal.Add(-1)
-			m.observe(info, site, sw, time.Since(start))
+			done(info, rec.Status, rec.Bytes)
 		}()
-		next.ServeHTTP(sw, r)
+		next.ServeHTTP(rec, r)
 		finished = true
 	})
 }
 
-func (m *Metrics) observe(info *Info, site string, sw *statusWriter, took time.Duration) {
+// Track is Middleware for a caller that already records the status and
+// bytes (such as the access log's Recorder): it counts the request in
+// flight now and returns the function to call when it is answered. Status
+// 0 counts as 200 (a handler that wrote nothing).
+func (m *Metrics) Track(site string) func(info *Info, status int, bytes int64) {
+	site = siteLabel(site)
+	gauge := m.inflight.WithLabelValues(site)
+	gauge.Inc()
+	m.inflightTotal.Add(1)
+	start := time.Now()
+	return func(info *Info, status int, bytes int64) {
+		gauge.Dec()
+		m.inflightTotal.Add(-1)
+		m.observe(info, site, status, bytes, time.Since(start))
+	}
+}
+
+func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took time.Duration) {
 	kind := kindLabel(info.Handler)
-	status := sw.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	m.requests.WithLabelValues(site, kind, statusClass(status)).Inc()
 	m.duration.WithLabelValues(site, kind).Observe(took.Seconds())
-	if sw.bytes > 0 {
-		m.bytesOut.WithLabelValues(site, kind).Add(float64(sw.bytes))
+	if bytes > 0 {
+		m.bytesOut.WithLabelValues(site, kind).Add(float64(bytes))
 	}
 	m.total.Add(1)
 	if status >= 500 {

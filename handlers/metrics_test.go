@@ -239,6 +239,35 @@ func TestMetricsInFlight(t *testing.T) {
 	}
 }
 
+func TestMetricsTrack(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	done := m.Track("example.org")
+	if m.InFlight() != 1 {
+		t.Fatalf("InFlight = %d after Track", m.InFlight())
+	}
+	done(&Info{Handler: KindTemplate}, 0, 10)
+	done2 := m.Track("example.org")
+	done2(&Info{Handler: KindTemplate}, 503, 0)
+	if m.InFlight() != 0 {
+		t.Errorf("InFlight = %d after done", m.InFlight())
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	for class, want := range map[string]float64{"2xx": 1, "5xx": 1} {
+		v, _ := value(byName, "shoal_http_requests_total", map[string]string{"site": "example.org", "handler": "template", "status": class})
+		if v != want {
+			t.Errorf("%s = %v, want %v", class, v, want)
+		}
+	}
+}
+
 func TestRateMeter(t *testing.T) {
 	var rm rateMeter
 	t0 := time.Unix(1_700_000_000, 0)
