@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -106,7 +108,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("/api/reload", onlyMethod(http.MethodPost,
 		http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.reload))))
 	mux.HandleFunc("/", notFound)
-	return securityHeaders(mux)
+	return securityHeaders(loopbackHosts(mux))
 }
 
 // adminServer holds Handler's state, so an Admin literal stays plain data.
@@ -273,6 +275,32 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", pageCSP)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHosts refuses, on a loopback listener, a Host that is a DNS
+// name other than localhost: that is how DNS rebinding lets a web page
+// read /api/cluster or POST a reload as if it were same-origin.
+func loopbackHosts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if tcp, ok := local.(*net.TCPAddr); ok && tcp.IP.IsLoopback() && !loopbackName(r.Host) {
+			http.Error(w, "403 forbidden: use localhost or an IP address for the admin listener", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackName(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return host == "" || host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // slogPrintln adapts a slog.Logger to promhttp's Println-style logger.

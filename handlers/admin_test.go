@@ -360,6 +360,36 @@ func TestAdminDescribe(t *testing.T) {
 	}
 }
 
+func TestAdminDNSRebinding(t *testing.T) {
+	srv := newAdminServer(t, &Admin{View: &fakeView{self: "a"}, Reload: func() error { return nil }})
+	port := srv.URL[strings.LastIndex(srv.URL, ":"):]
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1" + port, 200},
+		{"localhost" + port, 200},
+		{"LOCALHOST.", 200},
+		{"admin.localhost" + port, 200},
+		{"[::1]" + port, 200},
+		{"evil.example" + port, 403},
+		{"evil.example", 403},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", srv.URL+"/api/cluster", nil)
+			req.Host = tc.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("Host %q: status %d, want %d", tc.host, resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
+
 func TestFormatMembers(t *testing.T) {
 	ms := threeMembers()
 	ms[0].State = StateDead
