@@ -77,3 +77,10 @@ func FetchCluster(ctx context.Context, client *http.Client, base string) (Cluste
 	}
 	return st, nil
 }
+
+// SoloView is the ClusterView of a node running without a cluster: the
+// function describes the node, which is the only member.
+type SoloView func() Member
+
+func (f SoloView) Self() string      { return f().Name }
+func (f SoloView) Members() []Member { return []Member{f()} }

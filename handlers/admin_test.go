@@ -170,6 +170,26 @@ func jsonType(v any) string {
 	return "object"
 }
 
+func TestAdminSoloView(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	m.ObserveCGI(func() int { return 2 }, nil)
+	started := time.Now().Add(-time.Hour)
+	view := SoloView(func() Member {
+		mem := Member{Name: "solo", State: StateAlive, Capacity: 64, Inflight: m.InFlight(), Started: started}
+		m.Fill(&mem)
+		return mem
+	})
+	srv := newAdminServer(t, &Admin{View: view})
+	_, body := get(t, srv.URL+"/api/cluster")
+	var st ClusterStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Self != "solo" || len(st.Members) != 1 || st.Members[0].CGIRunning != 2 || !st.Members[0].Started.Equal(started.Truncate(0)) {
+		t.Errorf("got %+v", st)
+	}
+}
+
 func TestAdminClusterNoView(t *testing.T) {
 	srv := newAdminServer(t, &Admin{})
 	_, body := get(t, srv.URL+"/api/cluster")

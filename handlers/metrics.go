@@ -270,6 +270,13 @@ func (m *Metrics) Rates() (requests, errors float64) {
 	return m.rates.rates(time.Now(), m.total.Load(), m.errs.Load())
 }
 
+// Fill sets the fields of this node's Member that the metrics know:
+// requests/s, 5xx/s and CGI processes running.
+func (m *Metrics) Fill(mem *Member) {
+	mem.RequestsPerSec, mem.ErrorsPerSec = m.Rates()
+	mem.CGIRunning = m.CGIRunning()
+}
+
 // rateMeter turns two monotonic counters into per-second rates from
 // samples taken when asked, so the request path pays nothing for it.
 type rateMeter struct {
