@@ -25,7 +25,7 @@ type renderState struct {
 	set  *pageSet
 	w    http.ResponseWriter
 	r    *http.Request
-	data pageData
+	data pageDot
 	req  requestData
 	sess pageSession
 }
@@ -34,7 +34,7 @@ func (st *renderState) begin(p *Pages, set *pageSet, w http.ResponseWriter, r *h
 	st.p, st.set, st.w, st.r = p, set, w, r
 	st.req = requestData{r: r}
 	st.sess = pageSession{store: p.Sessions, r: r}
-	st.data = pageData{Request: &st.req, Session: &st.sess, Node: nodeData{info: p.Node}, Now: time.Now()}
+	st.data = pageDot{Request: &st.req, Session: &st.sess, Node: nodeData{info: p.Node}, Now: time.Now()}
 }
 
 // end drops the request so a pooled instance does not keep it alive.
@@ -43,7 +43,7 @@ func (st *renderState) end() {
 }
 
 // pageData is a page's dot.
-type pageData struct {
+type pageDot struct {
 	Request *requestData
 	Session *pageSession
 	Node    nodeData
@@ -92,20 +92,20 @@ func (n nodeData) Members() []NodeMember {
 // pageSession is .Session: read from the cookie on first use, written back
 // only when a page changed it (or it needs re-issuing under the newest key).
 type pageSession struct {
-	store  *SessionStore // nil: empty and read-only
-	r      *http.Request
-	loaded bool
-	cur    loaded
-	dirty  bool
+	store *SessionStore // nil: empty and read-only
+	r     *http.Request
+	read  bool
+	cur   sessionValues
+	dirty bool
 }
 
 func (s *pageSession) load() {
-	if s.loaded {
+	if s.read {
 		return
 	}
-	s.loaded = true
+	s.read = true
 	if s.store == nil {
-		s.cur = loaded{values: map[string]string{}}
+		s.cur = sessionValues{values: map[string]string{}}
 		return
 	}
 	s.cur = s.store.load(s.r)
@@ -158,7 +158,7 @@ func (s *pageSession) Clear() string {
 // commit sets the cookie when the session changed or was read with an old
 // key pair.
 func (s *pageSession) commit(w http.ResponseWriter, r *http.Request) error {
-	if !s.loaded || s.store == nil || !(s.dirty || s.cur.stale) {
+	if !s.read || s.store == nil || !(s.dirty || s.cur.stale) {
 		return nil
 	}
 	if len(s.cur.values) == 0 && !s.cur.present {
@@ -170,7 +170,7 @@ func (s *pageSession) commit(w http.ResponseWriter, r *http.Request) error {
 // cacheHeaders keeps shared caches from storing a page that depends on,
 // or sets, the session cookie.
 func (s *pageSession) cacheHeaders(h http.Header) {
-	if !s.loaded || s.store == nil {
+	if !s.read || s.store == nil {
 		return
 	}
 	h.Add("Vary", "Cookie")
@@ -183,14 +183,14 @@ func (s *pageSession) cacheHeaders(h http.Header) {
 
 // statusError is httpError's way out of a template: rendering stops and the
 // site's error page for code is sent instead.
-type statusError struct{ code int }
+type pageStatusError struct{ code int }
 
-func (e *statusError) Error() string { return "http error " + strconv.Itoa(e.code) }
+func (e *pageStatusError) Error() string { return "http error " + strconv.Itoa(e.code) }
 
 // redirectError is redirect's way out: rendering stops and a 303 is sent.
-type redirectError struct{ url string }
+type pageRedirect struct{ url string }
 
-func (e *redirectError) Error() string { return "redirect to " + e.url }
+func (e *pageRedirect) Error() string { return "redirect to " + e.url }
 
 // maxIncludeBytes bounds one included file.
 const maxIncludeBytes = 4 << 20
@@ -207,13 +207,13 @@ func (st *renderState) funcs() template.FuncMap {
 		"header":    func(k string) string { return st.r.Header.Get(k) },
 		"form":      st.form,
 		"markdown":  st.markdown,
-		"httpError": httpError,
-		"redirect":  redirect,
+		"httpError": tmplHTTPError,
+		"redirect":  tmplRedirect,
 		"add":       func(a, b int) int { return a + b },
 		"sub":       func(a, b int) int { return a - b },
-		"atoi":      atoi,
+		"atoi":      tmplAtoi,
 		"list":      func(v ...any) []any { return v },
-		"dict":      dict,
+		"dict":      tmplDict,
 	}
 }
 
@@ -271,7 +271,7 @@ func (st *renderState) form(k string) (string, error) {
 			st.r.Body = http.MaxBytesReader(st.w, st.r.Body, maxFormBytes)
 		}
 		if err := st.r.ParseForm(); err != nil {
-			return "", &statusError{code: formErrorStatus(err)}
+			return "", &pageStatusError{code: formErrorStatus(err)}
 		}
 	}
 	return st.r.Form.Get(k), nil
@@ -290,7 +290,7 @@ func formErrorStatus(err error) int {
 // left out and javascript: links are dropped (goldmark's safe mode), so
 // the output can be trusted even when the text came from a visitor.
 func (st *renderState) markdown(v any) (template.HTML, error) {
-	src, ok := asText(v)
+	src, ok := tmplText(v)
 	if !ok {
 		return "", fmt.Errorf("markdown: want text, got %T", v)
 	}
@@ -307,7 +307,7 @@ func newMarkdown() goldmark.Markdown {
 
 // asText accepts strings and string-like types (template.HTML from
 // include), byte slices and Stringers.
-func asText(v any) (string, bool) {
+func tmplText(v any) (string, bool) {
 	switch t := v.(type) {
 	case string:
 		return t, true
@@ -325,26 +325,26 @@ func asText(v any) (string, bool) {
 }
 
 // httpError stops rendering; the site's error page for code is sent.
-func httpError(code int) (string, error) {
+func tmplHTTPError(code int) (string, error) {
 	if code < 400 || code > 599 {
 		return "", fmt.Errorf("httpError %d: status must be 400-599", code)
 	}
-	return "", &statusError{code: code}
+	return "", &pageStatusError{code: code}
 }
 
 // redirect stops rendering and answers 303 See Other to a path on this
 // site (never another host: no open redirects).
-func redirect(to string) (string, error) {
+func tmplRedirect(to string) (string, error) {
 	if !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") || strings.HasPrefix(to, "/\\") ||
 		strings.ContainsAny(to, "\r\n\x00") {
 		return "", fmt.Errorf("redirect %q: want a path on this site, starting with one /", to)
 	}
-	return "", &redirectError{url: to}
+	return "", &pageRedirect{url: to}
 }
 
 // atoi reads an integer; empty or bad text is 0, so a missing counter
 // starts at zero instead of failing the page.
-func atoi(s string) int {
+func tmplAtoi(s string) int {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
 		return 0
@@ -354,7 +354,7 @@ func atoi(s string) int {
 
 // dict builds a map from key, value pairs, to pass several values to a
 // partial: {{template "card" (dict "title" .Title "n" 3)}}.
-func dict(kv ...any) (map[string]any, error) {
+func tmplDict(kv ...any) (map[string]any, error) {
 	if len(kv)%2 != 0 {
 		return nil, fmt.Errorf("dict: %d arguments, want key, value pairs", len(kv))
 	}

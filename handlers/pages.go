@@ -144,7 +144,7 @@ func (p *Pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // render executes pg into a pooled buffer and sends it only when the whole
 // page rendered, so a failure never shows half a page.
-func (p *Pages) render(w http.ResponseWriter, r *http.Request, pg *page) {
+func (p *Pages) render(w http.ResponseWriter, r *http.Request, pg *tmplPage) {
 	inst, err := pg.get()
 	if err != nil {
 		p.fail(w, r, pg, err)
@@ -181,9 +181,9 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, pg *page) {
 // renderFailed sorts an execution error: a page that asked for an error
 // status or a redirect gets it; a client that went away gets nothing;
 // anything else is the template's bug, logged and answered with 500.
-func (p *Pages) renderFailed(w http.ResponseWriter, r *http.Request, pg *page, st *renderState, err error) {
-	var se *statusError
-	var re *redirectError
+func (p *Pages) renderFailed(w http.ResponseWriter, r *http.Request, pg *tmplPage, st *renderState, err error) {
+	var se *pageStatusError
+	var re *pageRedirect
 	switch {
 	case errors.As(err, &se):
 		p.Errors.Serve(w, r, se.code)
@@ -208,7 +208,7 @@ var templateAt = regexp.MustCompile(`template: ?([^:\s]+):(\d+)`)
 
 // fail logs err with the template's file:line and answers 500: the site's
 // page, or in Dev mode the error itself.
-func (p *Pages) fail(w http.ResponseWriter, r *http.Request, pg *page, err error) {
+func (p *Pages) fail(w http.ResponseWriter, r *http.Request, pg *tmplPage, err error) {
 	at := pg.file
 	if m := templateAt.FindStringSubmatch(err.Error()); m != nil {
 		at = m[1] + ":" + m[2]
@@ -237,7 +237,7 @@ func (p *Pages) fail(w http.ResponseWriter, r *http.Request, pg *page, err error
 // sessionFailed answers 500 when a page's session could not be written
 // (too large for a cookie): sending the page without it would lose the
 // visitor's data silently.
-func (p *Pages) sessionFailed(w http.ResponseWriter, r *http.Request, pg *page, err error) {
+func (p *Pages) sessionFailed(w http.ResponseWriter, r *http.Request, pg *tmplPage, err error) {
 	p.log().Error("session not saved", "page", pg.file, "method", r.Method, "path", r.URL.Path, "err", err)
 	w.Header().Del("Set-Cookie")
 	p.Errors.Serve(w, r, http.StatusInternalServerError)

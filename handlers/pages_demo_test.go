@@ -23,7 +23,7 @@ func demoPages(t testing.TB) *Pages {
 		Templates: "../templates",
 		Index:     []string{"index.html", "index.tmpl"},
 		Sessions:  store,
-		Node:      fakeNode{},
+		Node:      pagesNode{},
 		Errors:    &ErrorPages{Root: "../www", Pages: map[int]string{404: "404.html"}},
 	}
 	if err := p.Reload(); err != nil {
@@ -34,12 +34,12 @@ func demoPages(t testing.TB) *Pages {
 
 func TestDemoSite(t *testing.T) {
 	p := demoPages(t)
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
-	c := jarClient(t, srv)
+	c := sessionClient(t, srv)
 
 	for i, want := range []string{"<strong>1</strong> time:", "<strong>2</strong> times:"} {
-		resp, body := get(t, c, srv.URL+"/")
+		resp, body := pageGet(t, c, srv.URL+"/")
 		if resp.StatusCode != 200 || !strings.Contains(body, want) {
 			t.Fatalf("visit %d: %d, want %q in\n%s", i+1, resp.StatusCode, want, body)
 		}
@@ -53,7 +53,7 @@ func TestDemoSite(t *testing.T) {
 		}
 	}
 
-	_, body := get(t, c, srv.URL+"/guide")
+	_, body := pageGet(t, c, srv.URL+"/guide")
 	for _, want := range []string{"<h1>Pages in five minutes</h1>", "<table>", `<a href="/hello">say hello</a>`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("guide lacks %q", want)
@@ -72,11 +72,11 @@ func TestDemoSite(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/welcome" {
 		t.Fatalf("POST /hello: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	_, body = get(t, c, srv.URL+"/welcome")
+	_, body = pageGet(t, c, srv.URL+"/welcome")
 	if !strings.Contains(body, "Hello, &lt;Ada&gt;!") {
 		t.Errorf("welcome does not greet:\n%s", body)
 	}
-	_, body = get(t, c, srv.URL+"/hello")
+	_, body = pageGet(t, c, srv.URL+"/hello")
 	if !strings.Contains(body, `value="&lt;Ada&gt;"`) || !strings.Contains(body, "Forget my name") {
 		t.Errorf("hello form does not show the name:\n%s", body)
 	}
@@ -85,12 +85,12 @@ func TestDemoSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if _, body = get(t, c, srv.URL+"/welcome"); !strings.Contains(body, "Hello, stranger!") {
+	if _, body = pageGet(t, c, srv.URL+"/welcome"); !strings.Contains(body, "Hello, stranger!") {
 		t.Errorf("name not forgotten:\n%s", body)
 	}
-	for _, page := range []string{"/", "/guide", "/hello", "/welcome"} {
-		if _, body := get(t, c, srv.URL+page); strings.Contains(body, "{{") {
-			t.Errorf("%s shows template text", page)
+	for _, tmplPage := range []string{"/", "/guide", "/hello", "/welcome"} {
+		if _, body := pageGet(t, c, srv.URL+tmplPage); strings.Contains(body, "{{") {
+			t.Errorf("%s shows template text", tmplPage)
 		}
 	}
 	for _, src := range []string{"/index.tmpl", "/guide.tmpl", "/hello.tmpl"} {

@@ -33,7 +33,7 @@ type pageSet struct {
 	// layouts stamps the templates folder (names, sizes, times) so Dev
 	// mode can tell when it changed.
 	layouts string
-	pages   map[string]*page // by slash path under root: "blog/post.tmpl"
+	pages   map[string]*tmplPage // by slash path under root: "blog/post.tmpl"
 	md      goldmark.Markdown
 }
 
@@ -41,7 +41,7 @@ type pageSet struct {
 // and its functions, and functions such as query need the request, so
 // each concurrent render uses its own clone (an instance) of master,
 // kept for reuse in free.
-type page struct {
+type tmplPage struct {
 	set    *pageSet
 	rel    string // slash path under root
 	file   string // path on disk, for logs and error messages
@@ -49,15 +49,15 @@ type page struct {
 	err    error // parse error: the page answers 500
 	mod    time.Time
 	size   int64
-	free   chan *instance
+	free   chan *tmplInstance
 }
 
-type instance struct {
+type tmplInstance struct {
 	t  *template.Template
 	st *renderState
 }
 
-func (pg *page) get() (*instance, error) {
+func (pg *tmplPage) get() (*tmplInstance, error) {
 	select {
 	case in := <-pg.free:
 		return in, nil
@@ -69,10 +69,10 @@ func (pg *page) get() (*instance, error) {
 	}
 	st := &renderState{}
 	t.Funcs(st.funcs())
-	return &instance{t: t, st: st}, nil
+	return &tmplInstance{t: t, st: st}, nil
 }
 
-func (pg *page) put(in *instance) {
+func (pg *tmplPage) put(in *tmplInstance) {
 	select {
 	case pg.free <- in:
 	default: // enough spares already
@@ -85,7 +85,7 @@ func isPageName(name string) bool { return strings.HasSuffix(name, ".tmpl") }
 // loadSet parses the layouts and every page under Root. The set is usable
 // even when err is not nil: pages that failed carry their error.
 func (p *Pages) loadSet() (*pageSet, error) {
-	s := &pageSet{pages: map[string]*page{}, md: newMarkdown()}
+	s := &pageSet{pages: map[string]*tmplPage{}, md: newMarkdown()}
 	var errs []error
 	s.base, s.layouts, s.baseErr = p.parseLayouts()
 	errs = append(errs, s.baseErr)
@@ -133,7 +133,7 @@ func (p *Pages) loadSet() (*pageSet, error) {
 
 // parsePage reads and parses one page; nil means there is no such regular
 // file inside root (gone, a folder, or a symlink leading out).
-func (s *pageSet) parsePage(rootDir, rel string) *page {
+func (s *pageSet) parsePage(rootDir, rel string) *tmplPage {
 	fi, err := s.root.Stat(rel)
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil
@@ -142,13 +142,13 @@ func (s *pageSet) parsePage(rootDir, rel string) *page {
 	if err != nil {
 		return nil
 	}
-	pg := &page{
+	pg := &tmplPage{
 		set:  s,
 		rel:  rel,
 		file: filepath.Join(rootDir, filepath.FromSlash(rel)),
 		mod:  fi.ModTime(),
 		size: fi.Size(),
-		free: make(chan *instance, 4*runtime.GOMAXPROCS(0)),
+		free: make(chan *tmplInstance, 4*runtime.GOMAXPROCS(0)),
 	}
 	if s.baseErr != nil {
 		pg.err = s.baseErr
@@ -314,7 +314,7 @@ func (p *Pages) index() []string {
 }
 
 // lookup finds the page for urlPath, nil when there is none.
-func (p *Pages) lookup(urlPath string) *page {
+func (p *Pages) lookup(urlPath string) *tmplPage {
 	rel, dir, ok := pagePath(urlPath)
 	if !ok {
 		return nil
@@ -343,7 +343,7 @@ func (p *Pages) lookup(urlPath string) *page {
 	return nil
 }
 
-func (p *Pages) find(s *pageSet, rel string) *page {
+func (p *Pages) find(s *pageSet, rel string) *tmplPage {
 	if s.skip != "" && strings.HasPrefix(rel, s.skip) {
 		return nil
 	}
@@ -374,7 +374,7 @@ func (p *Pages) refreshLayouts(s *pageSet) *pageSet {
 
 // refreshPage re-reads one page when it was added, changed or removed
 // since it was parsed (Dev mode).
-func (p *Pages) refreshPage(s *pageSet, rel string) *page {
+func (p *Pages) refreshPage(s *pageSet, rel string) *tmplPage {
 	pg := s.pages[rel]
 	fi, err := s.root.Stat(rel)
 	exists := err == nil && fi.Mode().IsRegular()
@@ -389,7 +389,7 @@ func (p *Pages) refreshPage(s *pageSet, rel string) *page {
 	cur := p.set.Load()
 	ns := *cur
 	ns.pages = maps.Clone(cur.pages)
-	var npg *page
+	var npg *tmplPage
 	if exists {
 		npg = cur.parsePage(p.Root, rel)
 	}

@@ -17,35 +17,35 @@ import (
 const pagesSite = "testdata/pages/site"
 
 // logBuffer collects log output for assertions; safe for concurrent use.
-type logBuffer struct {
+type pagesLogBuf struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
+func (l *pagesLogBuf) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *logBuffer) String() string {
+func (l *pagesLogBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
-func testLogger() (*slog.Logger, *logBuffer) {
-	lb := &logBuffer{}
+func pagesLogger() (*slog.Logger, *pagesLogBuf) {
+	lb := &pagesLogBuf{}
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
 }
 
 // newTestPages returns Pages over the test site (or a copy of it at dir).
-func newTestPages(t testing.TB, dir string) (*Pages, *logBuffer) {
+func newTestPages(t testing.TB, dir string) (*Pages, *pagesLogBuf) {
 	t.Helper()
 	if dir == "" {
 		dir = pagesSite
 	}
-	log, lb := testLogger()
+	log, lb := pagesLogger()
 	root := filepath.Join(dir, "www")
 	p := &Pages{
 		Root:      root,
@@ -62,7 +62,7 @@ func newTestPages(t testing.TB, dir string) (*Pages, *logBuffer) {
 
 // siteHandler routes as the server does: pages by Match, everything else
 // a 404 here (the static handler is not part of this package's tests).
-func siteHandler(p *Pages) http.Handler {
+func pagesRouter(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.Match(r.URL.Path) {
 			p.ServeHTTP(w, r)
@@ -72,7 +72,7 @@ func siteHandler(p *Pages) http.Handler {
 	})
 }
 
-func get(t testing.TB, c *http.Client, url string) (*http.Response, string) {
+func pageGet(t testing.TB, c *http.Client, url string) (*http.Response, string) {
 	t.Helper()
 	resp, err := c.Get(url)
 	if err != nil {
@@ -88,10 +88,10 @@ func get(t testing.TB, c *http.Client, url string) (*http.Response, string) {
 
 func TestPagesLayoutAndPartial(t *testing.T) {
 	p, _ := newTestPages(t, "")
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
 
-	resp, body := get(t, srv.Client(), srv.URL+"/about")
+	resp, body := pageGet(t, srv.Client(), srv.URL+"/about")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d, body %q", resp.StatusCode, body)
 	}
@@ -115,7 +115,7 @@ func TestPagesLayoutAndPartial(t *testing.T) {
 
 func TestPagesCleanURLs(t *testing.T) {
 	p, _ := newTestPages(t, "")
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
 	tests := []struct {
 		path   string
@@ -135,7 +135,7 @@ func TestPagesCleanURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			resp, body := get(t, srv.Client(), srv.URL+tt.path)
+			resp, body := pageGet(t, srv.Client(), srv.URL+tt.path)
 			if resp.StatusCode != tt.status || !strings.Contains(body, tt.want) {
 				t.Errorf("GET %s: %d %q, want %d containing %q", tt.path, resp.StatusCode, body, tt.status, tt.want)
 			}
@@ -159,7 +159,7 @@ func TestPagesIndexOrder(t *testing.T) {
 // none may match a page or show template text.
 func TestPagesSourceNeverServed(t *testing.T) {
 	p, _ := newTestPages(t, "")
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
 	paths := []string{
 		"/about.tmpl", "/ABOUT.TMPL", "/About.Tmpl", "/about.tmpl/", "/about.tmpl%00",
@@ -205,8 +205,8 @@ func TestPagesSourceNeverServed(t *testing.T) {
 func TestPagesTemplatesFolderInsideRoot(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "www")
-	writeFile(t, filepath.Join(root, "templates", "base.tmpl"), `{{define "base"}}L[{{block "main" .}}{{end}}]{{end}}`)
-	writeFile(t, filepath.Join(root, "page.tmpl"), `{{template "base" .}}{{define "main"}}P{{end}}`)
+	writePageFile(t, filepath.Join(root, "templates", "base.tmpl"), `{{define "base"}}L[{{block "main" .}}{{end}}]{{end}}`)
+	writePageFile(t, filepath.Join(root, "page.tmpl"), `{{template "base" .}}{{define "main"}}P{{end}}`)
 	p := &Pages{Root: root, Templates: filepath.Join(root, "templates")}
 	if err := p.Reload(); err != nil {
 		t.Fatal(err)
@@ -223,9 +223,9 @@ func TestPagesTemplatesFolderInsideRoot(t *testing.T) {
 
 func TestPagesEscapesQuery(t *testing.T) {
 	p, _ := newTestPages(t, "")
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
-	_, body := get(t, srv.Client(), srv.URL+"/echo?q=%3Cscript%3Ealert(1)%3C/script%3E")
+	_, body := pageGet(t, srv.Client(), srv.URL+"/echo?q=%3Cscript%3Ealert(1)%3C/script%3E")
 	if strings.Contains(body, "<script>") {
 		t.Fatalf("query not escaped:\n%s", body)
 	}
@@ -239,10 +239,10 @@ func TestPagesEscapesQuery(t *testing.T) {
 
 func TestPagesRuntimeError(t *testing.T) {
 	p, logs := newTestPages(t, "")
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
 
-	resp, body := get(t, srv.Client(), srv.URL+"/boom")
+	resp, body := pageGet(t, srv.Client(), srv.URL+"/boom")
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d, want 500", resp.StatusCode)
 	}
@@ -261,10 +261,10 @@ func TestPagesRuntimeError(t *testing.T) {
 	}
 	// Still serving, and the failing page fails the same way again.
 	for range 3 {
-		if resp, body := get(t, srv.Client(), srv.URL+"/about"); resp.StatusCode != 200 {
+		if resp, body := pageGet(t, srv.Client(), srv.URL+"/about"); resp.StatusCode != 200 {
 			t.Fatalf("after error: /about %d %q", resp.StatusCode, body)
 		}
-		if resp, _ := get(t, srv.Client(), srv.URL+"/boom"); resp.StatusCode != 500 {
+		if resp, _ := pageGet(t, srv.Client(), srv.URL+"/boom"); resp.StatusCode != 500 {
 			t.Fatalf("second /boom: %d", resp.StatusCode)
 		}
 	}
@@ -316,16 +316,16 @@ func TestPagesMethods(t *testing.T) {
 	}
 }
 
-type fakeNode struct{}
+type pagesNode struct{}
 
-func (fakeNode) Name() string { return "node-a" }
-func (fakeNode) Members() []NodeMember {
+func (pagesNode) Name() string { return "node-a" }
+func (pagesNode) Members() []NodeMember {
 	return []NodeMember{{Name: "node-a", State: "alive", Load: 0.25, Inflight: 16, Capacity: 64}}
 }
 
 func TestPagesData(t *testing.T) {
 	p, _ := newTestPages(t, "")
-	p.Node = fakeNode{}
+	p.Node = pagesNode{}
 	r := httptest.NewRequest("GET", "http://example.test/req?a=b", nil)
 	r.Header.Set("X-Test", "hv")
 	r.AddCookie(&http.Cookie{Name: "c", Value: "cv"})
@@ -364,9 +364,9 @@ func TestPagesMarkdown(t *testing.T) {
 }
 
 func TestPagesInclude(t *testing.T) {
-	dir := copySite(t)
+	dir := copyPagesSite(t)
 	outside := filepath.Join(dir, "outside.txt")
-	writeFile(t, outside, "OUTSIDE")
+	writePageFile(t, outside, "OUTSIDE")
 	if err := os.Symlink(outside, filepath.Join(dir, "www", "link.html")); err != nil {
 		t.Fatal(err)
 	}
@@ -402,12 +402,12 @@ func TestPagesInclude(t *testing.T) {
 }
 
 func TestPagesReload(t *testing.T) {
-	dir := copySite(t)
+	dir := copyPagesSite(t)
 	p, _ := newTestPages(t, dir)
 	about := filepath.Join(dir, "www", "about.tmpl")
-	writeFile(t, about, "{{template \"base\" .}}{{define \"main\"}}v2{{end}}")
-	writeFile(t, filepath.Join(dir, "www", "new.tmpl"), "new page")
-	if !strings.Contains(render(t, p, "/about"), "page-about") {
+	writePageFile(t, about, "{{template \"base\" .}}{{define \"main\"}}v2{{end}}")
+	writePageFile(t, filepath.Join(dir, "www", "new.tmpl"), "new page")
+	if !strings.Contains(renderPath(t, p, "/about"), "page-about") {
 		t.Errorf("changed page re-parsed without Dev or Reload")
 	}
 	if p.Match("/new") {
@@ -416,43 +416,43 @@ func TestPagesReload(t *testing.T) {
 	if err := p.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(render(t, p, "/about"), "<main>v2</main>") || !p.Match("/new") {
+	if !strings.Contains(renderPath(t, p, "/about"), "<main>v2</main>") || !p.Match("/new") {
 		t.Errorf("Reload did not pick up changes")
 	}
 
-	writeFile(t, about, "{{if}}broken")
+	writePageFile(t, about, "{{if}}broken")
 	err := p.Reload()
 	if err == nil || !strings.Contains(err.Error(), "about.tmpl:1") {
 		t.Fatalf("Reload of a broken page: err %v, want one naming about.tmpl:1", err)
 	}
-	if !strings.Contains(render(t, p, "/about"), "<main>v2</main>") {
+	if !strings.Contains(renderPath(t, p, "/about"), "<main>v2</main>") {
 		t.Errorf("a failed Reload replaced the working pages")
 	}
 }
 
 func TestPagesDevReparse(t *testing.T) {
-	dir := copySite(t)
+	dir := copyPagesSite(t)
 	p, _ := newTestPages(t, dir)
 	p.Dev = true
 	www := filepath.Join(dir, "www")
 
-	writeFile(t, filepath.Join(www, "blog", "post.tmpl"), "post-v2")
-	if got := render(t, p, "/blog/post"); !strings.Contains(got, "post-v2") {
+	writePageFile(t, filepath.Join(www, "blog", "post.tmpl"), "post-v2")
+	if got := renderPath(t, p, "/blog/post"); !strings.Contains(got, "post-v2") {
 		t.Errorf("changed page: %q", got)
 	}
-	writeFile(t, filepath.Join(www, "added.tmpl"), "added-page")
-	if got := render(t, p, "/added"); !strings.Contains(got, "added-page") {
+	writePageFile(t, filepath.Join(www, "added.tmpl"), "added-page")
+	if got := renderPath(t, p, "/added"); !strings.Contains(got, "added-page") {
 		t.Errorf("added page: %q", got)
 	}
 	os.Remove(filepath.Join(www, "added.tmpl"))
 	if p.Match("/added") {
 		t.Errorf("removed page still matches")
 	}
-	writeFile(t, filepath.Join(dir, "templates", "partials", "nav.tmpl"), `{{define "nav"}}nav-v2{{end}}`)
-	if got := render(t, p, "/about"); !strings.Contains(got, "nav-v2") {
+	writePageFile(t, filepath.Join(dir, "templates", "partials", "nav.tmpl"), `{{define "nav"}}nav-v2{{end}}`)
+	if got := renderPath(t, p, "/about"); !strings.Contains(got, "nav-v2") {
 		t.Errorf("changed partial: %q", got)
 	}
-	writeFile(t, filepath.Join(dir, "templates", "partials", "nav.tmpl"), `{{define "nav"}}{{end`)
+	writePageFile(t, filepath.Join(dir, "templates", "partials", "nav.tmpl"), `{{define "nav"}}{{end`)
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("GET", "/about", nil))
 	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "nav.tmpl:1") {
@@ -462,10 +462,10 @@ func TestPagesDevReparse(t *testing.T) {
 
 func TestPagesNoTemplatesFolder(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "index.tmpl"), "plain {{add 1 1}}")
+	writePageFile(t, filepath.Join(dir, "index.tmpl"), "plain {{add 1 1}}")
 	for _, tmpl := range []string{"", filepath.Join(dir, "missing")} {
 		p := &Pages{Root: dir, Templates: tmpl}
-		if got := render(t, p, "/"); strings.TrimSpace(got) != "plain 2" {
+		if got := renderPath(t, p, "/"); strings.TrimSpace(got) != "plain 2" {
 			t.Errorf("Templates %q: %q", tmpl, got)
 		}
 	}
@@ -473,7 +473,7 @@ func TestPagesNoTemplatesFolder(t *testing.T) {
 
 func TestPagesConcurrent(t *testing.T) {
 	p, _ := newTestPages(t, "")
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
 	var wg sync.WaitGroup
 	errs := make(chan string, 64)
@@ -507,14 +507,14 @@ func TestPagesConcurrent(t *testing.T) {
 	}
 }
 
-func render(t *testing.T, p *Pages, path string) string {
+func renderPath(t *testing.T, p *Pages, path string) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 	return rec.Body.String()
 }
 
-func writeFile(t testing.TB, name, content string) {
+func writePageFile(t testing.TB, name, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		t.Fatal(err)
@@ -529,7 +529,7 @@ func writeFile(t testing.TB, name, content string) {
 }
 
 // copySite copies the test site to a temporary folder the test may change.
-func copySite(t testing.TB) string {
+func copyPagesSite(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS(pagesSite)); err != nil {
@@ -542,8 +542,8 @@ func copySite(t testing.TB) string {
 // first executes a page; they too give a clean 500 and a file:line.
 func TestPagesEscapeError(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "bad.tmpl"), "ok\n<a href=\"{{.Request.Path}}>unterminated")
-	log, logs := testLogger()
+	writePageFile(t, filepath.Join(dir, "bad.tmpl"), "ok\n<a href=\"{{.Request.Path}}>unterminated")
+	log, logs := pagesLogger()
 	p := &Pages{Root: dir, Logger: log}
 	for range 2 {
 		rec := httptest.NewRecorder()
@@ -561,9 +561,9 @@ func TestPagesEscapeError(t *testing.T) {
 // instead of growing without limit.
 func TestPagesOutputBounded(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "chunk.html"), strings.Repeat("x", 64<<10))
-	writeFile(t, filepath.Join(dir, "huge.tmpl"), `{{range 1000}}{{include "chunk.html"}}{{end}}`)
-	log, logs := testLogger()
+	writePageFile(t, filepath.Join(dir, "chunk.html"), strings.Repeat("x", 64<<10))
+	writePageFile(t, filepath.Join(dir, "huge.tmpl"), `{{range 1000}}{{include "chunk.html"}}{{end}}`)
+	log, logs := pagesLogger()
 	p := &Pages{Root: dir, Logger: log}
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("GET", "/huge", nil))

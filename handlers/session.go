@@ -107,7 +107,7 @@ func checkSessionKeys(keys [][]byte) error {
 func (s *SessionStore) CookieName() string { return s.name }
 
 // loaded is a request's session as read from its cookie.
-type loaded struct {
+type sessionValues struct {
 	values map[string]string
 	// present: a cookie decoded, so an emptied session must be deleted.
 	present bool
@@ -119,7 +119,7 @@ type loaded struct {
 // order, and the first that decodes wins: with `Cookie: s=A; s=B`, a
 // planted cookie A (for example from a sibling subdomain) cannot shadow
 // the real B. Anything that does not decode means an empty session.
-func (s *SessionStore) load(r *http.Request) loaded {
+func (s *SessionStore) load(r *http.Request) sessionValues {
 	for _, c := range r.CookiesNamed(s.name) {
 		if len(c.Value) > maxCookieBytes {
 			continue
@@ -133,10 +133,10 @@ func (s *SessionStore) load(r *http.Request) loaded {
 				}
 				continue
 			}
-			return loaded{values: stringValues(values), present: true, stale: i > 0}
+			return sessionValues{values: stringValues(values), present: true, stale: i > 0}
 		}
 	}
-	return loaded{values: map[string]string{}}
+	return sessionValues{values: map[string]string{}}
 }
 
 func stringValues(m map[any]any) map[string]string {
@@ -203,10 +203,10 @@ func cameOverHTTPS(r *http.Request) bool {
 // empty. This is how CGI scripts receive it (HTTP_SESSION, as Apache's
 // mod_session).
 func (s *SessionStore) Encoded(r *http.Request) string {
-	return encodeValues(s.load(r).values)
+	return encodeSession(s.load(r).values)
 }
 
-func encodeValues(values map[string]string) string {
+func encodeSession(values map[string]string) string {
 	if len(values) == 0 {
 		return ""
 	}
@@ -273,7 +273,7 @@ func (formSerializer) Serialize(src any) ([]byte, error) {
 		}
 		values[ks] = fmt.Sprint(v)
 	}
-	return []byte(encodeValues(values)), nil
+	return []byte(encodeSession(values)), nil
 }
 
 func (formSerializer) Deserialize(src []byte, dst any) error {

@@ -85,7 +85,7 @@ func TestSessionKeysFile(t *testing.T) {
 	s2, _ := NewSessionStore(SessionOptions{Keys: second})
 	rec := httptest.NewRecorder()
 	s1.Replace(rec, httptest.NewRequest("GET", "/", nil), "k=v")
-	if got := s2.Encoded(reqWith(rec.Result().Cookies()[0])); got != "k=v" {
+	if got := s2.Encoded(requestWithCookie(rec.Result().Cookies()[0])); got != "k=v" {
 		t.Errorf("session across restart: %q", got)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(keyFile))

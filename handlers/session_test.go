@@ -27,13 +27,13 @@ func newTestStore(t testing.TB, keys [][]byte) *SessionStore {
 	return s
 }
 
-func sessionPages(t testing.TB, store *SessionStore) (*Pages, *logBuffer) {
+func sessionPages(t testing.TB, store *SessionStore) (*Pages, *pagesLogBuf) {
 	p, lb := newTestPages(t, "")
 	p.Sessions = store
 	return p, lb
 }
 
-func jarClient(t testing.TB, srv *httptest.Server) *http.Client {
+func sessionClient(t testing.TB, srv *httptest.Server) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -45,11 +45,11 @@ func jarClient(t testing.TB, srv *httptest.Server) *http.Client {
 
 func TestSessionVisitCounter(t *testing.T) {
 	p, _ := sessionPages(t, newTestStore(t, testKeys(1)))
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
-	c := jarClient(t, srv)
+	c := sessionClient(t, srv)
 	for want := 1; want <= 3; want++ {
-		resp, body := get(t, c, srv.URL+"/counter")
+		resp, body := pageGet(t, c, srv.URL+"/counter")
 		if got := strings.TrimSpace(body); resp.StatusCode != 200 || got != "visits="+strconv.Itoa(want) {
 			t.Fatalf("visit %d: %d %q", want, resp.StatusCode, got)
 		}
@@ -58,12 +58,12 @@ func TestSessionVisitCounter(t *testing.T) {
 		}
 	}
 	// A page that only reads the session sends no cookie.
-	resp, body := get(t, c, srv.URL+"/peek")
+	resp, body := pageGet(t, c, srv.URL+"/peek")
 	if strings.TrimSpace(body) != "visits=3" || len(resp.Header.Values("Set-Cookie")) != 0 {
 		t.Errorf("peek: %q, Set-Cookie %q", body, resp.Header.Values("Set-Cookie"))
 	}
 	// A page that does not touch the session does not even read it.
-	resp, _ = get(t, c, srv.URL+"/about")
+	resp, _ = pageGet(t, c, srv.URL+"/about")
 	if len(resp.Header.Values("Set-Cookie")) != 0 || resp.Header.Get("Vary") != "" {
 		t.Errorf("about: Set-Cookie %q Vary %q", resp.Header.Values("Set-Cookie"), resp.Header.Get("Vary"))
 	}
@@ -76,11 +76,11 @@ func TestSessionTamperedRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Sessions = store
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
-	c := jarClient(t, srv)
-	get(t, c, srv.URL+"/counter")
-	get(t, c, srv.URL+"/counter")
+	c := sessionClient(t, srv)
+	pageGet(t, c, srv.URL+"/counter")
+	pageGet(t, c, srv.URL+"/counter")
 	u, _ := url.Parse(srv.URL)
 	v := c.Jar.Cookies(u)[0].Value
 	bad := []byte(v)
@@ -170,14 +170,14 @@ func TestSessionRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldCookie := rec.Result().Cookies()[0]
-	if newOnly.Encoded(reqWith(oldCookie)) != "" {
+	if newOnly.Encoded(requestWithCookie(oldCookie)) != "" {
 		t.Fatal("test keys do not differ")
 	}
 
 	// ...still reads after it, and is re-issued under the newest pair even
 	// by a page that only reads it.
 	p, _ := sessionPages(t, rotated)
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
 	req, _ := http.NewRequest("GET", srv.URL+"/peek", nil)
 	req.AddCookie(oldCookie)
@@ -194,7 +194,7 @@ func TestSessionRotation(t *testing.T) {
 	if len(cs) != 1 {
 		t.Fatalf("not re-issued: Set-Cookie %q", resp.Header.Values("Set-Cookie"))
 	}
-	if got := newOnly.Encoded(reqWith(cs[0])); got != "visits=7" {
+	if got := newOnly.Encoded(requestWithCookie(cs[0])); got != "visits=7" {
 		t.Errorf("re-issued cookie does not decode with the newest pair alone: %q", got)
 	}
 	// The re-issued cookie is current: no further re-issue.
@@ -210,7 +210,7 @@ func TestSessionRotation(t *testing.T) {
 	}
 }
 
-func reqWith(c *http.Cookie) *http.Request {
+func requestWithCookie(c *http.Cookie) *http.Request {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.AddCookie(c)
 	return r
@@ -227,12 +227,12 @@ func TestSessionCookieFlags(t *testing.T) {
 		srv    *httptest.Server
 		secure bool
 	}{
-		{"http", httptest.NewServer(siteHandler(p)), false},
-		{"https", httptest.NewTLSServer(siteHandler(p)), true},
+		{"http", httptest.NewServer(pagesRouter(p)), false},
+		{"https", httptest.NewTLSServer(pagesRouter(p)), true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			defer tt.srv.Close()
-			resp, _ := get(t, tt.srv.Client(), tt.srv.URL+"/counter")
+			resp, _ := pageGet(t, tt.srv.Client(), tt.srv.URL+"/counter")
 			sc := resp.Header.Values("Set-Cookie")
 			if len(sc) != 1 {
 				t.Fatalf("Set-Cookie %q", sc)
@@ -285,15 +285,15 @@ func TestSessionDefaults(t *testing.T) {
 
 func TestSessionTooLarge(t *testing.T) {
 	p, logs := sessionPages(t, newTestStore(t, testKeys(1)))
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
-	c := jarClient(t, srv)
+	c := sessionClient(t, srv)
 
-	resp, body := get(t, c, srv.URL+"/big?v=small")
+	resp, body := pageGet(t, c, srv.URL+"/big?v=small")
 	if resp.StatusCode != 200 || len(resp.Cookies()) != 1 {
 		t.Fatalf("small value: %d %q", resp.StatusCode, body)
 	}
-	resp, body = get(t, c, srv.URL+"/big?v="+strings.Repeat("x", 5000))
+	resp, body = pageGet(t, c, srv.URL+"/big?v="+strings.Repeat("x", 5000))
 	if resp.StatusCode != 500 || !strings.Contains(body, "500 custom") || strings.Contains(body, "stored") {
 		t.Errorf("too large: %d %q", resp.StatusCode, body)
 	}
@@ -304,7 +304,7 @@ func TestSessionTooLarge(t *testing.T) {
 		t.Errorf("no error line:\n%s", logs.String())
 	}
 	// The session from before is intact.
-	if _, body := get(t, c, srv.URL+"/peek"); strings.TrimSpace(body) != "visits=" {
+	if _, body := pageGet(t, c, srv.URL+"/peek"); strings.TrimSpace(body) != "visits=" {
 		t.Errorf("peek after failure: %q", body)
 	}
 	u, _ := url.Parse(srv.URL)
@@ -326,9 +326,9 @@ func TestSessionTooLarge(t *testing.T) {
 
 func TestSessionFormPostRedirectGet(t *testing.T) {
 	p, _ := sessionPages(t, newTestStore(t, testKeys(1)))
-	srv := httptest.NewServer(siteHandler(p))
+	srv := httptest.NewServer(pagesRouter(p))
 	defer srv.Close()
-	c := jarClient(t, srv)
+	c := sessionClient(t, srv)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	resp, err := c.PostForm(srv.URL+"/greet", url.Values{"name": {"Ada <b>"}})
@@ -339,7 +339,7 @@ func TestSessionFormPostRedirectGet(t *testing.T) {
 	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/hello" || len(resp.Cookies()) != 1 {
 		t.Fatalf("POST: %d Location %q Set-Cookie %q", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Values("Set-Cookie"))
 	}
-	_, body := get(t, c, srv.URL+"/hello")
+	_, body := pageGet(t, c, srv.URL+"/hello")
 	if strings.TrimSpace(body) != "hello Ada &lt;b&gt;" {
 		t.Errorf("greeting: %q", body)
 	}
@@ -367,25 +367,25 @@ func TestSessionEncodedReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rec.Result().Cookies()[0]
-	if got := store.Encoded(reqWith(c)); got != "a=x+y%26z&b=2" {
+	if got := store.Encoded(requestWithCookie(c)); got != "a=x+y%26z&b=2" {
 		t.Errorf("Encoded %q", got)
 	}
 
 	// Empty values delete; unchanged values write nothing.
 	rec = httptest.NewRecorder()
-	store.Replace(rec, reqWith(c), "a=x+y%26z&b=2")
+	store.Replace(rec, requestWithCookie(c), "a=x+y%26z&b=2")
 	if rec.Header().Get("Set-Cookie") != "" {
 		t.Errorf("unchanged Replace set a cookie")
 	}
 	rec = httptest.NewRecorder()
-	store.Replace(rec, reqWith(c), "a=&c=3")
-	if got := store.Encoded(reqWith(rec.Result().Cookies()[0])); got != "b=2&c=3" {
+	store.Replace(rec, requestWithCookie(c), "a=&c=3")
+	if got := store.Encoded(requestWithCookie(rec.Result().Cookies()[0])); got != "b=2&c=3" {
 		t.Errorf("after delete: %q", got)
 	}
 
 	// Emptying the session deletes the cookie.
 	rec = httptest.NewRecorder()
-	store.Replace(rec, reqWith(c), "a=&b=")
+	store.Replace(rec, requestWithCookie(c), "a=&b=")
 	h := rec.Header().Get("Set-Cookie")
 	if !strings.HasPrefix(h, "sid=;") || !strings.Contains(h, "Max-Age=0") {
 		t.Errorf("emptied session: Set-Cookie %q", h)
