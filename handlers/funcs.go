@@ -42,7 +42,7 @@ func (st *renderState) end() {
 	*st = renderState{}
 }
 
-// pageData is a page's dot.
+// pageDot is a page's dot.
 type pageDot struct {
 	Request *requestData
 	Session *pageSession
@@ -181,13 +181,13 @@ func (s *pageSession) cacheHeaders(h http.Header) {
 	}
 }
 
-// statusError is httpError's way out of a template: rendering stops and the
+// pageStatusError is httpError's way out of a template: rendering stops and the
 // site's error page for code is sent instead.
 type pageStatusError struct{ code int }
 
 func (e *pageStatusError) Error() string { return "http error " + strconv.Itoa(e.code) }
 
-// redirectError is redirect's way out: rendering stops and a 303 is sent.
+// pageRedirect is redirect's way out: rendering stops and a 303 is sent.
 type pageRedirect struct{ url string }
 
 func (e *pageRedirect) Error() string { return "redirect to " + e.url }
@@ -324,7 +324,7 @@ func tmplText(v any) (string, bool) {
 	return "", false
 }
 
-// httpError stops rendering; the site's error page for code is sent.
+// tmplHTTPError (httpError) stops rendering; the site's error page for code is sent.
 func tmplHTTPError(code int) (string, error) {
 	if code < 400 || code > 599 {
 		return "", fmt.Errorf("httpError %d: status must be 400-599", code)
@@ -332,7 +332,7 @@ func tmplHTTPError(code int) (string, error) {
 	return "", &pageStatusError{code: code}
 }
 
-// redirect stops rendering and answers 303 See Other to a path on this
+// tmplRedirect (redirect) stops rendering and answers 303 See Other to a path on this
 // site (never another host: no open redirects).
 func tmplRedirect(to string) (string, error) {
 	if !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") || strings.HasPrefix(to, "/\\") ||
@@ -342,7 +342,7 @@ func tmplRedirect(to string) (string, error) {
 	return "", &pageRedirect{url: to}
 }
 
-// atoi reads an integer; empty or bad text is 0, so a missing counter
+// tmplAtoi (atoi) reads an integer; empty or bad text is 0, so a missing counter
 // starts at zero instead of failing the page.
 func tmplAtoi(s string) int {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -352,7 +352,7 @@ func tmplAtoi(s string) int {
 	return n
 }
 
-// dict builds a map from key, value pairs, to pass several values to a
+// tmplDict (dict) builds a map from key, value pairs, to pass several values to a
 // partial: {{template "card" (dict "title" .Title "n" 3)}}.
 func tmplDict(kv ...any) (map[string]any, error) {
 	if len(kv)%2 != 0 {

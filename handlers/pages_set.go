@@ -37,9 +37,9 @@ type pageSet struct {
 	md      goldmark.Markdown
 }
 
-// page is one parsed page. Executing an html/template fixes its escaping
+// tmplPage is one parsed page. Executing an html/template fixes its escaping
 // and its functions, and functions such as query need the request, so
-// each concurrent render uses its own clone (an instance) of master,
+// each concurrent render uses its own clone (a tmplInstance) of master,
 // kept for reuse in free.
 type tmplPage struct {
 	set    *pageSet

@@ -106,7 +106,7 @@ func checkSessionKeys(keys [][]byte) error {
 // CookieName returns the name of the session cookie.
 func (s *SessionStore) CookieName() string { return s.name }
 
-// loaded is a request's session as read from its cookie.
+// sessionValues is a request's session as read from its cookie.
 type sessionValues struct {
 	values map[string]string
 	// present: a cookie decoded, so an emptied session must be deleted.
