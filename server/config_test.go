@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -234,19 +235,61 @@ func TestConfigIntegerDuration(t *testing.T) {
 	checkErrors(t, path, err, []wantErr{{2, 1, "read_header_timeout"}})
 }
 
+// TestConfigSyntaxError: a TOML syntax error is placed at the line (and a
+// column on it) where the problem is.
 func TestConfigSyntaxError(t *testing.T) {
-	path := writeConfig(t, "[server]\nhttp = \":0\"\nidle_timeout = \"10s\n")
-	_, err := server.LoadConfig(path)
-	errs := configErrors(t, err)
-	if len(errs) != 1 {
-		t.Fatalf("got %d errors: %v", len(errs), err)
+	cases := []struct {
+		name string
+		src  string
+		line int
+	}{
+		{"unterminated string", "[server]\nhttp = \":0\"\nidle_timeout = \"10s\n", 3},
+		{"newline in string", "[server]\nhttp = \"x\nfoo = 1\n", 2},
+		{"double equals", "[server]\nhttp = = 1\n", 2},
+		{"bad value", "[server]\n\nhttp = :80\n", 3},
+		// toml reports a problem found at a line's newline on the next
+		// line; the error must still point at the line that is wrong.
+		{"unclosed table header", "[server\nhttp = \":0\"\n", 1},
+		{"unclosed array table header", "[log]\naccess = \"off\"\n[[site]\nroot = \"www\"\n", 3},
 	}
-	if errs[0].Pos.Line != 3 || errs[0].Pos.Col < 1 {
-		t.Errorf("syntax error at %d:%d, want line 3: %v", errs[0].Pos.Line, errs[0].Pos.Col, errs[0])
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			_, err := server.LoadConfig(path)
+			errs := configErrors(t, err)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors: %v", len(errs), err)
+			}
+			e := errs[0]
+			lines := strings.Split(tc.src, "\n")
+			if e.Pos.Line != tc.line || e.Pos.Col < 1 || e.Pos.Col > len(lines[tc.line-1])+1 {
+				t.Errorf("syntax error at %d:%d, want line %d (length %d): %v", e.Pos.Line, e.Pos.Col, tc.line, len(lines[tc.line-1]), e)
+			}
+			if want := fmt.Sprintf("%s:%d:", path, tc.line); !strings.HasPrefix(e.Error(), want) {
+				t.Errorf("error %q lacks %s", e.Error(), want)
+			}
+		})
 	}
-	if !strings.HasPrefix(errs[0].Error(), path+":3:") {
-		t.Errorf("error %q lacks %s:3:", errs[0].Error(), path)
+}
+
+// TestCheckReportsEverything: `shoal check` prints every error, so a file
+// with both a decode error (unknown key) and a validation error (missing
+// root) must report both, not the second only after the first is fixed.
+// Callers do LoadConfig then Validate; for them to see both, LoadConfig
+// must return a config that can still be validated (or validate itself).
+func TestCheckReportsEverything(t *testing.T) {
+	path := writeConfig(t, "[server]\nhtpp = 1\n[[site]]\nroot = \"nowhere\"\n")
+	cfg, err := server.LoadConfig(path)
+	var errs server.ConfigErrors
+	if err != nil {
+		errs = append(errs, configErrors(t, err)...)
 	}
+	if cfg != nil {
+		if err := cfg.Validate(); err != nil {
+			errs = append(errs, configErrors(t, err)...)
+		}
+	}
+	checkErrors(t, path, errs, []wantErr{{2, 1, `unknown key "server.htpp"`}, {4, 1, "root folder"}})
 }
 
 func TestConfigSizes(t *testing.T) {
