@@ -140,6 +140,32 @@ func TestBodyTooLargeLingering(t *testing.T) {
 	}
 }
 
+// TestTrickledBodyUnread: a request whose body stalls must not hold the
+// connection beyond body_timeout, also when the handler never reads the
+// body (a POST to a static file): net/http then reads the rest of the body
+// itself, before it sends the response, with no deadline of its own.
+func TestTrickledBodyUnread(t *testing.T) {
+	tn := startNode(t, "body_timeout = \"300ms\"\nidle_timeout = \"1s\"\n")
+	cases := []struct {
+		name, head, body string
+	}{
+		{"content-length", "POST /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "0123456789"},
+		{"chunked", "POST /index.html HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "a\r\n0123456789\r\n"},
+		{"get with body", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "0123456789"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tn.dial(3 * time.Second)
+			fmt.Fprint(conn, tc.head+tc.body) // then the client stalls
+			start := time.Now()
+			_, err := io.Copy(io.Discard, conn) // a response, if any, then the close
+			if isTimeout(err) {
+				t.Fatalf("connection with a stalled body still open after %v (body_timeout 300ms)", time.Since(start))
+			}
+		})
+	}
+}
+
 // TestSlowloris: a client trickling its header lines is cut off after
 // read_header_timeout and the node keeps serving others.
 func TestSlowloris(t *testing.T) {
