@@ -433,3 +433,57 @@ func TestConfigNoFileIsDefaults(t *testing.T) {
 		t.Errorf("built-in defaults: %+v", cfg.Server)
 	}
 }
+
+// TestConfigDefaultedKeyPositions: a value the file leaves at its default
+// can still fail validation (the default root "www" does not exist). The
+// error must then point into the [[site]] or [[site.cgi]] block it belongs
+// to (its header, say), not at the same key in another block, and must
+// carry a line at all.
+func TestConfigDefaultedKeyPositions(t *testing.T) {
+	cases := []struct {
+		name     string
+		src      string
+		from, to int // the lines of the block the error belongs to
+		msg      string
+	}{
+		{
+			name: "second site without root",
+			src:  "[[site]]\nroot = \"a\"\n\n[[site]]\nhosts = [\"b.test\"]\n",
+			from: 4, to: 5, msg: "root folder",
+		},
+		{
+			name: "only site without root",
+			src:  "[server]\nhttp = \":0\"\n[[site]]\nhosts = [\"b.test\"]\n",
+			from: 3, to: 4, msg: "root folder",
+		},
+		{
+			name: "cgi without dir",
+			src:  "[[site]]\nroot = \"a\"\n[[site]]\nroot = \"a\"\n[[site.cgi]]\nprefix = \"/x/\"\n",
+			from: 5, to: 6, msg: "cgi folder",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			dir := filepath.Dir(path)
+			if err := os.Remove(filepath.Join(dir, "www")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, "a"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadValid(path)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			errs := configErrors(t, err)
+			if len(errs) != 1 || !strings.Contains(errs[0].Msg, tc.msg) {
+				t.Fatalf("want one error about %q, got:\n%v", tc.msg, err)
+			}
+			e := errs[0]
+			if e.Pos.Line < tc.from || e.Pos.Line > tc.to || e.Pos.Col < 1 {
+				t.Errorf("error placed at %d:%d, want a line in %d-%d: %v", e.Pos.Line, e.Pos.Col, tc.from, tc.to, e)
+			}
+		})
+	}
+}
