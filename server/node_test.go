@@ -426,3 +426,73 @@ func TestReload(t *testing.T) {
 		check("after bad reload: "+b.name, "b.test", "", "b site")
 	}
 }
+
+// TestAccessLogFile: log.access names a file (relative to the config),
+// lines reach it without a shutdown, and a reload can switch the file and
+// the format.
+func TestAccessLogFile(t *testing.T) {
+	dir := newSiteDir(t)
+	// TOML forbids a table twice, so this test writes its whole config
+	// rather than adding to baseConfig.
+	write := func(access, format string) {
+		cfg := fmt.Sprintf("[log]\naccess = %q\nformat = %q\n\n[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n", access, format)
+		if err := os.WriteFile(filepath.Join(dir, "x.toml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("access.log", "combined")
+	node, err := server.New(func() (*server.Config, error) { return server.LoadConfig(filepath.Join(dir, "x.toml")) },
+		server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- node.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("node did not stop")
+		}
+	}()
+	<-node.Ready()
+	url := "http://" + node.Addrs()["http"]
+	fetch := func(path string) {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	fetch("/index.html?q=1")
+	waitFile(t, filepath.Join(dir, "access.log"), `"GET /index.html?q=1 HTTP/1.1" 200 14 "-" "Go-http-client/1.1"`)
+
+	write("access.json", "json")
+	if err := node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	fetch("/nope")
+	waitFile(t, filepath.Join(dir, "access.json"), `"status":404`)
+	if b, _ := os.ReadFile(filepath.Join(dir, "access.log")); strings.Contains(string(b), "/nope") {
+		t.Error("request after the reload went to the old log")
+	}
+}
+
+// waitFile polls until the file holds want.
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s lacks %s after 10s; holds:\n%s", path, want, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -146,8 +146,14 @@ func startShoal(t *testing.T, dir string) *proc {
 
 func spawn(t *testing.T, dir, addr string) *proc {
 	t.Helper()
+	return spawnArgs(t, dir, addr)
+}
+
+func spawnArgs(t *testing.T, dir, addr string, extra ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, addr: addr, url: "http://" + addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(shoalBin, "serve", "-config", "config.toml", "-http", addr, "-admin", "")
+	args := append([]string{"serve", "-config", "config.toml", "-http", addr, "-admin", ""}, extra...)
+	p.cmd = exec.Command(shoalBin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -321,6 +327,47 @@ func TestE2EServeAndStop(t *testing.T) {
 	}
 	if code := p.waitExit(20 * time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	// The access log is flushed before exit.
+	if want := fmt.Sprintf(`"GET /big.bin HTTP/1.1" 200 %d`, bigSize); !strings.Contains(p.stdout.String(), want) {
+		t.Errorf("access log lacks %s after exit:\n%s", want, p.stdout)
+	}
+}
+
+// TestE2EPortInUse: a listener that cannot open is a runtime failure:
+// exit 1 with the reason, not a hang.
+func TestE2EPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := siteDir(t, e2eConfig)
+	code, _, stderr := runShoal(t, dir, "serve", "-config", "config.toml", "-http", ln.Addr().String(), "-admin", "")
+	if code != 1 {
+		t.Errorf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "address already in use") {
+		t.Errorf("stderr does not say why:\n%s", stderr)
+	}
+}
+
+// TestE2ERootFlag: -root replaces the first site's root, relative to the
+// folder shoal was started in.
+func TestE2ERootFlag(t *testing.T) {
+	dir := siteDir(t, e2eConfig)
+	other := filepath.Join(dir, "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(other, "index.html"), "other root")
+	writeFile(t, filepath.Join(other, "404.html"), "other 404") // error_pages is checked against the new root
+	p := spawnArgs(t, dir, freeAddr(t), "-root", "other")
+	if !p.waitUp(15 * time.Second) {
+		t.Fatalf("shoal did not come up: %v\n%s", p.err, p.stderr)
+	}
+	if _, body := p.get("/"); string(body) != "other root" {
+		t.Errorf("GET / = %q, want the -root folder's index", body)
 	}
 }
 
