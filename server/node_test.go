@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -494,5 +495,104 @@ func waitFile(t *testing.T, path, want string) {
 			t.Fatalf("%s lacks %s after 10s; holds:\n%s", path, want, b)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestNewInvalidConfig: New refuses a config that fails validation, with
+// every problem, and opens nothing.
+func TestNewInvalidConfig(t *testing.T) {
+	dir := newSiteDir(t)
+	path := filepath.Join(dir, "x.toml")
+	src := baseConfig + "max_body_bytes = \"lots\"\n[[site]]\nroot = \"www\"\ncolour = 1\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	node, err := server.New(func() (*server.Config, error) { return server.LoadConfig(path) }, server.Options{})
+	if err == nil {
+		t.Fatalf("New accepted an invalid config: %v", node.Addrs())
+	}
+	errs := configErrors(t, err)
+	if len(errs) != 2 {
+		t.Errorf("got %d errors, want 2:\n%v", len(errs), err)
+	}
+}
+
+// TestReloadUnderLoad: reloads while clients fetch lose no request and
+// every response comes whole from one config or the other.
+func TestReloadUnderLoad(t *testing.T) {
+	tn := startNode(t, "[[site]]\nroot = \"www\"\nheaders = {X-Gen = \"0\"}\n")
+	stop := make(chan struct{})
+	errc := make(chan error, 4)
+	var served atomic.Int64
+	for w := 0; w < 4; w++ {
+		go func() {
+			c := &http.Client{Timeout: 10 * time.Second}
+			defer c.CloseIdleConnections()
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					errc <- nil
+					return
+				default:
+				}
+				resp, err := c.Get(tn.url + "/index.html")
+				if err != nil {
+					errc <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != "<h1>home</h1>\n" || resp.Header.Get("X-Gen") == "" {
+					errc <- fmt.Errorf("status %d body %q X-Gen %q err %v", resp.StatusCode, body, resp.Header.Get("X-Gen"), err)
+					return
+				}
+				served.Add(1)
+			}
+			errc <- nil
+		}()
+	}
+	for gen := 1; gen <= 20; gen++ {
+		tn.writeConfig(fmt.Sprintf("[[site]]\nroot = \"www\"\nheaders = {X-Gen = \"%d\"}\n", gen))
+		if err := tn.node.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		// Let some requests through between two reloads.
+		for before, deadline := served.Load(), time.Now().Add(5*time.Second); served.Load() < before+8 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(stop)
+	for w := 0; w < 4; w++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	if resp, _ := tn.get("/", ""); resp.Header.Get("X-Gen") != "20" {
+		t.Errorf("after the reloads X-Gen = %q, want 20", resp.Header.Get("X-Gen"))
+	}
+}
+
+// TestReloadServerLimits: SIGHUP reloads the config, so a changed
+// server.idle_timeout must apply to connections accepted after the reload
+// (as nginx's keepalive_timeout does after `nginx -s reload`), or the
+// reload must say that it needs a restart. Here it is checked to apply.
+func TestReloadServerLimits(t *testing.T) {
+	tn := startNode(t, "idle_timeout = \"120s\"\n")
+	tn.writeConfig("idle_timeout = \"300ms\"\n")
+	if err := tn.node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	conn := tn.dial(3 * time.Second)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	start := time.Now()
+	if _, err := br.ReadByte(); isTimeout(err) {
+		t.Errorf("idle_timeout reloaded to 300ms: new connection still open after %v", time.Since(start))
 	}
 }
