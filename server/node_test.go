@@ -596,3 +596,51 @@ func TestReloadServerLimits(t *testing.T) {
 		t.Errorf("idle_timeout reloaded to 300ms: new connection still open after %v", time.Since(start))
 	}
 }
+
+// TestSiteHeaders: a site's headers are on every response it makes, error
+// responses included (SPEC: "extra response headers for every response").
+func TestSiteHeaders(t *testing.T) {
+	tn := startNode(t, "max_body_bytes = \"1KiB\"\n[[site]]\nroot = \"www\"\nerror_pages = {404 = \"404.html\"}\nheaders = {X-Frame-Options = \"DENY\", cache-control = \"max-age=60\"}\n")
+	resp, _ := tn.get("/", "")
+	etag := resp.Header.Get("ETag")
+	cases := []struct {
+		name, method, path string
+		hdr                []string
+		body               string
+		status             int
+	}{
+		{"200", "GET", "/index.html", nil, "", 200},
+		{"HEAD", "HEAD", "/index.html", nil, "", 200},
+		{"206", "GET", "/big.bin", []string{"Range", "bytes=0-9"}, "", 206},
+		{"304", "GET", "/", []string{"If-None-Match", etag}, "", 304},
+		{"redirect", "GET", "/sub", nil, "", 0},
+		{"404", "GET", "/nope", nil, "", 404},
+		{"405", "DELETE", "/index.html", nil, "", 405},
+		{"413", "POST", "/index.html", nil, strings.Repeat("x", 2048), 413},
+	}
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer c.CloseIdleConnections()
+	for _, tc := range cases {
+		req, _ := http.NewRequest(tc.method, tn.url+tc.path, strings.NewReader(tc.body))
+		for i := 0; i+1 < len(tc.hdr); i += 2 {
+			req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if tc.status != 0 && resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+		if got := resp.Header.Get("X-Frame-Options"); got != "DENY" {
+			t.Errorf("%s (%d): X-Frame-Options = %q, want DENY", tc.name, resp.StatusCode, got)
+		}
+		if tc.status == 200 {
+			if got := resp.Header.Get("Cache-Control"); got != "max-age=60" {
+				t.Errorf("%s: Cache-Control = %q, want the site's max-age=60", tc.name, got)
+			}
+		}
+	}
+}
