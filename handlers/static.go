@@ -207,6 +207,26 @@ func (s *Static) load(rel string) (*fileEntry, error) {
 	if err := s.checkLinks(rel); err != nil {
 		return nil, err
 	}
+	if s.opts.FollowSymlinks {
+		// os.Root refuses absolute links even when they stay inside the
+		// root: resolve them here, then work on the link-free path.
+		real, err := filepath.EvalSymlinks(abs)
+		if err != nil {
+			return nil, err
+		}
+		inside, err := filepath.Rel(s.rootReal, real)
+		if err != nil || inside == ".." || strings.HasPrefix(inside, "../") {
+			return nil, errHidden
+		}
+		if inside == "." {
+			inside = ""
+		}
+		// The link's target must itself be servable (no dotfile, no template).
+		if rel, err = cleanURLPath("/" + filepath.ToSlash(inside)); err != nil {
+			return nil, errHidden
+		}
+		abs = real
+	}
 	if s.opts.Hidden != nil && s.opts.Hidden(abs) {
 		return nil, errHidden
 	}
@@ -279,7 +299,7 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, e *fileEntry)
 	if done := checkPreconditions(w, r, e.etag, e.mod); done {
 		return
 	}
-	rangeHeader := r.Header.Get("Range")
+	rangeHeader := headerValue(r.Header, "Range")
 	if rangeHeader != "" && !ifRangeMatches(r, e.etag, e.mod) {
 		rangeHeader = ""
 	}
@@ -347,23 +367,23 @@ func isClientGone(err error) bool {
 // 304 or 412 when one decides the response.
 func checkPreconditions(w http.ResponseWriter, r *http.Request, etag string, mod time.Time) bool {
 	h := r.Header
-	if im := h.Get("If-Match"); im != "" {
+	if im := headerValue(h, "If-Match"); im != "" {
 		if !etagListMatch(im, etag, true) {
 			w.WriteHeader(http.StatusPreconditionFailed)
 			return true
 		}
-	} else if ius := h.Get("If-Unmodified-Since"); ius != "" {
+	} else if ius := headerValue(h, "If-Unmodified-Since"); ius != "" {
 		if t, err := http.ParseTime(ius); err == nil && mod.Truncate(time.Second).After(t) {
 			w.WriteHeader(http.StatusPreconditionFailed)
 			return true
 		}
 	}
-	if inm := h.Get("If-None-Match"); inm != "" {
+	if inm := headerValue(h, "If-None-Match"); inm != "" {
 		if etagListMatch(inm, etag, false) {
 			notModified(w, etag, mod)
 			return true
 		}
-	} else if ims := h.Get("If-Modified-Since"); ims != "" {
+	} else if ims := headerValue(h, "If-Modified-Since"); ims != "" {
 		if t, err := http.ParseTime(ims); err == nil && !mod.Truncate(time.Second).After(t) {
 			notModified(w, etag, mod)
 			return true
@@ -411,7 +431,7 @@ func sameVariantBase(tag, etag string) bool {
 // ifRangeMatches reports whether a Range may be honoured: no If-Range, or
 // one naming the current version (strong ETag or exact date).
 func ifRangeMatches(r *http.Request, etag string, mod time.Time) bool {
-	ir := r.Header.Get("If-Range")
+	ir := headerValue(r.Header, "If-Range")
 	if ir == "" {
 		return true
 	}
@@ -420,4 +440,13 @@ func ifRangeMatches(r *http.Request, etag string, mod time.Time) bool {
 	}
 	t, err := http.ParseTime(ir)
 	return err == nil && mod.Truncate(time.Second).Equal(t)
+}
+
+// headerValue reads a header by its canonical name without canonicalizing
+// it again (Header.Get does, and it shows on the hot path).
+func headerValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -15,7 +15,7 @@ import (
 // for cached files, streamed for large ones). It reports false when the
 // identity body should be sent instead.
 func (s *Static) serveEncoded(w http.ResponseWriter, r *http.Request, e *fileEntry) bool {
-	enc := chooseEncoding(r.Header.Get("Accept-Encoding"), e.encodings)
+	enc := chooseEncoding(headerValue(r.Header, "Accept-Encoding"), e.encodings)
 	if enc == encIdentity {
 		return false
 	}

@@ -119,7 +119,6 @@ func (s *Static) serveRanges(w http.ResponseWriter, r *http.Request, e *fileEntr
 	if errors.Is(err, errUnsatisfiable) {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", e.size))
 		s.opts.Errors.Serve(w, r, http.StatusRequestedRangeNotSatisfiable)
-		h.Del("Content-Range")
 		return
 	}
 	if ranges == nil || (len(ranges) == 1 && ranges[0].length == e.size) {
