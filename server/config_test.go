@@ -223,16 +223,30 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestConfigIntegerDuration: durations are Go strings; a bare integer
-// must not silently become nanoseconds (read_header_timeout = 5 would be a
-// 5ns timeout that drops every request).
+// TestConfigIntegerDuration: durations are Go strings ("10s"); a bare
+// integer must not silently become nanoseconds (read_header_timeout = 5
+// would be a 5ns timeout that drops every request, a CGI timeout = 30 would
+// kill every script at once).
 func TestConfigIntegerDuration(t *testing.T) {
-	path := writeConfig(t, "[server]\nread_header_timeout = 5\n")
-	cfg, err := loadValid(path)
-	if err == nil {
-		t.Fatalf("read_header_timeout = 5 accepted as %v; want an error at 2:1", cfg.Server.ReadHeaderTimeout)
+	cases := []struct {
+		name, src, key string
+		line           int
+	}{
+		{"server", "[server]\nread_header_timeout = 5\n", "read_header_timeout", 2},
+		{"session", "[session]\n\nmax_age = 3600\n", "max_age", 3},
+		{"cgi", "[[site]]\nroot = \"www\"\n[[site.cgi]]\nprefix = \"/c/\"\ndir = \"www\"\ntimeout = 30\n", "timeout", 6},
+		{"float size", "[server]\nmax_body_bytes = 1.5\n", "max_body_bytes", 2},
 	}
-	checkErrors(t, path, err, []wantErr{{2, 1, "read_header_timeout"}})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			_, err := loadValid(path)
+			if err == nil {
+				t.Fatalf("%q accepted; want an error at %d:1", tc.src, tc.line)
+			}
+			checkErrors(t, path, err, []wantErr{{tc.line, 1, tc.key}})
+		})
+	}
 }
 
 // TestConfigSyntaxError: a TOML syntax error is placed at the line (and a
