@@ -497,3 +497,14 @@ func TestE2ECommands(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EPathsRelativeToConfig: relative paths in a config are resolved
+// against the config's folder, not the working directory.
+func TestE2EPathsRelativeToConfig(t *testing.T) {
+	dir := siteDir(t, e2eConfig)
+	elsewhere := t.TempDir()
+	code, stdout, stderr := runShoal(t, elsewhere, "check", "-config", filepath.Join(dir, "config.toml"))
+	if code != 0 {
+		t.Errorf("check from another folder: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
