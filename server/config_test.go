@@ -209,6 +209,21 @@ func TestConfigErrors(t *testing.T) {
 			want: []wantErr{{2, 1, "log.format"}, {4, 1, "cluster.mode"}},
 		},
 		{
+			name: "string where an array belongs in second site",
+			src:  "[[site]]\nroot = \"www\"\n[[site]]\nroot = \"www\"\nhosts = \"a.com\"\n",
+			want: []wantErr{{5, 1, "hosts"}},
+		},
+		{
+			name: "unknown key in inline site table",
+			src:  "site = [{root = \"www\", bogus = 1}]\n",
+			want: []wantErr{{1, 24, `unknown key "site.bogus"`}},
+		},
+		{
+			name: "invalid header name and CIDR",
+			src:  "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n[[site]]\nroot = \"www\"\nheaders = {\"Bad Header\" = \"x\"}\n",
+			want: []wantErr{{2, 1, "10.0.0.0/33"}, {5, 1, "Bad Header"}},
+		},
+		{
 			name: "bad error page status in site",
 			src:  "[[site]]\nroot = \"www\"\nerror_pages = {200 = \"x.html\"}\n",
 			want: []wantErr{{3, 1, "error_pages"}},
