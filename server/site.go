@@ -26,8 +26,9 @@ type site struct {
 	access      *handlers.AccessLog
 	metrics     *handlers.Metrics
 
-	static *handlers.Static
-	errors *handlers.ErrorPages
+	static  *handlers.Static
+	errors  *handlers.ErrorPages
+	headers http.Header // the site's extra response headers
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -71,8 +72,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st.static = static
 	st.closers = append(st.closers, static)
 
+	st.headers = canonicalHeaders(sc.Headers)
 	var h http.Handler = http.HandlerFunc(st.dispatch)
-	h = extraHeaders(sc.Headers)(h)
 	st.chain = h
 	return st, nil
 }
@@ -95,6 +96,7 @@ func (st *site) dispatch(w http.ResponseWriter, r *http.Request) {
 func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, info := handlers.Begin(r, st.label, st.trusted)
 	rec := handlers.NewRecorder(w, st.sendTimeout)
+	rec.Defaults = st.headers
 	done := st.metrics.Track(st.label)
 	defer func() {
 		if rec.Status == 0 {
@@ -115,9 +117,15 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
+		rc := http.NewResponseController(w)
+		if st.bodyTimeout > 0 {
+			// Also bounds the body net/http drains itself when the handler
+			// read none of it: a trickled body never pins the connection.
+			_ = rc.SetReadDeadline(time.Now().Add(st.bodyTimeout))
+		}
 		r.Body = &bodyReader{
 			ReadCloser: http.MaxBytesReader(rec, r.Body, st.maxBody),
-			rc:         http.NewResponseController(w),
+			rc:         rc,
 			timeout:    st.bodyTimeout,
 		}
 	}
@@ -157,24 +165,17 @@ func (st *site) close() {
 	}
 }
 
-// extraHeaders adds the site's configured response headers.
-func extraHeaders(headers map[string]string) func(http.Handler) http.Handler {
+// canonicalHeaders turns the site's headers config into the header map
+// the Recorder adds to every response that does not set them itself.
+func canonicalHeaders(headers map[string]string) http.Header {
 	if len(headers) == 0 {
-		return func(h http.Handler) http.Handler { return h }
+		return nil
 	}
-	canon := make(map[string][]string, len(headers))
+	h := make(http.Header, len(headers))
 	for k, v := range headers {
-		canon[http.CanonicalHeaderKey(k)] = []string{v}
+		h[http.CanonicalHeaderKey(k)] = []string{v}
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := w.Header()
-			for k, v := range canon {
-				h[k] = v
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
+	return h
 }
 
 // hiddenFiles names what the static handler must never serve although it
