@@ -1,0 +1,256 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Why a script was stopped before it finished on its own.
+const (
+	stopNone      int32 = iota
+	stopTimeout         // it overran Timeout
+	stopClient          // the client went away
+	stopAbandoned       // its output is of no further use (a malformed header)
+)
+
+// cgiProc is one running script: the leader of its own process group, so
+// that everything it starts can be signalled at once.
+type cgiProc struct {
+	pid    int
+	proc   *os.Process
+	stdout *os.File
+	grace  time.Duration
+
+	stdinW     *os.File      // nil unless a goroutine feeds stdin
+	stdinDone  chan struct{} // closed when that goroutine is done
+	fromClient bool          // whether it reads the request body
+	stderrDone chan struct{}
+
+	reason    atomic.Int32 // one of the stop constants
+	stopTimer func() bool
+	stopCtx   func() bool
+
+	// mu guards reaped and killTimer: once the leader is reaped its pid,
+	// which is the group id, may be reused, so no signal may follow.
+	mu        sync.Mutex
+	reaped    bool
+	killTimer *time.Timer
+
+	state *os.ProcessState // set by finish
+}
+
+// start launches the script with its own process group, stdout and stderr
+// as pipes and the body on stdin.
+func (h *CGI) start(r *http.Request, sc *script, env []string, in *cgiInput) (*cgiProc, error) {
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("cgi: stdout pipe: %w", err)
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		return nil, fmt.Errorf("cgi: stderr pipe: %w", err)
+	}
+	p := &cgiProc{stdout: stdoutR, grace: h.state().grace, stderrDone: make(chan struct{})}
+	stdin, feed, err := p.stdinFor(in)
+	if err != nil {
+		closeAll(stdoutR, stdoutW, stderrR, stderrW)
+		return nil, err
+	}
+	attr := &os.ProcAttr{
+		Dir:   filepath.Dir(sc.file),
+		Env:   env,
+		Files: []*os.File{stdin, stdoutW, stderrW},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	}
+	proc, err := os.StartProcess(sc.argv[0], sc.argv, attr)
+	stdoutW.Close()
+	stderrW.Close()
+	if stdin != in.file {
+		stdin.Close()
+	}
+	if err != nil {
+		closeAll(stdoutR, stderrR, p.stdinW)
+		return nil, fmt.Errorf("cgi: starting %s: %w", sc.argv[0], err)
+	}
+	p.proc, p.pid = proc, proc.Pid
+	go p.logStderr(stderrR, h.logger().With("script", sc.file, "method", r.Method, "uri", requestURI(r), "remote", ClientIP(r)))
+	if feed != nil {
+		p.stdinDone = make(chan struct{})
+		go p.feedStdin(feed)
+	}
+	return p, nil
+}
+
+// stdinFor returns the file the script gets as stdin and, when the body
+// must be copied into a pipe, where to copy it from.
+func (p *cgiProc) stdinFor(in *cgiInput) (*os.File, io.Reader, error) {
+	switch {
+	case in.file != nil:
+		return in.file, nil, nil
+	case in.stream == nil && in.mem == nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cgi: %w", err)
+		}
+		return f, nil, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
+	}
+	p.stdinW = pw
+	if in.stream != nil {
+		p.fromClient = true
+		return pr, in.stream, nil
+	}
+	return pr, bytes.NewReader(in.mem), nil
+}
+
+func (p *cgiProc) feedStdin(src io.Reader) {
+	defer close(p.stdinDone)
+	defer p.stdinW.Close()
+	// Hide the pipe's ReadFrom so the copy uses a small buffer of its own.
+	io.CopyBuffer(struct{ io.Writer }{p.stdinW}, src, make([]byte, 16<<10))
+}
+
+func (p *cgiProc) logStderr(r *os.File, log *slog.Logger) {
+	defer close(p.stderrDone)
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 512), 16<<10)
+	for sc.Scan() {
+		log.Warn("cgi stderr", "line", sc.Text())
+	}
+	if sc.Err() != nil {
+		log.Warn("cgi stderr: line too long; the rest of stderr is discarded")
+		io.Copy(io.Discard, r) // a script must not block on a full pipe
+	}
+}
+
+// watch stops the script when it overruns timeout or the client leaves.
+func (p *cgiProc) watch(ctx context.Context, timeout time.Duration) {
+	p.stopTimer = time.AfterFunc(timeout, func() { p.terminate(stopTimeout) }).Stop
+	p.stopCtx = context.AfterFunc(ctx, func() { p.terminate(stopClient) })
+}
+
+// terminate sends SIGTERM to the whole group, SIGKILL after the grace, and
+// wakes the handler from its read of stdout at once. The first reason wins.
+func (p *cgiProc) terminate(reason int32) {
+	if !p.reason.CompareAndSwap(stopNone, reason) {
+		return
+	}
+	p.mu.Lock()
+	if !p.reaped {
+		syscall.Kill(-p.pid, syscall.SIGTERM)
+		p.killTimer = time.AfterFunc(p.grace, func() { p.signal(syscall.SIGKILL) })
+	}
+	p.mu.Unlock()
+	p.stdout.SetReadDeadline(time.Now())
+}
+
+func (p *cgiProc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped {
+		syscall.Kill(-p.pid, sig)
+	}
+}
+
+// finish waits for the script to exit, kills whatever it left running in
+// its group, reaps it and releases its pipes. Until the script exits by
+// itself the timeout and the client's leaving still apply. Idempotent.
+func (p *cgiProc) finish(rc *http.ResponseController) *os.ProcessState {
+	if p.state != nil {
+		return p.state
+	}
+	waitExited(p.pid)
+	p.stopTimer()
+	p.stopCtx()
+	p.mu.Lock()
+	// The leader is a zombie, so its group id is still ours: stragglers
+	// (background children holding no pipe) go now, not at some later time.
+	syscall.Kill(-p.pid, syscall.SIGKILL)
+	p.reaped = true
+	if p.killTimer != nil {
+		p.killTimer.Stop()
+	}
+	p.mu.Unlock()
+	state, err := p.proc.Wait()
+	if err != nil {
+		state = &os.ProcessState{}
+	}
+	p.state = state
+	p.stdout.Close()
+	p.stopStdin(rc)
+	waitBounded(p.stderrDone, time.Second)
+	return p.state
+}
+
+// stopStdin ends the goroutine feeding stdin, which may be blocked reading
+// a slow client's body or writing to a pipe nobody reads any more; a
+// handler must not return while something still reads its request body.
+func (p *cgiProc) stopStdin(rc *http.ResponseController) {
+	if p.stdinDone == nil {
+		return
+	}
+	select {
+	case <-p.stdinDone:
+		return
+	default:
+	}
+	if p.fromClient && rc != nil {
+		rc.SetReadDeadline(time.Now())
+	}
+	p.stdinW.Close()
+	<-p.stdinDone
+}
+
+// waitExited blocks until process pid has exited, without reaping it.
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// waitBounded waits for done, at most d: an escaped grandchild (one that
+// called setsid) may hold a pipe open for ever.
+func waitBounded(done <-chan struct{}, d time.Duration) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Header block limits: a script that exceeds them gets 502, as one that
+// never finishes its header block.
+const (
+	cgiHeaderLines = 200
+	cgiReadBuf     = 8 << 10
+	cgiCopyBuf     = 32 << 10
+	maxLocalHops   = 10
+)
+
+var (
+	// errNoOutput: the script closed stdout without writing anything,
+	// usually because it failed to start or crashed.
+	errNoOutput = errors.New("cgi: script wrote no output")
+	// errHeaderEnd: stdout ended inside the header block.
+	errHeaderEnd = errors.New("cgi: output ended before the end of the header block")
+	// errBadHeader: the header block breaks RFC 3875 section 6.
+	errBadHeader = errors.New("cgi: malformed header")
+)
+
+// run starts the script and relays its response. It returns the path of
+// a local redirect for the caller to dispatch once the slot is released.
+func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInput) string {
+	st := h.state()
+	session := ""
+	if h.Sessions != nil {
+		session = h.Sessions.Encoded(r)
+	}
+	env := h.environ(r, sc, in.length, session)
+	p, err := h.start(r, sc, env, in)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, fs.ErrPermission) {
+			status = http.StatusForbidden
+		}
+		h.refuse(w, r, status, err.Error(), sc)
+		return ""
+	}
+	h.running.Add(1)
+	defer h.running.Add(-1)
+	rc := http.NewResponseController(w)
+	defer p.finish(rc) // also when a panic unwinds
+	p.watch(r.Context(), st.timeout)
+
+	br := bufio.NewReaderSize(p.stdout, cgiReadBuf)
+	hdr, err := readCGIHeader(br)
+	if err == nil {
+		var status int
+		var redirect string
+		if status, redirect, err = h.prepareHeader(w, r, hdr); err == nil {
+			if redirect != "" {
+				io.Copy(io.Discard, br) // RFC 3875 6.2.2: the body is not sent
+				if p.finish(rc); p.reason.Load() == stopNone {
+					return redirect
+				}
+				h.failed(w, r, sc, p, nil)
+				return ""
+			}
+			h.relay(w, r, rc, p, br, status)
+			return ""
+		}
+	}
+	if errors.Is(err, errBadHeader) {
+		p.terminate(stopAbandoned)
+	}
+	p.finish(rc)
+	h.failed(w, r, sc, p, err)
+	return ""
+}
+
+// failed answers a script that produced no usable header block.
+func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *script, p *cgiProc, err error) {
+	log := h.logger().With("script", sc.file, "method", r.Method, "uri", requestURI(r), "remote", ClientIP(r))
+	switch p.reason.Load() {
+	case stopTimeout:
+		log.Warn("cgi: script timed out; process group killed", "timeout", h.state().timeout)
+		h.Errors.Serve(w, r, http.StatusGatewayTimeout)
+	case stopClient:
+		log.Debug("cgi: client went away; process group killed")
+	default:
+		if err == nil {
+			err = errHeaderEnd
+		}
+		log.Warn("cgi: bad gateway", "error", err, "exit", p.state.String())
+		h.Errors.Serve(w, r, http.StatusBadGateway)
+	}
+}
+
+// relay writes the status and header, then streams the body, flushing
+// whenever the script has nothing more ready, so output reaches the
+// client as the script writes it.
+func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, p *cgiProc, br *bufio.Reader, status int) {
+	w.WriteHeader(status)
+	var err error
+	if r.Method == http.MethodHead || !bodyAllowed(status) {
+		_, err = io.Copy(io.Discard, br)
+	} else {
+		if br.Buffered() == 0 {
+			rc.Flush() // the script may be slow to start its body (event streams)
+		}
+		err = stream(w, rc, br, p)
+	}
+	p.finish(rc)
+	if reason := p.reason.Load(); reason != stopNone || err != nil {
+		if reason == stopTimeout {
+			h.logger().Warn("cgi: script timed out after its header; response cut short",
+				"method", r.Method, "uri", requestURI(r), "remote", ClientIP(r))
+		}
+		// Close the connection rather than end the response cleanly: the
+		// client must not take a truncated body for a complete one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func stream(w http.ResponseWriter, rc *http.ResponseController, br *bufio.Reader, p *cgiProc) error {
+	buf := make([]byte, cgiCopyBuf)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				p.terminate(stopClient)
+				return werr
+			}
+			if br.Buffered() == 0 {
+				rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// readCGIHeader reads the header block: "Name: value" lines ended by LF or
+// CRLF, up to an empty line.
+func readCGIHeader(br *bufio.Reader) (http.Header, error) {
+	hdr := make(http.Header, 4)
+	for n := 0; ; n++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
+				return nil, fmt.Errorf("%w: line longer than %d bytes", errBadHeader, cgiReadBuf)
+			case n == 0 && len(line) == 0 && err == io.EOF:
+				return nil, errNoOutput
+			case err == io.EOF:
+				return nil, errHeaderEnd
+			}
+			return nil, fmt.Errorf("cgi: reading header: %w", err)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			if n == 0 {
+				return nil, fmt.Errorf("%w: empty header block", errBadHeader)
+			}
+			return hdr, nil
+		}
+		if n >= cgiHeaderLines {
+			return nil, fmt.Errorf("%w: more than %d lines", errBadHeader, cgiHeaderLines)
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !headerToken(line[:colon]) {
+			return nil, fmt.Errorf("%w: %q", errBadHeader, truncate(line, 80))
+		}
+		hdr.Add(string(line[:colon]), string(bytes.TrimSpace(line[colon+1:])))
+	}
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// headerToken reports whether b is an RFC 9110 token.
+func headerToken(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hopHeaders belong to one connection and are the server's to set.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
+
+// prepareHeader turns the script's header block into the response header
+// (RFC 3875 6.2, 6.3): the status, a local redirect to dispatch, or a
+// client redirect; X-Replace-Session is applied and removed.
+func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Header) (int, string, error) {
+	status, hadStatus := http.StatusOK, false
+	if s, ok := hdr["Status"]; ok {
+		code, err := parseCGIStatus(s[0])
+		if err != nil {
+			return 0, "", err
+		}
+		status, hadStatus = code, true
+		delete(hdr, "Status")
+	}
+	if loc := hdr.Get("Location"); loc != "" {
+		if isLocalPath(loc) && status == http.StatusOK {
+			return 0, loc, nil
+		}
+		if !hadStatus {
+			status = http.StatusFound
+		}
+	}
+	if vs, ok := hdr["X-Replace-Session"]; ok {
+		delete(hdr, "X-Replace-Session")
+		h.replaceSession(w, r, vs[len(vs)-1])
+	}
+	for _, k := range hopHeaders {
+		delete(hdr, k)
+	}
+	if cl, ok := hdr["Content-Length"]; ok {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err != nil || n < 0 || len(cl) > 1 {
+			delete(hdr, "Content-Length")
+		}
+	}
+	dst := w.Header()
+	for k, vs := range hdr {
+		dst[k] = vs
+	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		dst["Content-Type"] = nil // no sniffing: the script did not say
+	}
+	return status, "", nil
+}
+
+func (h *CGI) replaceSession(w http.ResponseWriter, r *http.Request, encoded string) {
+	if h.Sessions == nil {
+		h.logger().Warn("cgi: X-Replace-Session from a script, but sessions are off", "uri", requestURI(r))
+		return
+	}
+	if err := h.Sessions.Replace(w, r, encoded); err != nil {
+		h.logger().Error("cgi: replacing session", "error", err, "uri", requestURI(r), "remote", ClientIP(r))
+	}
+}
+
+// parseCGIStatus reads "Status: 418 I'm a teapot": a three-digit code a
+// response can carry, then an optional reason.
+func parseCGIStatus(s string) (int, error) {
+	code, _, _ := strings.Cut(s, " ")
+	n, err := strconv.Atoi(code)
+	if err != nil || len(code) != 3 || n < 200 || n > 599 {
+		return 0, fmt.Errorf("%w: status %q", errBadHeader, truncate([]byte(s), 40))
+	}
+	return n, nil
+}
+
+// isLocalPath reports a Location that is a path on this server (RFC 3875
+// local-Location), not "//host/..." which is a URL without a scheme.
+func isLocalPath(loc string) bool {
+	return strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\")
+}
+
+type localHopsKey struct{}
+
+// localRedirect serves a local redirect as a fresh GET of the new path
+// through Dispatch (the site's chain), as Apache's mod_cgi does.
+func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) {
+	hops, _ := r.Context().Value(localHopsKey{}).(int)
+	u, err := url.ParseRequestURI(loc)
+	if err != nil || hops >= maxLocalHops {
+		h.logger().Warn("cgi: local redirect refused", "location", loc, "hops", hops, "uri", requestURI(r))
+		h.Errors.Serve(w, r, http.StatusBadGateway)
+		return
+	}
+	if h.Dispatch == nil {
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	r2 := r.Clone(context.WithValue(r.Context(), localHopsKey{}, hops+1))
+	r2.Method = http.MethodGet
+	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	r2.RequestURI = loc
+	r2.Body, r2.ContentLength, r2.TransferEncoding = http.NoBody, 0, nil
+	r2.Header.Del("Content-Length")
+	r2.Header.Del("Content-Type")
+	h.Dispatch.ServeHTTP(w, r2)
+}
+
