@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,6 +27,7 @@ type cgiState struct {
 	grace        time.Duration
 	queueTimeout time.Duration
 	maxBody      int64
+	bufs         sync.Pool // of *cgiBuffers
 }
 
 // script is one request's script, as RFC 3875 names its parts.

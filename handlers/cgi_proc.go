@@ -88,7 +88,10 @@ func (h *CGI) start(r *http.Request, sc *script, env []string, in *cgiInput) (*c
 		return nil, fmt.Errorf("cgi: starting %s: %w", sc.argv[0], err)
 	}
 	p.proc, p.pid = proc, proc.Pid
-	go p.logStderr(stderrR, h.logger().With("script", sc.file, "method", r.Method, "uri", requestURI(r), "remote", ClientIP(r)))
+	logger := func() *slog.Logger {
+		return h.logger().With("script", sc.file, "method", r.Method, "uri", requestURI(r), "remote", ClientIP(r))
+	}
+	go p.logStderr(stderrR, logger)
 	if feed != nil {
 		p.stdinDone = make(chan struct{})
 		go p.feedStdin(feed)
@@ -128,16 +131,23 @@ func (p *cgiProc) feedStdin(src io.Reader) {
 	io.CopyBuffer(struct{ io.Writer }{p.stdinW}, src, make([]byte, 16<<10))
 }
 
-func (p *cgiProc) logStderr(r *os.File, log *slog.Logger) {
+// logStderr logs each line the script writes to stderr, tagged with the
+// script and the request; the tagged logger is made only when a line
+// comes, as most scripts write none.
+func (p *cgiProc) logStderr(r *os.File, logger func() *slog.Logger) {
 	defer close(p.stderrDone)
 	defer r.Close()
+	var log *slog.Logger
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 512), 16<<10)
+	sc.Buffer(nil, 16<<10)
 	for sc.Scan() {
+		if log == nil {
+			log = logger()
+		}
 		log.Warn("cgi stderr", "line", sc.Text())
 	}
 	if sc.Err() != nil {
-		log.Warn("cgi stderr: line too long; the rest of stderr is discarded")
+		logger().Warn("cgi stderr: line too long; the rest of stderr is discarded")
 		io.Copy(io.Discard, r) // a script must not block on a full pipe
 	}
 }
@@ -161,6 +171,16 @@ func (p *cgiProc) terminate(reason int32) {
 	}
 	p.mu.Unlock()
 	p.stdout.SetReadDeadline(time.Now())
+}
+
+// setReadDeadline sets stdout's read deadline, except while the script is
+// being stopped: terminate's deadline (now) must stand, or the handler
+// could block on a script that is dying slowly.
+func (p *cgiProc) setReadDeadline(t time.Time) {
+	p.stdout.SetReadDeadline(t)
+	if p.reason.Load() != stopNone {
+		p.stdout.SetReadDeadline(time.Now())
+	}
 }
 
 func (p *cgiProc) signal(sig syscall.Signal) {
@@ -220,9 +240,14 @@ func (p *cgiProc) stopStdin(rc *http.ResponseController) {
 	<-p.stdinDone
 }
 
-// waitExited blocks until process pid has exited, without reaping it.
+// waitExited blocks until process pid has exited, without reaping it. It
+// asks once without blocking first: at stdout's EOF the script has usually
+// exited already, and a blocking call costs the runtime a thread handoff.
 func waitExited(pid int) {
 	var info unix.Siginfo
+	if unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil) == nil && info.Signo == int32(syscall.SIGCHLD) {
+		return
+	}
 	for {
 		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
 		if err != unix.EINTR {

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Header block limits: a script that exceeds them gets 502, as one that
@@ -21,7 +23,29 @@ const (
 	cgiReadBuf     = 8 << 10
 	cgiCopyBuf     = 32 << 10
 	maxLocalHops   = 10
+	// flushDelay is how long output may wait for more before it is flushed.
+	flushDelay = 2 * time.Millisecond
 )
+
+// cgiBuffers are one response's buffers, reused across requests.
+type cgiBuffers struct {
+	r    *bufio.Reader
+	copy []byte
+}
+
+func (st *cgiState) buffers(stdout io.Reader) *cgiBuffers {
+	bb, ok := st.bufs.Get().(*cgiBuffers)
+	if !ok {
+		bb = &cgiBuffers{r: bufio.NewReaderSize(nil, cgiReadBuf), copy: make([]byte, cgiCopyBuf)}
+	}
+	bb.r.Reset(stdout)
+	return bb
+}
+
+func (st *cgiState) release(bb *cgiBuffers) {
+	bb.r.Reset(nil)
+	st.bufs.Put(bb)
+}
 
 var (
 	// errNoOutput: the script closed stdout without writing anything,
@@ -57,21 +81,22 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 	defer p.finish(rc) // also when a panic unwinds
 	p.watch(r.Context(), st.timeout)
 
-	br := bufio.NewReaderSize(p.stdout, cgiReadBuf)
-	hdr, err := readCGIHeader(br)
+	bb := st.buffers(p.stdout)
+	defer st.release(bb)
+	hdr, err := readCGIHeader(bb.r)
 	if err == nil {
 		var status int
 		var redirect string
 		if status, redirect, err = h.prepareHeader(w, r, hdr); err == nil {
 			if redirect != "" {
-				io.Copy(io.Discard, br) // RFC 3875 6.2.2: the body is not sent
+				io.Copy(io.Discard, bb.r) // RFC 3875 6.2.2: the body is not sent
 				if p.finish(rc); p.reason.Load() == stopNone {
 					return redirect
 				}
 				h.failed(w, r, sc, p, nil)
 				return ""
 			}
-			h.relay(w, r, rc, p, br, status)
+			h.relay(w, r, rc, p, bb, status)
 			return ""
 		}
 	}
@@ -101,19 +126,14 @@ func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *script, p *cgiP
 	}
 }
 
-// relay writes the status and header, then streams the body, flushing
-// whenever the script has nothing more ready, so output reaches the
-// client as the script writes it.
-func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, p *cgiProc, br *bufio.Reader, status int) {
+// relay writes the status and header, then streams the body.
+func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, p *cgiProc, bb *cgiBuffers, status int) {
 	w.WriteHeader(status)
 	var err error
 	if r.Method == http.MethodHead || !bodyAllowed(status) {
-		_, err = io.Copy(io.Discard, br)
+		_, err = io.Copy(io.Discard, bb.r)
 	} else {
-		if br.Buffered() == 0 {
-			rc.Flush() // the script may be slow to start its body (event streams)
-		}
-		err = stream(w, rc, br, p)
+		err = stream(w, rc, bb, p)
 	}
 	p.finish(rc)
 	if reason := p.reason.Load(); reason != stopNone || err != nil {
@@ -127,18 +147,33 @@ func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 	}
 }
 
-func stream(w http.ResponseWriter, rc *http.ResponseController, br *bufio.Reader, p *cgiProc) error {
-	buf := make([]byte, cgiCopyBuf)
+// stream copies the script's output to the client as it comes. It flushes
+// when the script pauses (writes nothing for flushDelay): a quick script's
+// whole response leaves in one write, with a Content-Length, while a slow
+// one's output reaches the client as it is written.
+func stream(w http.ResponseWriter, rc *http.ResponseController, bb *cgiBuffers, p *cgiProc) error {
+	pending := true // written but not flushed; the header counts
 	for {
-		n, err := br.Read(buf)
+		var n int
+		var err error
+		if pending && bb.r.Buffered() == 0 {
+			p.setReadDeadline(time.Now().Add(flushDelay))
+			n, err = bb.r.Read(bb.copy)
+			p.setReadDeadline(time.Time{})
+			if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && p.reason.Load() == stopNone {
+				rc.Flush()
+				pending = false
+				continue
+			}
+		} else {
+			n, err = bb.r.Read(bb.copy)
+		}
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if _, werr := w.Write(bb.copy[:n]); werr != nil {
 				p.terminate(stopClient)
 				return werr
 			}
-			if br.Buffered() == 0 {
-				rc.Flush()
-			}
+			pending = true
 		}
 		if err == io.EOF {
 			return nil
@@ -304,4 +339,3 @@ func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) 
 	r2.Header.Del("Content-Type")
 	h.Dispatch.ServeHTTP(w, r2)
 }
-
