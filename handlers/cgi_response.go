@@ -256,6 +256,12 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 		status, hadStatus = code, true
 		delete(hdr, "Status")
 	}
+	// Before a local redirect too: its target may be the page that shows
+	// what the script just stored.
+	if vs, ok := hdr["X-Replace-Session"]; ok {
+		delete(hdr, "X-Replace-Session")
+		h.replaceSession(w, r, vs[len(vs)-1])
+	}
 	if loc := hdr.Get("Location"); loc != "" {
 		if isLocalPath(loc) && status == http.StatusOK {
 			return 0, loc, nil
@@ -263,10 +269,6 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 		if !hadStatus {
 			status = http.StatusFound
 		}
-	}
-	if vs, ok := hdr["X-Replace-Session"]; ok {
-		delete(hdr, "X-Replace-Session")
-		h.replaceSession(w, r, vs[len(vs)-1])
 	}
 	for _, k := range hopHeaders {
 		delete(hdr, k)

@@ -785,3 +785,77 @@ func BenchmarkCGIHelloSh(b *testing.B) {
 		}
 	}
 }
+
+// TestCGIDemoScripts runs the repository's demo scripts: cgi-bin/env.sh,
+// cgi-bin/guestbook.pl (with a session) and www/hello.php.
+func TestCGIDemoScripts(t *testing.T) {
+	h := &CGI{
+		Root: absPath(t, "../www"), Prefix: "/cgi-bin/", Dir: absPath(t, "../cgi-bin"),
+		Ext: []string{".php"}, PassEnv: []string{"PATH"}, NodeName: "demo-node", Sessions: testSessions{},
+	}
+	if _, err := exec.LookPath("php-cgi"); err == nil {
+		h.Interpreters = map[string]string{".php": "php-cgi"}
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	req, _ := http.NewRequest("GET", srv.URL+"/cgi-bin/env.sh?q=<b>", nil)
+	req.Header.Set("X-Demo", `<script>alert("x")</script>`)
+	resp, body := do(t, req)
+	for _, want := range []string{
+		"<tr><th>GATEWAY_INTERFACE</th><td>CGI/1.1</td></tr>",
+		"<tr><th>QUERY_STRING</th><td>q=&lt;b&gt;</td></tr>",
+		"<tr><th>HTTP_X_DEMO</th><td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</td></tr>",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("env.sh: %d, page lacks %q", resp.StatusCode, want)
+		}
+	}
+	if strings.Contains(body, "<script>") {
+		t.Error("env.sh: unescaped header value in the page")
+	}
+
+	form := url.Values{"name": {"Ann <3"}, "message": {"hello & <b>bye</b>"}}
+	req, _ = http.NewRequest("POST", srv.URL+"/cgi-bin/guestbook.pl", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, _ = do(t, req)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/cgi-bin/guestbook.pl" || len(resp.Cookies()) != 1 {
+		t.Fatalf("guestbook POST: %d Location %q cookies %v", resp.StatusCode, resp.Header.Get("Location"), resp.Cookies())
+	}
+	req, _ = http.NewRequest("GET", srv.URL+"/cgi-bin/guestbook.pl", nil)
+	req.AddCookie(resp.Cookies()[0])
+	resp, body = do(t, req)
+	for _, want := range []string{`value="Ann &lt;3"`, "<li>Ann &lt;3: hello &amp; &lt;b&gt;bye&lt;/b&gt;</li>", "demo-node"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("guestbook GET: %d, page lacks %q:\n%s", resp.StatusCode, want, body)
+		}
+	}
+
+	if h.Interpreters == nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("php-cgi is not installed but CI=true")
+		}
+		t.Skip("php-cgi not installed; www/hello.php not tried")
+	}
+	req, _ = http.NewRequest("GET", srv.URL+"/hello.php?name=%3Ci%3E", nil)
+	resp, body = do(t, req)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Hello, &lt;i&gt;!") || !strings.Contains(body, "demo-node") {
+		t.Errorf("hello.php: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestCGITimeoutAfterHeader: once the header is out, an overrun cannot
+// become a 504; the response is cut off so the client sees it incomplete.
+func TestCGITimeoutAfterHeader(t *testing.T) {
+	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
+	resp, err := noRedirects().Get(f.srv.URL + "/cgi-bin/slowbody.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "partial\n" || err == nil {
+		t.Errorf("got %d %q, read error %v; want 200 \"partial\\n\" and an error", resp.StatusCode, body, err)
+	}
+	waitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
+}
