@@ -22,7 +22,7 @@ type CGI struct {
 	Root string
 	// Prefix (a URL path ending in "/") maps to the folder Dir, ScriptAlias
 	// style: every file there is a script and none is served as a file.
-	// Empty: no prefix mapping.
+	// Either empty: no prefix mapping.
 	Prefix, Dir string
 	// Ext lists extensions (".cgi", ".php"; matched without regard to case)
 	// that make a file under Root a script, AddHandler style.

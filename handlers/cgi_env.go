@@ -105,8 +105,10 @@ func httpVarName(k string) string {
 	return string(b)
 }
 
+// requestURI is the request target as the client sent it, but as a path
+// even when the client used the absolute form (GET http://host/path).
 func requestURI(r *http.Request) string {
-	if r.RequestURI != "" {
+	if strings.HasPrefix(r.RequestURI, "/") {
 		return r.RequestURI
 	}
 	return r.URL.RequestURI()

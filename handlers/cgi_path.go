@@ -62,7 +62,10 @@ func (h *CGI) newState() *cgiState {
 	}
 	st.slots = make(chan struct{}, n)
 	st.root, st.realRoot = absReal(h.Root)
-	if h.Prefix != "" {
+	if h.Prefix != "" && h.Dir == "" {
+		h.logger().Error("cgi: prefix without dir; the prefix mapping is off", "prefix", h.Prefix)
+	}
+	if h.Prefix != "" && h.Dir != "" {
 		st.prefix = h.Prefix
 		if !strings.HasSuffix(st.prefix, "/") {
 			st.prefix += "/"
