@@ -66,6 +66,8 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 		session = h.Sessions.Encoded(r)
 	}
 	env := h.environ(r, sc, in.length, session)
+	h.running.Add(1) // before the start, so the script never runs uncounted
+	defer h.running.Add(-1)
 	p, err := h.start(r, sc, env, in)
 	if err != nil {
 		status := http.StatusInternalServerError
@@ -75,8 +77,6 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 		h.refuse(w, r, status, err.Error(), sc)
 		return ""
 	}
-	h.running.Add(1)
-	defer h.running.Add(-1)
 	rc := http.NewResponseController(w)
 	defer p.finish(rc) // also when a panic unwinds
 	p.watch(r.Context(), st.timeout)
