@@ -67,6 +67,9 @@ type CGI struct {
 	Dispatch http.Handler
 	// Logger receives script stderr lines and failures. Nil: slog.Default().
 	Logger *slog.Logger
+	// Events is told of script starts, timeouts and 503 refusals (the
+	// node's *Metrics fits). Nil: nobody is told.
+	Events CGIEvents
 
 	once    sync.Once
 	st      *cgiState
@@ -84,8 +87,18 @@ type SessionCodec interface {
 	Replace(w http.ResponseWriter, r *http.Request, encoded string) error
 }
 
+// CGIEvents counts what happens to scripts, for metrics.
+type CGIEvents interface {
+	CGIStarted()
+	CGITimedOut()
+	CGIRejected()
+}
+
 // Running reports how many scripts of this mapping are running now.
 func (h *CGI) Running() int { return int(h.running.Load()) }
+
+// Queued reports how many requests wait for a free slot now.
+func (h *CGI) Queued() int { return int(h.waiting.Load()) }
 
 // Match reports whether this mapping handles the (decoded) URL path, so
 // routing sends it here and the static handler never serves it as a file.
@@ -102,7 +115,7 @@ func (h *CGI) Match(urlPath string) bool {
 // static handler refuses such files even when reached by another URL.
 func (h *CGI) IsScript(file string) bool {
 	st := h.state()
-	if st.dir != "" && within(file, st.dir) {
+	if st.dir != "" && cgiWithin(file, st.dir) {
 		return true
 	}
 	return st.hasExt(file)
@@ -127,6 +140,9 @@ func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer in.close()
 	if !h.acquire(r.Context()) {
+		if h.Events != nil {
+			h.Events.CGIRejected()
+		}
 		w.Header().Set("Retry-After", "1")
 		h.refuse(w, r, http.StatusServiceUnavailable, "cgi: too many scripts running", sc)
 		return
@@ -138,14 +154,14 @@ func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // runInSlot runs the script holding a slot taken by acquire; the slot is
 // given back even when the response is aborted by a panic.
-func (h *CGI) runInSlot(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInput) string {
+func (h *CGI) runInSlot(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
 	defer func() { <-h.state().slots }()
 	return h.run(w, r, sc, in)
 }
 
 // refuse answers status without running anything; 4xx caused by the
 // request are logged at debug, everything else as a warning.
-func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why string, sc *script) {
+func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why string, sc *cgiScript) {
 	lvl := slog.LevelWarn
 	if status == http.StatusNotFound || status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
 		lvl = slog.LevelDebug

@@ -9,16 +9,16 @@ import (
 	"os"
 )
 
-// memBodyMax is how much of a body without a length is kept in memory
+// cgiMemBody is how much of a body without a length is kept in memory
 // before it moves to a temp file.
-const memBodyMax = 256 << 10
+const cgiMemBody = 256 << 10
 
 // cgiInput is what a script reads on stdin.
 type cgiInput struct {
-	length int64     // CONTENT_LENGTH; -1: the request has no body
-	stream io.Reader // a body of known length, streamed as the script reads
-	mem    []byte    // a small body that came without a length
-	file   *os.File  // a large one, in an unlinked temp file given to the script as is
+	length    int64     // CONTENT_LENGTH; -1: the request has no body
+	cgiStream io.Reader // a body of known length, streamed as the script reads
+	mem       []byte    // a small body that came without a length
+	file      *os.File  // a large one, in an unlinked temp file given to the script as is
 }
 
 func (in *cgiInput) close() {
@@ -36,22 +36,22 @@ func (h *CGI) requestBody(r *http.Request) (*cgiInput, int, error) {
 	case r.ContentLength > max:
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("cgi: body of %d bytes over the %d limit", r.ContentLength, max)
 	case r.ContentLength > 0:
-		return &cgiInput{length: r.ContentLength, stream: r.Body}, 0, nil
+		return &cgiInput{length: r.ContentLength, cgiStream: r.Body}, 0, nil
 	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
 		if r.Header.Get("Content-Length") != "" {
 			return &cgiInput{length: 0}, 0, nil
 		}
 		return &cgiInput{length: -1}, 0, nil
 	}
-	return bufferBody(r.Body, max)
+	return cgiBufferBody(r.Body, max)
 }
 
-func bufferBody(body io.Reader, max int64) (*cgiInput, int, error) {
-	lim := min(int64(memBodyMax), max)
+func cgiBufferBody(body io.Reader, max int64) (*cgiInput, int, error) {
+	lim := min(int64(cgiMemBody), max)
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(body, lim+1))
 	if err != nil {
-		return nil, bodyErrStatus(err), fmt.Errorf("cgi: reading body: %w", err)
+		return nil, cgiBodyErrStatus(err), fmt.Errorf("cgi: reading body: %w", err)
 	}
 	if n <= lim {
 		return &cgiInput{length: n, mem: buf.Bytes()}, 0, nil
@@ -72,7 +72,7 @@ func bufferBody(body io.Reader, max int64) (*cgiInput, int, error) {
 	m, err := io.Copy(f, io.LimitReader(body, max-n+1))
 	if err != nil {
 		f.Close()
-		return nil, bodyErrStatus(err), fmt.Errorf("cgi: reading body: %w", err)
+		return nil, cgiBodyErrStatus(err), fmt.Errorf("cgi: reading body: %w", err)
 	}
 	if in.length = n + m; in.length > max {
 		f.Close()
@@ -85,7 +85,7 @@ func bufferBody(body io.Reader, max int64) (*cgiInput, int, error) {
 	return in, 0, nil
 }
 
-func bodyErrStatus(err error) int {
+func cgiBodyErrStatus(err error) int {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return http.StatusRequestEntityTooLarge

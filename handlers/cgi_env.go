@@ -8,11 +8,11 @@ import (
 	"strings"
 )
 
-// skippedHeaders never become HTTP_* variables: Proxy would set HTTP_PROXY,
+// cgiSkippedHeaders never become HTTP_* variables: Proxy would set HTTP_PROXY,
 // which many HTTP clients take as their proxy (httpoxy); Session would
 // shadow the server's HTTP_SESSION; credentials stay with the server, as
 // Apache does without CGIPassAuth; the content headers are CONTENT_*.
-var skippedHeaders = map[string]bool{
+var cgiSkippedHeaders = map[string]bool{
 	"Proxy": true, "Session": true, "Authorization": true, "Proxy-Authorization": true,
 	"Content-Type": true, "Content-Length": true,
 }
@@ -20,7 +20,7 @@ var skippedHeaders = map[string]bool{
 // environ builds the script's environment: RFC 3875 meta-variables, the
 // usual extensions (Apache's REQUEST_URI, SCRIPT_FILENAME, DOCUMENT_ROOT,
 // HTTPS, REMOTE_PORT), HTTP_* from the request, then the site's variables.
-func (h *CGI) environ(r *http.Request, sc *script, contentLength int64, session string) []string {
+func (h *CGI) environ(r *http.Request, sc *cgiScript, contentLength int64, session string) []string {
 	st := h.state()
 	env := make([]string, 0, 24+len(r.Header)+len(st.env))
 	env = append(env, st.env...)
@@ -28,7 +28,7 @@ func (h *CGI) environ(r *http.Request, sc *script, contentLength int64, session 
 
 	add("REQUEST_METHOD", r.Method)
 	add("SERVER_PROTOCOL", r.Proto)
-	add("REQUEST_URI", requestURI(r))
+	add("REQUEST_URI", cgiRequestURI(r))
 	add("QUERY_STRING", r.URL.RawQuery)
 	add("SCRIPT_NAME", sc.name)
 	add("SCRIPT_FILENAME", sc.file)
@@ -36,7 +36,7 @@ func (h *CGI) environ(r *http.Request, sc *script, contentLength int64, session 
 		add("PATH_INFO", sc.pathInfo)
 		add("PATH_TRANSLATED", filepath.Join(st.root, filepath.FromSlash(sc.pathInfo)))
 	}
-	name, port := serverNamePort(r)
+	name, port := cgiServerNamePort(r)
 	add("SERVER_NAME", name)
 	add("SERVER_PORT", port)
 	ip := ClientIP(r)
@@ -61,14 +61,14 @@ func (h *CGI) environ(r *http.Request, sc *script, contentLength int64, session 
 		add("HTTP_HOST", r.Host)
 	}
 	for k, vs := range r.Header {
-		if skippedHeaders[k] || !cgiHeaderName(k) || len(vs) == 0 {
+		if cgiSkippedHeaders[k] || !cgiHeaderName(k) || len(vs) == 0 {
 			continue
 		}
 		sep := ", "
 		if k == "Cookie" {
 			sep = "; "
 		}
-		add(httpVarName(k), strings.Join(vs, sep))
+		add(cgiVarName(k), strings.Join(vs, sep))
 	}
 	return env
 }
@@ -89,7 +89,7 @@ func cgiHeaderName(k string) bool {
 	return true
 }
 
-func httpVarName(k string) string {
+func cgiVarName(k string) string {
 	b := make([]byte, 5+len(k))
 	copy(b, "HTTP_")
 	for i := 0; i < len(k); i++ {
@@ -105,18 +105,18 @@ func httpVarName(k string) string {
 	return string(b)
 }
 
-// requestURI is the request target as the client sent it, but as a path
+// cgiRequestURI is the request target as the client sent it, but as a path
 // even when the client used the absolute form (GET http://host/path).
-func requestURI(r *http.Request) string {
+func cgiRequestURI(r *http.Request) string {
 	if strings.HasPrefix(r.RequestURI, "/") {
 		return r.RequestURI
 	}
 	return r.URL.RequestURI()
 }
 
-// serverNamePort returns SERVER_NAME from the Host the client asked for
+// cgiServerNamePort returns SERVER_NAME from the Host the client asked for
 // and SERVER_PORT from the listener that took the connection.
-func serverNamePort(r *http.Request) (name, port string) {
+func cgiServerNamePort(r *http.Request) (name, port string) {
 	name = r.Host
 	if h, p, err := net.SplitHostPort(r.Host); err == nil {
 		name, port = h, p

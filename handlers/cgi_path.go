@@ -31,7 +31,7 @@ type cgiState struct {
 }
 
 // script is one request's script, as RFC 3875 names its parts.
-type script struct {
+type cgiScript struct {
 	name     string // SCRIPT_NAME: the URL path of the script
 	file     string // SCRIPT_FILENAME
 	pathInfo string // PATH_INFO: the URL path after the script, "" when none
@@ -46,9 +46,9 @@ func (h *CGI) state() *cgiState {
 
 func (h *CGI) newState() *cgiState {
 	st := &cgiState{
-		timeout:      orDuration(h.Timeout, 30*time.Second),
-		grace:        orDuration(h.KillGrace, 2*time.Second),
-		queueTimeout: orDuration(h.QueueTimeout, time.Second),
+		timeout:      cgiDuration(h.Timeout, 30*time.Second),
+		grace:        cgiDuration(h.KillGrace, 2*time.Second),
+		queueTimeout: cgiDuration(h.QueueTimeout, time.Second),
 		maxBody:      h.MaxBodyBytes,
 		interp:       map[string][]string{},
 		interpErr:    map[string]string{},
@@ -61,7 +61,7 @@ func (h *CGI) newState() *cgiState {
 		n = 16
 	}
 	st.slots = make(chan struct{}, n)
-	st.root, st.realRoot = absReal(h.Root)
+	st.root, st.realRoot = cgiAbsReal(h.Root)
 	if h.Prefix != "" && h.Dir == "" {
 		h.logger().Error("cgi: prefix without dir; the prefix mapping is off", "prefix", h.Prefix)
 	}
@@ -70,7 +70,7 @@ func (h *CGI) newState() *cgiState {
 		if !strings.HasSuffix(st.prefix, "/") {
 			st.prefix += "/"
 		}
-		st.dir, st.realDir = absReal(h.Dir)
+		st.dir, st.realDir = cgiAbsReal(h.Dir)
 	}
 	for _, e := range h.Ext {
 		st.exts = append(st.exts, strings.ToLower(e))
@@ -94,16 +94,16 @@ func (h *CGI) newState() *cgiState {
 	return st
 }
 
-func orDuration(d, def time.Duration) time.Duration {
+func cgiDuration(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
 	return def
 }
 
-// absReal returns p made absolute, and also with its symlinks resolved,
+// cgiAbsReal returns p made absolute, and also with its symlinks resolved,
 // the form a resolved script path is compared against.
-func absReal(p string) (abs, real string) {
+func cgiAbsReal(p string) (abs, real string) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		abs = filepath.Clean(p)
@@ -115,9 +115,9 @@ func absReal(p string) (abs, real string) {
 	return abs, real
 }
 
-// reservedEnv are the names a site's env and pass_env cannot set, so a
+// cgiReservedEnv are the names a site's env and pass_env cannot set, so a
 // config can never spoof what the request says (besides every HTTP_*).
-var reservedEnv = map[string]bool{
+var cgiReservedEnv = map[string]bool{
 	"AUTH_TYPE": true, "CONTENT_LENGTH": true, "CONTENT_TYPE": true, "GATEWAY_INTERFACE": true,
 	"PATH_INFO": true, "PATH_TRANSLATED": true, "QUERY_STRING": true, "REMOTE_ADDR": true,
 	"REMOTE_HOST": true, "REMOTE_IDENT": true, "REMOTE_USER": true, "REMOTE_PORT": true,
@@ -132,7 +132,7 @@ func (h *CGI) baseEnv(root string) []string {
 		env = append(env, "SHOAL_NODE="+h.NodeName)
 	}
 	usable := func(k string) bool {
-		if k == "" || strings.ContainsAny(k, "=\x00") || reservedEnv[k] || strings.HasPrefix(k, "HTTP_") {
+		if k == "" || strings.ContainsAny(k, "=\x00") || cgiReservedEnv[k] || strings.HasPrefix(k, "HTTP_") {
 			h.logger().Warn("cgi: env variable ignored: reserved or invalid", "name", k)
 			return false
 		}
@@ -187,8 +187,8 @@ func (st *cgiState) hasExt(name string) bool {
 // segment at a time so that the first regular file ends SCRIPT_NAME and
 // the rest becomes PATH_INFO. It answers a status (and why) when there is
 // no script to run.
-func (st *cgiState) resolve(p string) (*script, int, string) {
-	if strings.IndexByte(p, 0) >= 0 || !strings.HasPrefix(p, "/") || hasDotSegment(p) {
+func (st *cgiState) resolve(p string) (*cgiScript, int, string) {
+	if strings.IndexByte(p, 0) >= 0 || !strings.HasPrefix(p, "/") || cgiDotSegment(p) {
 		return nil, http.StatusNotFound, "unclean path"
 	}
 	if st.prefix != "" {
@@ -207,7 +207,7 @@ func (st *cgiState) resolve(p string) (*script, int, string) {
 
 // walk looks up p[start:] below base. With want < 0 the first regular
 // file found is the script; otherwise the script must end exactly at want.
-func (st *cgiState) walk(p string, start int, base, realBase string, want int) (*script, int, string) {
+func (st *cgiState) walk(p string, start int, base, realBase string, want int) (*cgiScript, int, string) {
 	cur := base
 	for i := start; i < len(p); {
 		end := strings.IndexByte(p[i:], '/')
@@ -234,8 +234,8 @@ func (st *cgiState) walk(p string, start int, base, realBase string, want int) (
 			if err != nil {
 				return nil, http.StatusNotFound, "dangling symlink"
 			}
-			if !within(real, realBase) {
-				return &script{file: cur}, http.StatusForbidden, "symlink leaves the folder"
+			if !cgiWithin(real, realBase) {
+				return &cgiScript{file: cur}, http.StatusForbidden, "symlink leaves the folder"
 			}
 			if fi, err = os.Stat(real); err != nil {
 				return nil, http.StatusNotFound, "no such file"
@@ -248,11 +248,11 @@ func (st *cgiState) walk(p string, start int, base, realBase string, want int) (
 			}
 			continue
 		case !fi.Mode().IsRegular():
-			return &script{file: cur}, http.StatusForbidden, "not a regular file"
+			return &cgiScript{file: cur}, http.StatusForbidden, "not a regular file"
 		case want >= 0 && end != want:
 			return nil, http.StatusNotFound, "no such file"
 		}
-		sc := &script{name: p[:end], file: cur, pathInfo: p[end:], ext: strings.ToLower(filepath.Ext(seg))}
+		sc := &cgiScript{name: p[:end], file: cur, pathInfo: p[end:], ext: strings.ToLower(filepath.Ext(seg))}
 		if fi.Mode()&0o111 == 0 {
 			sc.argv = nil // runnable decides: only an interpreter can run it
 		} else {
@@ -265,7 +265,7 @@ func (st *cgiState) walk(p string, start int, base, realBase string, want int) (
 
 // runnable picks how to start the script: its extension's interpreter,
 // else the file itself when it is executable.
-func (st *cgiState) runnable(sc *script) (int, string) {
+func (st *cgiState) runnable(sc *cgiScript) (int, string) {
 	if args, ok := st.interp[sc.ext]; ok {
 		sc.argv = append(slices.Clip(args), sc.file)
 		return 0, ""
@@ -274,20 +274,20 @@ func (st *cgiState) runnable(sc *script) (int, string) {
 		return http.StatusInternalServerError, "interpreter for " + sc.ext + " not found: " + why
 	}
 	if sc.argv == nil {
-		return http.StatusForbidden, "script is not executable and no interpreter is set for " + extLabel(sc.ext)
+		return http.StatusForbidden, "script is not executable and no interpreter is set for " + cgiExtLabel(sc.ext)
 	}
 	return 0, ""
 }
 
-func extLabel(ext string) string {
+func cgiExtLabel(ext string) string {
 	if ext == "" {
 		return "files without extension"
 	}
 	return ext
 }
 
-// hasDotSegment reports a "." or ".." segment anywhere in p.
-func hasDotSegment(p string) bool {
+// cgiDotSegment reports a "." or ".." segment anywhere in p.
+func cgiDotSegment(p string) bool {
 	for i := 0; i < len(p); i++ {
 		if p[i] != '.' || (i > 0 && p[i-1] != '/') {
 			continue
@@ -303,8 +303,8 @@ func hasDotSegment(p string) bool {
 	return false
 }
 
-// within reports whether path p is base or below it.
-func within(p, base string) bool {
+// cgiWithin reports whether path p is base or below it.
+func cgiWithin(p, base string) bool {
 	if base == "/" {
 		return strings.HasPrefix(p, "/")
 	}

@@ -20,10 +20,10 @@ import (
 
 // Why a script was stopped before it finished on its own.
 const (
-	stopNone      int32 = iota
-	stopTimeout         // it overran Timeout
-	stopClient          // the client went away
-	stopAbandoned       // its output is of no further use (a malformed header)
+	cgiRunning       int32 = iota
+	cgiStopTimeout         // it overran Timeout
+	cgiStopClient          // the client went away
+	cgiStopAbandoned       // its output is of no further use (a malformed header)
 )
 
 // cgiProc is one running script: the leader of its own process group, so
@@ -54,7 +54,7 @@ type cgiProc struct {
 
 // start launches the script with its own process group, stdout and stderr
 // as pipes and the body on stdin.
-func (h *CGI) start(r *http.Request, sc *script, env []string, in *cgiInput) (*cgiProc, error) {
+func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) (*cgiProc, error) {
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("cgi: stdout pipe: %w", err)
@@ -68,7 +68,7 @@ func (h *CGI) start(r *http.Request, sc *script, env []string, in *cgiInput) (*c
 	p := &cgiProc{stdout: stdoutR, grace: h.state().grace, stderrDone: make(chan struct{})}
 	stdin, feed, err := p.stdinFor(in)
 	if err != nil {
-		closeAll(stdoutR, stdoutW, stderrR, stderrW)
+		cgiCloseFiles(stdoutR, stdoutW, stderrR, stderrW)
 		return nil, err
 	}
 	attr := &os.ProcAttr{
@@ -84,12 +84,12 @@ func (h *CGI) start(r *http.Request, sc *script, env []string, in *cgiInput) (*c
 		stdin.Close()
 	}
 	if err != nil {
-		closeAll(stdoutR, stderrR, p.stdinW)
+		cgiCloseFiles(stdoutR, stderrR, p.stdinW)
 		return nil, fmt.Errorf("cgi: starting %s: %w", sc.argv[0], err)
 	}
 	p.proc, p.pid = proc, proc.Pid
 	logger := func() *slog.Logger {
-		return h.logger().With("script", sc.file, "method", r.Method, "uri", requestURI(r), "remote", ClientIP(r))
+		return h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 	}
 	go p.logStderr(stderrR, logger)
 	if feed != nil {
@@ -105,7 +105,7 @@ func (p *cgiProc) stdinFor(in *cgiInput) (*os.File, io.Reader, error) {
 	switch {
 	case in.file != nil:
 		return in.file, nil, nil
-	case in.stream == nil && in.mem == nil:
+	case in.cgiStream == nil && in.mem == nil:
 		f, err := os.Open(os.DevNull)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cgi: %w", err)
@@ -117,9 +117,9 @@ func (p *cgiProc) stdinFor(in *cgiInput) (*os.File, io.Reader, error) {
 		return nil, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
 	}
 	p.stdinW = pw
-	if in.stream != nil {
+	if in.cgiStream != nil {
 		p.fromClient = true
-		return pr, in.stream, nil
+		return pr, in.cgiStream, nil
 	}
 	return pr, bytes.NewReader(in.mem), nil
 }
@@ -154,14 +154,14 @@ func (p *cgiProc) logStderr(r *os.File, logger func() *slog.Logger) {
 
 // watch stops the script when it overruns timeout or the client leaves.
 func (p *cgiProc) watch(ctx context.Context, timeout time.Duration) {
-	p.stopTimer = time.AfterFunc(timeout, func() { p.terminate(stopTimeout) }).Stop
-	p.stopCtx = context.AfterFunc(ctx, func() { p.terminate(stopClient) })
+	p.stopTimer = time.AfterFunc(timeout, func() { p.terminate(cgiStopTimeout) }).Stop
+	p.stopCtx = context.AfterFunc(ctx, func() { p.terminate(cgiStopClient) })
 }
 
 // terminate sends SIGTERM to the whole group, SIGKILL after the grace, and
 // wakes the handler from its read of stdout at once. The first reason wins.
 func (p *cgiProc) terminate(reason int32) {
-	if !p.reason.CompareAndSwap(stopNone, reason) {
+	if !p.reason.CompareAndSwap(cgiRunning, reason) {
 		return
 	}
 	p.mu.Lock()
@@ -178,7 +178,7 @@ func (p *cgiProc) terminate(reason int32) {
 // could block on a script that is dying slowly.
 func (p *cgiProc) setReadDeadline(t time.Time) {
 	p.stdout.SetReadDeadline(t)
-	if p.reason.Load() != stopNone {
+	if p.reason.Load() != cgiRunning {
 		p.stdout.SetReadDeadline(time.Now())
 	}
 }
@@ -198,7 +198,7 @@ func (p *cgiProc) finish(rc *http.ResponseController) *os.ProcessState {
 	if p.state != nil {
 		return p.state
 	}
-	waitExited(p.pid)
+	cgiWaitExited(p.pid)
 	p.stopTimer()
 	p.stopCtx()
 	p.mu.Lock()
@@ -217,7 +217,7 @@ func (p *cgiProc) finish(rc *http.ResponseController) *os.ProcessState {
 	p.state = state
 	p.stdout.Close()
 	p.stopStdin(rc)
-	waitBounded(p.stderrDone, time.Second)
+	cgiWaitBounded(p.stderrDone, time.Second)
 	return p.state
 }
 
@@ -240,10 +240,10 @@ func (p *cgiProc) stopStdin(rc *http.ResponseController) {
 	<-p.stdinDone
 }
 
-// waitExited blocks until process pid has exited, without reaping it. It
+// cgiWaitExited blocks until process pid has exited, without reaping it. It
 // asks once without blocking first: at stdout's EOF the script has usually
 // exited already, and a blocking call costs the runtime a thread handoff.
-func waitExited(pid int) {
+func cgiWaitExited(pid int) {
 	var info unix.Siginfo
 	if unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil) == nil && info.Signo == int32(syscall.SIGCHLD) {
 		return
@@ -256,9 +256,9 @@ func waitExited(pid int) {
 	}
 }
 
-// waitBounded waits for done, at most d: an escaped grandchild (one that
+// cgiWaitBounded waits for done, at most d: an escaped grandchild (one that
 // called setsid) may hold a pipe open for ever.
-func waitBounded(done <-chan struct{}, d time.Duration) {
+func cgiWaitBounded(done <-chan struct{}, d time.Duration) {
 	select {
 	case <-done:
 		return
@@ -272,7 +272,7 @@ func waitBounded(done <-chan struct{}, d time.Duration) {
 	}
 }
 
-func closeAll(files ...*os.File) {
+func cgiCloseFiles(files ...*os.File) {
 	for _, f := range files {
 		if f != nil {
 			f.Close()

@@ -22,9 +22,9 @@ const (
 	cgiHeaderLines = 200
 	cgiReadBuf     = 8 << 10
 	cgiCopyBuf     = 32 << 10
-	maxLocalHops   = 10
-	// flushDelay is how long output may wait for more before it is flushed.
-	flushDelay = 2 * time.Millisecond
+	cgiMaxHops     = 10
+	// cgiFlushDelay is how long output may wait for more before it is flushed.
+	cgiFlushDelay = 2 * time.Millisecond
 )
 
 // cgiBuffers are one response's buffers, reused across requests.
@@ -50,16 +50,16 @@ func (st *cgiState) release(bb *cgiBuffers) {
 var (
 	// errNoOutput: the script closed stdout without writing anything,
 	// usually because it failed to start or crashed.
-	errNoOutput = errors.New("cgi: script wrote no output")
+	errCGINoOutput = errors.New("cgi: script wrote no output")
 	// errHeaderEnd: stdout ended inside the header block.
-	errHeaderEnd = errors.New("cgi: output ended before the end of the header block")
+	errCGIHeaderEnd = errors.New("cgi: output ended before the end of the header block")
 	// errBadHeader: the header block breaks RFC 3875 section 6.
-	errBadHeader = errors.New("cgi: malformed header")
+	errCGIBadHeader = errors.New("cgi: malformed header")
 )
 
 // run starts the script and relays its response. It returns the path of
 // a local redirect for the caller to dispatch once the slot is released.
-func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInput) string {
+func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
 	st := h.state()
 	session := ""
 	if h.Sessions != nil {
@@ -77,6 +77,9 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 		h.refuse(w, r, status, err.Error(), sc)
 		return ""
 	}
+	if h.Events != nil {
+		h.Events.CGIStarted()
+	}
 	rc := http.NewResponseController(w)
 	defer p.finish(rc) // also when a panic unwinds
 	p.watch(r.Context(), st.timeout)
@@ -90,7 +93,7 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 		if status, redirect, err = h.prepareHeader(w, r, hdr); err == nil {
 			if redirect != "" {
 				io.Copy(io.Discard, bb.r) // RFC 3875 6.2.2: the body is not sent
-				if p.finish(rc); p.reason.Load() == stopNone {
+				if p.finish(rc); p.reason.Load() == cgiRunning {
 					return redirect
 				}
 				h.failed(w, r, sc, p, nil)
@@ -100,8 +103,8 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 			return ""
 		}
 	}
-	if errors.Is(err, errBadHeader) {
-		p.terminate(stopAbandoned)
+	if errors.Is(err, errCGIBadHeader) {
+		p.terminate(cgiStopAbandoned)
 	}
 	p.finish(rc)
 	h.failed(w, r, sc, p, err)
@@ -109,17 +112,18 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *script, in *cgiInp
 }
 
 // failed answers a script that produced no usable header block.
-func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *script, p *cgiProc, err error) {
-	log := h.logger().With("script", sc.file, "method", r.Method, "uri", requestURI(r), "remote", ClientIP(r))
+func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *cgiProc, err error) {
+	log := h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 	switch p.reason.Load() {
-	case stopTimeout:
+	case cgiStopTimeout:
 		log.Warn("cgi: script timed out; process group killed", "timeout", h.state().timeout)
+		h.timedOut()
 		h.Errors.Serve(w, r, http.StatusGatewayTimeout)
-	case stopClient:
+	case cgiStopClient:
 		log.Debug("cgi: client went away; process group killed")
 	default:
 		if err == nil {
-			err = errHeaderEnd
+			err = errCGIHeaderEnd
 		}
 		log.Warn("cgi: bad gateway", "error", err, "exit", p.state.String())
 		h.Errors.Serve(w, r, http.StatusBadGateway)
@@ -130,16 +134,17 @@ func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *script, p *cgiP
 func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, p *cgiProc, bb *cgiBuffers, status int) {
 	w.WriteHeader(status)
 	var err error
-	if r.Method == http.MethodHead || !bodyAllowed(status) {
+	if r.Method == http.MethodHead || !cgiBodyAllowed(status) {
 		_, err = io.Copy(io.Discard, bb.r)
 	} else {
-		err = stream(w, rc, bb, p)
+		err = cgiStream(w, rc, bb, p)
 	}
 	p.finish(rc)
-	if reason := p.reason.Load(); reason != stopNone || err != nil {
-		if reason == stopTimeout {
+	if reason := p.reason.Load(); reason != cgiRunning || err != nil {
+		if reason == cgiStopTimeout {
+			h.timedOut()
 			h.logger().Warn("cgi: script timed out after its header; response cut short",
-				"method", r.Method, "uri", requestURI(r), "remote", ClientIP(r))
+				"method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 		}
 		// Close the connection rather than end the response cleanly: the
 		// client must not take a truncated body for a complete one.
@@ -147,20 +152,26 @@ func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 	}
 }
 
-// stream copies the script's output to the client as it comes. It flushes
-// when the script pauses (writes nothing for flushDelay): a quick script's
+func (h *CGI) timedOut() {
+	if h.Events != nil {
+		h.Events.CGITimedOut()
+	}
+}
+
+// cgiStream copies the script's output to the client as it comes. It flushes
+// when the script pauses (writes nothing for cgiFlushDelay): a quick script's
 // whole response leaves in one write, with a Content-Length, while a slow
 // one's output reaches the client as it is written.
-func stream(w http.ResponseWriter, rc *http.ResponseController, bb *cgiBuffers, p *cgiProc) error {
+func cgiStream(w http.ResponseWriter, rc *http.ResponseController, bb *cgiBuffers, p *cgiProc) error {
 	pending := true // written but not flushed; the header counts
 	for {
 		var n int
 		var err error
 		if pending && bb.r.Buffered() == 0 {
-			p.setReadDeadline(time.Now().Add(flushDelay))
+			p.setReadDeadline(time.Now().Add(cgiFlushDelay))
 			n, err = bb.r.Read(bb.copy)
 			p.setReadDeadline(time.Time{})
-			if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && p.reason.Load() == stopNone {
+			if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && p.reason.Load() == cgiRunning {
 				rc.Flush()
 				pending = false
 				continue
@@ -170,7 +181,7 @@ func stream(w http.ResponseWriter, rc *http.ResponseController, bb *cgiBuffers, 
 		}
 		if n > 0 {
 			if _, werr := w.Write(bb.copy[:n]); werr != nil {
-				p.terminate(stopClient)
+				p.terminate(cgiStopClient)
 				return werr
 			}
 			pending = true
@@ -184,7 +195,7 @@ func stream(w http.ResponseWriter, rc *http.ResponseController, bb *cgiBuffers, 
 	}
 }
 
-func bodyAllowed(status int) bool {
+func cgiBodyAllowed(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified
 }
 
@@ -197,41 +208,41 @@ func readCGIHeader(br *bufio.Reader) (http.Header, error) {
 		if err != nil {
 			switch {
 			case errors.Is(err, bufio.ErrBufferFull):
-				return nil, fmt.Errorf("%w: line longer than %d bytes", errBadHeader, cgiReadBuf)
+				return nil, fmt.Errorf("%w: line longer than %d bytes", errCGIBadHeader, cgiReadBuf)
 			case n == 0 && len(line) == 0 && err == io.EOF:
-				return nil, errNoOutput
+				return nil, errCGINoOutput
 			case err == io.EOF:
-				return nil, errHeaderEnd
+				return nil, errCGIHeaderEnd
 			}
 			return nil, fmt.Errorf("cgi: reading header: %w", err)
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
 			if n == 0 {
-				return nil, fmt.Errorf("%w: empty header block", errBadHeader)
+				return nil, fmt.Errorf("%w: empty header block", errCGIBadHeader)
 			}
 			return hdr, nil
 		}
 		if n >= cgiHeaderLines {
-			return nil, fmt.Errorf("%w: more than %d lines", errBadHeader, cgiHeaderLines)
+			return nil, fmt.Errorf("%w: more than %d lines", errCGIBadHeader, cgiHeaderLines)
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !headerToken(line[:colon]) {
-			return nil, fmt.Errorf("%w: %q", errBadHeader, truncate(line, 80))
+		if colon <= 0 || !cgiToken(line[:colon]) {
+			return nil, fmt.Errorf("%w: %q", errCGIBadHeader, cgiTruncate(line, 80))
 		}
 		hdr.Add(string(line[:colon]), string(bytes.TrimSpace(line[colon+1:])))
 	}
 }
 
-func truncate(b []byte, n int) []byte {
+func cgiTruncate(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[:n]
 	}
 	return b
 }
 
-// headerToken reports whether b is an RFC 9110 token.
-func headerToken(b []byte) bool {
+// cgiToken reports whether b is an RFC 9110 token.
+func cgiToken(b []byte) bool {
 	for _, c := range b {
 		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
 			return false
@@ -240,8 +251,8 @@ func headerToken(b []byte) bool {
 	return true
 }
 
-// hopHeaders belong to one connection and are the server's to set.
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
+// cgiHopHeaders belong to one connection and are the server's to set.
+var cgiHopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
 
 // prepareHeader turns the script's header block into the response header
 // (RFC 3875 6.2, 6.3): the status, a local redirect to dispatch, or a
@@ -263,14 +274,14 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 		h.replaceSession(w, r, vs[len(vs)-1])
 	}
 	if loc := hdr.Get("Location"); loc != "" {
-		if isLocalPath(loc) && status == http.StatusOK {
+		if cgiLocalPath(loc) && status == http.StatusOK {
 			return 0, loc, nil
 		}
 		if !hadStatus {
 			status = http.StatusFound
 		}
 	}
-	for _, k := range hopHeaders {
+	for _, k := range cgiHopHeaders {
 		delete(hdr, k)
 	}
 	if cl, ok := hdr["Content-Length"]; ok {
@@ -290,11 +301,11 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 
 func (h *CGI) replaceSession(w http.ResponseWriter, r *http.Request, encoded string) {
 	if h.Sessions == nil {
-		h.logger().Warn("cgi: X-Replace-Session from a script, but sessions are off", "uri", requestURI(r))
+		h.logger().Warn("cgi: X-Replace-Session from a script, but sessions are off", "uri", cgiRequestURI(r))
 		return
 	}
 	if err := h.Sessions.Replace(w, r, encoded); err != nil {
-		h.logger().Error("cgi: replacing session", "error", err, "uri", requestURI(r), "remote", ClientIP(r))
+		h.logger().Error("cgi: replacing session", "error", err, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 	}
 }
 
@@ -304,26 +315,26 @@ func parseCGIStatus(s string) (int, error) {
 	code, _, _ := strings.Cut(s, " ")
 	n, err := strconv.Atoi(code)
 	if err != nil || len(code) != 3 || n < 200 || n > 599 {
-		return 0, fmt.Errorf("%w: status %q", errBadHeader, truncate([]byte(s), 40))
+		return 0, fmt.Errorf("%w: status %q", errCGIBadHeader, cgiTruncate([]byte(s), 40))
 	}
 	return n, nil
 }
 
-// isLocalPath reports a Location that is a path on this server (RFC 3875
+// cgiLocalPath reports a Location that is a path on this server (RFC 3875
 // local-Location), not "//host/..." which is a URL without a scheme.
-func isLocalPath(loc string) bool {
+func cgiLocalPath(loc string) bool {
 	return strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\")
 }
 
-type localHopsKey struct{}
+type cgiHopsKey struct{}
 
 // localRedirect serves a local redirect as a fresh GET of the new path
 // through Dispatch (the site's chain), as Apache's mod_cgi does.
 func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) {
-	hops, _ := r.Context().Value(localHopsKey{}).(int)
+	hops, _ := r.Context().Value(cgiHopsKey{}).(int)
 	u, err := url.ParseRequestURI(loc)
-	if err != nil || hops >= maxLocalHops {
-		h.logger().Warn("cgi: local redirect refused", "location", loc, "hops", hops, "uri", requestURI(r))
+	if err != nil || hops >= cgiMaxHops {
+		h.logger().Warn("cgi: local redirect refused", "location", loc, "hops", hops, "uri", cgiRequestURI(r))
 		h.Errors.Serve(w, r, http.StatusBadGateway)
 		return
 	}
@@ -332,7 +343,7 @@ func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) 
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	r2 := r.Clone(context.WithValue(r.Context(), localHopsKey{}, hops+1))
+	r2 := r.Clone(context.WithValue(r.Context(), cgiHopsKey{}, hops+1))
 	r2.Method = http.MethodGet
 	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
 	r2.RequestURI = loc

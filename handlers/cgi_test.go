@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,16 +32,16 @@ type cgiFixture struct {
 	h       *CGI
 	srv     *httptest.Server
 	scratch string
-	log     *lockedBuffer
+	log     *cgiLogBuffer
 }
 
 func newCGIFixture(t *testing.T, tune func(*CGI)) *cgiFixture {
 	t.Helper()
-	f := &cgiFixture{scratch: t.TempDir(), log: &lockedBuffer{}}
+	f := &cgiFixture{scratch: t.TempDir(), log: &cgiLogBuffer{}}
 	f.h = &CGI{
-		Root:     absPath(t, "testdata/cgi/www"),
+		Root:     cgiAbs(t, "testdata/cgi/www"),
 		Prefix:   "/cgi-bin/",
-		Dir:      absPath(t, "testdata/cgi/bin"),
+		Dir:      cgiAbs(t, "testdata/cgi/bin"),
 		Ext:      []string{".cgi"},
 		Env:      map[string]string{"TESTDIR": f.scratch, "SITE_VAR": "site value"},
 		PassEnv:  []string{"PATH"},
@@ -55,7 +56,7 @@ func newCGIFixture(t *testing.T, tune func(*CGI)) *cgiFixture {
 	return f
 }
 
-func absPath(t *testing.T, p string) string {
+func cgiAbs(t *testing.T, p string) string {
 	t.Helper()
 	a, err := filepath.Abs(p)
 	if err != nil {
@@ -64,25 +65,34 @@ func absPath(t *testing.T, p string) string {
 	return a
 }
 
-type lockedBuffer struct {
+type cgiLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *cgiLogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *cgiLogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+// The node's metrics take CGI events as they are.
+var _ CGIEvents = (*Metrics)(nil)
+
+type cgiCountEvents struct{ started, timedOut, rejected atomic.Int64 }
+
+func (e *cgiCountEvents) CGIStarted()  { e.started.Add(1) }
+func (e *cgiCountEvents) CGITimedOut() { e.timedOut.Add(1) }
+func (e *cgiCountEvents) CGIRejected() { e.rejected.Add(1) }
+
+// cgiWaitFor polls cond until it holds or d passes.
+func cgiWaitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -93,16 +103,16 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func noRedirects() *http.Client {
+func cgiClient() *http.Client {
 	return &http.Client{
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
-func do(t *testing.T, req *http.Request) (*http.Response, string) {
+func cgiDo(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := noRedirects().Do(req)
+	resp, err := cgiClient().Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
@@ -120,10 +130,10 @@ func (f *cgiFixture) get(t *testing.T, path string) (*http.Response, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return do(t, req)
+	return cgiDo(t, req)
 }
 
-func parseEnv(body string) map[string]string {
+func cgiParseEnv(body string) map[string]string {
 	env := map[string]string{}
 	for _, line := range strings.Split(body, "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {
@@ -133,10 +143,10 @@ func parseEnv(body string) map[string]string {
 	return env
 }
 
-// groupGone reports whether no live process is left in process group
+// cgiGroupGone reports whether no live process is left in process group
 // pgid. Zombies do not count: an orphaned child that was killed waits for
 // init to reap it, which here may take a while.
-func groupGone(pgid int) bool {
+func cgiGroupGone(pgid int) bool {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, p := range stats {
 		b, err := os.ReadFile(p)
@@ -155,10 +165,10 @@ func groupGone(pgid int) bool {
 	return true
 }
 
-func readPgid(t *testing.T, dir string) int {
+func cgiReadPgid(t *testing.T, dir string) int {
 	t.Helper()
 	var pgid int
-	waitFor(t, "the script to write its pgid", 10*time.Second, func() bool {
+	cgiWaitFor(t, "the script to write its pgid", 10*time.Second, func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "pgid"))
 		if err != nil {
 			return false
@@ -199,10 +209,10 @@ func TestCGIEnvironment(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
-	env := parseEnv(string(body))
+	env := cgiParseEnv(string(body))
 	_, srvPort, _ := net.SplitHostPort(f.srv.Listener.Addr().String())
 	_, cliPort, _ := net.SplitHostPort(conn.LocalAddr().String())
-	root := absPath(t, "testdata/cgi/www")
+	root := cgiAbs(t, "testdata/cgi/www")
 	want := map[string]string{
 		"GATEWAY_INTERFACE":    "CGI/1.1",
 		"SERVER_SOFTWARE":      "shoal",
@@ -213,7 +223,7 @@ func TestCGIEnvironment(t *testing.T) {
 		"REQUEST_URI":          "/cgi-bin/env.sh/extra/path?a=1&b=%20x",
 		"QUERY_STRING":         "a=1&b=%20x",
 		"SCRIPT_NAME":          "/cgi-bin/env.sh",
-		"SCRIPT_FILENAME":      absPath(t, "testdata/cgi/bin/env.sh"),
+		"SCRIPT_FILENAME":      cgiAbs(t, "testdata/cgi/bin/env.sh"),
 		"PATH_INFO":            "/extra/path",
 		"PATH_TRANSLATED":      root + "/extra/path",
 		"DOCUMENT_ROOT":        root,
@@ -264,13 +274,13 @@ func TestCGIRemoteAddr(t *testing.T) {
 		{"trusted peer", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "203.0.113.7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &CGI{Root: absPath(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: absPath(t, "testdata/cgi/bin")}
+			h := &CGI{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
 			srv := httptest.NewServer(RealIP(tc.trusted)(h))
 			defer srv.Close()
 			req, _ := http.NewRequest("GET", srv.URL+"/cgi-bin/env.sh", nil)
 			req.Header.Set("X-Forwarded-For", "203.0.113.7")
-			_, body := do(t, req)
-			env := parseEnv(body)
+			_, body := cgiDo(t, req)
+			env := cgiParseEnv(body)
 			if env["REMOTE_ADDR"] != tc.want {
 				t.Errorf("REMOTE_ADDR = %q, want %q", env["REMOTE_ADDR"], tc.want)
 			}
@@ -283,9 +293,9 @@ func TestCGIRemoteAddr(t *testing.T) {
 
 func TestCGIPathInfoSplitting(t *testing.T) {
 	f := newCGIFixture(t, nil)
-	root := absPath(t, "testdata/cgi/www")
+	root := cgiAbs(t, "testdata/cgi/www")
 	for _, tc := range []struct {
-		path, script, file, pathInfo string
+		path, cgiScript, file, pathInfo string
 	}{
 		{"/cgi-bin/env.sh", "/cgi-bin/env.sh", "bin/env.sh", ""},
 		{"/cgi-bin/env.sh/", "/cgi-bin/env.sh", "bin/env.sh", "/"},
@@ -300,11 +310,11 @@ func TestCGIPathInfoSplitting(t *testing.T) {
 			t.Errorf("%s: status %d", tc.path, resp.StatusCode)
 			continue
 		}
-		env := parseEnv(body)
-		if env["SCRIPT_NAME"] != tc.script {
-			t.Errorf("%s: SCRIPT_NAME = %q, want %q", tc.path, env["SCRIPT_NAME"], tc.script)
+		env := cgiParseEnv(body)
+		if env["SCRIPT_NAME"] != tc.cgiScript {
+			t.Errorf("%s: SCRIPT_NAME = %q, want %q", tc.path, env["SCRIPT_NAME"], tc.cgiScript)
 		}
-		if want := absPath(t, "testdata/cgi/"+tc.file); env["SCRIPT_FILENAME"] != want {
+		if want := cgiAbs(t, "testdata/cgi/"+tc.file); env["SCRIPT_FILENAME"] != want {
 			t.Errorf("%s: SCRIPT_FILENAME = %q, want %q", tc.path, env["SCRIPT_FILENAME"], want)
 		}
 		pi, ok := env["PATH_INFO"]
@@ -341,7 +351,7 @@ func TestCGIMatch(t *testing.T) {
 			t.Errorf("Match(%q) = %v, want %v", path, got, want)
 		}
 	}
-	if !h.IsScript(absPath(t, "testdata/cgi/bin/plain.txt")) || !h.IsScript("/srv/www/x.PHP") || h.IsScript(absPath(t, "testdata/cgi/www/index.html")) {
+	if !h.IsScript(cgiAbs(t, "testdata/cgi/bin/plain.txt")) || !h.IsScript("/srv/www/x.PHP") || h.IsScript(cgiAbs(t, "testdata/cgi/www/index.html")) {
 		t.Error("IsScript disagrees with the mapping")
 	}
 }
@@ -386,7 +396,7 @@ func TestCGISourceNeverServed(t *testing.T) {
 	} {
 		req, _ := http.NewRequest("GET", f.srv.URL+tc.path, nil)
 		req.URL.Opaque = tc.path // send the path exactly, uncleaned
-		resp, body := do(t, req)
+		resp, body := cgiDo(t, req)
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.path, resp.StatusCode, tc.status)
 		}
@@ -417,7 +427,7 @@ func TestCGIEchoBody(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest("POST", f.srv.URL+"/cgi-bin/echo.sh", tc.body(data[:tc.size]))
-			resp, body := do(t, req)
+			resp, body := cgiDo(t, req)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
@@ -433,7 +443,7 @@ func TestCGIEchoBody(t *testing.T) {
 
 // TestCGIHTTP2Body: an HTTP/2 body without a length, over TLS.
 func TestCGIHTTP2Body(t *testing.T) {
-	h := &CGI{Root: absPath(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: absPath(t, "testdata/cgi/bin")}
+	h := &CGI{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
 	srv := httptest.NewUnstartedServer(h)
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
@@ -455,7 +465,7 @@ func TestCGIHTTP2Body(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	env := parseEnv(string(b))
+	env := cgiParseEnv(string(b))
 	if env["HTTPS"] != "on" || env["SERVER_PROTOCOL"] != "HTTP/2.0" {
 		t.Errorf("HTTPS = %q, SERVER_PROTOCOL = %q", env["HTTPS"], env["SERVER_PROTOCOL"])
 	}
@@ -475,7 +485,7 @@ func TestCGIBodyOverCap(t *testing.T) {
 	} {
 		os.Remove(ran)
 		req, _ := http.NewRequest("POST", f.srv.URL+"/cgi-bin/touch.sh", tc.body)
-		resp, _ := do(t, req)
+		resp, _ := cgiDo(t, req)
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
 		}
@@ -512,7 +522,7 @@ func TestCGIResponseHeaders(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, tc.f.srv.URL+tc.path, strings.NewReader("x=1"))
-			resp, body := do(t, req)
+			resp, body := cgiDo(t, req)
 			if resp.StatusCode != tc.status || !strings.Contains(body, tc.body) || resp.Header.Get("Location") != tc.location {
 				t.Errorf("got %d %q Location %q; want %d containing %q, Location %q",
 					resp.StatusCode, body, resp.Header.Get("Location"), tc.status, tc.body, tc.location)
@@ -532,7 +542,7 @@ func TestCGIStderrLogged(t *testing.T) {
 	if resp, body := f.get(t, "/cgi-bin/stderr.sh"); resp.StatusCode != 200 || body != "ok\n" {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
-	waitFor(t, "the stderr line in the log", 5*time.Second, func() bool {
+	cgiWaitFor(t, "the stderr line in the log", 5*time.Second, func() bool {
 		log := f.log.String()
 		return strings.Contains(log, "something went wrong") && strings.Contains(log, "stderr.sh") && strings.Contains(log, "uri=/cgi-bin/stderr.sh")
 	})
@@ -541,15 +551,19 @@ func TestCGIStderrLogged(t *testing.T) {
 // TestCGITimeoutKillsGroup: the script and its background child are both
 // gone after a 504 that comes within 3 s of a 1 s timeout.
 func TestCGITimeoutKillsGroup(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
+	ev := &cgiCountEvents{}
+	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second; h.Events = ev })
 	start := time.Now()
 	resp, _ := f.get(t, "/cgi-bin/slow.sh")
 	if took := time.Since(start); resp.StatusCode != 504 || took > 3*time.Second {
 		t.Fatalf("status %d after %v, want 504 within 3s", resp.StatusCode, took)
 	}
-	pgid := readPgid(t, f.scratch)
-	waitFor(t, "every process of the group to be gone", 5*time.Second, func() bool { return groupGone(pgid) })
-	waitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
+	pgid := cgiReadPgid(t, f.scratch)
+	cgiWaitFor(t, "every process of the group to be gone", 5*time.Second, func() bool { return cgiGroupGone(pgid) })
+	cgiWaitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
+	if ev.started.Load() != 1 || ev.timedOut.Load() != 1 {
+		t.Errorf("events: %d started, %d timed out; want 1 and 1", ev.started.Load(), ev.timedOut.Load())
+	}
 }
 
 func TestCGIClientDisconnectKillsScript(t *testing.T) {
@@ -564,20 +578,21 @@ func TestCGIClientDisconnectKillsScript(t *testing.T) {
 		}
 		done <- err
 	}()
-	pgid := readPgid(t, f.scratch)
+	pgid := cgiReadPgid(t, f.scratch)
 	if f.h.Running() != 1 {
 		t.Errorf("Running() = %d while the script runs, want 1", f.h.Running())
 	}
 	cancel()
 	<-done
-	waitFor(t, "the script's group to be killed", 5*time.Second, func() bool { return groupGone(pgid) })
-	waitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
+	cgiWaitFor(t, "the script's group to be killed", 5*time.Second, func() bool { return cgiGroupGone(pgid) })
+	cgiWaitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
 }
 
 // TestCGIConcurrencyLimit: two scripts hold both slots until released;
 // of six requests the other four are turned away with 503 + Retry-After.
 func TestCGIConcurrencyLimit(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.MaxConcurrent = 2; h.QueueTimeout = 200 * time.Millisecond })
+	ev := &cgiCountEvents{}
+	f := newCGIFixture(t, func(h *CGI) { h.MaxConcurrent = 2; h.QueueTimeout = 200 * time.Millisecond; h.Events = ev })
 	type result struct {
 		status     int
 		retryAfter string
@@ -585,7 +600,7 @@ func TestCGIConcurrencyLimit(t *testing.T) {
 	results := make(chan result, 6)
 	for range 6 {
 		go func() {
-			resp, err := noRedirects().Get(f.srv.URL + "/cgi-bin/wait.sh")
+			resp, err := cgiClient().Get(f.srv.URL + "/cgi-bin/wait.sh")
 			if err != nil {
 				results <- result{status: -1}
 				return
@@ -625,6 +640,9 @@ func TestCGIConcurrencyLimit(t *testing.T) {
 	if counts[200] != 2 {
 		t.Errorf("got %v, want two 200", counts)
 	}
+	if ev.started.Load() != 2 || ev.rejected.Load() != 4 || f.h.Queued() != 0 {
+		t.Errorf("events: %d started, %d rejected, %d queued; want 2, 4, 0", ev.started.Load(), ev.rejected.Load(), f.h.Queued())
+	}
 }
 
 // TestCGIStreaming: the first line arrives while the script still waits
@@ -658,11 +676,11 @@ func TestCGIStreaming(t *testing.T) {
 	}
 }
 
-// testSessions keeps the url-encoded session in a cookie, merging
+// cgiTestSessions keeps the url-encoded session in a cookie, merging
 // replacements as mod_session does.
-type testSessions struct{}
+type cgiTestSessions struct{}
 
-func (testSessions) Encoded(r *http.Request) string {
+func (cgiTestSessions) Encoded(r *http.Request) string {
 	c, err := r.Cookie("s")
 	if err != nil {
 		return ""
@@ -674,7 +692,7 @@ func (testSessions) Encoded(r *http.Request) string {
 	return string(b)
 }
 
-func (s testSessions) Replace(w http.ResponseWriter, r *http.Request, encoded string) error {
+func (s cgiTestSessions) Replace(w http.ResponseWriter, r *http.Request, encoded string) error {
 	cur, _ := url.ParseQuery(s.Encoded(r))
 	upd, err := url.ParseQuery(encoded)
 	if err != nil {
@@ -692,7 +710,7 @@ func (s testSessions) Replace(w http.ResponseWriter, r *http.Request, encoded st
 }
 
 func TestCGISessionRoundTrip(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Sessions = testSessions{} })
+	f := newCGIFixture(t, func(h *CGI) { h.Sessions = cgiTestSessions{} })
 	var cookie *http.Cookie
 	step := func(query, sessionHeader, want string) {
 		t.Helper()
@@ -703,7 +721,7 @@ func TestCGISessionRoundTrip(t *testing.T) {
 		if sessionHeader != "" {
 			req.Header.Set("Session", sessionHeader)
 		}
-		resp, body := do(t, req)
+		resp, body := cgiDo(t, req)
 		if body != want {
 			t.Errorf("?%s: body %q, want %q", query, body, want)
 		}
@@ -790,8 +808,8 @@ func BenchmarkCGIHelloSh(b *testing.B) {
 // cgi-bin/guestbook.pl (with a session) and www/hello.php.
 func TestCGIDemoScripts(t *testing.T) {
 	h := &CGI{
-		Root: absPath(t, "../www"), Prefix: "/cgi-bin/", Dir: absPath(t, "../cgi-bin"),
-		Ext: []string{".php"}, PassEnv: []string{"PATH"}, NodeName: "demo-node", Sessions: testSessions{},
+		Root: cgiAbs(t, "../www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "../cgi-bin"),
+		Ext: []string{".php"}, PassEnv: []string{"PATH"}, NodeName: "demo-node", Sessions: cgiTestSessions{},
 	}
 	if _, err := exec.LookPath("php-cgi"); err == nil {
 		h.Interpreters = map[string]string{".php": "php-cgi"}
@@ -801,7 +819,7 @@ func TestCGIDemoScripts(t *testing.T) {
 
 	req, _ := http.NewRequest("GET", srv.URL+"/cgi-bin/env.sh?q=<b>", nil)
 	req.Header.Set("X-Demo", `<script>alert("x")</script>`)
-	resp, body := do(t, req)
+	resp, body := cgiDo(t, req)
 	for _, want := range []string{
 		"<tr><th>GATEWAY_INTERFACE</th><td>CGI/1.1</td></tr>",
 		"<tr><th>QUERY_STRING</th><td>q=&lt;b&gt;</td></tr>",
@@ -818,13 +836,13 @@ func TestCGIDemoScripts(t *testing.T) {
 	form := url.Values{"name": {"Ann <3"}, "message": {"hello & <b>bye</b>"}}
 	req, _ = http.NewRequest("POST", srv.URL+"/cgi-bin/guestbook.pl", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, _ = do(t, req)
+	resp, _ = cgiDo(t, req)
 	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/cgi-bin/guestbook.pl" || len(resp.Cookies()) != 1 {
 		t.Fatalf("guestbook POST: %d Location %q cookies %v", resp.StatusCode, resp.Header.Get("Location"), resp.Cookies())
 	}
 	req, _ = http.NewRequest("GET", srv.URL+"/cgi-bin/guestbook.pl", nil)
 	req.AddCookie(resp.Cookies()[0])
-	resp, body = do(t, req)
+	resp, body = cgiDo(t, req)
 	for _, want := range []string{`value="Ann &lt;3"`, "<li>Ann &lt;3: hello &amp; &lt;b&gt;bye&lt;/b&gt;</li>", "demo-node"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("guestbook GET: %d, page lacks %q:\n%s", resp.StatusCode, want, body)
@@ -838,7 +856,7 @@ func TestCGIDemoScripts(t *testing.T) {
 		t.Skip("php-cgi not installed; www/hello.php not tried")
 	}
 	req, _ = http.NewRequest("GET", srv.URL+"/hello.php?name=%3Ci%3E", nil)
-	resp, body = do(t, req)
+	resp, body = cgiDo(t, req)
 	if resp.StatusCode != 200 || !strings.Contains(body, "Hello, &lt;i&gt;!") || !strings.Contains(body, "demo-node") {
 		t.Errorf("hello.php: %d\n%s", resp.StatusCode, body)
 	}
@@ -848,7 +866,7 @@ func TestCGIDemoScripts(t *testing.T) {
 // become a 504; the response is cut off so the client sees it incomplete.
 func TestCGITimeoutAfterHeader(t *testing.T) {
 	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
-	resp, err := noRedirects().Get(f.srv.URL + "/cgi-bin/slowbody.sh")
+	resp, err := cgiClient().Get(f.srv.URL + "/cgi-bin/slowbody.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -857,5 +875,5 @@ func TestCGITimeoutAfterHeader(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "partial\n" || err == nil {
 		t.Errorf("got %d %q, read error %v; want 200 \"partial\\n\" and an error", resp.StatusCode, body, err)
 	}
-	waitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
+	cgiWaitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
 }
