@@ -291,7 +291,11 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 	}
 	dst := w.Header()
 	for k, vs := range hdr {
-		dst[k] = vs
+		if k == "Set-Cookie" {
+			dst[k] = append(dst[k], vs...) // the session's cookie may be there already
+		} else {
+			dst[k] = vs
+		}
 	}
 	if _, ok := hdr["Content-Type"]; !ok {
 		dst["Content-Type"] = nil // no sniffing: the script did not say

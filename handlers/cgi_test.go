@@ -728,10 +728,17 @@ func TestCGISessionRoundTrip(t *testing.T) {
 		if v, ok := resp.Header["X-Replace-Session"]; ok {
 			t.Errorf("X-Replace-Session reached the client: %q", v)
 		}
+		other := false
 		for _, c := range resp.Cookies() {
-			if c.Name == "s" {
+			switch c.Name {
+			case "s":
 				cookie = c
+			case "other":
+				other = true
 			}
+		}
+		if !other {
+			t.Errorf("?%s: the script's own Set-Cookie is lost: %q", query, resp.Header["Set-Cookie"])
 		}
 	}
 	step("", "planted=1", "session=unset|0\n") // a client Session header is not HTTP_SESSION
