@@ -121,6 +121,8 @@ func (h *CGI) IsScript(file string) bool {
 	return st.hasExt(file)
 }
 
+// ServeHTTP reads top to bottom: find the script, check it may run, take
+// the body, wait for a slot, run it and relay its response.
 func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	SetKind(r, KindCGI)
 	st := h.state()
