@@ -40,6 +40,7 @@ type Node struct {
 
 	registry *prometheus.Registry
 	metrics  *handlers.Metrics
+	compress *handlers.Compressor
 
 	admin   http.Handler
 	running atomic.Bool
@@ -82,6 +83,7 @@ func New(load Loader, o Options) (*Node, error) {
 		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
 	n.registry = prometheus.NewRegistry()
 	n.metrics = handlers.NewMetrics(n.registry)
+	n.compress = &handlers.Compressor{}
 	if o.ProcessMetrics {
 		if _, err := cluster.InstallGoMetrics(n.registry); err != nil {
 			return nil, err
@@ -103,6 +105,9 @@ func New(load Loader, o Options) (*Node, error) {
 	}
 	n.state.Store(rt)
 	n.metrics.WatchCluster(n.clusterView())
+	n.metrics.ObserveCGI(
+		func() int { r, _ := n.state.Load().cgiCounts(); return r },
+		func() int { _, q := n.state.Load().cgiCounts(); return q })
 	n.admin = n.adminHandler().Handler()
 	return n, nil
 }
@@ -158,7 +163,8 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	if cfg.Path != "" {
 		configAbs, _ = filepath.Abs(cfg.Path)
 	}
-	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs, metrics: n.metrics}
+	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
+		metrics: n.metrics, nodeName: rt.name, compress: n.compress}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
