@@ -293,3 +293,6 @@ func (formSerializer) Deserialize(src []byte, dst any) error {
 	}
 	return nil
 }
+
+// SessionStore is what the CGI handler reads and replaces sessions through.
+var _ SessionCodec = (*SessionStore)(nil)

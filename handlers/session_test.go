@@ -210,8 +210,12 @@ func TestSessionRotation(t *testing.T) {
 	}
 }
 
-func requestWithCookie(c *http.Cookie) *http.Request {
-	r := httptest.NewRequest("GET", "/", nil)
+func requestWithCookie(c *http.Cookie, path ...string) *http.Request {
+	target := "/"
+	if len(path) > 0 {
+		target = path[0]
+	}
+	r := httptest.NewRequest("GET", target, nil)
 	r.AddCookie(c)
 	return r
 }
