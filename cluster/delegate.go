@@ -19,14 +19,16 @@ var (
 	_ memberlist.NamedBroadcast   = (*loadBroadcast)(nil)
 )
 
-func (d *delegate) NodeMeta(limit int) []byte                  { return d.c.handleNodeMeta(limit) }
-func (d *delegate) NotifyMsg(b []byte)                         { d.c.handleMsg(bytes.Clone(b)) }
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return d.c.queue.GetBroadcasts(overhead, limit) }
-func (d *delegate) LocalState(join bool) []byte                { return d.c.handleLocalState() }
-func (d *delegate) MergeRemoteState(b []byte, join bool)       { d.c.handleMsg(bytes.Clone(b)) }
-func (d *delegate) NotifyJoin(n *memberlist.Node)              { d.c.handleAlive(copyNode(n)) }
-func (d *delegate) NotifyUpdate(n *memberlist.Node)            { d.c.handleAlive(copyNode(n)) }
-func (d *delegate) NotifyLeave(n *memberlist.Node)             { d.c.handleLeave(copyNode(n)) }
+func (d *delegate) NodeMeta(limit int) []byte { return d.c.handleNodeMeta(limit) }
+func (d *delegate) NotifyMsg(b []byte)        { d.c.handleMsg(bytes.Clone(b)) }
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.c.queue.GetBroadcasts(overhead, limit)
+}
+func (d *delegate) LocalState(join bool) []byte          { return d.c.handleLocalState() }
+func (d *delegate) MergeRemoteState(b []byte, join bool) { d.c.handleMsg(bytes.Clone(b)) }
+func (d *delegate) NotifyJoin(n *memberlist.Node)        { d.c.handleAlive(copyNode(n)) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node)      { d.c.handleAlive(copyNode(n)) }
+func (d *delegate) NotifyLeave(n *memberlist.Node)       { d.c.handleLeave(copyNode(n)) }
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 	d.c.handleConflict(copyNode(existing), copyNode(other))
 }

@@ -167,10 +167,10 @@ func (k RouteKind) String() string {
 	return "local"
 }
 
-func (o *Options) mode() string     { return orStr(o.Mode, "proxy") }
-func (o *Options) policy() string   { return orStr(o.Policy, "least_loaded") }
-func (o *Options) label() string    { return orStr(o.Label, "shoal") }
-func (o *Options) bind() string     { return orStr(o.Bind, "0.0.0.0:7946") }
+func (o *Options) mode() string      { return orStr(o.Mode, "proxy") }
+func (o *Options) policy() string    { return orStr(o.Policy, "least_loaded") }
+func (o *Options) label() string     { return orStr(o.Label, "shoal") }
+func (o *Options) bind() string      { return orStr(o.Bind, "0.0.0.0:7946") }
 func (o *Options) publicURL() string { return orStr(o.PublicURL, o.PeerURL) }
 
 func (o *Options) capacity() int {
