@@ -40,6 +40,7 @@ type Cluster struct {
 	draining atomic.Bool   // set once by SetDraining
 	seq      atomic.Uint64 // load report sequence of this boot
 	alive    atomic.Int32  // live peers, for the broadcast queue and mode choice
+	joinFail atomic.Int64  // failed join attempts while alone (tests wait on it)
 	kick     chan struct{} // wakes the load sender after a change
 
 	// peers is the sorted list of live peers, rebuilt under mu on every

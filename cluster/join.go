@@ -38,6 +38,7 @@ func (c *Cluster) joinLoop(first chan<- error) {
 				// soon so they take the new one once they find it dead.
 				wait = time.Second
 			case c.alive.Load() == 0:
+				c.joinFail.Add(1)
 				c.log.Warn("join failed; serving alone meanwhile", "attempt", attempt, "peers", targets, "retry_in", backoff.String(), "err", err)
 				wait = backoff
 				backoff = min(2*backoff, 30*time.Second)

@@ -80,7 +80,7 @@ func TestWrongSecretRefused(t *testing.T) {
 	nodes := startCluster(t, 2)
 	other := []byte("ffffffffffffffffffffffffffffffff")
 	bad := startNode(t, "intruder", []string{nodes[0].c.GossipAddr()}, func(o *Options) { o.Secret = other })
-	time.Sleep(500 * time.Millisecond) // give a join the chance to (wrongly) succeed
+	eventually(t, 5*time.Second, "two join attempts", func() bool { return bad.c.joinFail.Load() >= 2 })
 	if _, ok := memberOf(nodes[0].c, "intruder"); ok {
 		t.Fatal("node with another secret joined")
 	}
@@ -92,7 +92,7 @@ func TestWrongSecretRefused(t *testing.T) {
 func TestOtherLabelRefused(t *testing.T) {
 	nodes := startCluster(t, 2)
 	bad := startNode(t, "other-cluster", []string{nodes[0].c.GossipAddr()}, func(o *Options) { o.Label = "other" })
-	time.Sleep(500 * time.Millisecond)
+	eventually(t, 5*time.Second, "two join attempts", func() bool { return bad.c.joinFail.Load() >= 2 })
 	if _, ok := memberOf(nodes[0].c, "other-cluster"); ok || len(bad.c.Members()) != 1 {
 		t.Fatal("clusters with different labels merged")
 	}
