@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"fmt"
-	"syscall"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
