@@ -32,27 +32,33 @@ func (c *Cluster) Guard(next http.Handler) http.Handler {
 	})
 }
 
-// Middleware routes each request. Every request served here counts as
-// in-flight (the load peers see). Requests for which covered reports true
-// (nil: all) go through the policy and are served here, proxied to a peer
-// or redirected there. A request carrying a valid hop or redirect marker
-// is always served here, so nothing takes a second hop.
+// Middleware routes each request as Serve does; covered (nil: all)
+// says which requests the balance setting covers.
 func (c *Cluster) Middleware(covered func(*http.Request) bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r, in := c.inspect(r, false)
-			switch {
-			case in.hop:
-				c.serveLocal(&loadWriter{ResponseWriter: w, c: c}, r, next, Route{Kind: Local}, false)
-			case covered != nil && !covered(r):
-				c.serveLocal(w, r, next, Route{Kind: Local}, false)
-			case in.marked:
-				c.setSticky(w, r, c.opts.Name)
-				c.serveLocal(w, r, next, Route{Kind: Local}, false)
-			default:
-				c.route(w, r, next)
-			}
+			c.Serve(w, r, next, covered == nil || covered(r))
 		})
+	}
+}
+
+// Serve routes one request. Every request served here counts as in-flight
+// (the load peers see). A covered request goes through the policy and is
+// served here by local, proxied to a peer or redirected there; one that
+// carries a valid hop or redirect marker is always served here, so
+// nothing takes a second hop.
+func (c *Cluster) Serve(w http.ResponseWriter, r *http.Request, local http.Handler, covered bool) {
+	r, in := c.inspect(r, false)
+	switch {
+	case in.hop:
+		c.serveLocal(&loadWriter{ResponseWriter: w, c: c}, r, local, Route{Kind: Local}, false)
+	case !covered:
+		c.serveLocal(w, r, local, Route{Kind: Local}, false)
+	case in.marked:
+		c.setSticky(w, r, c.opts.Name)
+		c.serveLocal(w, r, local, Route{Kind: Local}, false)
+	default:
+		c.route(w, r, local)
 	}
 }
 
