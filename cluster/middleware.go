@@ -32,6 +32,13 @@ func (c *Cluster) Guard(next http.Handler) http.Handler {
 	})
 }
 
+// Inbound is Guard for one request: it returns r cleaned of cluster
+// headers, with the client address a peer vouched for in RemoteAddr.
+func (c *Cluster) Inbound(r *http.Request) *http.Request {
+	r, _ = c.inspect(r, true)
+	return r
+}
+
 // Middleware routes each request as Serve does; covered (nil: all)
 // says which requests the balance setting covers.
 func (c *Cluster) Middleware(covered func(*http.Request) bool) func(http.Handler) http.Handler {
