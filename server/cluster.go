@@ -211,41 +211,48 @@ func decodeSecret(from, s string) ([]byte, error) {
 }
 
 // secretFile reads the secret at path, creating it (0600, in a 0700
-// folder) when missing. Two nodes starting at once from one folder both
-// end up with the one that was written first.
+// folder) when missing. The file is written whole under a temporary name
+// and linked into place, so nodes starting together from one folder never
+// read half a key and all end up with the one linked first.
 func secretFile(path string) ([]byte, error) {
-	for range 2 {
-		b, err := os.ReadFile(path)
-		if err == nil {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return decodeSecret(path, string(b))
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".cluster-secret-*")
+	if err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	defer os.Remove(f.Name())
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(f.Name(), 0o600)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("cluster secret: %w", werr)
+	}
+	if err := os.Link(f.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			b, err := os.ReadFile(path) // another node linked first
+			if err != nil {
+				return nil, fmt.Errorf("cluster secret: %w", err)
+			}
 			return decodeSecret(path, string(b))
 		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("cluster secret: %w", err)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("cluster secret: %w", err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue // another node just made it: read theirs
-		}
-		if err != nil {
-			return nil, fmt.Errorf("cluster secret: %w", err)
-		}
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		enc := base64.StdEncoding.EncodeToString(key)
-		_, werr := f.WriteString(enc + "\n")
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			os.Remove(path)
-			return nil, fmt.Errorf("cluster secret: %w", werr)
-		}
-		return key, nil
+		return nil, fmt.Errorf("cluster secret: %w", err)
 	}
-	return nil, fmt.Errorf("cluster secret: %s vanished while being read", path)
+	return key, nil
 }
 
 // defaultPeerURL is the HTTP listener's bound address (the HTTPS one when
