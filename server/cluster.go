@@ -33,6 +33,16 @@ type clusterRef struct {
 // get returns the running cluster or nil.
 func (cr *clusterRef) get() *cluster.Cluster { return cr.p.Load() }
 
+// fatal delivers the error after which the node cannot stay in the
+// cluster (its name belongs to an older live node); never fires while no
+// cluster runs.
+func (cr *clusterRef) fatal() <-chan error {
+	if c := cr.get(); c != nil {
+		return c.Fatal()
+	}
+	return nil
+}
+
 // guard is the outermost wrapper of the HTTP and HTTPS listeners: it
 // strips cluster headers (and X-Forwarded-* from untrusted clients) and,
 // for a request a peer proxied here, restores the client's address before
