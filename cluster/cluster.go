@@ -26,7 +26,7 @@ var ErrNameTaken = errors.New("cluster: node name already in use")
 type Cluster struct {
 	opts    Options
 	log     *slog.Logger
-	keys    keys
+	keys    hmacKeys
 	policy  policy
 	boot    uint32
 	started time.Time

@@ -51,18 +51,25 @@ type member struct {
 	boot  uint32
 	seq   uint64
 
-	// This node's own dealings with the peer.
-	outstanding atomic.Int64 // requests sent there and not yet answered
-	sickUntil   atomic.Int64 // unix nanos; passive health
-	fails       atomic.Int32 // consecutive failures
+	// This node's own dealings with the peer: requests sent and answered
+	// (both only grow), and both counts when the last report arrived.
+	sent, done   atomic.Int64
+	sent0, done0 atomic.Int64
+	sickUntil    atomic.Int64 // unix nanos; passive health
+	fails        atomic.Int32 // consecutive failures
 }
 
-// load is the peer's in-flight count plus what we sent it since, as a
-// fraction of its capacity.
+// load is the peer's in-flight count as last reported, plus what we sent
+// it since, minus what it answered us since, as a fraction of its
+// capacity. Adding all our unanswered requests to the report instead would
+// count those the report already includes twice: measured end to end, the
+// entry node then kept about half of all work instead of a third.
 func (m *member) load() float64 {
 	capacity := max(m.capacity.Load(), 1)
-	return float64(m.inflight.Load()+m.outstanding.Load()) / float64(capacity)
+	est := m.inflight.Load() + (m.sent.Load() - m.sent0.Load()) - (m.done.Load() - m.done0.Load())
+	return float64(max(est, 0)) / float64(capacity)
 }
+
 
 // available is the one predicate every policy shares: alive, answering,
 // heard from recently, and not draining. Fullness is not part of it:
@@ -126,8 +133,10 @@ func (m *member) applyReport(l *loadReport) bool {
 		m.sickUntil.Store(0)
 	}
 	m.boot, m.seq = l.Boot, l.Seq
-	m.repMu.Unlock()
+	m.sent0.Store(m.sent.Load())
+	m.done0.Store(m.done.Load())
 	m.inflight.Store(l.Inflight)
+	m.repMu.Unlock()
 	if l.Capacity > 0 {
 		m.capacity.Store(int64(l.Capacity))
 	}

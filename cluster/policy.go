@@ -9,7 +9,7 @@ import (
 // cand is one node a policy may choose, this one included.
 type cand struct {
 	name string
-	load float64 // (reported in-flight + our outstanding) / capacity
+	load float64 // estimated in-flight / capacity (member.load)
 	self bool
 	idx  int // position in the caller's peer list; -1 for this node
 }

@@ -136,9 +136,23 @@ func TestMarginKeepsLocal(t *testing.T) {
 func TestMarginCountsOutstanding(t *testing.T) {
 	p := fakePeer(peerSpec{name: "peer", inflight: 0})
 	c := viewCluster(t, "least_loaded", p)
-	p.outstanding.Add(4) // we sent it 4 it has not answered yet
+	p.sent.Add(4) // we sent it 4 since its last report
 	if got := chosen(c, 4); got != "self" {
 		t.Fatalf("chose %s although our own unanswered requests fill the peer", got)
+	}
+}
+
+func TestLoadEstimateSinceReport(t *testing.T) {
+	p := fakePeer(peerSpec{name: "peer"})
+	p.sent.Add(3) // three requests in flight there...
+	p.applyReport(&loadReport{Name: "peer", Boot: p.boot, Seq: 1, Inflight: 3, Capacity: 4})
+	if got := p.load(); got != 0.75 {
+		t.Fatalf("load %v after a report that includes our 3, want 0.75 (no double count)", got)
+	}
+	p.done.Add(2) // ...two answered since
+	p.sent.Add(1) // and one more sent
+	if got := p.load(); got != 0.5 {
+		t.Fatalf("load %v, want (3-2+1)/4", got)
 	}
 }
 

@@ -105,8 +105,8 @@ func (c *Cluster) proxyTo(w http.ResponseWriter, r *http.Request, m *member) err
 	if a.host == "" {
 		a.host = m.peerURL.Load().Host
 	}
-	m.outstanding.Add(1)
-	defer m.outstanding.Add(-1)
+	m.sent.Add(1)
+	defer m.done.Add(1)
 	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
 	if a.err == nil {
 		m.markWell()

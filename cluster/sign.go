@@ -21,11 +21,11 @@ const (
 
 // keys are derived from the cluster secret, one per purpose, so a value
 // signed for one use never verifies for another.
-type keys struct {
+type hmacKeys struct {
 	hop, load, mark, sticky []byte
 }
 
-func deriveKeys(secret []byte) keys {
+func deriveKeys(secret []byte) hmacKeys {
 	k := func(purpose string) []byte {
 		b, err := hkdf.Key(sha256.New, secret, nil, "shoal/"+purpose, 32)
 		if err != nil {
@@ -33,7 +33,7 @@ func deriveKeys(secret []byte) keys {
 		}
 		return b
 	}
-	return keys{hop: k("hop"), load: k("load"), mark: k("mark"), sticky: k("sticky")}
+	return hmacKeys{hop: k("hop"), load: k("load"), mark: k("mark"), sticky: k("sticky")}
 }
 
 var b64 = base64.RawURLEncoding
@@ -67,13 +67,13 @@ func fresh(ts string, validity time.Duration, now time.Time) bool {
 // hopValue signs a request being proxied: the method, host and path it is
 // sent with, the time, the sending node and the client's address (which
 // the receiver restores, since a peer is no trusted proxy of its own).
-func (k *keys) hopValue(method, host, path, from, client string, now time.Time) string {
+func (k *hmacKeys) hopValue(method, host, path, from, client string, now time.Time) string {
 	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	sig := sign(k.hop, "hop", method, host, path, ts, from, client)
 	return ts + "." + b64.EncodeToString([]byte(from)) + "." + b64.EncodeToString([]byte(client)) + "." + sig
 }
 
-func (k *keys) checkHop(v, method, host, path string, validity time.Duration, now time.Time) (from, client string, ok bool) {
+func (k *hmacKeys) checkHop(v, method, host, path string, validity time.Duration, now time.Time) (from, client string, ok bool) {
 	parts := strings.Split(v, ".")
 	if len(parts) != 4 || !fresh(parts[0], validity, now) {
 		return "", "", false
@@ -90,13 +90,13 @@ func (k *keys) checkHop(v, method, host, path string, validity time.Duration, no
 }
 
 // loadValue signs this node's load report for a proxied response.
-func (k *keys) loadValue(r *loadReport, now time.Time) string {
+func (k *hmacKeys) loadValue(r *loadReport, now time.Time) string {
 	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	payload := b64.EncodeToString(r.encode(msgLoad)[1:])
 	return ts + "." + payload + "." + sign(k.load, "load", ts, payload)
 }
 
-func (k *keys) checkLoad(v string, validity time.Duration, now time.Time) (*loadReport, bool) {
+func (k *hmacKeys) checkLoad(v string, validity time.Duration, now time.Time) (*loadReport, bool) {
 	parts := strings.Split(v, ".")
 	if len(parts) != 3 || !fresh(parts[0], validity, now) || !verify(k.load, parts[2], "load", parts[0], parts[1]) {
 		return nil, false
@@ -112,22 +112,22 @@ func (k *keys) checkLoad(v string, validity time.Duration, now time.Time) (*load
 // markValue is the redirect marker: the target node serves the request
 // it marks and never redirects it again. It binds method and target, not
 // the path, which a front proxy of the public URL may rewrite.
-func (k *keys) markValue(method, target string, now time.Time) string {
+func (k *hmacKeys) markValue(method, target string, now time.Time) string {
 	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	return ts + "." + sign(k.mark, "mark", method, target, ts)
 }
 
-func (k *keys) checkMark(v, method, self string, validity time.Duration, now time.Time) bool {
+func (k *hmacKeys) checkMark(v, method, self string, validity time.Duration, now time.Time) bool {
 	ts, sig, ok := strings.Cut(v, ".")
 	return ok && fresh(ts, validity, now) && verify(k.mark, sig, "mark", method, self, ts)
 }
 
 // stickyValue names the node a client is kept on.
-func (k *keys) stickyValue(node string) string {
+func (k *hmacKeys) stickyValue(node string) string {
 	return b64.EncodeToString([]byte(node)) + "." + sign(k.sticky, "sticky", node)
 }
 
-func (k *keys) checkSticky(v string) (string, bool) {
+func (k *hmacKeys) checkSticky(v string) (string, bool) {
 	name, sig, ok := strings.Cut(v, ".")
 	if !ok {
 		return "", false
