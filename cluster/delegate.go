@@ -93,6 +93,12 @@ func (c *Cluster) handleAlive(n *memberlist.Node) {
 		return
 	}
 	meta, err := decodeMeta(n.Meta)
+	if err == nil {
+		_, err = parseBaseURL("peer_url", meta.PeerURL)
+	}
+	if err == nil {
+		_, err = parseBaseURL("public_url", meta.PublicURL)
+	}
 	if err != nil {
 		c.log.Warn("ignore member with unreadable meta", "name", n.Name, "addr", nodeAddr(n), "err", err)
 		return

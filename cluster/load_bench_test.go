@@ -81,3 +81,47 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkLoadSteady measures what keeping loads fresh costs: every node
+// changes its load every tick (100 ms, the default LoadInterval, so the
+// busiest possible sender) and the whole process's CPU is divided by
+// nodes and seconds. "idle" is the same cluster with no load changes
+// (heartbeats and memberlist only). One op is one tick:
+//
+//	go test ./cluster -run '^$' -bench LoadSteady -benchtime 30x
+func BenchmarkLoadSteady(b *testing.B) {
+	for _, mode := range []string{"idle", "direct", "broadcast"} {
+		for _, n := range []int{10, 20, 40} {
+			b.Run(fmt.Sprintf("%s/N=%d", mode, n), func(b *testing.B) {
+				benchSteady(b, mode, n)
+			})
+		}
+	}
+}
+
+func benchSteady(b *testing.B, mode string, size int) {
+	direct := 1000
+	if mode == "broadcast" {
+		direct = -1
+	}
+	nodes := startCluster(b, size, func(o *Options) {
+		o.Tune = func(cfg *memberlist.Config) {} // LAN defaults
+		o.Timings.DirectMax = direct
+		o.Timings.StaleAfter = time.Hour
+	})
+	tick := 100 * time.Millisecond
+	cpu0, t0 := cpuTime(), time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if mode != "idle" {
+			for _, n := range nodes {
+				n.c.inflight.Add(1)
+				n.c.kickLoad()
+			}
+		}
+		time.Sleep(tick) // the tick being measured, not synchronisation
+	}
+	b.StopTimer()
+	secs := time.Since(t0).Seconds()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/secs/float64(size), "cpu-ms/node/s")
+}

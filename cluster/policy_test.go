@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+
+	"github.com/hashicorp/memberlist"
 	"net/http"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ func viewCluster(t testing.TB, policy string, peers ...*member) *Cluster {
 		keys:    deriveKeys(testSecret),
 	}
 	c.log = c.opts.logger()
+	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return len(peers) + 1 }, RetransmitMult: 4}
 	c.policy = newPolicy(c.opts.policy(), c.opts.margin())
 	for _, m := range peers {
 		c.members[m.name] = m
