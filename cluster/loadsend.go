@@ -53,10 +53,13 @@ func (c *Cluster) loadLoop() {
 			}
 		}
 		in, dr := c.inflight.Load(), c.draining.Load()
-		if !force && in == lastIn && dr == lastDrain {
+		changed := in != lastIn || dr != lastDrain
+		if !force && !changed {
 			continue
 		}
-		c.sendLoad()
+		// A heartbeat with no news rides on gossip packets that are sent
+		// anyway; only changes pay for packets of their own.
+		c.sendLoad(!changed)
 		last, lastIn, lastDrain = time.Now(), in, dr
 		hb.Reset(t.heartbeat())
 	}
@@ -65,13 +68,13 @@ func (c *Cluster) loadLoop() {
 // sendLoad reports to every live peer: one UDP packet each while the
 // cluster is small (about 5 ms to all), by gossip broadcast beyond
 // Timings.DirectMax, where N packets per change per node would cost N².
-func (c *Cluster) sendLoad() {
+func (c *Cluster) sendLoad(gossip bool) {
 	peers := *c.peers.Load()
 	if len(peers) == 0 {
 		return
 	}
 	r := c.report()
-	if max := c.opts.Timings.directMax(); max < 0 || len(peers) > max {
+	if max := c.opts.Timings.directMax(); gossip || max < 0 || len(peers) > max {
 		c.queue.QueueBroadcast(&loadBroadcast{name: r.Name, msg: r.encode(msgLoadGossip)})
 		return
 	}

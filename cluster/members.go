@@ -70,7 +70,6 @@ func (m *member) load() float64 {
 	return float64(max(est, 0)) / float64(capacity)
 }
 
-
 // available is the one predicate every policy shares: alive, answering,
 // heard from recently, and not draining. Fullness is not part of it:
 // least_loaded weighs load itself, and the others must stay predictable.

@@ -14,11 +14,17 @@ func TestHopSignature(t *testing.T) {
 		t.Fatalf("valid hop refused: %q %q %v", from, client, ok)
 	}
 	for name, check := range map[string]func() bool{
-		"method":  func() bool { _, _, ok := k.checkHop(v, "POST", "example.com", "/a", 30*time.Second, now); return ok },
-		"host":    func() bool { _, _, ok := k.checkHop(v, "GET", "evil.com", "/a", 30*time.Second, now); return ok },
-		"path":    func() bool { _, _, ok := k.checkHop(v, "GET", "example.com", "/b", 30*time.Second, now); return ok },
-		"expired": func() bool { _, _, ok := k.checkHop(v, "GET", "example.com", "/a", 30*time.Second, now.Add(time.Minute)); return ok },
-		"future":  func() bool { _, _, ok := k.checkHop(v, "GET", "example.com", "/a", 30*time.Second, now.Add(-time.Minute)); return ok },
+		"method": func() bool { _, _, ok := k.checkHop(v, "POST", "example.com", "/a", 30*time.Second, now); return ok },
+		"host":   func() bool { _, _, ok := k.checkHop(v, "GET", "evil.com", "/a", 30*time.Second, now); return ok },
+		"path":   func() bool { _, _, ok := k.checkHop(v, "GET", "example.com", "/b", 30*time.Second, now); return ok },
+		"expired": func() bool {
+			_, _, ok := k.checkHop(v, "GET", "example.com", "/a", 30*time.Second, now.Add(time.Minute))
+			return ok
+		},
+		"future": func() bool {
+			_, _, ok := k.checkHop(v, "GET", "example.com", "/a", 30*time.Second, now.Add(-time.Minute))
+			return ok
+		},
 		"client": func() bool {
 			forged := k.hopValue("GET", "example.com", "/a", "node-a", "6.6.6.6:1", now)
 			// the client field of another valid value, spliced in
