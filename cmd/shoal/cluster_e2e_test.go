@@ -343,6 +343,7 @@ func TestE2EClusterKillRestartTerm(t *testing.T) {
 		// Static variant: tiny files never fill capacity, so round_robin
 		// makes sure c and b really get a share of the load.
 		cl.t.Log("static variant: switching to round_robin")
+		cl.killAll()
 		cl = newCCluster(t, 3, "round_robin", "proxy", false)
 	}
 	a, b, c := cl.nodes["a"], cl.nodes["b"], cl.nodes["c"]
@@ -392,6 +393,14 @@ func TestE2EClusterKillRestartTerm(t *testing.T) {
 		t.Fatalf("SIGTERM of b: %d requests failed: %v", len(failures), failures[:min(5, len(failures))])
 	}
 	t.Logf("around the SIGTERM: %v", served)
+}
+
+// killAll ends every node of the cluster at once.
+func (cl *ccluster) killAll() {
+	for _, n := range cl.nodes {
+		n.cmd.Process.Kill()
+		<-n.exited
+	}
 }
 
 // waitServed polls until a request sent to at is served by node want.
