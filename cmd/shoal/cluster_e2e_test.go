@@ -371,10 +371,11 @@ func TestE2EClusterKillRestartTerm(t *testing.T) {
 		m := a.members()["c"]
 		return m.State == "alive" && m.Started.After(oldStart)
 	})
+	// Under load (a serves alone while below capacity), c gets work again.
+	stop = steadyLoad(cl, path)
 	waitServed(t, a, path, "c")
 
 	// SIGTERM of b under load: no request fails, b exits 0.
-	stop = steadyLoad(cl, path)
 	waitServed(t, a, path, "b")
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -392,7 +393,7 @@ func TestE2EClusterKillRestartTerm(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("SIGTERM of b: %d requests failed: %v", len(failures), failures[:min(5, len(failures))])
 	}
-	t.Logf("around the SIGTERM: %v", served)
+	t.Logf("around the restart and the SIGTERM: %v", served)
 }
 
 // killAll ends every node of the cluster at once.
