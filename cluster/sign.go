@@ -5,8 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,39 +21,61 @@ const (
 	stickyCookie = "shoal_node"
 )
 
-// keys are derived from the cluster secret, one per purpose, so a value
-// signed for one use never verifies for another.
+// hmacKeys are derived from the cluster secret, one per purpose, so a
+// value signed for one use never verifies for another.
 type hmacKeys struct {
-	hop, load, mark, sticky []byte
+	hop, load, mark, sticky *macKey
 }
 
 func deriveKeys(secret []byte) hmacKeys {
-	k := func(purpose string) []byte {
+	k := func(purpose string) *macKey {
 		b, err := hkdf.Key(sha256.New, secret, nil, "shoal/"+purpose, 32)
 		if err != nil {
 			panic(err) // only for lengths above 255*32 bytes
 		}
-		return b
+		return newMacKey(b)
 	}
 	return hmacKeys{hop: k("hop"), load: k("load"), mark: k("mark"), sticky: k("sticky")}
+}
+
+// macKey signs with one key; HMAC states are pooled because every proxied
+// request and reply is signed or checked (hmac.New was a fifth of the
+// hop's allocations).
+type macKey struct{ pool sync.Pool }
+
+type macState struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+func newMacKey(key []byte) *macKey {
+	m := &macKey{}
+	m.pool.New = func() any { return &macState{h: hmac.New(sha256.New, key)} }
+	return m
 }
 
 var b64 = base64.RawURLEncoding
 
 // sign returns a truncated HMAC-SHA256 over parts, each length-prefixed
 // so no two part lists share an encoding.
-func sign(key []byte, parts ...string) string {
-	h := hmac.New(sha256.New, key)
-	var n [8]byte
+func sign(m *macKey, parts ...string) string {
+	st := m.pool.Get().(*macState)
+	b := st.buf[:0]
 	for _, p := range parts {
-		h.Write(strconv.AppendInt(n[:0], int64(len(p)), 10))
-		h.Write([]byte{':'})
-		h.Write([]byte(p))
+		b = strconv.AppendInt(b, int64(len(p)), 10)
+		b = append(b, ':')
+		b = append(b, p...)
 	}
-	return b64.EncodeToString(h.Sum(nil)[:16])
+	st.h.Reset()
+	st.h.Write(b)
+	out := b64.EncodeToString(st.h.Sum(st.sum[:0])[:16])
+	st.buf = b
+	m.pool.Put(st)
+	return out
 }
 
-func verify(key []byte, sig string, parts ...string) bool {
+func verify(key *macKey, sig string, parts ...string) bool {
 	return hmac.Equal([]byte(sig), []byte(sign(key, parts...)))
 }
 

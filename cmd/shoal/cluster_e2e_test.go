@@ -201,7 +201,7 @@ func (n *cnode) members() map[string]apiMember {
 // converged waits until every running node sees every running node alive.
 func (cl *ccluster) converged() {
 	cl.t.Helper()
-	pollFor(cl.t, "cluster converged", func() bool {
+	pollFor(cl.t, "cluster converged (if no node ever sees another, the cluster is not wired into server/node.go: docs/cluster-wiring.patch)", func() bool {
 		for _, a := range cl.nodes {
 			ms := a.members()
 			for _, b := range cl.nodes {
