@@ -125,8 +125,9 @@ func (c *Cluster) isSelfAddr(addr, self string) bool {
 }
 
 // checkConflict looks at a name clash noted during the join. If the other
-// claimant answers on its gossip port and started before us, our name is
-// taken; if it does not answer, it is our own previous process (stale).
+// claimant answers a ping addressed to our name and started before us,
+// our name is taken; if it does not answer, it is our own previous
+// process (stale).
 func (c *Cluster) checkConflict() (stale bool, err error) {
 	c.mu.Lock()
 	note := c.conflict
@@ -135,12 +136,16 @@ func (c *Cluster) checkConflict() (stale bool, err error) {
 	if note == nil {
 		return false, nil
 	}
-	conn, derr := net.DialTimeout("tcp", note.addr, time.Second)
-	if derr != nil {
+	// A ping carries the name it is meant for, so only a live node that
+	// really uses our name answers, not whatever took over its port.
+	addr, rerr := net.ResolveUDPAddr("udp", note.addr)
+	if rerr == nil {
+		_, rerr = c.ml.Ping(c.opts.Name, addr)
+	}
+	if rerr != nil {
 		c.log.Info("peers still know our previous process; waiting for them to see it dead", "old_addr", note.addr)
 		return true, nil
 	}
-	conn.Close()
 	if note.started != 0 && note.started > c.started.UnixMilli() {
 		c.log.Warn("a newer node tries to use our name", "name", c.opts.Name, "addr", note.addr)
 		return false, nil

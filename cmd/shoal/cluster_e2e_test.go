@@ -509,3 +509,23 @@ func TestE2EClusterSticky(t *testing.T) {
 		}
 	}
 }
+
+func TestE2EClusterNameTaken(t *testing.T) {
+	cl := newCCluster(t, 2, "least_loaded", "proxy", false)
+	dup := &cnode{name: "b", dir: cl.dir, http: freeAddr(t), admin: freeAddr(t), gossip: freeAddr(t), join: cl.nodes["a"].gossip, t: t}
+	dup.start()
+	select {
+	case <-dup.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a second node named b kept running")
+	}
+	if code := dup.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("duplicate name: exit %d, want a failure", code)
+	}
+	if !strings.Contains(dup.out.String(), "already in use") {
+		t.Errorf("duplicate name: no clear error in:\n%s", dup.out)
+	}
+	if cl.nodes["a"].members()["b"].State != "alive" {
+		t.Error("the original b lost its place")
+	}
+}
