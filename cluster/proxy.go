@@ -41,6 +41,10 @@ func newTransport(dial time.Duration) *http.Transport {
 		IdleConnTimeout:       60 * time.Second, // below a peer's idle_timeout
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// The client's Accept-Encoding goes through as it came: without
+		// this, a request without one would fetch gzip from the peer and be
+		// decompressed here, losing Content-Length and CPU.
+		DisableCompression: true,
 	}
 }
 

@@ -397,3 +397,18 @@ func TestObserveReportsRoutes(t *testing.T) {
 		t.Fatalf("routes %v, want %v", routes, want)
 	}
 }
+
+func TestProxyKeepsEncodingAsAsked(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a := nodes[0]
+	full(t, nodes, a)
+	req, _ := http.NewRequest("GET", a.url+"/x", nil)
+	res, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := nodes[1].lastReq.Load().Header.Get("Accept-Encoding"); got != "" {
+		t.Fatalf("peer was asked for Accept-Encoding %q the client never sent", got)
+	}
+}
