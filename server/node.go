@@ -153,6 +153,9 @@ func (n *Node) Config() *Config { return n.state.Load().cfg }
 func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	n.level.Set(parseLevel(cfg.Log.Level))
 	rt := &runtime{cfg: cfg, name: nodeName(cfg), hash: configHash(cfg)}
+	if prev != nil && cfg.Server.Name == prev.cfg.Server.Name {
+		rt.name = prev.name // a node's name never changes under a reload it did not ask for
+	}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
 		rt.access = prev.access
 	} else if access, err := openAccessLog(cfg.Log); err != nil {
