@@ -220,6 +220,9 @@ func TestOldTLSVersionsRefused(t *testing.T) {
 			if refused := err != nil; refused != tc.wantRefuse {
 				t.Errorf("refused = %v (err %v), want %v", refused, err, tc.wantRefuse)
 			}
+			if err != nil && !strings.Contains(err.Error(), "protocol version") {
+				t.Errorf("refused for another reason than the version: %v", err)
+			}
 		})
 	}
 }
