@@ -13,8 +13,8 @@ import (
 type redirectOptions struct {
 	// Sites are the configured virtual hosts. A Host header is only echoed
 	// into Location when a site names it (exactly or by wildcard), or when
-	// some site has hosts = [] (it serves any name) and the header is a
-	// well-formed host name or IP address.
+	// the default (first) site has hosts = [] (it serves any name) and the
+	// header is a well-formed host name or IP address.
 	Sites []SiteConfig
 	// HTTPSPort is the https listener's port; "" or "443" leaves the port
 	// out of Location.
@@ -30,7 +30,8 @@ type redirectOptions struct {
 // body (308, unlike 301, forbids turning a POST into a GET).
 //
 // The host in Location comes from the request's Host only when that host is
-// one this server serves: named by a site, or, when a site has hosts = [],
+// one this server serves: named by a site, or, when the default (first) site
+// has hosts = [],
 // any syntactically valid host name or IP (then the client is sent to the
 // same name it just asked for, over https, never to a third party). A
 // request for a host no site serves goes to the default (first) site's first
@@ -59,8 +60,11 @@ func redirectHTTPS(o redirectOptions) func(http.Handler) http.Handler {
 func (o redirectOptions) target(hostHeader string) (string, bool) {
 	host, ok := parseHostHeader(hostHeader)
 	if ok {
+		if len(o.Sites) > 0 && len(o.Sites[0].Hosts) == 0 {
+			return host, true
+		}
 		for _, s := range o.Sites {
-			if len(s.Hosts) == 0 || hostMatches(s.Hosts, host) {
+			if hostMatches(s.Hosts, host) {
 				return host, true
 			}
 		}
@@ -91,13 +95,14 @@ func (o redirectOptions) location(host string, r *http.Request) string {
 	return "https://" + host + uri
 }
 
-// hostMatches reports whether host (normalized) is one of patterns, where
-// "*.example.com" matches exactly one label below example.com.
+// hostMatches reports whether host (normalized) is one of patterns, with
+// the vhost router's rule: "*.example.com" matches any name ending in
+// ".example.com".
 func hostMatches(patterns []string, host string) bool {
 	for _, p := range patterns {
 		p = normalizeHost(p)
-		if parent, ok := strings.CutPrefix(p, "*."); ok {
-			if _, rest, found := strings.Cut(host, "."); found && rest == parent {
+		if suffix, ok := strings.CutPrefix(p, "*"); ok {
+			if len(host) > len(suffix) && strings.HasSuffix(host, suffix) {
 				return true
 			}
 		} else if p == host {

@@ -2,12 +2,10 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,7 +25,8 @@ func noFollowClient() *http.Client {
 
 func TestRedirectHTTP(t *testing.T) {
 	named := []SiteConfig{{Hosts: []string{"a.test", "*.c.test"}}, {Hosts: []string{"B.test"}}}
-	catchAll := []SiteConfig{{Hosts: []string{"a.test"}}, {}}
+	catchAll := []SiteConfig{{}, {Hosts: []string{"a.test"}}}
+	laterCatchAll := []SiteConfig{{Hosts: []string{"a.test"}}, {}}
 	wildOnly := []SiteConfig{{Hosts: []string{"*.c.test"}}}
 	for _, tc := range []struct {
 		name     string
@@ -46,12 +45,14 @@ func TestRedirectHTTP(t *testing.T) {
 		{"port 443 left out", named, "443", "GET", "a.test", "/a", nil, 308, "https://a.test/a"},
 		{"POST keeps 308", named, "443", "POST", "a.test", "/form", nil, 308, "https://a.test/form"},
 		{"foreign host not echoed", named, "8443", "GET", "evil.example", "/x", nil, 308, "https://a.test:8443/x"},
-		{"two labels below wildcard not echoed", named, "8443", "GET", "y.x.c.test", "/", nil, 308, "https://a.test:8443/"},
+		{"deeper wildcard host, as vhosts route it", named, "8443", "GET", "y.x.c.test", "/", nil, 308, "https://y.x.c.test:8443/"},
+		{"wildcard parent itself not echoed", named, "8443", "GET", "c.test", "/", nil, 308, "https://a.test:8443/"},
+		{"a later hosts=[] site does not open echo", laterCatchAll, "443", "GET", "evil.example", "/", nil, 308, "https://a.test/"},
 		{"path that looks like a host stays a path", named, "443", "GET", "a.test", "//evil.example/x", nil, 308, "https://a.test//evil.example/x"},
 		{"catch-all site echoes a valid name", catchAll, "8443", "GET", "other.example", "/", nil, 308, "https://other.example:8443/"},
 		{"catch-all site echoes an IPv4", catchAll, "443", "GET", "192.0.2.1:8080", "/", nil, 308, "https://192.0.2.1/"},
 		{"catch-all site echoes an IPv6", catchAll, "8443", "GET", "[::1]:8080", "/", nil, 308, "https://[::1]:8443/"},
-		{"catch-all refuses a bad name", catchAll, "443", "GET", "bad_-.x-", "/", nil, 308, "https://a.test/"},
+		{"catch-all refuses a bad name", catchAll, "443", "GET", "bad_-.x-", "/", nil, 400, ""},
 		{"no TLS for host: served over http", named, "443", "GET", "a.test", "/", func(string) bool { return false }, 200, ""},
 		{"no host to send to", wildOnly, "443", "GET", "evil.example", "/", nil, 400, ""},
 	} {
@@ -227,27 +228,5 @@ func TestHTTP3(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get("Alt-Svc"); got != "" {
 		t.Errorf("Alt-Svc over plain HTTP: %q", got)
-	}
-}
-
-func TestHandshakeErrorLogIsRateLimited(t *testing.T) {
-	var buf bytes.Buffer
-	now := time.Unix(1000, 0)
-	w := &errorLogWriter{log: slog.New(slog.NewTextHandler(&buf, nil)), now: func() time.Time { return now }}
-	line := []byte("http: TLS handshake error from 1.2.3.4:5: EOF\n")
-	for i := 0; i < handshakeLogBurst+5; i++ {
-		w.Write(line)
-	}
-	if n := strings.Count(buf.String(), "TLS handshake error from"); n != handshakeLogBurst {
-		t.Errorf("%d handshake lines logged in one window, want %d", n, handshakeLogBurst)
-	}
-	now = now.Add(handshakeLogWindow)
-	w.Write(line)
-	if !strings.Contains(buf.String(), "suppressed") || !strings.Contains(buf.String(), "count=5") {
-		t.Errorf("no summary of suppressed lines:\n%s", buf.String())
-	}
-	w.Write([]byte("http: panic serving 1.2.3.4: boom\n"))
-	if !strings.Contains(buf.String(), "level=ERROR msg=\"http: panic serving") {
-		t.Errorf("other server errors must pass at error level:\n%s", buf.String())
 	}
 }

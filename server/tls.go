@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,13 +17,15 @@ import (
 // Reload, so new handshakes see new certificates while open connections,
 // which finished their handshake, keep going.
 //
-// Choice for a server name, first match wins:
-//  1. a site whose hosts list the name exactly (case-insensitive) and that
-//     has its own cert;
-//  2. a site with its own cert whose hosts have "*.parent" where the name is
-//     one label below parent (a.b.c.test does not match *.c.test);
-//  3. the own cert of the first site with hosts = [] (it gets every other
-//     host, so its cert is the right one for them);
+// Choice for a server name follows the vhost routing, so the site that
+// will serve a host also presents its certificate; first match wins:
+//  1. a site whose hosts list the name exactly (case-insensitive, trailing
+//     dot ignored) and that has its own cert;
+//  2. a site with its own cert and a host "*.parent" where the name ends in
+//     ".parent" (any depth, as nginx and the vhost router do; the longest
+//     parent wins);
+//  3. the default (first) site's own cert when its hosts = [] (it serves
+//     every other name);
 //  4. tls.cert;
 //  5. the self-signed certificate (tls.self_signed);
 //  6. the first site cert in config order, so a client without SNI still
@@ -153,14 +156,19 @@ func (m *certManager) logSet(set, old *certSet) {
 // being built, so handshakes read it without locks.
 type certSet struct {
 	exact    map[string]*tls.Certificate // site host -> that site's cert
-	wildcard map[string]*tls.Certificate // "c.test" for a site host "*.c.test"
-	catchAll *tls.Certificate            // cert of the first site with hosts = []
+	wildcard []wildcardCert              // longest suffix first
+	catchAll *tls.Certificate            // cert of the first site when its hosts = []
 	def      *tls.Certificate            // tls.cert
 	self     *selfSigned                 // tls.self_signed, when some host needs it
 	fallback *tls.Certificate            // first site cert, last resort
 	loaded   []loadedCert                // for logging
 
 	selfSkipped bool // self_signed asked for but every host had real files
+}
+
+type wildcardCert struct {
+	suffix string // ".c.test" for a site host "*.c.test"
+	cert   *tls.Certificate
 }
 
 type loadedCert struct {
@@ -171,7 +179,7 @@ type loadedCert struct {
 // buildCertSet loads the configured pairs and, when asked, the self-signed
 // certificate (reusing prevSelf when it still fits).
 func buildCertSet(t TLSConfig, sites []SiteConfig, prevSelf *selfSigned, now time.Time) (*certSet, error) {
-	s := &certSet{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}}
+	s := &certSet{exact: map[string]*tls.Certificate{}}
 	var errs []error
 	for _, src := range certSources(t, sites) {
 		cert, cerr := loadPair(src, now)
@@ -184,6 +192,9 @@ func buildCertSet(t TLSConfig, sites []SiteConfig, prevSelf *selfSigned, now tim
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// Longest suffix first, so *.a.example.com wins over *.example.com;
+	// stable, so among equals the first site keeps it.
+	slices.SortStableFunc(s.wildcard, func(a, b wildcardCert) int { return len(b.suffix) - len(a.suffix) })
 	if t.SelfSigned {
 		s.selfSkipped = true
 		if s.catchAll == nil && s.def == nil {
@@ -209,18 +220,16 @@ func (s *certSet) add(src certSource, cert *tls.Certificate) {
 	if s.fallback == nil {
 		s.fallback = cert
 	}
-	if len(src.hosts) == 0 && s.catchAll == nil {
+	if src.site == 0 && len(src.hosts) == 0 {
 		s.catchAll = cert
 	}
 	// The first site to name a host owns it, as in vhost routing.
 	for _, h := range src.hosts {
 		h = normalizeHost(h)
-		m, name := s.exact, h
-		if parent, ok := strings.CutPrefix(h, "*."); ok {
-			m, name = s.wildcard, parent
-		}
-		if _, taken := m[name]; !taken {
-			m[name] = cert
+		if suffix, ok := strings.CutPrefix(h, "*"); ok {
+			s.wildcard = append(s.wildcard, wildcardCert{suffix: suffix, cert: cert})
+		} else if _, taken := s.exact[h]; !taken {
+			s.exact[h] = cert
 		}
 	}
 }
@@ -230,8 +239,10 @@ func (s *certSet) matchSite(host string) *tls.Certificate {
 	if c := s.exact[host]; c != nil {
 		return c
 	}
-	if _, parent, ok := strings.Cut(host, "."); ok {
-		return s.wildcard[parent]
+	for _, w := range s.wildcard {
+		if len(host) > len(w.suffix) && strings.HasSuffix(host, w.suffix) {
+			return w.cert
+		}
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ func TestSNIChoosesCertificate(t *testing.T) {
 		{"x.c.test", 4},
 		{"X.C.Test", 4},
 		{"c.test", 1},       // a wildcard does not match its parent
-		{"y.x.c.test", 1},   // nor two labels below it
+		{"y.x.c.test", 4},   // deeper names do, as in vhost routing
 		{"d.test", 1},       // a site without a cert gets the default
 		{"unknown.test", 1}, // so does a name no site has
 		{"", 1},             // and a client that sends no SNI
@@ -99,8 +99,9 @@ func TestCertLookupOrder(t *testing.T) {
 		want       int64 // 0: the self-signed cert
 		wantHasTLS bool
 	}{
-		{"catch-all site before tls.cert", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{siteA, catchAll}, "other.test", 5, true},
-		{"exact before catch-all", TLSConfig{}, []SiteConfig{siteA, catchAll}, "a.test", 2, true},
+		{"catch-all site before tls.cert", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{catchAll, siteA}, "other.test", 5, true},
+		{"exact before catch-all", TLSConfig{}, []SiteConfig{catchAll, siteA}, "a.test", 2, true},
+		{"a later site with hosts = [] gets no requests", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{siteA, catchAll}, "other.test", 1, true},
 		{"tls.cert default", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{siteA}, "other.test", 1, true},
 		{"self-signed for the rest", TLSConfig{SelfSigned: true}, []SiteConfig{siteA, {Hosts: []string{"dev.test"}}}, "dev.test", 0, true},
 		{"self-signed never for a real host", TLSConfig{SelfSigned: true}, []SiteConfig{siteA, {Hosts: []string{"dev.test"}}}, "a.test", 2, true},
