@@ -188,6 +188,22 @@ func altSvc(value string) func(http.Handler) http.Handler {
 	return tlsOnlyHeader("Alt-Svc", value)
 }
 
+// setHTTPSHeaders is hsts and altSvc as a call, for a chain that reads the
+// values from the config in force per request (so a reload changes them):
+// it sets Strict-Transport-Security and Alt-Svc ("" = leave out) when r
+// came over TLS.
+func setHTTPSHeaders(h http.Header, r *http.Request, hstsValue, altSvcValue string) {
+	if r.TLS == nil {
+		return
+	}
+	if hstsValue != "" {
+		h.Set("Strict-Transport-Security", hstsValue)
+	}
+	if altSvcValue != "" {
+		h.Set("Alt-Svc", altSvcValue)
+	}
+}
+
 func tlsOnlyHeader(name, value string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if value == "" {

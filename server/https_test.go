@@ -159,6 +159,16 @@ func TestHSTSOnlyOverHTTPS(t *testing.T) {
 	if v := resp.Header.Get("Strict-Transport-Security"); v != "max-age=63072000; includeSubDomains" {
 		t.Errorf("HSTS over HTTPS: %q", v)
 	}
+	// The per-request form behaves the same.
+	hdr := http.Header{}
+	setHTTPSHeaders(hdr, httptest.NewRequest("GET", "http://a.test/", nil), "max-age=1", "h3=\":1\"")
+	if len(hdr) != 0 {
+		t.Errorf("setHTTPSHeaders over plain HTTP set %v", hdr)
+	}
+	setHTTPSHeaders(hdr, httptest.NewRequest("GET", "https://a.test/", nil), "max-age=1", "")
+	if hdr.Get("Strict-Transport-Security") != "max-age=1" || hdr.Get("Alt-Svc") != "" {
+		t.Errorf("setHTTPSHeaders over HTTPS set %v", hdr)
+	}
 	if hsts("")(h) == nil {
 		t.Error("hsts(\"\") must return next")
 	}

@@ -28,7 +28,7 @@ type testCA struct {
 	pool *x509.CertPool
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -64,7 +64,7 @@ type leafOpts struct {
 
 // writeLeaf issues a leaf signed by the CA and writes <name>.pem and
 // <name>.key into dir.
-func (ca *testCA) writeLeaf(t *testing.T, dir, name string, o leafOpts) (certFile, keyFile string) {
+func (ca *testCA) writeLeaf(t testing.TB, dir, name string, o leafOpts) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -104,7 +104,7 @@ func (ca *testCA) writeLeaf(t *testing.T, dir, name string, o leafOpts) (certFil
 	return certFile, keyFile
 }
 
-func writeFile(t *testing.T, path string, data []byte) {
+func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)

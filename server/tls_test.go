@@ -516,3 +516,27 @@ func TestSessionTicketRotation(t *testing.T) {
 		t.Fatal("resumed with a ticket whose key was rotated out")
 	}
 }
+
+// BenchmarkGetCertificate is the per-handshake cost of the SNI choice.
+func BenchmarkGetCertificate(b *testing.B) {
+	ca := newTestCA(b)
+	dir := b.TempDir()
+	var sites []SiteConfig
+	for i := 0; i < 50; i++ {
+		c, k := ca.writeLeaf(b, dir, fmt.Sprintf("s%d", i), leafOpts{serial: int64(i + 1), hosts: []string{fmt.Sprintf("s%d.test", i)}})
+		sites = append(sites, SiteConfig{Hosts: []string{fmt.Sprintf("s%d.test", i), fmt.Sprintf("*.w%d.test", i)}, Cert: c, Key: k})
+	}
+	m, err := newCertManager(TLSConfig{}, sites, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	hellos := []*tls.ClientHelloInfo{{ServerName: "s7.test"}, {ServerName: "x.w9.test"}, {ServerName: "Unknown.Test"}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := m.getCertificate(hellos[i%len(hellos)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
