@@ -540,3 +540,49 @@ func BenchmarkGetCertificate(b *testing.B) {
 		}
 	}
 }
+
+// TestReloadDuringHandshakes reloads between two certificates while
+// clients handshake; under -race this checks the swap, and every handshake
+// must see one of the two whole certificates.
+func TestReloadDuringHandshakes(t *testing.T) {
+	f := newSNIFixture(t)
+	m := newManager(t, f.tls, f.sites)
+	addr := serveTLS(t, m.TLSConfig(), okHandler())
+	other := slices.Clone(f.sites)
+	c, k := f.ca.writeLeaf(t, t.TempDir(), "a2", leafOpts{serial: 99, hosts: []string{"a.test"}})
+	other[0].Cert, other[0].Key = c, k
+
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 20; i++ {
+				conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "a.test", RootCAs: f.ca.pool})
+				if err != nil {
+					errs <- err
+					return
+				}
+				s := conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+				conn.Close()
+				if s != 2 && s != 99 {
+					errs <- fmt.Errorf("serial %d", s)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 10; i++ {
+		sites := f.sites
+		if i%2 == 0 {
+			sites = other
+		}
+		if err := m.Reload(f.tls, sites); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
