@@ -24,9 +24,11 @@ type site struct {
 	bodyTimeout time.Duration
 	sendTimeout time.Duration
 	access      *handlers.AccessLog
+	metrics     *handlers.Metrics
 
-	static *handlers.Static
-	errors *handlers.ErrorPages
+	static  *handlers.Static
+	errors  *handlers.ErrorPages
+	headers http.Header // the site's extra response headers
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -39,6 +41,7 @@ type siteDeps struct {
 	access    *handlers.AccessLog
 	logger    *slog.Logger
 	configAbs string
+	metrics   *handlers.Metrics
 }
 
 func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
@@ -50,6 +53,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		bodyTimeout: d.server.BodyTimeout,
 		sendTimeout: d.server.SendTimeout,
 		access:      d.access,
+		metrics:     d.metrics,
 		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
 	}
 	static, err := handlers.NewStatic(handlers.StaticOptions{
@@ -68,8 +72,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st.static = static
 	st.closers = append(st.closers, static)
 
+	st.headers = canonicalHeaders(sc.Headers)
 	var h http.Handler = http.HandlerFunc(st.dispatch)
-	h = extraHeaders(sc.Headers)(h)
 	st.chain = h
 	return st, nil
 }
@@ -90,11 +94,22 @@ func (st *site) dispatch(w http.ResponseWriter, r *http.Request) {
 // ServeHTTP is the outer bookkeeping every request of the site passes:
 // client address, body limits, access log; then the chain.
 func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r, _ = handlers.Begin(r, st.label, st.trusted)
+	r, info := handlers.Begin(r, st.label, st.trusted)
 	rec := handlers.NewRecorder(w, st.sendTimeout)
-	if st.access != nil {
-		defer st.access.Log(r, rec)
-	}
+	rec.Defaults = st.headers
+	done := st.metrics.Track(st.label)
+	defer func() {
+		if rec.Status == 0 {
+			if p := recover(); p != nil {
+				rec.Status = http.StatusInternalServerError
+				defer panic(p) // after the books, let net/http handle the panic as before
+			}
+		}
+		done(info, rec.StatusOrOK(), rec.Bytes)
+		if st.access != nil {
+			st.access.Log(r, rec)
+		}
+	}()
 	if r.ContentLength > st.maxBody {
 		// Refuse before reading a byte, also for Expect: 100-continue.
 		rec.Header().Set("Connection", "close")
@@ -102,9 +117,15 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
+		rc := http.NewResponseController(w)
+		if st.bodyTimeout > 0 {
+			// Also bounds the body net/http drains itself when the handler
+			// read none of it: a trickled body never pins the connection.
+			_ = rc.SetReadDeadline(time.Now().Add(st.bodyTimeout))
+		}
 		r.Body = &bodyReader{
 			ReadCloser: http.MaxBytesReader(rec, r.Body, st.maxBody),
-			rc:         http.NewResponseController(w),
+			rc:         rc,
 			timeout:    st.bodyTimeout,
 		}
 	}
@@ -144,24 +165,17 @@ func (st *site) close() {
 	}
 }
 
-// extraHeaders adds the site's configured response headers.
-func extraHeaders(headers map[string]string) func(http.Handler) http.Handler {
+// canonicalHeaders turns the site's headers config into the header map
+// the Recorder adds to every response that does not set them itself.
+func canonicalHeaders(headers map[string]string) http.Header {
 	if len(headers) == 0 {
-		return func(h http.Handler) http.Handler { return h }
+		return nil
 	}
-	canon := make(map[string][]string, len(headers))
+	h := make(http.Header, len(headers))
 	for k, v := range headers {
-		canon[http.CanonicalHeaderKey(k)] = []string{v}
+		h[http.CanonicalHeaderKey(k)] = []string{v}
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := w.Header()
-			for k, v := range canon {
-				h[k] = v
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
+	return h
 }
 
 // hiddenFiles names what the static handler must never serve although it

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"shoal/server"
 )
@@ -129,9 +130,9 @@ func (o *overrides) configPath() string {
 
 // load reads the config file and applies the flags over it.
 func (o *overrides) load() (*server.Config, error) {
-	cfg, err := server.LoadConfig(o.configPath())
-	if err != nil {
-		return nil, err
+	cfg, loadErr := server.LoadConfig(o.configPath())
+	if cfg == nil {
+		return nil, loadErr
 	}
 	s := &cfg.Server
 	for flagName, dst := range map[string]*string{"name": &s.Name, "http": &s.HTTP, "https": &s.HTTPS, "admin": &s.Admin} {
@@ -161,7 +162,7 @@ func (o *overrides) load() (*server.Config, error) {
 		cfg.Cluster.Join = splitList(o.join)
 		cfg.Cluster.Enabled = true
 	}
-	return cfg, nil
+	return cfg, loadErr // decode errors travel with the config, for Validate to add to
 }
 
 func splitList(s string) []string {
@@ -188,7 +189,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level})
+	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level, ProcessMetrics: true})
 	if err != nil {
 		printConfigError(stderr, err)
 		return exitUsage
@@ -235,11 +236,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "shoal:", err)
 		return exitUsage
 	}
-	cfg, err := o.load()
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
+	if _, err := server.LoadValid(o.load); err != nil {
 		printConfigError(stderr, err)
 		return exitUsage
 	}
@@ -262,6 +259,18 @@ func keygen(stdout, stderr io.Writer) int {
 }
 
 func members(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "shoal members: not available yet")
-	return exitFailure
+	fs := flag.NewFlagSet("members", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", "127.0.0.1:9180", "admin address of the node to ask")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := server.PrintMembers(ctx, *admin, stdout); err != nil {
+		fmt.Fprintln(stderr, "shoal members:", err)
+		return exitFailure
+	}
+	return exitOK
 }
