@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,10 @@ type Node struct {
 	started  time.Time
 
 	registry *prometheus.Registry
+	cl       clusterRef   // the cluster once Run started it (server/cluster.go)
+	certs    *certManager // nil without an https listener
+	http3    *http3Listener
+	altSvc   atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
 	metrics  *handlers.Metrics
 	compress *handlers.Compressor
 
@@ -55,12 +60,15 @@ type Node struct {
 // runtime is everything built from one config; a reload builds a new one
 // and swaps it in whole, so a request sees one config from start to end.
 type runtime struct {
-	cfg    *Config
-	name   string // this node's name in the cluster and on the status page
-	hash   string // configHash(cfg)
-	sites  []*site
-	vhosts *vhosts
-	access *handlers.AccessLog
+	cfg *Config
+	// redirect is the http listener's redirect_http handler (nil: off),
+	// set once the https port is bound.
+	redirect atomic.Pointer[http.Handler]
+	name     string // this node's name in the cluster and on the status page
+	hash     string // configHash(cfg)
+	sites    []*site
+	vhosts   *vhosts
+	access   *handlers.AccessLog
 }
 
 // Options for New.
@@ -97,6 +105,9 @@ func New(load Loader, o Options) (*Node, error) {
 	}
 	cfg, err := n.loadValid()
 	if err != nil {
+		return nil, err
+	}
+	if err := n.loadCerts(cfg); err != nil {
 		return nil, err
 	}
 	rt, err := n.build(cfg, nil)
@@ -152,6 +163,9 @@ func (n *Node) Config() *Config { return n.state.Load().cfg }
 func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	n.level.Set(parseLevel(cfg.Log.Level))
 	rt := &runtime{cfg: cfg, name: nodeName(cfg), hash: configHash(cfg)}
+	if prev != nil && cfg.Server.Name == prev.cfg.Server.Name {
+		rt.name = prev.name // a node's name never changes under a reload it did not ask for
+	}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
 		rt.access = prev.access
 	} else if access, err := openAccessLog(cfg.Log); err != nil {
@@ -164,7 +178,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 		configAbs, _ = filepath.Abs(cfg.Path)
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
-		metrics: n.metrics, nodeName: rt.name, compress: n.compress}
+		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -231,10 +245,28 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	if err := n.startHTTP3(cfg); err != nil {
+		n.stopListeners(context.Background())
+		return err
+	}
+	rt := n.state.Load()
+	rt.setRedirect(n.redirectFor(cfg))
+	c, err := startCluster(cfg, clusterParams{Name: rt.name, ConfigHash: rt.hash, Version: n.version,
+		Addrs: n.Addrs(), Logger: n.log, ErrorPage: n.errorPage})
+	if err != nil {
+		n.stopListeners(context.Background())
+		return err
+	}
+	n.cl.p.Store(c)
 	n.running.Store(true)
 	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
 	close(n.ready)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-n.cl.fatal():
+		n.shutdown()
+		return err
+	}
 	return n.shutdown()
 }
 
@@ -281,13 +313,21 @@ func limitsOf(sc ServerConfig) serverLimits {
 type listenerSpec struct {
 	role, addr string
 	h          http.Handler
+	tls        *tls.Config // nil: plain HTTP
 }
 
 func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
-	return []listenerSpec{
-		{"http", cfg.Server.HTTP, n},
-		{"admin", cfg.Server.Admin, n.admin},
+	specs := []listenerSpec{
+		{role: "http", addr: cfg.Server.HTTP, h: n.cl.guard(http.HandlerFunc(n.serveHTTP))},
+		{role: "admin", addr: cfg.Server.Admin, h: n.admin},
 	}
+	if n.certs != nil {
+		specs = append(specs, listenerSpec{role: "https", addr: cfg.Server.HTTPS,
+			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.certs.TLSConfig()})
+	} else {
+		specs = append(specs, listenerSpec{role: "https"}) // closes one a reload turned off
+	}
+	return specs
 }
 
 // syncListeners makes the open listeners match cfg: new addresses are
@@ -345,9 +385,16 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		ErrorLog:          log.New(newServerErrorLog(n.log, sp.role), "", 0),
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
+	ln := acc.listener()
+	if sp.tls != nil {
+		// The manager's config itself, not a clone: certificates and
+		// ticket keys follow its reloads. TLSConfig stays nil on the
+		// server, which still turns HTTP/2 on for "h2" connections.
+		ln = tls.NewListener(ln, sp.tls)
+	}
 	go func() {
 		defer close(sv.done)
-		if err := srv.Serve(acc.listener()); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("listener stopped", "role", sp.role, "addr", sp.addr, "err", err)
 		}
 	}()
@@ -400,10 +447,18 @@ func (n *Node) shutdown() error {
 	cfg := n.Config()
 	n.draining.Store(true)
 	n.log.Info("shoal stopping: draining", "drain_delay", cfg.Server.DrainDelay, "grace", cfg.Server.ShutdownGrace)
-	time.Sleep(cfg.Server.DrainDelay) // peers and outside balancers must see "draining" before we go
+	if c := n.cl.get(); c != nil {
+		stopCluster(c, cfg.Server.DrainDelay, n.log) // draining at once, leave after drain_delay
+	} else {
+		time.Sleep(cfg.Server.DrainDelay) // outside balancers must see "draining" before we go
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
 	n.stopListeners(ctx)
+	n.stopTLS(ctx)
+	if c := n.cl.get(); c != nil {
+		c.Shutdown()
+	}
 	n.state.Load().close(nil)
 	n.log.Info("shoal stopped")
 	return nil
@@ -421,6 +476,10 @@ func (n *Node) Reload() error {
 		return err
 	}
 	old := n.state.Load()
+	if err := n.loadCerts(cfg); err != nil {
+		n.log.Error("reload refused: keeping the running config", "err", err)
+		return err
+	}
 	rt, err := n.build(cfg, old)
 	if err != nil {
 		n.log.Error("reload refused: keeping the running config", "err", err)
@@ -431,6 +490,12 @@ func (n *Node) Reload() error {
 			rt.close(old)
 			n.log.Error("reload refused: keeping the running config", "err", err)
 			return err
+		}
+	}
+	if n.running.Load() {
+		rt.setRedirect(n.redirectFor(cfg))
+		if cfg.TLS.HTTP3 != old.cfg.TLS.HTTP3 || cfg.TLS.MinVersion != old.cfg.TLS.MinVersion {
+			n.log.Warn("tls.http3 and tls.min_version take effect at the next restart")
 		}
 	}
 	n.state.Store(rt)
@@ -484,4 +549,9 @@ func (s *serverErrorLog) Write(p []byte) (int, error) {
 	}
 	s.log.Warn(msg, "role", s.role)
 	return len(p), nil
+}
+
+// errorPage answers status with the error page of the request's site.
+func (n *Node) errorPage(w http.ResponseWriter, r *http.Request, status int) {
+	n.state.Load().vhosts.match(r.Host).errors.Serve(w, r, status)
 }
