@@ -502,6 +502,7 @@ func (n *Node) Reload() error {
 		if cfg.TLS.HTTP3 != old.cfg.TLS.HTTP3 || cfg.TLS.MinVersion != old.cfg.TLS.MinVersion {
 			n.log.Warn("tls.http3 and tls.min_version take effect at the next restart")
 		}
+		n.cl.retune(cfg, old.cfg, n.log)
 	}
 	n.state.Store(rt)
 	// Requests that started on the old config finish on it.
