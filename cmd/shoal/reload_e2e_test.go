@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -34,7 +35,7 @@ import (
 
 const reloadConfig = `[server]
 drain_delay = "100ms"
-shutdown_grace = "5s"
+shutdown_grace = "1s"
 
 [log]
 access = "off"
@@ -101,6 +102,13 @@ func TestE2EReloadUnderLoad(t *testing.T) {
 	go func() { loadDone <- rig.load(stop) }()
 	// The load must be running before the first reload.
 	pollFor(t, "the load running", func() bool { return rig.served.Load() > 0 })
+	// Two slow downloads, one per listener, stay open through every reload
+	// and past the moment the first old config is closed (shutdown_grace
+	// + 1s after its reload).
+	downloads := make(chan error, 2)
+	for _, secure := range []bool{false, true} {
+		go func() { downloads <- rig.slowDownload(secure, stop, 4*time.Second) }()
+	}
 
 	for i, step := range reloadPlan() {
 		how := "SIGHUP"
@@ -121,6 +129,11 @@ func TestE2EReloadUnderLoad(t *testing.T) {
 
 	close(stop)
 	res := <-loadDone
+	for range 2 {
+		if err := <-downloads; err != nil {
+			t.Error(err)
+		}
+	}
 	t.Logf("load: %d requests (%d http, %d https of which %d HTTP/2), %d failed", res.total(), res.http, res.https, res.h2, len(res.failures))
 	if len(res.failures) > 0 {
 		t.Errorf("%d requests failed during the reloads, first: %v", len(res.failures), res.failures[:min(5, len(res.failures))])
@@ -412,6 +425,67 @@ func (rig *reloadRig) load(stop <-chan struct{}) loadResult {
 	}
 	wg.Wait()
 	return res
+}
+
+// slowDownload fetches big.bin on a connection of its own, reading slowly
+// until stop is closed and at least minTime has passed, then at full speed;
+// the whole file must arrive intact.
+func (rig *reloadRig) slowDownload(secure bool, stop <-chan struct{}, minTime time.Duration) error {
+	name, url := "http", rig.p.url+"/big.bin"
+	tr := &http.Transport{DisableCompression: true}
+	if secure {
+		name, url = "https", "https://"+rig.httpsAddr+"/big.bin"
+		tr = rig.tlsTransport(false)
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return err
+	}
+	req.Host = "a.test"
+	res, err := (&http.Client{Transport: tr, Timeout: 2 * time.Minute}).Do(req)
+	if err != nil {
+		return fmt.Errorf("%s download: %w", name, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("%s download: status %d", name, res.StatusCode)
+	}
+	want, err := os.ReadFile(filepath.Join(rig.dir, "www", "big.bin"))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 16<<10)
+	stopped := false
+	for {
+		n, err := res.Body.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s download cut after %d of %d bytes: %w", name, len(got), len(want), err)
+		}
+		if !stopped {
+			select {
+			case <-stop:
+				stopped = time.Since(start) >= minTime
+			default:
+			}
+		}
+		if !stopped {
+			time.Sleep(10 * time.Millisecond) // a slow client, not synchronisation
+		}
+	}
+	if !stopped {
+		return fmt.Errorf("%s download ended before the reloads did: it proves nothing", name)
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("%s download: %d bytes, want %d intact", name, len(got), len(want))
+	}
+	return nil
 }
 
 func genOf(r *http.Response) int64 {

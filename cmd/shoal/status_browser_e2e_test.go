@@ -67,6 +67,9 @@ func TestE2EStatusPageBrowser(t *testing.T) {
 	}
 	<-cl.nodes["c"].exited
 	waitRowState(t, tab, "c", 45*time.Second, "suspect", "dead")
+	t0 := time.Now()
+	waitRowState(t, tab, "c", 60*time.Second, "dead")
+	t.Logf("dead after %v", time.Since(t0))
 
 	if !browserEval[bool](t, tab, `window.shoalMarker === true`) {
 		t.Error("the page reloaded instead of updating in place")
