@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,4 +219,94 @@ func e2eChromium() string {
 		}
 	}
 	return ""
+}
+
+// The status page highlights a member whose config hash differs from the
+// others ("drift"). TestE2EClusterConfigDrift checks what that rests on,
+// with two real nodes: nodes started from identical config files, that
+// differ only in the per-node flags SPEC gives them (-name, -http,
+// -admin, -gossip, -join), report the same hash; and after one node
+// reloads a changed config, its peer sees the new hash, so the drift
+// shows on the peer's page too.
+func TestE2EClusterConfigDrift(t *testing.T) {
+	www := filepath.Join(siteDir(t, e2eConfig), "www")
+	secret := base64.StdEncoding.EncodeToString(make([]byte, 32)) // a fixed test secret
+	const tmpl = "[server]\ndrain_delay = \"100ms\"\n\n[log]\naccess = \"off\"\n\n[[site]]\nroot = %q\n%s\n[cluster]\nenabled = true\nsecret = %q\n"
+	cfg := func(extra string) string { return fmt.Sprintf(tmpl, www, extra, secret) }
+
+	type node struct {
+		name, dir, admin, gossip string
+		p                        *proc
+	}
+	nodes := []*node{{name: "a"}, {name: "b"}}
+	for i, n := range nodes {
+		n.dir = t.TempDir()
+		writeFile(t, filepath.Join(n.dir, "config.toml"), cfg(""))
+		n.admin, n.gossip = freeAddr(t), freeAddr(t)
+		args := []string{"-admin", n.admin, "-name", n.name, "-gossip", n.gossip}
+		if i > 0 {
+			args = append(args, "-join", nodes[0].gossip)
+		}
+		n.p = spawnArgs(t, n.dir, freeAddr(t), args...)
+		if !n.p.waitUp(15 * time.Second) {
+			t.Fatalf("node %s did not come up: %v\n%s", n.name, n.p.err, n.p.stderr)
+		}
+	}
+	a, b := nodes[0], nodes[1]
+	pollFor(t, "a and b see each other", func() bool {
+		return memberHashes(a.admin)["b"] != "" && memberHashes(b.admin)["a"] != ""
+	})
+
+	atA := memberHashes(a.admin)
+	if atA["a"] != atA["b"] {
+		t.Errorf("identical config files, only per-node flags differ: a's view has config hashes a=%s b=%s; the status page marks drift where there is none", atA["a"], atA["b"])
+	}
+
+	// b reloads a config with a header added: real drift.
+	before := memberHashes(b.admin)["b"]
+	writeFile(t, filepath.Join(b.dir, "config.toml"), cfg("headers = {X-Drift = \"yes\"}\n"))
+	req, _ := http.NewRequest("POST", "http://"+b.admin+"/api/reload", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("POST /api/reload at b: %d", res.StatusCode)
+	}
+	own := memberHashes(b.admin)["b"]
+	if own == before {
+		t.Fatalf("b's own hash did not change with its config (%s)", own)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for memberHashes(a.admin)["b"] != own {
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after b reloaded, a still sees b's config hash %s; b reports %s: peers never see a reload's drift", memberHashes(a.admin)["b"], own)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// memberHashes is /api/cluster at admin as name -> config hash.
+func memberHashes(admin string) map[string]string {
+	c := &http.Client{Timeout: 2 * time.Second}
+	res, err := c.Get("http://" + admin + "/api/cluster")
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	var st struct {
+		Members []struct {
+			Name   string `json:"name"`
+			Config string `json:"config"`
+		} `json:"members"`
+	}
+	if json.NewDecoder(res.Body).Decode(&st) != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, m := range st.Members {
+		out[m.Name] = m.Config
+	}
+	return out
 }
