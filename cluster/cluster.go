@@ -27,7 +27,6 @@ type Cluster struct {
 	opts    Options
 	log     *slog.Logger
 	keys    hmacKeys
-	policy  policy
 	boot    uint32
 	started time.Time
 	peerURL *url.URL
@@ -42,6 +41,10 @@ type Cluster struct {
 	alive    atomic.Int32  // live peers, for the broadcast queue and mode choice
 	joinFail atomic.Int64  // failed join attempts while alone (tests wait on it)
 	kick     chan struct{} // wakes the load sender after a change
+
+	// tune holds the settings Retune may swap; tuneMu orders Retunes.
+	tune   atomic.Pointer[tuning]
+	tuneMu sync.Mutex
 
 	// peers is the sorted list of live peers, rebuilt under mu on every
 	// membership change and read lock-free by the request path.
@@ -94,7 +97,7 @@ func New(opts Options) (*Cluster, error) {
 		stop:    make(chan struct{}),
 		fatal:   make(chan error, 1),
 	}
-	c.policy = newPolicy(opts.policy(), opts.margin())
+	c.tune.Store(newTuning(opts.tunables(), nil))
 	c.peers.Store(&[]*member{})
 	if c.meta, err = c.selfMeta().encode(); err != nil {
 		return nil, err
@@ -139,17 +142,7 @@ func checkOptions(o *Options) error {
 	case o.PeerURL == "":
 		return errors.New("cluster: peer_url is empty")
 	}
-	switch o.mode() {
-	case "proxy", "redirect":
-	default:
-		return fmt.Errorf("cluster: unknown mode %q (want proxy or redirect)", o.Mode)
-	}
-	switch o.policy() {
-	case "least_loaded", "round_robin", "ip_hash", "random":
-	default:
-		return fmt.Errorf("cluster: unknown policy %q", o.Policy)
-	}
-	return nil
+	return o.tunables().check()
 }
 
 // parseBaseURL accepts http(s)://host[:port][/prefix], the form peers and
@@ -172,15 +165,16 @@ func randomBoot() uint32 {
 }
 
 func (c *Cluster) selfMeta() *nodeMeta {
+	t := c.tune.Load()
 	return &nodeMeta{
 		Draining:  c.draining.Load(),
-		Capacity:  c.opts.capacity(),
+		Capacity:  t.capacity,
 		Started:   c.started.UnixMilli(),
 		Boot:      c.boot,
 		PeerURL:   c.opts.PeerURL,
 		PublicURL: c.opts.publicURL(),
 		Version:   c.opts.Version,
-		Config:    c.opts.ConfigHash,
+		Config:    t.set.ConfigHash,
 	}
 }
 

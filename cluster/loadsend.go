@@ -19,7 +19,7 @@ func (c *Cluster) report() *loadReport {
 		Boot:     c.boot,
 		Seq:      c.seq.Add(1),
 		Inflight: c.inflight.Load(),
-		Capacity: c.opts.capacity(),
+		Capacity: c.tune.Load().capacity,
 		Draining: c.draining.Load(),
 	}
 }

@@ -205,7 +205,8 @@ func (c *Cluster) Members() []Member {
 }
 
 func (c *Cluster) selfMember() Member {
-	capacity := c.opts.capacity()
+	t := c.tune.Load()
+	capacity := t.capacity
 	in := c.inflight.Load()
 	return Member{
 		Name:      c.opts.Name,
@@ -217,7 +218,7 @@ func (c *Cluster) selfMember() Member {
 		Healthy:   true,
 		PeerURL:   c.opts.PeerURL,
 		PublicURL: c.opts.publicURL(),
-		Config:    c.opts.ConfigHash,
+		Config:    t.set.ConfigHash,
 		Version:   c.opts.Version,
 		Started:   c.started,
 		Addr:      c.GossipAddr(),

@@ -60,7 +60,7 @@ func TestDrainingRespectedThenLeft(t *testing.T) {
 	// Draining peers are never chosen, whatever the policy.
 	req := mustReq(t)
 	for i := 0; i < 200; i++ {
-		if m := a.c.choose(req, 100, nil); m != nil && m.name == b.name {
+		if m := a.c.choose(a.c.tune.Load(), req, 100, nil); m != nil && m.name == b.name {
 			t.Fatal("chose a draining node")
 		}
 	}

@@ -148,30 +148,32 @@ func hostOnly(addr string) string {
 // route applies the policy to a covered request. It reserves a local slot
 // first, so concurrent arrivals see each other in the in-flight count.
 func (c *Cluster) route(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	t := c.tune.Load() // one snapshot per request, whatever a reload does meanwhile
 	n := c.inflight.Add(1)
-	target := c.choose(r, n-1, nil)
+	target := c.choose(t, r, n-1, nil)
 	if target == nil {
 		c.setSticky(w, r, c.opts.Name)
 		c.serveLocal(w, r, next, Route{Kind: Local}, true)
 		return
 	}
 	c.inflight.Add(-1)
-	if c.opts.mode() == "redirect" {
+	if t.redirect {
 		c.redirect(w, r, target)
 		return
 	}
-	c.forward(w, r, next, target)
+	c.forward(t, w, r, next, target)
 }
 
-// choose returns the peer to send r to, or nil for this node. inflight is
-// this node's count without r; peers in skip (which failed r) are left out.
-func (c *Cluster) choose(r *http.Request, inflight int64, skip []*member) *member {
+// choose returns the peer to send r to under t, or nil for this node.
+// inflight is this node's count without r; peers in skip (which failed r)
+// are left out.
+func (c *Cluster) choose(t *tuning, r *http.Request, inflight int64, skip []*member) *member {
 	now := time.Now().UnixNano()
 	stale := c.opts.Timings.staleAfter()
 	peers := *c.peers.Load()
 	usable := func(m *member) bool { return m.available(now, stale) && !contains(skip, m) }
 	draining := c.draining.Load()
-	if c.opts.Sticky {
+	if t.set.Sticky {
 		if name, ok := c.stickyNode(r); ok {
 			if name == c.opts.Name && !draining {
 				return nil
@@ -181,7 +183,7 @@ func (c *Cluster) choose(r *http.Request, inflight int64, skip []*member) *membe
 			}
 		}
 	}
-	capacity := int64(c.opts.capacity())
+	capacity := int64(t.capacity)
 	ch := choice{
 		self:     cand{name: c.opts.Name, load: float64(inflight) / float64(capacity), self: true, idx: -1},
 		selfOK:   !draining,
@@ -189,7 +191,7 @@ func (c *Cluster) choose(r *http.Request, inflight int64, skip []*member) *membe
 		capacity: capacity,
 		rnd:      randN,
 	}
-	if _, ok := c.policy.(ipHash); ok {
+	if _, ok := t.policy.(ipHash); ok {
 		ch.key = c.clientIP(r)
 	}
 	var buf [16]cand
@@ -199,7 +201,7 @@ func (c *Cluster) choose(r *http.Request, inflight int64, skip []*member) *membe
 			ch.peers = append(ch.peers, cand{name: m.name, load: m.load(), idx: i})
 		}
 	}
-	p := c.policy.pick(&ch)
+	p := t.policy.pick(&ch)
 	if p.self || p.idx < 0 {
 		return nil
 	}
@@ -271,9 +273,10 @@ func (c *Cluster) stickyNode(r *http.Request) (string, bool) {
 }
 
 // stickyCookieFor returns the Set-Cookie value that moves r's client to
-// node, or "" when sticky is off or the client is there already.
+// node, or "" when sticky is off or the client is there already. It reads
+// the setting afresh: at a reload, one cookie more or less is harmless.
 func (c *Cluster) stickyCookieFor(r *http.Request, node string) string {
-	if !c.opts.Sticky {
+	if !c.tune.Load().set.Sticky {
 		return ""
 	}
 	if cur, ok := c.stickyNode(r); ok && cur == node {

@@ -10,6 +10,8 @@ import (
 
 // Options configures a node's membership and request routing. The zero
 // value of each field is documented; New resolves the defaults.
+// Mode, Policy, Capacity, Margin, Sticky, Retries and ConfigHash may be
+// changed later with Retune; the rest is fixed for the node's life.
 type Options struct {
 	// Name is this node's unique name. Required. Joining a cluster in which
 	// a live node already has this name fails with ErrNameTaken.

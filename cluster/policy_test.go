@@ -20,7 +20,7 @@ func viewCluster(t testing.TB, policy string, peers ...*member) *Cluster {
 	}
 	c.log = c.opts.logger()
 	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return len(peers) + 1 }, RetransmitMult: 4}
-	c.policy = newPolicy(c.opts.policy(), c.opts.margin())
+	c.tune.Store(newTuning(c.opts.tunables(), nil))
 	for _, m := range peers {
 		c.members[m.name] = m
 	}
@@ -53,7 +53,7 @@ func fakePeer(s peerSpec) *member {
 }
 
 func chosen(c *Cluster, inflight int64) string {
-	if m := c.choose(mustReqNoT(), inflight, nil); m != nil {
+	if m := c.choose(c.tune.Load(), mustReqNoT(), inflight, nil); m != nil {
 		return m.name
 	}
 	return "self"
@@ -232,7 +232,7 @@ func TestIPHashStablePerClient(t *testing.T) {
 			r := mustReqNoT()
 			r.Header.Set("X-Test-Client", ip)
 			name := "self"
-			if m := c.choose(r, 0, nil); m != nil {
+			if m := c.choose(c.tune.Load(), r, 0, nil); m != nil {
 				name = m.name
 			}
 			if i == 0 {
@@ -248,18 +248,19 @@ func TestStickyCookieWinsWhileAvailable(t *testing.T) {
 	a := fakePeer(peerSpec{name: "a", inflight: 100})
 	c := viewCluster(t, "least_loaded", a, fakePeer(peerSpec{name: "b"}))
 	c.opts.Sticky = true
+	c.tune.Store(newTuning(c.opts.tunables(), nil))
 	r := mustReqNoT()
 	r.AddCookie(&http.Cookie{Name: stickyCookie, Value: c.keys.stickyValue("a")})
-	if m := c.choose(r, 0, nil); m == nil || m.name != "a" {
+	if m := c.choose(c.tune.Load(), r, 0, nil); m == nil || m.name != "a" {
 		t.Fatal("affinity cookie ignored")
 	}
 	a.markSick(time.Hour)
-	if m := c.choose(r, 0, nil); m != nil && m.name == "a" {
+	if m := c.choose(c.tune.Load(), r, 0, nil); m != nil && m.name == "a" {
 		t.Fatal("affinity kept on an unhealthy node")
 	}
 	forged := mustReqNoT()
 	forged.AddCookie(&http.Cookie{Name: stickyCookie, Value: b64.EncodeToString([]byte("b")) + ".AAAA"})
-	if m := c.choose(forged, 0, nil); m != nil {
+	if m := c.choose(c.tune.Load(), forged, 0, nil); m != nil {
 		t.Fatal("forged affinity cookie honoured")
 	}
 }

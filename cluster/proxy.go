@@ -61,7 +61,7 @@ func (c *Cluster) newProxy() *httputil.ReverseProxy {
 
 // forward proxies r to target, retrying an idempotent request that has no
 // body on other nodes (this one included) when a peer fails to answer.
-func (c *Cluster) forward(w http.ResponseWriter, r *http.Request, next http.Handler, target *member) {
+func (c *Cluster) forward(t *tuning, w http.ResponseWriter, r *http.Request, next http.Handler, target *member) {
 	var tried []*member
 	for retries := 0; ; retries++ {
 		err := c.proxyTo(w, r, target)
@@ -74,7 +74,7 @@ func (c *Cluster) forward(w http.ResponseWriter, r *http.Request, next http.Hand
 		}
 		target.markSick(c.opts.Timings.unhealthy())
 		tried = append(tried, target)
-		if retries >= c.opts.Retries || !replayable(r) {
+		if retries >= t.set.Retries || !replayable(r) {
 			c.log.Warn("peer failed", "peer", target.name, "method", r.Method, "path", r.URL.Path, "err", err)
 			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries, Failed: true})
 			c.errorPage(w, r, http.StatusBadGateway)
@@ -82,7 +82,7 @@ func (c *Cluster) forward(w http.ResponseWriter, r *http.Request, next http.Hand
 		}
 		c.log.Info("peer failed; retrying elsewhere", "peer", target.name, "method", r.Method, "path", r.URL.Path, "err", err)
 		n := c.inflight.Add(1)
-		target = c.choose(r, n-1, tried)
+		target = c.choose(t, r, n-1, tried)
 		if target == nil {
 			c.setSticky(w, r, c.opts.Name)
 			c.serveLocal(w, r, next, Route{Kind: Local, Retries: retries + 1}, true)

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -132,10 +133,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 			return cluster.Options{}, err
 		}
 	}
-	margin := cc.Margin
-	if margin == 0 {
-		margin = -1 // the config says no margin; the zero Option means default
-	}
+	tn := clusterTunables(cc, p.ConfigHash)
 	trusted := cfg.Server.Trusted()
 	log := p.Logger
 	if log == nil {
@@ -149,13 +147,13 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 		Secret:     secret,
 		PeerURL:    peerURL,
 		PublicURL:  cc.PublicURL,
-		Mode:       cc.Mode,
-		Policy:     cc.Policy,
-		Capacity:   cc.Capacity,
-		Margin:     margin,
-		Sticky:     cc.Sticky,
-		Retries:    cc.Retries,
-		ConfigHash: p.ConfigHash,
+		Mode:       tn.Mode,
+		Policy:     tn.Policy,
+		Capacity:   tn.Capacity,
+		Margin:     tn.Margin,
+		Sticky:     tn.Sticky,
+		Retries:    tn.Retries,
+		ConfigHash: tn.ConfigHash,
 		Version:    p.Version,
 		Logger:     log,
 		Observe:    observeRoute,
@@ -353,15 +351,85 @@ func (v clusterView) Members() []handlers.Member {
 	return out
 }
 
-// retune applies a reloaded [cluster] to the running cluster. For now
-// every change needs a restart, and says so.
+// clusterTunables maps [cluster] to the settings a running cluster can
+// change, for the start and for every reload alike.
+func clusterTunables(cc ClusterConfig, hash string) cluster.Tunables {
+	margin := cc.Margin
+	if margin == 0 {
+		margin = -1 // the config says no margin; the package's zero means its default
+	}
+	return cluster.Tunables{Mode: cc.Mode, Policy: cc.Policy, Capacity: cc.Capacity, Margin: margin,
+		Sticky: cc.Sticky, Retries: cc.Retries, ConfigHash: hash}
+}
+
+// retune applies a reloaded config to the running cluster: the routing
+// tunables and the published config hash change at once; what only a
+// restart can change is named in a warning, so nobody waits for it.
 func (cr *clusterRef) retune(cfg, old *Config, log *slog.Logger) {
-	if cr.get() == nil {
+	if keys := restartOnly(cfg, old); len(keys) > 0 {
+		log.Warn("cluster settings changed that take effect at the next restart", "keys", keys)
+	}
+	c := cr.get()
+	if c == nil {
 		return
 	}
-	if cfg.Cluster.Mode != old.Cluster.Mode || cfg.Cluster.Policy != old.Cluster.Policy ||
-		cfg.Cluster.Capacity != old.Cluster.Capacity || cfg.Cluster.Margin != old.Cluster.Margin ||
-		cfg.Cluster.Sticky != old.Cluster.Sticky || cfg.Cluster.Retries != old.Cluster.Retries {
-		log.Warn("cluster tunables changed: they take effect at the next restart")
+	prev := c.Tunables()
+	next := clusterTunables(cfg.Cluster, configHash(cfg))
+	if err := c.Retune(next); err != nil {
+		log.Error("cluster tunables kept as they were", "err", err)
+		return
 	}
+	if changed := tunablesChanged(prev, next); len(changed) > 0 {
+		log.Info("cluster retuned", "changed", changed)
+	}
+}
+
+// restartOnly names the settings a running node cannot change: its
+// identity, its gossip, and the addresses it published.
+func restartOnly(cfg, old *Config) []string {
+	a, b := cfg.Cluster, old.Cluster
+	var keys []string
+	add := func(changed bool, key string) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	add(a.Enabled != b.Enabled, "cluster.enabled")
+	if !a.Enabled && !b.Enabled {
+		return keys
+	}
+	add(cfg.Server.Name != old.Server.Name, "server.name")
+	add(a.Gossip != b.Gossip, "cluster.gossip")
+	add(a.Advertise != b.Advertise, "cluster.advertise")
+	add(!slices.Equal(a.Join, b.Join), "cluster.join")
+	add(a.Secret != b.Secret, "cluster.secret")
+	add(a.PeerURL != b.PeerURL, "cluster.peer_url")
+	add(a.PublicURL != b.PublicURL, "cluster.public_url")
+	// A peer_url derived from a listener that moved would send peers to
+	// the old address.
+	add(a.PeerURL == "" && (cfg.Server.HTTP != old.Server.HTTP || cfg.Server.HTTPS != old.Server.HTTPS),
+		"cluster.peer_url (derived from server.http/https)")
+	// Sites follow a new list at once; the cluster's own check of
+	// X-Forwarded-* keeps the list it started with.
+	add(!slices.Equal(cfg.Server.TrustedProxies, old.Server.TrustedProxies), "server.trusted_proxies (for cluster routing)")
+	return keys
+}
+
+// tunablesChanged lists the tunables that differ, as key=old->new, for
+// the log.
+func tunablesChanged(prev, next cluster.Tunables) []string {
+	var out []string
+	add := func(key string, a, b any) {
+		if a != b {
+			out = append(out, fmt.Sprintf("%s=%v->%v", key, a, b))
+		}
+	}
+	add("mode", prev.Mode, next.Mode)
+	add("policy", prev.Policy, next.Policy)
+	add("capacity", prev.Capacity, next.Capacity)
+	add("margin", max(prev.Margin, 0), max(next.Margin, 0)) // as the config says it: no margin is 0
+	add("sticky", prev.Sticky, next.Sticky)
+	add("retries", prev.Retries, next.Retries)
+	add("config", prev.ConfigHash, next.ConfigHash)
+	return out
 }
