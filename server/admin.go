@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"shoal/handlers"
 )
@@ -20,6 +22,25 @@ func configHash(cfg *Config) string {
 	srv, cl := cfg.Server, cfg.Cluster
 	srv.Name, srv.HTTP, srv.HTTPS, srv.Admin = "", "", "", ""
 	cl.Gossip, cl.Advertise, cl.Join, cl.PeerURL, cl.PublicURL = "", "", nil, "", ""
+	// Paths as written, not as resolved: the same file in two folders is
+	// the same config.
+	rel := func(p string) string {
+		if r, err := filepath.Rel(cfg.Dir, p); err == nil && p != "" && !strings.HasPrefix(r, "..") {
+			return r
+		}
+		return p
+	}
+	logc, tlsc, sess := cfg.Log, cfg.TLS, cfg.Session
+	logc.Access, tlsc.Cert, tlsc.Key, sess.KeyFile = rel(logc.Access), rel(tlsc.Cert), rel(tlsc.Key), rel(sess.KeyFile)
+	sites := make([]SiteConfig, len(cfg.Sites))
+	for i, sc := range cfg.Sites {
+		sc.Root, sc.Templates, sc.Cert, sc.Key = rel(sc.Root), rel(sc.Templates), rel(sc.Cert), rel(sc.Key)
+		sc.CGI = append([]CGIConfig(nil), sc.CGI...)
+		for j := range sc.CGI {
+			sc.CGI[j].Dir = rel(sc.CGI[j].Dir)
+		}
+		sites[i] = sc
+	}
 	b, _ := json.Marshal(struct {
 		Server  ServerConfig
 		Log     LogConfig
@@ -27,7 +48,7 @@ func configHash(cfg *Config) string {
 		Session SessionConfig
 		Sites   []SiteConfig
 		Cluster ClusterConfig
-	}{srv, cfg.Log, cfg.TLS, cfg.Session, cfg.Sites, cl})
+	}{srv, logc, tlsc, sess, sites, cl})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:4])
 }
