@@ -81,11 +81,28 @@ func (l *serverListener) Accept() (net.Conn, error) {
 	}
 	select {
 	case c := <-l.a.conns:
-		return c, nil
+		select {
+		case <-l.done:
+			// Closed while this connection was on its way: a server that
+			// is shutting down must not take it. Hand it to the next one.
+			go l.a.offer(c)
+			return nil, net.ErrClosed
+		default:
+			return c, nil
+		}
 	case <-l.done:
 		return nil, net.ErrClosed
 	case <-l.a.stop:
 		return nil, net.ErrClosed
+	}
+}
+
+// offer gives a connection back to whichever server accepts next.
+func (a *acceptor) offer(c net.Conn) {
+	select {
+	case a.conns <- c:
+	case <-a.stop:
+		c.Close()
 	}
 }
 

@@ -189,18 +189,19 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.access.Log(r, rec)
 		}
 	}()
-	if r.ContentLength > st.maxBody {
-		// Refuse before reading a byte, also for Expect: 100-continue.
-		rec.Header().Set("Connection", "close")
-		st.errors.Serve(rec, r, http.StatusRequestEntityTooLarge)
-		return
-	}
 	if r.Body != nil && r.Body != http.NoBody {
 		rc := http.NewResponseController(w)
 		if st.bodyTimeout > 0 {
 			// Also bounds the body net/http drains itself when the handler
 			// read none of it: a trickled body never pins the connection.
 			_ = rc.SetReadDeadline(time.Now().Add(st.bodyTimeout))
+		}
+		if r.ContentLength > st.maxBody {
+			// Refused before a byte is read, also for Expect: 100-continue.
+			// net/http drains a small rest (so the client reads the 413
+			// instead of a reset) and closes on a large one.
+			st.errors.Serve(rec, r, http.StatusRequestEntityTooLarge)
+			return
 		}
 		r.Body = &bodyReader{
 			ReadCloser: http.MaxBytesReader(rec, r.Body, st.maxBody),
