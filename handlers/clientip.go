@@ -1,33 +1,27 @@
 package handlers
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 )
 
-type clientIPKey struct{}
-
-// ClientIP returns the client address that RealIP stored for r, or the
-// peer address of the connection when RealIP did not run.
+// ClientIP returns the client address worked out by Begin for r (trusted
+// proxies applied), or the connection's peer address when Begin did not run.
 func ClientIP(r *http.Request) string {
-	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok {
-		return ip
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok && info.ClientIP != "" {
+		return info.ClientIP
 	}
 	return hostOnly(r.RemoteAddr)
 }
 
-// RealIP works out the client's address once per request: the connection's
-// peer, or, when that peer is in trusted, the right-most address of
-// X-Forwarded-For that is not itself trusted (as nginx's real_ip_recursive).
-// Handlers read it with ClientIP.
+// RealIP is Begin as a middleware, for chains that have no site label.
 func RealIP(trusted []netip.Prefix) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ip := clientAddr(r, trusted)
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip)))
+			r, _ = Begin(r, "", trusted)
+			next.ServeHTTP(w, r)
 		})
 	}
 }

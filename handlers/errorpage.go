@@ -24,7 +24,7 @@ type ErrorPages struct {
 // because the body is no longer the resource.
 func (e *ErrorPages) Serve(w http.ResponseWriter, r *http.Request, status int) {
 	h := w.Header()
-	for _, k := range []string{"ETag", "Last-Modified", "Content-Encoding", "Content-Range", "Accept-Ranges", "Content-Length"} {
+	for _, k := range []string{"ETag", "Last-Modified", "Content-Encoding", "Accept-Ranges", "Content-Length"} {
 		h.Del(k)
 	}
 	body := e.body(status)

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"net/netip"
 )
 
 // Handler kinds, as labels in the access log and metrics.
@@ -16,12 +17,13 @@ const (
 )
 
 // Info is what the layers serving one request learn about it, for the
-// access log and metrics that wrap them. The outermost middleware puts one
-// in the context; inner handlers fill in what they decided.
+// access log and metrics that wrap them. Begin puts one in the context (one
+// allocation for all layers); inner handlers fill in what they decided.
 type Info struct {
-	Site    string // the site's first host, or "default"
-	Handler string // one of the Kind constants
-	Peer    string // the node that served a proxied or redirected request
+	Site     string // the site's first host, or "default"
+	Handler  string // one of the Kind constants
+	Peer     string // the node that served a proxied or redirected request
+	ClientIP string // the client's address, trusted_proxies applied
 }
 
 type infoKey struct{}
@@ -31,16 +33,25 @@ func WithInfo(r *http.Request, info *Info) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 }
 
+// Begin starts a request's Info: the site's label and the client address
+// (the connection's peer, or X-Forwarded-For when that peer is trusted).
+func Begin(r *http.Request, site string, trusted []netip.Prefix) (*http.Request, *Info) {
+	info := &Info{Site: site, ClientIP: clientAddr(r, trusted)}
+	return WithInfo(r, info), info
+}
+
 // InfoFrom returns the request's Info; a request without one gets a fresh
 // Info that nobody else reads, so callers never check for nil.
 func InfoFrom(r *http.Request) *Info {
 	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
 		return info
 	}
-	return &Info{}
+	return &Info{ClientIP: hostOnly(r.RemoteAddr)}
 }
 
 // SetKind records which handler served r.
 func SetKind(r *http.Request, kind string) {
-	InfoFrom(r).Handler = kind
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+		info.Handler = kind
+	}
 }

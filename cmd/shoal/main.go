@@ -1,0 +1,267 @@
+// Command shoal is a web server that hosts sites directly and scales by
+// starting more copies of itself. See README.md.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"shoal/server"
+)
+
+// Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or bad config.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	sub := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "serve":
+		return serve(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "members":
+		return members(args, stdout, stderr)
+	case "keygen":
+		return keygen(stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "shoal", version())
+		return exitOK
+	case "help":
+		usage(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "shoal: unknown command %q\n", sub)
+		usage(stderr)
+		return exitUsage
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  shoal [serve] [-config FILE] [flags]   run a node (default)
+  shoal check   [-config FILE]           validate the config; print every error
+  shoal members [-admin ADDR]            the cluster as a node sees it
+  shoal keygen                           print a fresh random secret (base64)
+  shoal version
+`)
+}
+
+func version() string {
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += "+" + s.Value[:12]
+			}
+		}
+	}
+	return v
+}
+
+// overrides are the flags that change the config file's values, so a peer
+// can start with no file of its own.
+type overrides struct {
+	config                         string
+	name, http, https, admin, root string
+	gossip, join                   string
+	set                            map[string]bool
+}
+
+func (o *overrides) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.config, "config", "", "config file (default ./config.toml when it exists, else built-in defaults)")
+	fs.StringVar(&o.name, "name", "", "node name (server.name)")
+	fs.StringVar(&o.http, "http", "", "HTTP listen address (server.http); \"\" keeps the config's")
+	fs.StringVar(&o.https, "https", "", "HTTPS listen address (server.https)")
+	fs.StringVar(&o.admin, "admin", "", "admin listen address (server.admin)")
+	fs.StringVar(&o.root, "root", "", "document root of the first site (site.root)")
+	fs.StringVar(&o.gossip, "gossip", "", "gossip bind address (cluster.gossip); turns the cluster on")
+	fs.StringVar(&o.join, "join", "", "peers to join, ADDR[,ADDR] (cluster.join); turns the cluster on")
+}
+
+// parse parses args, recording which flags were given (so -http "" can
+// disable a listener).
+func (o *overrides) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	return nil
+}
+
+func (o *overrides) configPath() string {
+	if o.config != "" {
+		return o.config
+	}
+	if _, err := os.Stat("config.toml"); err == nil {
+		return "config.toml"
+	}
+	return ""
+}
+
+// load reads the config file and applies the flags over it.
+func (o *overrides) load() (*server.Config, error) {
+	cfg, err := server.LoadConfig(o.configPath())
+	if err != nil {
+		return nil, err
+	}
+	s := &cfg.Server
+	for flagName, dst := range map[string]*string{"name": &s.Name, "http": &s.HTTP, "https": &s.HTTPS, "admin": &s.Admin} {
+		if o.set[flagName] {
+			*dst = map[string]string{"name": o.name, "http": o.http, "https": o.https, "admin": o.admin}[flagName]
+		}
+	}
+	if o.set["root"] {
+		if len(cfg.Sites) == 0 {
+			cfg.Sites = []server.SiteConfig{server.DefaultSite()}
+		}
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		root := o.root
+		if !strings.HasPrefix(root, "/") {
+			root = wd + "/" + root // -root is relative to where shoal was started
+		}
+		cfg.Sites[0].Root = root
+	}
+	if o.set["gossip"] {
+		cfg.Cluster.Gossip = o.gossip
+		cfg.Cluster.Enabled = true
+	}
+	if o.set["join"] {
+		cfg.Cluster.Join = splitList(o.join)
+		cfg.Cluster.Enabled = true
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o overrides
+	o.register(fs)
+	if err := o.parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "shoal:", err)
+		return exitUsage
+	}
+	level := new(slog.LevelVar)
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level})
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = node.Reload() // logged by Reload; the old config keeps serving
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := node.Run(ctx); err != nil {
+		logger.Error("shoal failed", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func printConfigError(w io.Writer, err error) {
+	var errs server.ConfigErrors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, "shoal:", err)
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o overrides
+	o.register(fs)
+	if err := o.parse(fs, args); err != nil {
+		fmt.Fprintln(stderr, "shoal:", err)
+		return exitUsage
+	}
+	cfg, err := o.load()
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitUsage
+	}
+	name := o.configPath()
+	if name == "" {
+		name = "built-in defaults"
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", name)
+	return exitOK
+}
+
+func keygen(stdout, stderr io.Writer) int {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		fmt.Fprintln(stderr, "shoal:", err)
+		return exitFailure
+	}
+	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(key))
+	return exitOK
+}
+
+func members(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "shoal members: not available yet")
+	return exitFailure
+}

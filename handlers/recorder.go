@@ -1,0 +1,129 @@
+package handlers
+
+import (
+	"io"
+	"net/http"
+	"time"
+)
+
+// Recorder wraps a ResponseWriter to learn the status and the bytes sent,
+// for the access log and metrics, and to push the connection's write
+// deadline forward on each write (send_timeout: a stalled reader is cut
+// off, a long download is not). It keeps sendfile (ReadFrom) and exposes
+// the wrapped writer to http.ResponseController through Unwrap.
+type Recorder struct {
+	http.ResponseWriter
+	Status  int
+	Bytes   int64
+	Started time.Time
+
+	// sendTimeout is the longest wait for one write; 0: no deadline.
+	sendTimeout time.Duration
+	rc          *http.ResponseController
+	extendedAt  time.Time
+}
+
+// NewRecorder wraps w. sendTimeout 0 leaves write deadlines alone.
+func NewRecorder(w http.ResponseWriter, sendTimeout time.Duration) *Recorder {
+	rec := &Recorder{ResponseWriter: w, Started: time.Now(), sendTimeout: sendTimeout}
+	if sendTimeout > 0 {
+		rec.rc = http.NewResponseController(w)
+		rec.extend(rec.Started)
+	}
+	return rec
+}
+
+// extend moves the write deadline sendTimeout past now. It is called at
+// most every quarter of the timeout: a deadline a little early is harmless,
+// a syscall per tiny write is not.
+func (rec *Recorder) extend(now time.Time) {
+	if rec.rc == nil || now.Sub(rec.extendedAt) < rec.sendTimeout/4 {
+		return
+	}
+	rec.extendedAt = now
+	_ = rec.rc.SetWriteDeadline(now.Add(rec.sendTimeout))
+}
+
+// WriteHeader records the status.
+func (rec *Recorder) WriteHeader(code int) {
+	if rec.Status == 0 && code >= 200 {
+		rec.Status = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+// Write records the bytes and extends the write deadline.
+func (rec *Recorder) Write(b []byte) (int, error) {
+	if rec.Status == 0 {
+		rec.Status = http.StatusOK
+	}
+	if rec.rc != nil && len(b) > 0 {
+		rec.extend(time.Now())
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.Bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the sendfile path of the underlying writer, in chunks so
+// the write deadline moves between them.
+func (rec *Recorder) ReadFrom(src io.Reader) (int64, error) {
+	if rec.Status == 0 {
+		rec.Status = http.StatusOK
+	}
+	rf, ok := rec.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{rec}, src)
+	}
+	// sendfile unwraps one LimitedReader only, so chunk the innermost
+	// reader rather than wrapping src again.
+	inner, remaining := src, int64(-1)
+	if lr, ok := src.(*io.LimitedReader); ok {
+		inner, remaining = lr.R, lr.N
+	}
+	const chunk = 4 << 20
+	var total int64
+	var err error
+	for remaining != 0 {
+		if rec.rc != nil {
+			rec.extend(time.Now())
+		}
+		want := int64(chunk)
+		if remaining > 0 && remaining < want {
+			want = remaining
+		}
+		var n int64
+		n, err = rf.ReadFrom(&io.LimitedReader{R: inner, N: want})
+		total += n
+		rec.Bytes += n
+		if remaining > 0 {
+			remaining -= n
+		}
+		if err != nil || n < want {
+			break
+		}
+	}
+	if lr, ok := src.(*io.LimitedReader); ok {
+		lr.N = remaining
+	}
+	return total, err
+}
+
+// Flush sends buffered data to the client (CGI and proxy streaming).
+func (rec *Recorder) Flush() {
+	if rec.Status == 0 {
+		rec.Status = http.StatusOK
+	}
+	_ = http.NewResponseController(rec.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (rec *Recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// StatusOrOK is the status sent, 200 when the handler wrote nothing.
+func (rec *Recorder) StatusOrOK() int {
+	if rec.Status == 0 {
+		return http.StatusOK
+	}
+	return rec.Status
+}
