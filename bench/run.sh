@@ -530,8 +530,9 @@ build_shoal() {
 		shoal_why="go is not installed"
 	else
 		note "building shoal"
-		if (cd "$repo" && go build -o "$tmp/shoal" ./cmd/shoal) >"$tmp/build.log" 2>&1; then
-			shoal_bin=$tmp/shoal
+		mkdir -p "$tmp/bin"
+		if (cd "$repo" && go build -o "$tmp/bin/shoal" ./cmd/shoal) >"$tmp/build.log" 2>&1; then
+			shoal_bin=$tmp/bin/shoal
 		else
 			shoal_why="go build failed: $(grep -v '^#' "$tmp/build.log" | head -1)"
 		fi
@@ -706,7 +707,9 @@ section_page() {
 		run_page_rounds
 	fi
 	stop_all
-	report page "a template page vs the same $size bytes as a static file, wrk -t1 -c$CONNS, $ROUNDS x ${DURATION}s, medians" \
+	local title=skipped
+	((size > 0)) && title="a template page vs the same $size bytes as a static file, wrk -t1 -c$CONNS, $ROUNDS x ${DURATION}s, medians"
+	report page "$title" \
 		"page-$((size / 1024))k|shoal-page|shoal-static|cpu<=3.0"
 }
 
@@ -817,6 +820,18 @@ cluster_node() {
 
 new_secret() { head -c 32 /dev/urandom | base64; }
 
+# has_cluster ADMIN_PORT: true when the node's admin listener answers
+# /api/cluster with a member list; else sets $reason.
+has_cluster() {
+	local code
+	code=$(curl -s --max-time 2 -o "$tmp/probe.body" -w '%{http_code}' "http://127.0.0.1:$1/api/cluster" 2>/dev/null)
+	if [[ $code == 200 ]] && grep -q '"members"' "$tmp/probe.body"; then
+		return 0
+	fi
+	reason="cluster: GET /api/cluster on the admin listener answered $code"
+	return 1
+}
+
 section_proxy() {
 	section_notes=()
 	servers=()
@@ -852,7 +867,9 @@ section_proxy() {
 	section_notes+=("origin: $origin on 127.0.0.1:$oport, pinned with the proxy to CPU $SERVER_CPU")
 	local front="" front_why=""
 	if [[ $origin == shoal ]]; then
-		start_front "$secret" "$gport" && front=$front_name
+		if has_cluster "$admin" && start_front "$secret" "$gport"; then
+			front=$front_name
+		fi
 		front_why=$reason
 	fi
 	if start_nginx nginx "$tmp/www" "$oport"; then
@@ -934,13 +951,13 @@ section_scale() {
 	servers=()
 	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report scale "skipped"; return; }
 	build_shoal || { unavailable shoal "$reason"; report scale "skipped"; return; }
-	local n i secret g0 g a name cgi ctoml sids first ok
+	local n i secret g0 g a name cgi ctoml sids first ok first_admin
 	cgi=$(printf '\n[[site.cgi]]\nprefix = "/cgi-bin/"\ndir = "%s"\nmax_concurrent = %d\ntimeout = "30s"\n' \
 		"$tmp/cgi-bin" "$SCALE_MAXC")
 	ctoml=$(printf 'capacity = %d\nbalance = "dynamic"\nmode = "proxy"\npolicy = "least_loaded"' "$SCALE_MAXC")
 	for n in 1 2 3; do
 		secret=$(new_secret)
-		sids="" first="" ok=1 g0=""
+		sids="" first="" ok=1 g0="" first_admin=""
 		for ((i = 1; i <= n; i++)); do
 			name=c$n-n$i
 			alloc "$name"
@@ -948,6 +965,7 @@ section_scale() {
 			free_port g
 			free_port a
 			[[ -z $g0 ]] && g0=$g
+			[[ -z $first_admin ]] && first_admin=$a
 			if ! cluster_node "$name" "$a" "$g" "$secret" "$([[ $i -gt 1 ]] && echo "$g0")" "$ctoml" "$cgi"; then
 				ok=""
 				break
@@ -961,6 +979,10 @@ section_scale() {
 		fi
 		if ! expect_200 "http://127.0.0.1:${port_http[$first]}/cgi-bin/slow.sh"; then
 			unavailable "shoal $n-node cluster" "cgi: $reason"
+			continue
+		fi
+		if ! has_cluster "$first_admin"; then
+			unavailable "shoal $n-node cluster" "$reason"
 			continue
 		fi
 		if ((n > 1)) && ! wait_spread "http://127.0.0.1:${port_http[$first]}/cgi-bin/slow.sh" "$n"; then
