@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"shoal/cluster"
 	"shoal/handlers"
 )
 
@@ -33,6 +36,10 @@ type Node struct {
 	state    atomic.Pointer[runtime]
 	draining atomic.Bool
 	ready    chan struct{}
+	started  time.Time
+
+	registry *prometheus.Registry
+	metrics  *handlers.Metrics
 
 	// mu guards listeners and reloading.
 	mu        sync.Mutex
@@ -43,6 +50,8 @@ type Node struct {
 // and swaps it in whole, so a request sees one config from start to end.
 type runtime struct {
 	cfg    *Config
+	name   string // this node's name in the cluster and on the status page
+	hash   string // configHash(cfg)
 	sites  []*site
 	vhosts *vhosts
 	access *handlers.AccessLog
@@ -61,6 +70,10 @@ type listener struct {
 type Options struct {
 	// Version is reported by the admin API and in Server headers.
 	Version string
+	// ProcessMetrics installs memberlist's go-metrics sink into the
+	// node's registry. go-metrics has one global sink per process, so only
+	// the binary sets it, never tests that run several nodes.
+	ProcessMetrics bool
 	// Logger is the error log; its level follows log.level through Level.
 	Logger *slog.Logger
 	Level  *slog.LevelVar
@@ -70,7 +83,14 @@ type Options struct {
 // listener yet (Run does).
 func New(load Loader, o Options) (*Node, error) {
 	n := &Node{load: load, log: o.Logger, level: o.Level, version: o.Version,
-		listeners: map[string]*listener{}, ready: make(chan struct{})}
+		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
+	n.registry = prometheus.NewRegistry()
+	n.metrics = handlers.NewMetrics(n.registry)
+	if o.ProcessMetrics {
+		if _, err := cluster.InstallGoMetrics(n.registry); err != nil {
+			return nil, err
+		}
+	}
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -86,6 +106,7 @@ func New(load Loader, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.state.Store(rt)
+	n.metrics.WatchCluster(n.clusterView())
 	return n, nil
 }
 
@@ -107,7 +128,7 @@ func (n *Node) Config() *Config { return n.state.Load().cfg }
 // the target is unchanged, so lines from old and new never interleave.
 func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	n.level.Set(parseLevel(cfg.Log.Level))
-	rt := &runtime{cfg: cfg}
+	rt := &runtime{cfg: cfg, name: nodeName(cfg), hash: configHash(cfg)}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
 		rt.access = prev.access
 	} else if access, err := openAccessLog(cfg.Log); err != nil {
@@ -119,7 +140,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	if cfg.Path != "" {
 		configAbs, _ = filepath.Abs(cfg.Path)
 	}
-	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs}
+	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs, metrics: n.metrics}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -213,6 +234,7 @@ func (n *Node) openListeners(cfg *Config) error {
 		h          http.Handler
 	}{
 		{"http", cfg.Server.HTTP, n},
+		{"admin", cfg.Server.Admin, n.adminHandler().Handler()},
 	} {
 		if spec.addr == "" {
 			continue

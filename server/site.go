@@ -24,6 +24,7 @@ type site struct {
 	bodyTimeout time.Duration
 	sendTimeout time.Duration
 	access      *handlers.AccessLog
+	metrics     *handlers.Metrics
 
 	static *handlers.Static
 	errors *handlers.ErrorPages
@@ -39,6 +40,7 @@ type siteDeps struct {
 	access    *handlers.AccessLog
 	logger    *slog.Logger
 	configAbs string
+	metrics   *handlers.Metrics
 }
 
 func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
@@ -50,6 +52,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		bodyTimeout: d.server.BodyTimeout,
 		sendTimeout: d.server.SendTimeout,
 		access:      d.access,
+		metrics:     d.metrics,
 		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
 	}
 	static, err := handlers.NewStatic(handlers.StaticOptions{
@@ -90,11 +93,21 @@ func (st *site) dispatch(w http.ResponseWriter, r *http.Request) {
 // ServeHTTP is the outer bookkeeping every request of the site passes:
 // client address, body limits, access log; then the chain.
 func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r, _ = handlers.Begin(r, st.label, st.trusted)
+	r, info := handlers.Begin(r, st.label, st.trusted)
 	rec := handlers.NewRecorder(w, st.sendTimeout)
-	if st.access != nil {
-		defer st.access.Log(r, rec)
-	}
+	done := st.metrics.Track(st.label)
+	defer func() {
+		if rec.Status == 0 {
+			if p := recover(); p != nil {
+				rec.Status = http.StatusInternalServerError
+				defer panic(p) // after the books, let net/http handle the panic as before
+			}
+		}
+		done(info, rec.StatusOrOK(), rec.Bytes)
+		if st.access != nil {
+			st.access.Log(r, rec)
+		}
+	}()
 	if r.ContentLength > st.maxBody {
 		// Refuse before reading a byte, also for Expect: 100-continue.
 		rec.Header().Set("Connection", "close")

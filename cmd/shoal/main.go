@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"shoal/server"
 )
@@ -188,7 +189,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level})
+	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level, ProcessMetrics: true})
 	if err != nil {
 		printConfigError(stderr, err)
 		return exitUsage
@@ -262,6 +263,18 @@ func keygen(stdout, stderr io.Writer) int {
 }
 
 func members(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "shoal members: not available yet")
-	return exitFailure
+	fs := flag.NewFlagSet("members", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", "127.0.0.1:9180", "admin address of the node to ask")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := server.PrintMembers(ctx, *admin, stdout); err != nil {
+		fmt.Fprintln(stderr, "shoal members:", err)
+		return exitFailure
+	}
+	return exitOK
 }

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"os"
+
+	"shoal/handlers"
+)
+
+// configHash is a short hash of the effective config, so drift between
+// nodes shows on the status page. Secrets are hashed, never shown.
+func configHash(cfg *Config) string {
+	b, _ := json.Marshal(struct {
+		Server  ServerConfig
+		Log     LogConfig
+		TLS     TLSConfig
+		Session SessionConfig
+		Sites   []SiteConfig
+		Cluster ClusterConfig
+	}{cfg.Server, cfg.Log, cfg.TLS, cfg.Session, cfg.Sites, cfg.Cluster})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:4])
+}
+
+// nodeName is server.name, or hostname:http-port as SPEC says.
+func nodeName(cfg *Config) string {
+	if cfg.Server.Name != "" {
+		return cfg.Server.Name
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "shoal"
+	}
+	addr := cfg.Server.HTTP
+	if addr == "" {
+		addr = cfg.Server.HTTPS
+	}
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" {
+		return host + ":" + port
+	}
+	return host
+}
+
+// adminHandler builds the admin listener's handler.
+func (n *Node) adminHandler() *handlers.Admin {
+	return &handlers.Admin{
+		View:     n.clusterView(),
+		Draining: n.Draining,
+		Reload:   n.Reload,
+		Gatherer: n.registry,
+		Describe: n.describe,
+		Version:  n.version,
+		Logger:   n.log,
+	}
+}
+
+// clusterView is the cluster as this node sees it; without a cluster, the
+// node alone.
+func (n *Node) clusterView() handlers.ClusterView {
+	return handlers.SoloView(n.selfMember)
+}
+
+// selfMember describes this node from its own counters.
+func (n *Node) selfMember() handlers.Member {
+	rt := n.state.Load()
+	capacity := rt.cfg.Cluster.Capacity
+	inflight := n.metrics.InFlight()
+	m := handlers.Member{
+		Name:     rt.name,
+		State:    handlers.StateAlive,
+		Inflight: inflight,
+		Capacity: capacity,
+		Draining: n.Draining(),
+		Config:   rt.hash,
+		Version:  n.version,
+		Started:  n.started,
+		PeerURL:  n.localURL(),
+	}
+	if capacity > 0 {
+		m.Load = float64(inflight) / float64(capacity)
+	}
+	n.metrics.Fill(&m)
+	return m
+}
+
+// localURL is how this node's HTTP listener is reached, for the status page.
+func (n *Node) localURL() string {
+	addrs := n.Addrs()
+	if a, ok := addrs["http"]; ok {
+		return "http://" + a
+	}
+	if a, ok := addrs["https"]; ok {
+		return "https://" + a
+	}
+	return ""
+}
+
+// describe lists the sites and listeners for the status page.
+func (n *Node) describe() ([]handlers.AdminSite, []string) {
+	rt := n.state.Load()
+	var sites []handlers.AdminSite
+	for _, sc := range rt.cfg.Sites {
+		as := handlers.AdminSite{Hosts: sc.Hosts, Root: sc.Root}
+		for _, c := range sc.CGI {
+			if c.Prefix != "" {
+				as.CGI = append(as.CGI, c.Prefix)
+			}
+			as.CGI = append(as.CGI, c.Ext...)
+		}
+		sites = append(sites, as)
+	}
+	var listeners []string
+	for role, addr := range n.Addrs() {
+		listeners = append(listeners, role+" "+addr)
+	}
+	sortStrings(listeners)
+	return sites, listeners
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
