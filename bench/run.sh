@@ -832,6 +832,25 @@ has_cluster() {
 	return 1
 }
 
+# alive_members ADMIN_PORT: how many members /api/cluster lists as alive.
+alive_members() {
+	curl -s --max-time 2 "http://127.0.0.1:$1/api/cluster" 2>/dev/null | grep -o '"state": *"alive"' | wc -l
+}
+
+# wait_members ADMIN_PORT N: true once the node sees N alive members
+# (within 20 s); else sets $reason.
+wait_members() {
+	local i seen=0
+	has_cluster "$1" || return 1
+	for ((i = 0; i < 100; i++)); do
+		seen=$(alive_members "$1")
+		((seen >= $2)) && return 0
+		sleep 0.2
+	done
+	reason="cluster: after 20s /api/cluster lists $seen alive members, not $2"
+	return 1
+}
+
 section_proxy() {
 	section_notes=()
 	servers=()
@@ -867,7 +886,7 @@ section_proxy() {
 	section_notes+=("origin: $origin on 127.0.0.1:$oport, pinned with the proxy to CPU $SERVER_CPU")
 	local front="" front_why=""
 	if [[ $origin == shoal ]]; then
-		if has_cluster "$admin" && start_front "$secret" "$gport"; then
+		if start_front "$secret" "$gport"; then
 			front=$front_name
 		fi
 		front_why=$reason
@@ -929,14 +948,15 @@ start_front() {
 		free_port a
 		cluster_node "$name" "$a" "$g" "$secret" "$gport" \
 			"$(printf 'balance = "all"\nmode = "proxy"\npolicy = "ip_hash"')" "" "$tmp/empty" || return 1
-		for ((i = 0; i < 100; i++)); do
+		if ! wait_members "$a" 2; then
+			stop "$name"
+			return 1
+		fi
+		for ((i = 0; i < 20; i++)); do
 			code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_http[$name]}/1k.bin")
 			if [[ $code == 200 ]]; then
 				front_name=$name
 				return 0
-			fi
-			if [[ $code == 404 ]] && (($(curl -s --max-time 2 "http://127.0.0.1:$a/api/cluster" | grep -o '"alive"' | wc -l) >= 2)); then
-				break
 			fi
 			sleep 0.1
 		done
@@ -981,7 +1001,7 @@ section_scale() {
 			unavailable "shoal $n-node cluster" "cgi: $reason"
 			continue
 		fi
-		if ! has_cluster "$first_admin"; then
+		if ! wait_members "$first_admin" "$n"; then
 			unavailable "shoal $n-node cluster" "$reason"
 			continue
 		fi
@@ -1044,7 +1064,8 @@ prepare_files
 
 printf 'shoal bench: %s; %s rounds x %ss; server on CPU %s, client on CPU %s; %s\n' \
 	"${sections[*]}" "$ROUNDS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-printf 'machine: %s CPUs, load %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'machine: %s CPUs, load %s; shoal from %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	"${SHOAL:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo "$repo")}"
 
 for s in "${sections[@]}"; do
 	"section_$s"
