@@ -236,6 +236,10 @@ why_down() {
 expect_200() {
 	local url=$1 want=${2:-} code
 	code=$(curl -sk --max-time 5 -o "$tmp/probe.body" -w '%{http_code}' "$url" 2>/dev/null)
+	if [[ $code == 000 ]]; then
+		reason="GET ${url} got no answer (nothing listening, or no TLS there)"
+		return 1
+	fi
 	if [[ $code != 200 ]]; then
 		reason="GET /${url#*//*/} answered $code"
 		return 1
