@@ -592,23 +592,26 @@ prepare_files() {
 }
 
 # run_rounds SECTION: for each round, each case, each server in turn.
-# Cases are in $cases (NAME|KIND|PATH|CONNS|SIZE); servers in $servers
-# (NAME|ROLE|BASEURL|SID...).
+# Cases are in $cases (NAME|KIND|PATH|CONNS|SIZE), servers in $servers
+# (NAME|ROLE|BASEURL|SUFFIX|SID...; SUFFIX is appended to the case's path).
+# With $INFO_SIDS set, that CPU is also recorded per server as an info row
+# "origin<-NAME".
 run_rounds() {
-	local section=$1 c s r name role base kind path conns size sids warmed=""
+	local section=$1 c s r name kind path conns size server role base suffix sids url
 	for ((r = 1; r <= ROUNDS; r++)); do
 		round=$r
 		for c in "${cases[@]}"; do
 			IFS='|' read -r name kind path conns size <<<"$c"
 			for s in "${servers[@]}"; do
-				IFS='|' read -r server role base sids <<<"$s"
+				IFS='|' read -r server role base suffix sids <<<"$s"
 				if over_budget; then
 					note "budget of ${BUDGET}s spent: stopping $section at round $r"
 					section_notes+=("(budget of ${BUDGET}s spent: $section stopped in round $r of $ROUNDS)")
 					return 0
 				fi
-				if [[ $r == 1 ]]; then warm "$kind" "$base$path" "$conns"; fi
-				measure "$section" "$name" "$server" "$role" "$kind" "$base$path" "$conns" "$size" $sids
+				url=$base$path$suffix
+				if [[ $r == 1 ]]; then warm "$kind" "$url" "$conns"; fi
+				INFO_NAME="origin<-$server" measure "$section" "$name" "$server" "$role" "$kind" "$url" "$conns" "$size" $sids
 			done
 		done
 	done
@@ -631,11 +634,11 @@ section_static() {
 	section_notes=()
 	servers=()
 	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report static "skipped"; return; }
-	if start_nginx nginx; then servers+=("nginx|ref|http://127.0.0.1:${port_http[nginx]}|${spid[nginx]}"); else unavailable nginx "$reason"; fi
-	if start_caddy caddy; then servers+=("caddy|ref|http://127.0.0.1:${port_http[caddy]}|${spid[caddy]}"); else unavailable caddy "$reason"; fi
+	if start_nginx nginx; then servers+=("nginx|ref|http://127.0.0.1:${port_http[nginx]}||${spid[nginx]}"); else unavailable nginx "$reason"; fi
+	if start_caddy caddy; then servers+=("caddy|ref|http://127.0.0.1:${port_http[caddy]}||${spid[caddy]}"); else unavailable caddy "$reason"; fi
 	if shoal_static shoal "$tmp/www"; then
 		if expect_200 "http://127.0.0.1:${port_http[shoal]}/1k.bin"; then
-			servers+=("shoal|subject|http://127.0.0.1:${port_http[shoal]}|${spid[shoal]}")
+			servers+=("shoal|subject|http://127.0.0.1:${port_http[shoal]}||${spid[shoal]}")
 		else
 			unavailable shoal "$reason"
 		fi
@@ -685,8 +688,8 @@ section_page() {
 				unavailable shoal "static copy of the page: $reason"
 			else
 				size=$(wc -c <"$tmp/www/page.html")
-				servers+=("shoal-page|subject|$base|${spid[shoal]}")
-				servers+=("shoal-static|ref|$base|${spid[shoal]}")
+				servers+=("shoal-page|subject|$base||${spid[shoal]}")
+				servers+=("shoal-static|ref|$base|.html|${spid[shoal]}")
 			fi
 		else
 			unavailable shoal "$reason"
@@ -696,19 +699,14 @@ section_page() {
 	fi
 	if ((size > 0)); then
 		if start_nginx nginx; then
-			servers+=("nginx-static|ref|http://127.0.0.1:${port_http[nginx]}|${spid[nginx]}")
+			servers+=("nginx-static|ref|http://127.0.0.1:${port_http[nginx]}|.html|${spid[nginx]}")
 		else
 			unavailable nginx "$reason"
 		fi
 		# Both shoal rows hit the same process; the page row asks for
 		# /page, the others for /page.html (the same bytes, saved once).
-		local s i
-		for i in "${!servers[@]}"; do
-			s=${servers[$i]}
-			[[ $s == shoal-page* ]] || servers[$i]=${s/|http:/|@static@http:}
-		done
 		cases=("page-$((size / 1024))k|wrk|/page|$CONNS|$size")
-		run_page_rounds
+		run_rounds page
 	fi
 	stop_all
 	local title=skipped
@@ -717,38 +715,18 @@ section_page() {
 		"page-$((size / 1024))k|shoal-page|shoal-static|cpu<=3.0"
 }
 
-# run_page_rounds: like run_rounds, but a server whose base URL is marked
-# @static@ gets /page.html instead of /page.
-run_page_rounds() {
-	local c s r name kind path conns size server role base sids url
-	for ((r = 1; r <= ROUNDS; r++)); do
-		round=$r
-		for c in "${cases[@]}"; do
-			IFS='|' read -r name kind path conns size <<<"$c"
-			for s in "${servers[@]}"; do
-				IFS='|' read -r server role base sids <<<"$s"
-				url=$base$path
-				if [[ $base == @static@* ]]; then url=${base#@static@}$path.html; fi
-				over_budget && { section_notes+=("(budget spent: page stopped in round $r)"); return 0; }
-				[[ $r == 1 ]] && warm wrk "$url" "$conns"
-				measure page "$name" "$server" "$role" wrk "$url" "$conns" "$size" $sids
-			done
-		done
-	done
-}
-
 section_cgi() {
 	section_notes=()
 	servers=()
 	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report cgi "skipped"; return; }
 	if start_apache apache; then
 		if expect_200 "http://127.0.0.1:${port_http[apache]}/cgi-bin/hello.sh" hello; then
-			servers+=("apache-cgid|ref|http://127.0.0.1:${port_http[apache]}|${spid[apache]}")
+			servers+=("apache-cgid|ref|http://127.0.0.1:${port_http[apache]}||${spid[apache]}")
 		else unavailable apache "$reason"; fi
 	else unavailable apache "$reason"; fi
 	if start_lighttpd lighttpd; then
 		if expect_200 "http://127.0.0.1:${port_http[lighttpd]}/cgi-bin/hello.sh" hello; then
-			servers+=("lighttpd-cgi|ref|http://127.0.0.1:${port_http[lighttpd]}|${spid[lighttpd]}")
+			servers+=("lighttpd-cgi|ref|http://127.0.0.1:${port_http[lighttpd]}||${spid[lighttpd]}")
 		else unavailable lighttpd "$reason"; fi
 	else unavailable lighttpd "$reason"; fi
 	local cgi
@@ -756,7 +734,7 @@ section_cgi() {
 		"$tmp/cgi-bin" $((CGI_CONNS * 4)))
 	if shoal_static shoal "$tmp/www" "$cgi"; then
 		if expect_200 "http://127.0.0.1:${port_http[shoal]}/cgi-bin/hello.sh" hello; then
-			servers+=("shoal|subject|http://127.0.0.1:${port_http[shoal]}|${spid[shoal]}")
+			servers+=("shoal|subject|http://127.0.0.1:${port_http[shoal]}||${spid[shoal]}")
 		else unavailable shoal "cgi: $reason"; fi
 	else unavailable shoal "$reason"; fi
 	cases=("hello-sh|wrk|/cgi-bin/hello.sh|$CGI_CONNS|6")
@@ -775,10 +753,10 @@ section_tls() {
 	local h2=""
 	have h2load nghttp2-client && h2=1
 	if start_nginx nginx; then
-		servers+=("nginx|ref|https://127.0.0.1:${port_https[nginx]}|${spid[nginx]}")
+		servers+=("nginx|ref|https://127.0.0.1:${port_https[nginx]}||${spid[nginx]}")
 	else unavailable nginx "$reason"; fi
 	if start_caddy caddy; then
-		servers+=("caddy|ref|https://127.0.0.1:${port_https[caddy]}|${spid[caddy]}")
+		servers+=("caddy|ref|https://127.0.0.1:${port_https[caddy]}||${spid[caddy]}")
 	else unavailable caddy "$reason"; fi
 	if build_shoal; then
 		alloc shoal
@@ -792,7 +770,7 @@ section_tls() {
 			if ! expect_200 "https://127.0.0.1:${port_https[shoal]}/1k.bin"; then
 				unavailable shoal "tls: $reason"
 			else
-				servers+=("shoal|subject|https://127.0.0.1:${port_https[shoal]}|${spid[shoal]}")
+				servers+=("shoal|subject|https://127.0.0.1:${port_https[shoal]}||${spid[shoal]}")
 				local v
 				v=$(curl -sk --http2 -o /dev/null -w '%{http_version}' "https://127.0.0.1:${port_https[shoal]}/1k.bin")
 				[[ $v == 2 ]] || section_notes+=("shoal: HTTP/2 not negotiated (curl saw HTTP/$v)")
@@ -896,44 +874,26 @@ section_proxy() {
 		front_why=$reason
 	fi
 	if start_nginx nginx "$tmp/www" "$oport"; then
-		servers+=("nginx|ref|http://127.0.0.1:${port_proxy[nginx]}|${spid[nginx]}")
+		servers+=("nginx|ref|http://127.0.0.1:${port_proxy[nginx]}||${spid[nginx]}")
 	else unavailable nginx "$reason"; fi
 	if start_haproxy haproxy "$oport"; then
-		servers+=("haproxy|ref|http://127.0.0.1:${port_proxy[haproxy]}|${spid[haproxy]}")
+		servers+=("haproxy|ref|http://127.0.0.1:${port_proxy[haproxy]}||${spid[haproxy]}")
 	else unavailable haproxy "$reason"; fi
 	if start_caddy caddy "$oport"; then
-		servers+=("caddy|ref|http://127.0.0.1:${port_proxy[caddy]}|${spid[caddy]}")
+		servers+=("caddy|ref|http://127.0.0.1:${port_proxy[caddy]}||${spid[caddy]}")
 	else unavailable caddy "$reason"; fi
 	if [[ -n $front ]]; then
-		servers+=("shoal|subject|http://127.0.0.1:${port_http[$front]}|${spid[$front]}")
+		servers+=("shoal|subject|http://127.0.0.1:${port_http[$front]}||${spid[$front]}")
 	elif [[ $origin == shoal ]]; then
 		unavailable shoal "front node: $front_why"
 	fi
 	cases=("1k|wrk|/1k.bin|$CONNS|1024")
 	INFO_SIDS=$osid
-	run_proxy_rounds
+	run_rounds proxy
 	INFO_SIDS=""
 	stop_all
 	report proxy "one hop to the same origin, 1 KiB GET, wrk -t1 -c$CONNS, $ROUNDS x ${DURATION}s, medians; CPU is the proxy's" \
 		"1k|shoal|nginx|rps>=0.5" "1k|shoal|caddy|rps>=1.5"
-}
-
-# run_proxy_rounds: run_rounds with the origin's CPU per request recorded
-# as an info row named after the proxy in front of it.
-run_proxy_rounds() {
-	local c s r name kind path conns size server role base sids
-	for ((r = 1; r <= ROUNDS; r++)); do
-		round=$r
-		for c in "${cases[@]}"; do
-			IFS='|' read -r name kind path conns size <<<"$c"
-			for s in "${servers[@]}"; do
-				IFS='|' read -r server role base sids <<<"$s"
-				over_budget && { section_notes+=("(budget spent: proxy stopped in round $r)"); return 0; }
-				[[ $r == 1 ]] && warm wrk "$base$path" "$conns"
-				INFO_NAME="origin<-$server" measure proxy "$name" "$server" "$role" wrk "$base$path" "$conns" "$size" $sids
-			done
-		done
-	done
 }
 
 # start_front SECRET ORIGIN_GOSSIP_PORT: starts the shoal node that proxies
@@ -1014,9 +974,9 @@ section_scale() {
 			continue
 		fi
 		if ((n == 1)); then
-			servers+=("1-node|ref|http://127.0.0.1:${port_http[$first]}|${sids# }")
+			servers+=("1-node|ref|http://127.0.0.1:${port_http[$first]}||${sids# }")
 		else
-			servers+=("$n-nodes|subject|http://127.0.0.1:${port_http[$first]}|${sids# }")
+			servers+=("$n-nodes|subject|http://127.0.0.1:${port_http[$first]}||${sids# }")
 		fi
 	done
 	section_notes+=("each node: max_concurrent = capacity = $SCALE_MAXC, script sleeps ${SCALE_SLEEP}s: one node tops out near $(awk -v m="$SCALE_MAXC" -v s="$SCALE_SLEEP" 'BEGIN{printf "%.0f", m / s}') req/s; CPU is all nodes together")
