@@ -39,6 +39,10 @@
 #             the requests served. For the 10 MiB file it is milliseconds of
 #             server CPU per GiB sent instead. CPU per request is steadier
 #             than req/s on a shared machine: trust it more.
+#   srv, cli  CPU use of the server (% of its one core) and of the load
+#             generator's core (all processes on it, /proc/stat). cli near
+#             100% with srv below it: the client was the limit, and req/s
+#             says little about the server.
 # Under each case, ratios of the shoal row to each other server:
 #   req/s x   shoal req/s / other req/s (above 1: shoal serves more)
 #   CPU x     shoal CPU / other CPU     (below 1: shoal spends less)
@@ -263,6 +267,11 @@ cpu_ticks() {
 		END { printf "%d\n", t }'
 }
 
+# cpu_line CPU: "busy total" ticks of one CPU from /proc/stat.
+cpu_line() {
+	awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
 # ------------------------------------------------------------ measurement
 
 results=""  # file, set once $tmp exists
@@ -306,7 +315,8 @@ h2_run() {
 measure() {
 	local section=$1 case=$2 server=$3 role=$4 kind=$5 url=$6 conns=$7 size=$8
 	shift 8
-	local before after ibefore=0 iafter=0 out reqs bad secs p99
+	local before after ibefore=0 iafter=0 out reqs bad secs p99 cb0 ct0 cb1 ct1
+	read -r cb0 ct0 <<<"$(cpu_line "$CLIENT_CPU")"
 	before=$(cpu_ticks "$@")
 	[[ -n ${INFO_SIDS:-} ]] && ibefore=$(cpu_ticks $INFO_SIDS)
 	if [[ $kind == h2 ]]; then
@@ -316,14 +326,16 @@ measure() {
 	fi
 	after=$(cpu_ticks "$@")
 	[[ -n ${INFO_SIDS:-} ]] && iafter=$(cpu_ticks $INFO_SIDS)
+	read -r cb1 ct1 <<<"$(cpu_line "$CLIENT_CPU")"
 	read -r reqs bad secs p99 <<<"$out"
 	local cpu_us=$(((after - before) * 1000000 / clk_tck))
-	printf '%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-		"$section" "$case" "$server" "$role" "$round" "$reqs" "$bad" "$secs" "$cpu_us" "$p99" "$size" >>"$results"
+	local cli=$(((cb1 - cb0) * 100 / (ct1 - ct0 > 0 ? ct1 - ct0 : 1)))
+	printf '%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+		"$section" "$case" "$server" "$role" "$round" "$reqs" "$bad" "$secs" "$cpu_us" "$p99" "$size" "$cli" >>"$results"
 	if [[ -n ${INFO_SIDS:-} ]]; then
-		printf '%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+		printf '%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 			"$section" "$case" "$INFO_NAME" info "$round" "$reqs" 0 "$secs" \
-			$(((iafter - ibefore) * 1000000 / clk_tck)) - "$size" >>"$results"
+			$(((iafter - ibefore) * 1000000 / clk_tck)) - "$size" - >>"$results"
 	fi
 	note "$(printf 'round %d %-6s %-8s %-16s %8s req %6s bad  cpu %8s us' \
 		"$round" "$section" "$case" "$server" "$reqs" "$bad" "$cpu_us")"
@@ -362,7 +374,8 @@ report() {
 		size[$2] = $11
 		secs = $8 + 0
 		good = $6 - $7
-		if (secs > 0) rps[k] = rps[k] " " good / secs
+		if (secs > 0) { rps[k] = rps[k] " " good / secs; busy[k] = busy[k] " " $9 / 10000 / secs }
+		if ($12 != "-") cli[k] = cli[k] " " $12
 		if ($6 > 0) {
 			if ($11 >= 1048576) cpu[k] = cpu[k] " " ($9 / 1000) / ($6 * $11 / 1073741824)
 			else cpu[k] = cpu[k] " " $9 / $6
@@ -372,7 +385,7 @@ report() {
 	}
 	END {
 		nb = split(bars, bl, "\n")
-		if (nc > 0) printf "%-10s %-22s %10s %9s %14s %6s %5s\n", "case", "server", "req/s", "p99 ms", "CPU", "bad", "runs"
+		if (nc > 0) printf "%-10s %-22s %10s %9s %14s %5s %5s %6s %5s\n", "case", "server", "req/s", "p99 ms", "CPU", "srv", "cli", "bad", "runs"
 		for (c = 1; c <= nc; c++) {
 			cs = cases[c]
 			unit = size[cs] >= 1048576 ? " ms/GiB" : " us/req"
@@ -382,7 +395,7 @@ report() {
 				k = order[i]
 				mr[k] = median(rps[k]); mc[k] = median(cpu[k])
 				name = kk[2] (role[k] == "info" ? " (info)" : "")
-				printf "%-10s %-22s %10s %9s %14s %6d %5d\n", cs, name, fmt(mr[k], 0), fmt(median(p99[k]), 2), fmt(mc[k], 1) unit, bad[k], runs[k]
+				printf "%-10s %-22s %10s %9s %14s %4s%% %4s%% %6d %5d\n", cs, name, fmt(mr[k], 0), fmt(median(p99[k]), 2), fmt(mc[k], 1) unit, fmt(median(busy[k]), 0), fmt(median(cli[k]), 0), bad[k], runs[k]
 			}
 			for (i = 1; i <= nk; i++) {
 				split(order[i], si, SUBSEP)
