@@ -16,6 +16,9 @@ type Recorder struct {
 	Status  int
 	Bytes   int64
 	Started time.Time
+	// Defaults are headers added to the response when the handler did not
+	// set them (a site's extra headers; a proxied peer's own win).
+	Defaults http.Header
 
 	// sendTimeout is the longest wait for one write; 0: no deadline.
 	sendTimeout time.Duration
@@ -48,15 +51,34 @@ func (rec *Recorder) extend(now time.Time) {
 func (rec *Recorder) WriteHeader(code int) {
 	if rec.Status == 0 && code >= 200 {
 		rec.Status = code
+		rec.addDefaults()
 	}
 	rec.ResponseWriter.WriteHeader(code)
 }
 
-// Write records the bytes and extends the write deadline.
-func (rec *Recorder) Write(b []byte) (int, error) {
+func (rec *Recorder) addDefaults() {
+	if len(rec.Defaults) == 0 {
+		return
+	}
+	h := rec.ResponseWriter.Header()
+	for k, v := range rec.Defaults {
+		if _, set := h[k]; !set {
+			h[k] = v
+		}
+	}
+}
+
+// implicitOK is the WriteHeader(200) a Write without one implies.
+func (rec *Recorder) implicitOK() {
 	if rec.Status == 0 {
 		rec.Status = http.StatusOK
+		rec.addDefaults()
 	}
+}
+
+// Write records the bytes and extends the write deadline.
+func (rec *Recorder) Write(b []byte) (int, error) {
+	rec.implicitOK()
 	if rec.rc != nil && len(b) > 0 {
 		rec.extend(time.Now())
 	}
@@ -68,9 +90,7 @@ func (rec *Recorder) Write(b []byte) (int, error) {
 // ReadFrom keeps the sendfile path of the underlying writer, in chunks so
 // the write deadline moves between them.
 func (rec *Recorder) ReadFrom(src io.Reader) (int64, error) {
-	if rec.Status == 0 {
-		rec.Status = http.StatusOK
-	}
+	rec.implicitOK()
 	rf, ok := rec.ResponseWriter.(io.ReaderFrom)
 	if !ok {
 		return io.Copy(struct{ io.Writer }{rec}, src)
@@ -111,9 +131,7 @@ func (rec *Recorder) ReadFrom(src io.Reader) (int64, error) {
 
 // Flush sends buffered data to the client (CGI and proxy streaming).
 func (rec *Recorder) Flush() {
-	if rec.Status == 0 {
-		rec.Status = http.StatusOK
-	}
+	rec.implicitOK()
 	_ = http.NewResponseController(rec.ResponseWriter).Flush()
 }
 

@@ -241,7 +241,12 @@ func LoadConfig(path string) (*Config, error) {
 	cfg.Path = path
 	cfg.Dir = filepath.Dir(abs)
 	if errs := cfg.decode(string(src)); len(errs) > 0 {
-		return nil, errs
+		if cfg.index.pos == nil {
+			return nil, errs // a syntax error: nothing was decoded
+		}
+		// Decoded around the bad keys: the caller may still Validate, so
+		// `shoal check` reports every problem at once.
+		return cfg, errs
 	}
 	return cfg, nil
 }
@@ -253,7 +258,7 @@ func (c *Config) decode(src string) ConfigErrors {
 	var raw map[string]toml.Primitive
 	md, err := toml.Decode(src, &raw)
 	if err != nil {
-		return ConfigErrors{c.tomlError(err)}
+		return ConfigErrors{c.syntaxError(err, src)}
 	}
 	c.index = indexKeys(src)
 	d := &decoder{c: c, md: md}
@@ -343,6 +348,10 @@ func (d *decoder) fields(path string, keys map[string]toml.Primitive, dst any) {
 			d.errs = append(d.errs, d.c.errAt(key, fmt.Sprintf("unknown key %q", stripIndices(key))))
 			continue
 		}
+		if field.Type() == durationType && !d.isString(keys[k]) {
+			d.errs = append(d.errs, d.c.errAt(key, fmt.Sprintf("%s: a duration must be a string such as \"10s\" or \"1m30s\"", stripIndices(key))))
+			continue
+		}
 		if err := d.md.PrimitiveDecode(keys[k], field.Addr().Interface()); err != nil {
 			e := d.c.tomlError(err)
 			e.Key = stripIndices(key)
@@ -352,6 +361,19 @@ func (d *decoder) fields(path string, keys map[string]toml.Primitive, dst any) {
 			d.errs = append(d.errs, e)
 		}
 	}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// isString reports whether a TOML value is a string (toml would take an
+// integer duration as nanoseconds: "timeout = 30" is 30ns, never meant).
+func (d *decoder) isString(p toml.Primitive) bool {
+	var v any
+	if err := d.md.PrimitiveDecode(p, &v); err != nil {
+		return false
+	}
+	_, ok := v.(string)
+	return ok
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -371,6 +393,25 @@ func (es ConfigErrors) sort() {
 		}
 		return a.Col < b.Col
 	})
+}
+
+// syntaxError places a TOML syntax error. toml counts a newline as the
+// start of the next line, so an error found at a line's end is moved back
+// to it.
+func (c *Config) syntaxError(err error, src string) *ConfigError {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return &ConfigError{File: c.Path, Msg: err.Error()}
+	}
+	pos := Pos{Line: pe.Position.Line, Col: pe.Position.Col}
+	if st := pe.Position.Start; st > 0 && st <= len(src) {
+		// The byte offset is exact; toml's line number may already be
+		// past a newline it looked ahead to.
+		before := src[:st]
+		pos.Line = strings.Count(before, "\n") + 1
+		pos.Col = len(before) - (strings.LastIndexByte(before, '\n') + 1) + 1
+	}
+	return &ConfigError{File: c.Path, Pos: pos, Msg: pe.Message}
 }
 
 // tomlError turns an error from the toml package into a placed ConfigError.
@@ -406,10 +447,29 @@ func (c *Config) tomlError(err error) *ConfigError {
 // where known).
 func (c *Config) errAt(key, msg string) *ConfigError {
 	e := &ConfigError{File: c.Path, Key: key, Msg: msg}
-	if p, ok := c.index.lookup(key); ok {
-		e.Pos = p
-	} else if p, ok := c.index.lookup(stripIndices(key)); ok {
-		e.Pos = p
+	// A key left at its default has no line: place it at its table (the
+	// [[site]] header of the right element), walking up the path.
+	for k := key; k != ""; {
+		if p, ok := c.index.lookup(k); ok {
+			e.Pos = p
+			return e
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 || stripIndices(k[:i]) == k[:i] {
+			break // no array element left on the path
+		}
+		k = k[:i]
+	}
+	for k := stripIndices(key); k != ""; {
+		if p, ok := c.index.lookup(k); ok {
+			e.Pos = p
+			return e
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
 	}
 	return e
 }

@@ -121,6 +121,7 @@ func (s *keyScanner) header() {
 		s.arrays[key] = n + 1
 		s.record(indexed, plain)
 		indexed = append(indexed, strconv.Itoa(n))
+		s.record(indexed, plain) // the element itself: "site.1"
 	} else {
 		s.record(indexed, plain)
 	}

@@ -40,8 +40,14 @@ type Node struct {
 
 	registry *prometheus.Registry
 	metrics  *handlers.Metrics
+	compress *handlers.Compressor
 
-	// mu guards listeners and reloading.
+	admin   http.Handler
+	running atomic.Bool
+
+	// reloadMu makes reloads one at a time.
+	reloadMu sync.Mutex
+	// mu guards listeners.
 	mu        sync.Mutex
 	listeners map[string]*listener
 }
@@ -55,15 +61,6 @@ type runtime struct {
 	sites  []*site
 	vhosts *vhosts
 	access *handlers.AccessLog
-}
-
-// listener is one http.Server on one address.
-type listener struct {
-	role string // "http", "https", "admin"
-	addr string
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
 }
 
 // Options for New.
@@ -86,6 +83,7 @@ func New(load Loader, o Options) (*Node, error) {
 		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
 	n.registry = prometheus.NewRegistry()
 	n.metrics = handlers.NewMetrics(n.registry)
+	n.compress = &handlers.Compressor{}
 	if o.ProcessMetrics {
 		if _, err := cluster.InstallGoMetrics(n.registry); err != nil {
 			return nil, err
@@ -107,16 +105,41 @@ func New(load Loader, o Options) (*Node, error) {
 	}
 	n.state.Store(rt)
 	n.metrics.WatchCluster(n.clusterView())
+	n.metrics.ObserveCGI(
+		func() int { r, _ := n.state.Load().cgiCounts(); return r },
+		func() int { _, q := n.state.Load().cgiCounts(); return q })
+	n.admin = n.adminHandler().Handler()
 	return n, nil
 }
 
 func (n *Node) loadValid() (*Config, error) {
-	cfg, err := n.load()
-	if err != nil {
+	return LoadValid(n.load)
+}
+
+// LoadValid runs load and validates what it gives, returning every problem
+// of both steps at once (a config with an unknown key is still validated,
+// so `shoal check` shows all its errors in one go).
+func LoadValid(load Loader) (*Config, error) {
+	cfg, err := load()
+	if cfg == nil {
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	var all ConfigErrors
+	if err != nil {
+		if !errors.As(err, &all) {
+			return nil, err
+		}
+	}
+	if verr := cfg.Validate(); verr != nil {
+		var verrs ConfigErrors
+		if !errors.As(verr, &verrs) {
+			return nil, verr
+		}
+		all = append(all, verrs...)
+	}
+	if len(all) > 0 {
+		all.sort()
+		return nil, all
 	}
 	return cfg, nil
 }
@@ -140,7 +163,8 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	if cfg.Path != "" {
 		configAbs, _ = filepath.Abs(cfg.Path)
 	}
-	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs, metrics: n.metrics}
+	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
+		metrics: n.metrics, nodeName: rt.name, compress: n.compress}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -203,10 +227,11 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // shutdown_grace. It returns nil after a clean stop.
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.Config()
-	if err := n.openListeners(cfg); err != nil {
-		n.closeListeners()
+	if err := n.syncListeners(cfg); err != nil {
+		n.stopListeners(context.Background())
 		return err
 	}
+	n.running.Store(true)
 	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
 	close(n.ready)
 	<-ctx.Done()
@@ -223,61 +248,149 @@ func (n *Node) Addrs() map[string]string {
 	defer n.mu.Unlock()
 	out := map[string]string{}
 	for role, l := range n.listeners {
-		out[role] = l.ln.Addr().String()
+		out[role] = l.acc.ln.Addr().String()
 	}
 	return out
 }
 
-func (n *Node) openListeners(cfg *Config) error {
-	for _, spec := range []struct {
-		role, addr string
-		h          http.Handler
-	}{
+// listener is one listening socket and the http.Server serving it now.
+type listener struct {
+	role, addr string
+	acc        *acceptor
+	srv        *serving
+}
+
+// serving is one http.Server attached to an acceptor.
+type serving struct {
+	srv    *http.Server
+	limits serverLimits
+	done   chan struct{}
+}
+
+// serverLimits are the http.Server settings taken from the config; a
+// reload that changes them needs a new http.Server.
+type serverLimits struct {
+	readHeader, idle time.Duration
+	maxHeader        int64
+}
+
+func limitsOf(sc ServerConfig) serverLimits {
+	return serverLimits{readHeader: sc.ReadHeaderTimeout, idle: sc.IdleTimeout, maxHeader: int64(sc.MaxHeaderBytes)}
+}
+
+type listenerSpec struct {
+	role, addr string
+	h          http.Handler
+}
+
+func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
+	return []listenerSpec{
 		{"http", cfg.Server.HTTP, n},
-		{"admin", cfg.Server.Admin, n.adminHandler().Handler()},
-	} {
-		if spec.addr == "" {
+		{"admin", cfg.Server.Admin, n.admin},
+	}
+}
+
+// syncListeners makes the open listeners match cfg: new addresses are
+// opened first (a failure changes nothing), then servers with changed
+// limits are replaced on their socket, and what is no longer wanted is
+// shut down gracefully in the background.
+func (n *Node) syncListeners(cfg *Config) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	specs := n.listenerSpecs(cfg)
+	opened := map[string]*acceptor{}
+	for _, sp := range specs {
+		old := n.listeners[sp.role]
+		if sp.addr == "" || (old != nil && old.addr == sp.addr) {
 			continue
 		}
-		l, err := n.listen(spec.role, spec.addr, spec.h, cfg.Server)
+		ln, err := net.Listen("tcp", sp.addr)
 		if err != nil {
-			return err
+			for _, acc := range opened {
+				acc.close()
+			}
+			return fmt.Errorf("%s listener: %w", sp.role, err)
 		}
-		n.mu.Lock()
-		n.listeners[spec.role] = l
-		n.mu.Unlock()
+		opened[sp.role] = newAcceptor(ln)
+	}
+	lim := limitsOf(cfg.Server)
+	grace := cfg.Server.ShutdownGrace
+	for _, sp := range specs {
+		old := n.listeners[sp.role]
+		switch acc, isNew := opened[sp.role]; {
+		case isNew:
+			n.listeners[sp.role] = &listener{role: sp.role, addr: sp.addr, acc: acc, srv: n.serve(sp, acc, lim)}
+			if old != nil {
+				go n.retire(old.srv, old.acc, grace)
+			}
+		case sp.addr == "" && old != nil:
+			delete(n.listeners, sp.role)
+			go n.retire(old.srv, old.acc, grace)
+		case old != nil && old.srv.limits != lim:
+			prev := old.srv
+			old.srv = n.serve(sp, old.acc, lim)
+			go n.retire(prev, nil, grace)
+		}
 	}
 	return nil
 }
 
-func (n *Node) listen(role, addr string, h http.Handler, sc ServerConfig) (*listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listener: %w", role, err)
-	}
+// serve starts an http.Server for sp on acc.
+func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving {
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: sc.ReadHeaderTimeout,
-		IdleTimeout:       sc.IdleTimeout,
-		MaxHeaderBytes:    int(sc.MaxHeaderBytes),
-		ErrorLog:          log.New(newServerErrorLog(n.log, role), "", 0),
+		Handler:           sp.h,
+		ReadHeaderTimeout: lim.readHeader,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    int(lim.maxHeader),
+		ErrorLog:          log.New(newServerErrorLog(n.log, sp.role), "", 0),
 	}
-	l := &listener{role: role, addr: addr, srv: srv, ln: ln, done: make(chan struct{})}
+	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	go func() {
-		defer close(l.done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("listener stopped", "role", role, "addr", addr, "err", err)
+		defer close(sv.done)
+		if err := srv.Serve(acc.listener()); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("listener stopped", "role", sp.role, "addr", sp.addr, "err", err)
 		}
 	}()
-	return l, nil
+	return sv
 }
 
-func (n *Node) closeListeners() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, l := range n.listeners {
-		l.srv.Close()
+// retire shuts a server down, letting its requests finish within grace,
+// and then closes its socket when it has one of its own.
+func (n *Node) retire(sv *serving, acc *acceptor, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if acc != nil {
+		acc.close() // stop taking connections at once
 	}
+	if err := sv.srv.Shutdown(ctx); err != nil {
+		n.log.Warn("shutdown grace over: closing open connections", "err", err)
+		sv.srv.Close()
+	}
+	<-sv.done
+}
+
+// stopListeners shuts every listener down, waiting for them.
+func (n *Node) stopListeners(ctx context.Context) {
+	n.mu.Lock()
+	ls := make([]*listener, 0, len(n.listeners))
+	for _, l := range n.listeners {
+		ls = append(ls, l)
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.acc.close()
+			if err := l.srv.srv.Shutdown(ctx); err != nil {
+				n.log.Warn("shutdown grace over: closing open connections", "role", l.role, "err", err)
+				l.srv.srv.Close()
+			}
+			<-l.srv.done
+		}()
+	}
+	wg.Wait()
 }
 
 // Draining reports whether the node is shutting down.
@@ -290,25 +403,7 @@ func (n *Node) shutdown() error {
 	time.Sleep(cfg.Server.DrainDelay) // peers and outside balancers must see "draining" before we go
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
-	n.mu.Lock()
-	ls := make([]*listener, 0, len(n.listeners))
-	for _, l := range n.listeners {
-		ls = append(ls, l)
-	}
-	n.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, l := range ls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				n.log.Warn("shutdown grace over: closing open connections", "role", l.role, "err", err)
-				l.srv.Close()
-			}
-			<-l.done
-		}()
-	}
-	wg.Wait()
+	n.stopListeners(ctx)
 	n.state.Load().close(nil)
 	n.log.Info("shoal stopped")
 	return nil
@@ -318,8 +413,8 @@ func (n *Node) shutdown() error {
 // without touching listeners or open connections. An invalid config keeps
 // the old one and is returned.
 func (n *Node) Reload() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	cfg, err := n.loadValid()
 	if err != nil {
 		n.log.Error("reload refused: keeping the running config", "err", err)
@@ -330,6 +425,13 @@ func (n *Node) Reload() error {
 	if err != nil {
 		n.log.Error("reload refused: keeping the running config", "err", err)
 		return err
+	}
+	if n.running.Load() && !n.draining.Load() {
+		if err := n.syncListeners(cfg); err != nil {
+			rt.close(old)
+			n.log.Error("reload refused: keeping the running config", "err", err)
+			return err
+		}
 	}
 	n.state.Store(rt)
 	// Requests that started on the old config finish on it.

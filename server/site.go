@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"shoal/handlers"
@@ -27,7 +26,12 @@ type site struct {
 	metrics     *handlers.Metrics
 
 	static *handlers.Static
+	cgi    []*handlers.CGI
 	errors *handlers.ErrorPages
+	// dynamic wraps the handlers of generated responses (pages, CGI) in
+	// compression when the site has compress on.
+	dynamic func(http.Handler) http.Handler
+	headers http.Header // the site's extra response headers
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -41,6 +45,9 @@ type siteDeps struct {
 	logger    *slog.Logger
 	configAbs string
 	metrics   *handlers.Metrics
+	nodeName  string
+	sessions  handlers.SessionCodec
+	compress  *handlers.Compressor
 }
 
 func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
@@ -55,6 +62,31 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		metrics:     d.metrics,
 		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
 	}
+	st.dynamic = func(h http.Handler) http.Handler { return h }
+	if sc.Compress && d.compress != nil {
+		st.dynamic = d.compress.Middleware
+	}
+	dispatch := http.HandlerFunc(st.dispatch)
+	for _, cc := range sc.CGI {
+		st.cgi = append(st.cgi, &handlers.CGI{
+			Root:          sc.Root,
+			Prefix:        cc.Prefix,
+			Dir:           cc.Dir,
+			Ext:           cc.Ext,
+			Interpreters:  cc.Interpreters,
+			Timeout:       cc.Timeout,
+			MaxConcurrent: cc.MaxConcurrent,
+			Env:           cc.Env,
+			PassEnv:       cc.PassEnv,
+			MaxBodyBytes:  st.maxBody,
+			NodeName:      d.nodeName,
+			Sessions:      d.sessions,
+			Errors:        st.errors,
+			Dispatch:      dispatch,
+			Logger:        d.logger,
+			Events:        d.metrics,
+		})
+	}
 	static, err := handlers.NewStatic(handlers.StaticOptions{
 		Root:           sc.Root,
 		Index:          sc.Index,
@@ -62,7 +94,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		Compress:       sc.Compress,
 		FollowSymlinks: sc.FollowSymlinks,
 		Errors:         st.errors,
-		Hidden:         hiddenFiles(sc, d.configAbs),
+		Hidden:         st.hiddenFiles(d.configAbs),
 		Logger:         d.logger,
 	})
 	if err != nil {
@@ -71,9 +103,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st.static = static
 	st.closers = append(st.closers, static)
 
-	var h http.Handler = http.HandlerFunc(st.dispatch)
-	h = extraHeaders(sc.Headers)(h)
-	st.chain = h
+	st.headers = canonicalHeaders(sc.Headers)
+	st.chain = dispatch
 	return st, nil
 }
 
@@ -87,7 +118,26 @@ func siteLabel(sc SiteConfig) string {
 // dispatch picks the handler for a request inside the site: CGI, a
 // template page, or a static file.
 func (st *site) dispatch(w http.ResponseWriter, r *http.Request) {
-	st.static.ServeHTTP(w, r)
+	h, _ := st.route(r)
+	h.ServeHTTP(w, r)
+}
+
+// route names the handler for r and whether its response is generated
+// (CGI or a page: the work the cluster balances by default).
+func (st *site) route(r *http.Request) (http.Handler, bool) {
+	p := r.URL.Path
+	for _, c := range st.cgi {
+		if c.Match(p) {
+			return st.dynamic(c), true
+		}
+	}
+	return st.static, false
+}
+
+// isDynamic reports whether r is for generated content.
+func (st *site) isDynamic(r *http.Request) bool {
+	_, dyn := st.route(r)
+	return dyn
 }
 
 // ServeHTTP is the outer bookkeeping every request of the site passes:
@@ -95,6 +145,7 @@ func (st *site) dispatch(w http.ResponseWriter, r *http.Request) {
 func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, info := handlers.Begin(r, st.label, st.trusted)
 	rec := handlers.NewRecorder(w, st.sendTimeout)
+	rec.Defaults = st.headers
 	done := st.metrics.Track(st.label)
 	defer func() {
 		if rec.Status == 0 {
@@ -115,9 +166,15 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
+		rc := http.NewResponseController(w)
+		if st.bodyTimeout > 0 {
+			// Also bounds the body net/http drains itself when the handler
+			// read none of it: a trickled body never pins the connection.
+			_ = rc.SetReadDeadline(time.Now().Add(st.bodyTimeout))
+		}
 		r.Body = &bodyReader{
 			ReadCloser: http.MaxBytesReader(rec, r.Body, st.maxBody),
-			rc:         http.NewResponseController(w),
+			rc:         rc,
 			timeout:    st.bodyTimeout,
 		}
 	}
@@ -157,48 +214,28 @@ func (st *site) close() {
 	}
 }
 
-// extraHeaders adds the site's configured response headers.
-func extraHeaders(headers map[string]string) func(http.Handler) http.Handler {
+// canonicalHeaders turns the site's headers config into the header map
+// the Recorder adds to every response that does not set them itself.
+func canonicalHeaders(headers map[string]string) http.Header {
 	if len(headers) == 0 {
-		return func(h http.Handler) http.Handler { return h }
+		return nil
 	}
-	canon := make(map[string][]string, len(headers))
+	h := make(http.Header, len(headers))
 	for k, v := range headers {
-		canon[http.CanonicalHeaderKey(k)] = []string{v}
+		h[http.CanonicalHeaderKey(k)] = []string{v}
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := w.Header()
-			for k, v := range canon {
-				h[k] = v
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
+	return h
 }
 
 // hiddenFiles names what the static handler must never serve although it
-// may lie under root: the config file and the CGI folders.
-func hiddenFiles(sc SiteConfig, configAbs string) func(abs string) bool {
-	var files, dirs []string
+// may lie under root: the config file and every CGI script.
+func (st *site) hiddenFiles(configAbs string) func(abs string) bool {
+	var files []string
 	if configAbs != "" {
 		files = append(files, configAbs)
 		if real, err := filepath.EvalSymlinks(configAbs); err == nil {
 			files = append(files, real)
 		}
-	}
-	for _, c := range sc.CGI {
-		if c.Dir != "" && c.Prefix != "" {
-			d := c.Dir
-			if real, err := filepath.EvalSymlinks(d); err == nil {
-				d = real
-			}
-			dirs = append(dirs, d+string(filepath.Separator))
-		}
-	}
-	var exts []string
-	for _, c := range sc.CGI {
-		exts = append(exts, c.Ext...)
 	}
 	return func(abs string) bool {
 		for _, f := range files {
@@ -206,16 +243,22 @@ func hiddenFiles(sc SiteConfig, configAbs string) func(abs string) bool {
 				return true
 			}
 		}
-		for _, d := range dirs {
-			if strings.HasPrefix(abs+string(filepath.Separator), d) {
-				return true
-			}
-		}
-		for _, e := range exts {
-			if strings.HasSuffix(abs, e) {
+		for _, c := range st.cgi {
+			if c.IsScript(abs) {
 				return true
 			}
 		}
 		return false
 	}
+}
+
+// cgiCounts sums running and queued scripts over every site.
+func (rt *runtime) cgiCounts() (running, queued int) {
+	for _, st := range rt.sites {
+		for _, c := range st.cgi {
+			running += c.Running()
+			queued += c.Queued()
+		}
+	}
+	return running, queued
 }

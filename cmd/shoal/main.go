@@ -130,9 +130,9 @@ func (o *overrides) configPath() string {
 
 // load reads the config file and applies the flags over it.
 func (o *overrides) load() (*server.Config, error) {
-	cfg, err := server.LoadConfig(o.configPath())
-	if err != nil {
-		return nil, err
+	cfg, loadErr := server.LoadConfig(o.configPath())
+	if cfg == nil {
+		return nil, loadErr
 	}
 	s := &cfg.Server
 	for flagName, dst := range map[string]*string{"name": &s.Name, "http": &s.HTTP, "https": &s.HTTPS, "admin": &s.Admin} {
@@ -162,7 +162,7 @@ func (o *overrides) load() (*server.Config, error) {
 		cfg.Cluster.Join = splitList(o.join)
 		cfg.Cluster.Enabled = true
 	}
-	return cfg, nil
+	return cfg, loadErr // decode errors travel with the config, for Validate to add to
 }
 
 func splitList(s string) []string {
@@ -236,11 +236,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "shoal:", err)
 		return exitUsage
 	}
-	cfg, err := o.load()
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
+	if _, err := server.LoadValid(o.load); err != nil {
 		printConfigError(stderr, err)
 		return exitUsage
 	}

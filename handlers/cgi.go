@@ -1,0 +1,209 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CGI runs scripts for one [[site.cgi]] mapping of one site, per RFC 3875.
+//
+// It is written on os.StartProcess rather than net/http/cgi because that
+// package refuses chunked bodies, never kills a hung script or its
+// children, has no concurrency limit and passes Authorization and
+// underscore headers through. A CGI must not be copied after first use.
+type CGI struct {
+	// Root is the site's document root: DOCUMENT_ROOT, the base of
+	// PATH_TRANSLATED, and where extension-style scripts live.
+	Root string
+	// Prefix (a URL path ending in "/") maps to the folder Dir, ScriptAlias
+	// style: every file there is a script and none is served as a file.
+	// Either empty: no prefix mapping.
+	Prefix, Dir string
+	// Ext lists extensions (".cgi", ".php"; matched without regard to case)
+	// that make a file under Root a script, AddHandler style.
+	Ext []string
+	// Interpreters maps an extension to the program that runs such a
+	// script, possibly with arguments ("php-cgi", "python3 -u"); the
+	// script's path is its last argument. A script without one must be
+	// executable, else 403.
+	Interpreters map[string]string
+	// Timeout bounds a script's run; then its whole process group gets
+	// SIGTERM, and SIGKILL after KillGrace. Zero: 30s.
+	Timeout time.Duration
+	// KillGrace is the wait between SIGTERM and SIGKILL. Zero: 2s.
+	KillGrace time.Duration
+	// MaxConcurrent bounds the scripts running at once through this
+	// mapping. Up to as many more requests wait at most QueueTimeout for a
+	// slot; the rest get 503 with Retry-After. Zero: 16.
+	MaxConcurrent int
+	// QueueTimeout is the longest a request waits for a slot. Zero: 1s.
+	QueueTimeout time.Duration
+	// Env holds extra variables for every script; they never override a
+	// request meta-variable.
+	Env map[string]string
+	// PassEnv names the server's own environment variables a script gets
+	// (read once, at first use); no other variable of the server leaks.
+	PassEnv []string
+	// MaxBodyBytes caps a request body. A body without a length (chunked,
+	// HTTP/2) is buffered up to it, in memory and then in an unlinked temp
+	// file, so CONTENT_LENGTH is exact. Over it: 413 and the script never
+	// runs. Zero: 32 MiB.
+	MaxBodyBytes int64
+	// NodeName is passed as SHOAL_NODE.
+	NodeName string
+	// Sessions gives scripts HTTP_SESSION and applies X-Replace-Session.
+	// Nil: no HTTP_SESSION, and X-Replace-Session is dropped.
+	Sessions SessionCodec
+	// Errors writes 403/404/413/500/502/503/504 pages. Nil: generic pages.
+	Errors *ErrorPages
+	// Dispatch serves a script's local redirect (RFC 3875 6.2.2, a bare
+	// "Location: /path") inside the server, as a GET. Nil: the client gets
+	// a 302 to that path instead.
+	Dispatch http.Handler
+	// Logger receives script stderr lines and failures. Nil: slog.Default().
+	Logger *slog.Logger
+	// Events is told of script starts, timeouts and 503 refusals (the
+	// node's *Metrics fits). Nil: nobody is told.
+	Events CGIEvents
+
+	once    sync.Once
+	st      *cgiState
+	running atomic.Int64
+	waiting atomic.Int64
+}
+
+// SessionCodec is what CGI needs from sessions.
+type SessionCodec interface {
+	// Encoded returns the request's session url-encoded ("" when empty).
+	Encoded(r *http.Request) string
+	// Replace replaces the session with the url-encoded values (an empty
+	// value deletes a key) and sets the cookie on w; it is called before
+	// the response headers are written.
+	Replace(w http.ResponseWriter, r *http.Request, encoded string) error
+}
+
+// CGIEvents counts what happens to scripts, for metrics.
+type CGIEvents interface {
+	CGIStarted()
+	CGITimedOut()
+	CGIRejected()
+}
+
+// Running reports how many scripts of this mapping are running now.
+func (h *CGI) Running() int { return int(h.running.Load()) }
+
+// Queued reports how many requests wait for a free slot now.
+func (h *CGI) Queued() int { return int(h.waiting.Load()) }
+
+// Match reports whether this mapping handles the (decoded) URL path, so
+// routing sends it here and the static handler never serves it as a file.
+func (h *CGI) Match(urlPath string) bool {
+	st := h.state()
+	if st.prefix != "" && (strings.HasPrefix(urlPath, st.prefix) || urlPath == st.prefix[:len(st.prefix)-1]) {
+		return true
+	}
+	return st.extScriptEnd(urlPath) > 0
+}
+
+// IsScript reports whether the file (an absolute path) is one this mapping
+// runs: anything inside Dir, or a file whose extension is in Ext. The
+// static handler refuses such files even when reached by another URL.
+func (h *CGI) IsScript(file string) bool {
+	st := h.state()
+	if st.dir != "" && cgiWithin(file, st.dir) {
+		return true
+	}
+	return st.hasExt(file)
+}
+
+// ServeHTTP reads top to bottom: find the script, check it may run, take
+// the body, wait for a slot, run it and relay its response.
+func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	SetKind(r, KindCGI)
+	st := h.state()
+	sc, status, why := st.resolve(r.URL.Path)
+	if status != 0 {
+		h.refuse(w, r, status, why, sc)
+		return
+	}
+	if status, why = st.runnable(sc); status != 0 {
+		h.refuse(w, r, status, why, sc)
+		return
+	}
+	in, status, err := h.requestBody(r)
+	if status != 0 {
+		h.refuse(w, r, status, err.Error(), sc)
+		return
+	}
+	defer in.close()
+	if !h.acquire(r.Context()) {
+		if h.Events != nil {
+			h.Events.CGIRejected()
+		}
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, r, http.StatusServiceUnavailable, "cgi: too many scripts running", sc)
+		return
+	}
+	if redirect := h.runInSlot(w, r, sc, in); redirect != "" {
+		h.localRedirect(w, r, redirect)
+	}
+}
+
+// runInSlot runs the script holding a slot taken by acquire; the slot is
+// given back even when the response is aborted by a panic.
+func (h *CGI) runInSlot(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
+	defer func() { <-h.state().slots }()
+	return h.run(w, r, sc, in)
+}
+
+// refuse answers status without running anything; 4xx caused by the
+// request are logged at debug, everything else as a warning.
+func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why string, sc *cgiScript) {
+	lvl := slog.LevelWarn
+	if status == http.StatusNotFound || status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
+		lvl = slog.LevelDebug
+	}
+	args := []any{"status", status, "reason", why, "method", r.Method, "uri", r.RequestURI, "remote", ClientIP(r)}
+	if sc != nil && sc.file != "" {
+		args = append(args, "script", sc.file)
+	}
+	h.logger().Log(r.Context(), lvl, "cgi refused", args...)
+	h.Errors.Serve(w, r, status)
+}
+
+func (h *CGI) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// acquire takes a run slot, waiting in a short queue when all are busy.
+func (h *CGI) acquire(ctx context.Context) bool {
+	st := h.state()
+	select {
+	case st.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if h.waiting.Add(1) > int64(cap(st.slots)) {
+		h.waiting.Add(-1)
+		return false
+	}
+	defer h.waiting.Add(-1)
+	t := time.NewTimer(st.queueTimeout)
+	defer t.Stop()
+	select {
+	case st.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}

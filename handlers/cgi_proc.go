@@ -1,0 +1,281 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Why a script was stopped before it finished on its own.
+const (
+	cgiRunning       int32 = iota
+	cgiStopTimeout         // it overran Timeout
+	cgiStopClient          // the client went away
+	cgiStopAbandoned       // its output is of no further use (a malformed header)
+)
+
+// cgiProc is one running script: the leader of its own process group, so
+// that everything it starts can be signalled at once.
+type cgiProc struct {
+	pid    int
+	proc   *os.Process
+	stdout *os.File
+	grace  time.Duration
+
+	stdinW     *os.File      // nil unless a goroutine feeds stdin
+	stdinDone  chan struct{} // closed when that goroutine is done
+	fromClient bool          // whether it reads the request body
+	stderrDone chan struct{}
+
+	reason    atomic.Int32 // one of the stop constants
+	stopTimer func() bool
+	stopCtx   func() bool
+
+	// mu guards reaped and killTimer: once the leader is reaped its pid,
+	// which is the group id, may be reused, so no signal may follow.
+	mu        sync.Mutex
+	reaped    bool
+	killTimer *time.Timer
+
+	state *os.ProcessState // set by finish
+}
+
+// start launches the script with its own process group, stdout and stderr
+// as pipes and the body on stdin.
+func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) (*cgiProc, error) {
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("cgi: stdout pipe: %w", err)
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		return nil, fmt.Errorf("cgi: stderr pipe: %w", err)
+	}
+	p := &cgiProc{stdout: stdoutR, grace: h.state().grace, stderrDone: make(chan struct{})}
+	stdin, feed, err := p.stdinFor(in)
+	if err != nil {
+		cgiCloseFiles(stdoutR, stdoutW, stderrR, stderrW)
+		return nil, err
+	}
+	attr := &os.ProcAttr{
+		Dir:   filepath.Dir(sc.file),
+		Env:   env,
+		Files: []*os.File{stdin, stdoutW, stderrW},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	}
+	proc, err := os.StartProcess(sc.argv[0], sc.argv, attr)
+	stdoutW.Close()
+	stderrW.Close()
+	if stdin != in.file {
+		stdin.Close()
+	}
+	if err != nil {
+		cgiCloseFiles(stdoutR, stderrR, p.stdinW)
+		return nil, fmt.Errorf("cgi: starting %s: %w", sc.argv[0], err)
+	}
+	p.proc, p.pid = proc, proc.Pid
+	logger := func() *slog.Logger {
+		return h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+	}
+	go p.logStderr(stderrR, logger)
+	if feed != nil {
+		p.stdinDone = make(chan struct{})
+		go p.feedStdin(feed)
+	}
+	return p, nil
+}
+
+// stdinFor returns the file the script gets as stdin and, when the body
+// must be copied into a pipe, where to copy it from.
+func (p *cgiProc) stdinFor(in *cgiInput) (*os.File, io.Reader, error) {
+	switch {
+	case in.file != nil:
+		return in.file, nil, nil
+	case in.cgiStream == nil && in.mem == nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cgi: %w", err)
+		}
+		return f, nil, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
+	}
+	p.stdinW = pw
+	if in.cgiStream != nil {
+		p.fromClient = true
+		return pr, in.cgiStream, nil
+	}
+	return pr, bytes.NewReader(in.mem), nil
+}
+
+func (p *cgiProc) feedStdin(src io.Reader) {
+	defer close(p.stdinDone)
+	defer p.stdinW.Close()
+	// Hide the pipe's ReadFrom so the copy uses a small buffer of its own.
+	io.CopyBuffer(struct{ io.Writer }{p.stdinW}, src, make([]byte, 16<<10))
+}
+
+// logStderr logs each line the script writes to stderr, tagged with the
+// script and the request; the tagged logger is made only when a line
+// comes, as most scripts write none.
+func (p *cgiProc) logStderr(r *os.File, logger func() *slog.Logger) {
+	defer close(p.stderrDone)
+	defer r.Close()
+	var log *slog.Logger
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 16<<10)
+	for sc.Scan() {
+		if log == nil {
+			log = logger()
+		}
+		log.Warn("cgi stderr", "line", sc.Text())
+	}
+	if sc.Err() != nil {
+		logger().Warn("cgi stderr: line too long; the rest of stderr is discarded")
+		io.Copy(io.Discard, r) // a script must not block on a full pipe
+	}
+}
+
+// watch stops the script when it overruns timeout or the client leaves.
+func (p *cgiProc) watch(ctx context.Context, timeout time.Duration) {
+	p.stopTimer = time.AfterFunc(timeout, func() { p.terminate(cgiStopTimeout) }).Stop
+	p.stopCtx = context.AfterFunc(ctx, func() { p.terminate(cgiStopClient) })
+}
+
+// terminate sends SIGTERM to the whole group, SIGKILL after the grace, and
+// wakes the handler from its read of stdout at once. The first reason wins.
+func (p *cgiProc) terminate(reason int32) {
+	if !p.reason.CompareAndSwap(cgiRunning, reason) {
+		return
+	}
+	p.mu.Lock()
+	if !p.reaped {
+		syscall.Kill(-p.pid, syscall.SIGTERM)
+		p.killTimer = time.AfterFunc(p.grace, func() { p.signal(syscall.SIGKILL) })
+	}
+	p.mu.Unlock()
+	p.stdout.SetReadDeadline(time.Now())
+}
+
+// setReadDeadline sets stdout's read deadline, except while the script is
+// being stopped: terminate's deadline (now) must stand, or the handler
+// could block on a script that is dying slowly.
+func (p *cgiProc) setReadDeadline(t time.Time) {
+	p.stdout.SetReadDeadline(t)
+	if p.reason.Load() != cgiRunning {
+		p.stdout.SetReadDeadline(time.Now())
+	}
+}
+
+func (p *cgiProc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped {
+		syscall.Kill(-p.pid, sig)
+	}
+}
+
+// finish waits for the script to exit, kills whatever it left running in
+// its group, reaps it and releases its pipes. Until the script exits by
+// itself the timeout and the client's leaving still apply. Idempotent.
+func (p *cgiProc) finish(rc *http.ResponseController) *os.ProcessState {
+	if p.state != nil {
+		return p.state
+	}
+	cgiWaitExited(p.pid)
+	p.stopTimer()
+	p.stopCtx()
+	p.mu.Lock()
+	// The leader is a zombie, so its group id is still ours: stragglers
+	// (background children holding no pipe) go now, not at some later time.
+	syscall.Kill(-p.pid, syscall.SIGKILL)
+	p.reaped = true
+	if p.killTimer != nil {
+		p.killTimer.Stop()
+	}
+	p.mu.Unlock()
+	state, err := p.proc.Wait()
+	if err != nil {
+		state = &os.ProcessState{}
+	}
+	p.state = state
+	p.stdout.Close()
+	p.stopStdin(rc)
+	cgiWaitBounded(p.stderrDone, time.Second)
+	return p.state
+}
+
+// stopStdin ends the goroutine feeding stdin, which may be blocked reading
+// a slow client's body or writing to a pipe nobody reads any more; a
+// handler must not return while something still reads its request body.
+func (p *cgiProc) stopStdin(rc *http.ResponseController) {
+	if p.stdinDone == nil {
+		return
+	}
+	select {
+	case <-p.stdinDone:
+		return
+	default:
+	}
+	if p.fromClient && rc != nil {
+		rc.SetReadDeadline(time.Now())
+	}
+	p.stdinW.Close()
+	<-p.stdinDone
+}
+
+// cgiWaitExited blocks until process pid has exited, without reaping it. It
+// asks once without blocking first: at stdout's EOF the script has usually
+// exited already, and a blocking call costs the runtime a thread handoff.
+func cgiWaitExited(pid int) {
+	var info unix.Siginfo
+	if unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil) == nil && info.Signo == int32(syscall.SIGCHLD) {
+		return
+	}
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// cgiWaitBounded waits for done, at most d: an escaped grandchild (one that
+// called setsid) may hold a pipe open for ever.
+func cgiWaitBounded(done <-chan struct{}, d time.Duration) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+func cgiCloseFiles(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

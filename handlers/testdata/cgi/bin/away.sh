@@ -1,0 +1,2 @@
+#!/bin/sh
+printf 'Location: https://example.com/elsewhere\n\n'

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "crashing on purpose" >&2
+exit 3

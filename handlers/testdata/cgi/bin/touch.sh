@@ -1,0 +1,3 @@
+#!/bin/sh
+touch "$TESTDIR/ran"
+printf 'Content-Type: text/plain\n\nran\n'

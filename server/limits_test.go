@@ -1,0 +1,298 @@
+package server_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMaxHeaderBytes(t *testing.T) {
+	cases := []struct {
+		name   string
+		limit  string // "" keeps the default, 64KiB
+		header int    // bytes of one header value
+		want   int
+	}{
+		{"small header under default", "", 1 << 10, 200},
+		{"60KiB under default", "", 60 << 10, 200},
+		{"twice the default", "", 128 << 10, 431},
+		{"1MiB against default", "", 1 << 20, 431},
+		{"under 4KiB limit", "4KiB", 2 << 10, 200},
+		{"far over 4KiB limit", "4KiB", 32 << 10, 431},
+	}
+	nodes := map[string]*testNode{}
+	for _, tc := range cases {
+		if nodes[tc.limit] == nil {
+			cfg := ""
+			if tc.limit != "" {
+				cfg = fmt.Sprintf("max_header_bytes = %q\n", tc.limit)
+			}
+			nodes[tc.limit] = startNode(t, cfg)
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := nodes[tc.limit]
+			conn := tn.dial(10 * time.Second)
+			// Write while reading: the server may answer before it has
+			// read the whole header block.
+			go fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", tc.header))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("reading response: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%d-byte header with limit %q: %d, want %d", tc.header, tc.limit, resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
+
+func TestMaxBodyBytes(t *testing.T) {
+	tn := startNode(t, "max_body_bytes = \"1KiB\"\n")
+	cases := []struct {
+		name string
+		size int
+		want int
+	}{
+		{"under the limit", 512, http.StatusMethodNotAllowed}, // static files take no POST
+		{"at the limit", 1024, http.StatusMethodNotAllowed},
+		{"over the limit", 1025, http.StatusRequestEntityTooLarge},
+		{"far over the limit", 64 << 10, http.StatusRequestEntityTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Post(tn.url+"/index.html", "application/octet-stream", strings.NewReader(strings.Repeat("x", tc.size)))
+			if err != nil {
+				t.Fatalf("POST %d bytes: %v", tc.size, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("POST %d bytes: %d, want %d", tc.size, resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
+
+// TestBodyTooLargeBeforeReading: a Content-Length over max_body_bytes gets
+// 413 at once, without the body being sent, also with Expect:
+// 100-continue (the client must not be told to go on).
+func TestBodyTooLargeBeforeReading(t *testing.T) {
+	tn := startNode(t, "max_body_bytes = \"1MiB\"\n")
+	for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		for _, method := range []string{"POST", "PUT"} {
+			name := method + " " + strings.TrimSpace(expect)
+			conn := tn.dial(5 * time.Second)
+			fmt.Fprintf(conn, "%s /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n%s\r\n", method, expect)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: no response without a body: %v", name, err)
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				t.Fatalf("%s: 413 body: %v", name, err)
+			}
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Errorf("%s: status %d, want 413", name, resp.StatusCode)
+			}
+			// The connection must not be left waiting for 10 GiB.
+			if _, err := br.ReadByte(); err == nil {
+				t.Errorf("%s: more bytes after the 413", name)
+			} else if !closedByPeer(err) {
+				t.Errorf("%s: connection not closed after 413: %v", name, err)
+			}
+		}
+	}
+}
+
+// TestBodyTooLargeLingering: a client that sends a large body without
+// waiting (no Expect: 100-continue, as browsers and `curl -H Expect:` do)
+// and reads the answer only after its writes fail must still find the 413:
+// the server must answer before closing, not just drop the connection.
+func TestBodyTooLargeLingering(t *testing.T) {
+	tn := startNode(t, "max_body_bytes = \"1MiB\"\n")
+	const size = 64 << 20
+	conn := tn.dial(20 * time.Second)
+	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+	chunk := make([]byte, 64<<10)
+	var sent int64
+	var werr error
+	for sent < size && werr == nil {
+		var n int
+		n, werr = conn.Write(chunk)
+		sent += int64(n)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no 413 for a client that sent its whole body first (sent %d of %d bytes, write error %v): %v", sent, size, werr, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("status %d, want 413", resp.StatusCode)
+	}
+}
+
+// TestTrickledBodyUnread: a request whose body stalls must not hold the
+// connection beyond body_timeout, also when the handler never reads the
+// body (a POST to a static file): net/http then reads the rest of the body
+// itself, before it sends the response, with no deadline of its own.
+func TestTrickledBodyUnread(t *testing.T) {
+	tn := startNode(t, "body_timeout = \"300ms\"\nidle_timeout = \"1s\"\n")
+	cases := []struct {
+		name, head, body string
+	}{
+		{"content-length", "POST /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "0123456789"},
+		{"chunked", "POST /index.html HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "a\r\n0123456789\r\n"},
+		{"get with body", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "0123456789"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tn.dial(3 * time.Second)
+			fmt.Fprint(conn, tc.head+tc.body) // then the client stalls
+			start := time.Now()
+			_, err := io.Copy(io.Discard, conn) // a response, if any, then the close
+			if isTimeout(err) {
+				t.Fatalf("connection with a stalled body still open after %v (body_timeout 300ms)", time.Since(start))
+			}
+		})
+	}
+}
+
+// TestSlowloris: a client trickling its header lines is cut off after
+// read_header_timeout and the node keeps serving others.
+func TestSlowloris(t *testing.T) {
+	tn := startNode(t, "read_header_timeout = \"300ms\"\n")
+	conn := tn.dial(10 * time.Second)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
+		for i := 0; i < 200; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond): // the attack's pace
+			}
+			if _, err := fmt.Fprintf(conn, "X-%d: y\r\n", i); err != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	buf := make([]byte, 4096)
+	var err error
+	for err == nil {
+		_, err = conn.Read(buf) // a 408 or nothing, then the close
+	}
+	el := time.Since(start)
+	if isTimeout(err) {
+		t.Fatalf("connection still open after %v", el)
+	}
+	if el < 250*time.Millisecond || el > 3*time.Second {
+		t.Errorf("closed after %v, want about 300ms", el)
+	}
+	if resp, _ := tn.get("/", ""); resp.StatusCode != 200 {
+		t.Errorf("node not serving after slowloris: %d", resp.StatusCode)
+	}
+}
+
+// TestIdleTimeout: a keep-alive connection with nothing to do is closed
+// after idle_timeout.
+func TestIdleTimeout(t *testing.T) {
+	tn := startNode(t, "idle_timeout = \"300ms\"\n")
+	conn := tn.dial(10 * time.Second)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Close {
+		t.Fatal("server closed the connection after the first response; want keep-alive")
+	}
+	start := time.Now()
+	_, err = br.ReadByte()
+	el := time.Since(start)
+	if err == nil || isTimeout(err) {
+		t.Fatalf("idle connection not closed within %v: %v", el, err)
+	}
+	if el < 250*time.Millisecond || el > 3*time.Second {
+		t.Errorf("closed after %v, want about 300ms", el)
+	}
+}
+
+// TestSendTimeout: a client that stops reading a large file is cut off
+// after send_timeout instead of holding the connection.
+func TestSendTimeout(t *testing.T) {
+	tn := startNode(t, "send_timeout = \"300ms\"\n")
+	conn := tn.dial(20 * time.Second)
+	fmt.Fprintf(conn, "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReaderSize(conn, 4<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the stalled reader this test is about
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && n+0 >= bigSize {
+		t.Fatalf("stalled reader got the whole file (%d bytes); want the connection cut", n)
+	}
+	if isTimeout(err) {
+		t.Fatalf("connection still open after a stall of more than send_timeout (%d bytes read)", n)
+	}
+}
+
+// TestSlowSteadyDownload: a slow reader that keeps reading is not cut off
+// by send_timeout even when the whole download takes longer than it.
+func TestSlowSteadyDownload(t *testing.T) {
+	tn := startNode(t, "send_timeout = \"500ms\"\n")
+	conn := tn.dial(30 * time.Second)
+	conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	fmt.Fprintf(conn, "GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-2097151\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	start := time.Now()
+	var got int64
+	buf := make([]byte, 64<<10)
+	for i := 0; i < 1000; i++ {
+		n, err := io.ReadFull(resp.Body, buf)
+		got += int64(n)
+		if err != nil {
+			break
+		}
+		time.Sleep(40 * time.Millisecond) // slow but steady
+	}
+	if got != 2<<20 {
+		t.Fatalf("slow download cut at %d bytes after %v", got, time.Since(start))
+	}
+	if el := time.Since(start); el < 500*time.Millisecond {
+		t.Errorf("download took only %v: not slower than send_timeout, proves nothing", el)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// closedByPeer reports whether err means the other side closed.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
