@@ -1016,6 +1016,13 @@ wait_spread() {
 
 # ------------------------------------------------------------------- main
 
+case ${1:-} in
+-h | --help | help)
+	sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+	exit 0
+	;;
+esac
+
 sections=("$@")
 ((${#sections[@]})) || sections=("${all_sections[@]}")
 for s in "${sections[@]}"; do
@@ -1028,8 +1035,11 @@ done
 for t in curl:curl taskset:util-linux ss:iproute2 setsid:util-linux; do
 	have "${t%%:*}" "${t#*:}" || die "${t%%:*} is required"
 done
-if ((SERVER_CPU == CLIENT_CPU)) || [[ ! -d /sys/devices/system/cpu/cpu$CLIENT_CPU ]]; then
-	note "warning: SERVER_CPU=$SERVER_CPU and CLIENT_CPU=$CLIENT_CPU: server and load generator compete"
+for c in "$SERVER_CPU" "$CLIENT_CPU"; do
+	taskset -c "$c" true 2>/dev/null || die "cannot pin to CPU $c (set SERVER_CPU and CLIENT_CPU to CPUs this machine has)"
+done
+if ((SERVER_CPU == CLIENT_CPU)); then
+	note "warning: SERVER_CPU = CLIENT_CPU = $SERVER_CPU: server and load generator share one core"
 fi
 
 tmp=$(mktemp -d /tmp/shoal-bench.XXXXXX) || die "mktemp failed"
