@@ -367,6 +367,7 @@ report() {
 		return (a[n / 2] + a[n / 2 + 1]) / 2
 	}
 	function fmt(v, d) { return v == "" ? "-" : sprintf("%." d "f", v) }
+	function pct(v) { return v == "" ? "-" : sprintf("%.0f%%", v) }
 	$1 == section {
 		k = $2 SUBSEP $3
 		if (!(k in seen)) { seen[k] = 1; order[++nk] = k; role[k] = $4 }
@@ -395,7 +396,7 @@ report() {
 				k = order[i]
 				mr[k] = median(rps[k]); mc[k] = median(cpu[k])
 				name = kk[2] (role[k] == "info" ? " (info)" : "")
-				printf "%-10s %-22s %10s %9s %14s %4s%% %4s%% %6d %5d\n", cs, name, fmt(mr[k], 0), fmt(median(p99[k]), 2), fmt(mc[k], 1) unit, fmt(median(busy[k]), 0), fmt(median(cli[k]), 0), bad[k], runs[k]
+				printf "%-10s %-22s %10s %9s %14s %5s %5s %6d %5d\n", cs, name, fmt(mr[k], 0), fmt(median(p99[k]), 2), fmt(mc[k], 1) unit, pct(median(busy[k])), pct(median(cli[k])), bad[k], runs[k]
 			}
 			for (i = 1; i <= nk; i++) {
 				split(order[i], si, SUBSEP)
