@@ -549,7 +549,7 @@ build_shoal() {
 	else
 		note "building shoal"
 		mkdir -p "$tmp/bin"
-		if (cd "$repo" && go build -o "$tmp/bin/shoal" ./cmd/shoal) >"$tmp/build.log" 2>&1; then
+		if (cd "$repo" && timeout 600 go build -o "$tmp/bin/shoal" ./cmd/shoal) >"$tmp/build.log" 2>&1; then
 			shoal_bin=$tmp/bin/shoal
 		else
 			shoal_why="go build failed: $(grep -v '^#' "$tmp/build.log" | head -1)"
