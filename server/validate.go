@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -37,6 +38,18 @@ func (c *Config) Validate() error {
 type validator struct {
 	c    *Config
 	errs ConfigErrors
+}
+
+// oneOf checks that val is one of the allowed words.
+func (v *validator) oneOf(key, val string, allowed ...string) {
+	if slices.Contains(allowed, val) {
+		return
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = strconv.Quote(a)
+	}
+	v.fail(key, "must be one of %s, not %q", strings.Join(quoted, ", "), val)
 }
 
 func (v *validator) fail(key, format string, args ...any) {
@@ -121,16 +134,8 @@ func parsePrefix(s string) (netip.Prefix, error) {
 
 func (v *validator) log() {
 	l := &v.c.Log
-	switch l.Format {
-	case "combined", "json":
-	default:
-		v.fail("log.format", "must be \"combined\" or \"json\", not %q", l.Format)
-	}
-	switch l.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		v.fail("log.level", "must be debug, info, warn or error, not %q", l.Level)
-	}
+	v.oneOf("log.format", l.Format, "combined", "json")
+	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
 	switch l.Access {
 	case "stdout", "stderr", "off", "":
 	default:
@@ -143,11 +148,7 @@ func (v *validator) log() {
 
 func (v *validator) tls() {
 	t := &v.c.TLS
-	switch t.MinVersion {
-	case "1.2", "1.3":
-	default:
-		v.fail("tls.min_version", "must be \"1.2\" or \"1.3\", not %q", t.MinVersion)
-	}
+	v.oneOf("tls.min_version", t.MinVersion, "1.2", "1.3")
 	v.certPair("tls", &t.Cert, &t.Key)
 	if v.c.Server.HTTPS != "" && t.Cert == "" && !t.SelfSigned && !v.anySiteCert() {
 		v.fail("server.https", "needs a certificate: set tls.cert/tls.key, a site cert, or tls.self_signed = true")
@@ -205,12 +206,8 @@ func (v *validator) session() {
 	if s.Cookie == "" || strings.ContainsAny(s.Cookie, " ;,=\t\r\n\"") {
 		v.fail("session.cookie", "invalid cookie name %q", s.Cookie)
 	}
-	switch strings.ToLower(s.SameSite) {
-	case "lax", "strict", "none":
-		s.SameSite = strings.ToLower(s.SameSite)
-	default:
-		v.fail("session.same_site", "must be lax, strict or none, not %q", s.SameSite)
-	}
+	s.SameSite = strings.ToLower(s.SameSite)
+	v.oneOf("session.same_site", s.SameSite, "lax", "strict", "none")
 	if s.MaxAge < 0 {
 		v.fail("session.max_age", "must not be negative")
 	}
@@ -326,21 +323,9 @@ func (v *validator) cluster() {
 	if c.Gossip != "" {
 		v.listenAddr("cluster.gossip", c.Gossip)
 	}
-	switch c.Mode {
-	case "proxy", "redirect":
-	default:
-		v.fail("cluster.mode", "must be proxy or redirect, not %q", c.Mode)
-	}
-	switch c.Policy {
-	case "least_loaded", "round_robin", "ip_hash", "random":
-	default:
-		v.fail("cluster.policy", "must be least_loaded, round_robin, ip_hash or random, not %q", c.Policy)
-	}
-	switch c.Balance {
-	case "dynamic", "all", "none":
-	default:
-		v.fail("cluster.balance", "must be dynamic, all or none, not %q", c.Balance)
-	}
+	v.oneOf("cluster.mode", c.Mode, "proxy", "redirect")
+	v.oneOf("cluster.policy", c.Policy, "least_loaded", "round_robin", "ip_hash", "random")
+	v.oneOf("cluster.balance", c.Balance, "dynamic", "all", "none")
 	if c.Capacity <= 0 {
 		v.fail("cluster.capacity", "must be positive")
 	}

@@ -1,0 +1,238 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// attempt is one try of one request at one peer; the proxy hooks find it
+// in the request context and record the outcome in it.
+type attempt struct {
+	peer   *member
+	scheme string // how the client reached us, for Location rewriting
+	host   string
+	cookie string // Set-Cookie to add (sticky), or ""
+	err    error  // the transport failed before any response was written
+}
+
+type attemptKey struct{}
+
+func attemptOf(r *http.Request) *attempt {
+	a, _ := r.Context().Value(attemptKey{}).(*attempt)
+	return a
+}
+
+// newTransport keeps a deep idle pool per peer: with Go's default of two
+// idle connections per host most proxied requests under load would open a
+// new connection. No environment proxy ever sits between peers.
+func newTransport(dial time.Duration) *http.Transport {
+	d := &net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext:           d.DialContext,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       60 * time.Second, // below a peer's idle_timeout
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// The client's Accept-Encoding goes through as it came: without
+		// this, a request without one would fetch gzip from the peer and be
+		// decompressed here, losing Content-Length and CPU.
+		DisableCompression: true,
+	}
+}
+
+func (c *Cluster) newProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        c.rewrite,
+		Transport:      c.transport,
+		ModifyResponse: c.modifyResponse,
+		ErrorHandler:   c.proxyError,
+		BufferPool:     &bufferPool{},
+		ErrorLog:       slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// forward proxies r to target, retrying an idempotent request that has no
+// body on other nodes (this one included) when a peer fails to answer.
+func (c *Cluster) forward(w http.ResponseWriter, r *http.Request, next http.Handler, target *member) {
+	var tried []*member
+	for retries := 0; ; retries++ {
+		err := c.proxyTo(w, r, target)
+		if err == nil {
+			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries})
+			return
+		}
+		if r.Context().Err() != nil {
+			return // the client left; nobody to answer
+		}
+		target.markSick(c.opts.Timings.unhealthy())
+		tried = append(tried, target)
+		if retries >= c.opts.Retries || !replayable(r) {
+			c.log.Warn("peer failed", "peer", target.name, "method", r.Method, "path", r.URL.Path, "err", err)
+			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries, Failed: true})
+			c.errorPage(w, r, http.StatusBadGateway)
+			return
+		}
+		c.log.Info("peer failed; retrying elsewhere", "peer", target.name, "method", r.Method, "path", r.URL.Path, "err", err)
+		n := c.inflight.Add(1)
+		target = c.choose(r, n-1, tried)
+		if target == nil {
+			c.setSticky(w, r, c.opts.Name)
+			c.serveLocal(w, r, next, Route{Kind: Local, Retries: retries + 1}, true)
+			return
+		}
+		c.inflight.Add(-1)
+	}
+}
+
+// replayable reports whether r may run twice: an idempotent method and no
+// body that a failed attempt could have consumed.
+func replayable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0
+}
+
+// proxyTo makes one attempt; an error means nothing was written to w.
+func (c *Cluster) proxyTo(w http.ResponseWriter, r *http.Request, m *member) error {
+	a := &attempt{peer: m, scheme: c.clientScheme(r), host: r.Host, cookie: c.stickyCookieFor(r, m.name)}
+	if a.host == "" {
+		a.host = m.peerURL.Load().Host
+	}
+	m.sent.Add(1)
+	defer m.done.Add(1)
+	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+	if a.err == nil {
+		m.markWell()
+	}
+	return a.err
+}
+
+// clientScheme is how the client reached this node (or the trusted proxy
+// in front of it).
+func (c *Cluster) clientScheme(r *http.Request) string {
+	if c.trusted(r) {
+		if v := r.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
+			return v
+		}
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// rewrite is the one hook between the client's request and the peer's:
+// ReverseProxy has already dropped hop-by-hop and X-Forwarded-* headers
+// from Out; this sets what this node vouches for.
+func (c *Cluster) rewrite(pr *httputil.ProxyRequest) {
+	a := attemptOf(pr.In)
+	u := a.peer.peerURL.Load()
+	out := pr.Out
+	out.URL.Scheme, out.URL.Host = u.Scheme, u.Host
+	if p := strings.TrimSuffix(u.Path, "/"); p != "" {
+		out.URL.Path = p + out.URL.Path
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = p + out.URL.RawPath
+		}
+	}
+	out.Host = pr.In.Host // the peer picks the same virtual host
+
+	h := out.Header
+	client := c.clientIP(pr.In)
+	xff := client
+	if c.trusted(pr.In) {
+		if prior := strings.Join(pr.In.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+			xff = prior + ", " + hostOnly(pr.In.RemoteAddr)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			a.host = v
+		}
+	}
+	h.Set("X-Forwarded-For", xff)
+	h.Set("X-Forwarded-Proto", a.scheme)
+	h.Set("X-Forwarded-Host", a.host)
+	via := fmt.Sprintf("%d.%d %s", pr.In.ProtoMajor, pr.In.ProtoMinor, c.opts.Name)
+	if prior := pr.In.Header.Values("Via"); len(prior) > 0 {
+		via = strings.Join(prior, ", ") + ", " + via
+	}
+	h.Set("Via", via)
+
+	clientAddr := net.JoinHostPort(client, "0")
+	if host, port, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil && host == client {
+		clientAddr = net.JoinHostPort(client, port)
+	}
+	path, _, _ := strings.Cut(out.URL.RequestURI(), "?")
+	h.Set(hopHeader, c.keys.hopValue(out.Method, out.Host, path, c.opts.Name, clientAddr, time.Now()))
+}
+
+// modifyResponse takes the peer's signed load, points a Location at the
+// peer's internal address back at this node, and adds the affinity cookie.
+func (c *Cluster) modifyResponse(res *http.Response) error {
+	a := attemptOf(res.Request)
+	if a == nil {
+		return nil
+	}
+	if v := res.Header.Get(loadHeader); v != "" {
+		res.Header.Del(loadHeader)
+		if l, ok := c.keys.checkLoad(v, c.opts.Timings.hopValidity(), time.Now()); ok && l.Name == a.peer.name {
+			a.peer.applyReport(l)
+		}
+	}
+	if loc := res.Header.Get("Location"); loc != "" {
+		if fixed, ok := rewriteLocation(loc, a.peer.peerURL.Load(), a.scheme, a.host); ok {
+			res.Header.Set("Location", fixed)
+		}
+	}
+	if a.cookie != "" {
+		res.Header.Add("Set-Cookie", a.cookie)
+	}
+	return nil
+}
+
+// rewriteLocation maps an absolute URL on the peer's internal address to
+// the address the client used.
+func rewriteLocation(loc string, peer *url.URL, scheme, host string) (string, bool) {
+	u, err := url.Parse(loc)
+	if err != nil || !u.IsAbs() || !strings.EqualFold(u.Host, peer.Host) {
+		return "", false
+	}
+	u.Scheme, u.Host = scheme, host
+	if p := strings.TrimSuffix(peer.Path, "/"); p != "" {
+		u.Path = strings.TrimPrefix(u.Path, p)
+		u.RawPath = ""
+	}
+	return u.String(), true
+}
+
+// proxyError records the failure for forward, which decides between a
+// retry and a 502; it writes nothing.
+func (c *Cluster) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if a := attemptOf(r); a != nil {
+		a.err = err
+		return
+	}
+	c.errorPage(w, r, http.StatusBadGateway)
+}
+
+// bufferPool recycles the proxy's copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

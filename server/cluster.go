@@ -1,0 +1,354 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
+
+	"shoal/cluster"
+	"shoal/handlers"
+)
+
+// clusterRef holds the node's cluster once Run has started it. Sites are
+// built before the listeners open (and rebuilt on reload), so they reach
+// the cluster through this reference: while it is empty (cluster off, or
+// not started yet) every request is served locally.
+type clusterRef struct {
+	p atomic.Pointer[cluster.Cluster]
+}
+
+// get returns the running cluster or nil.
+func (cr *clusterRef) get() *cluster.Cluster { return cr.p.Load() }
+
+// fatal delivers the error after which the node cannot stay in the
+// cluster (its name belongs to an older live node); never fires while no
+// cluster runs.
+func (cr *clusterRef) fatal() <-chan error {
+	if c := cr.get(); c != nil {
+		return c.Fatal()
+	}
+	return nil
+}
+
+// guard is the outermost wrapper of the HTTP and HTTPS listeners: it
+// strips cluster headers (and X-Forwarded-* from untrusted clients) and,
+// for a request a peer proxied here, restores the client's address before
+// anything works out the client IP.
+func (cr *clusterRef) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := cr.get(); c != nil {
+			r = c.Inbound(r)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serve routes one request of a site: served here by local, proxied or
+// redirected. dynamic says whether the site serves r by a template or CGI
+// (what balance = "dynamic" covers).
+func (cr *clusterRef) serve(w http.ResponseWriter, r *http.Request, local http.Handler, balance string, dynamic bool) {
+	c := cr.get()
+	if c == nil {
+		local.ServeHTTP(w, r)
+		return
+	}
+	c.Serve(w, r, local, balanced(balance, dynamic))
+}
+
+// balanced applies cluster.balance to one request.
+func balanced(balance string, dynamic bool) bool {
+	switch balance {
+	case "all":
+		return true
+	case "none":
+		return false
+	}
+	return dynamic
+}
+
+// clusterParams is what startCluster needs from the node besides the
+// config.
+type clusterParams struct {
+	Name       string            // the node name (nodeName(cfg))
+	ConfigHash string            // configHash(cfg)
+	Version    string            // shoal's version
+	Addrs      map[string]string // bound listener addresses by role
+	Logger     *slog.Logger
+	// ErrorPage writes the 502 when no node could serve a request; nil
+	// writes plain text.
+	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
+}
+
+// startCluster starts gossip and routing for cfg, or returns nil, nil when
+// cluster.enabled is false. Call it after the listeners are open: the
+// default peer_url comes from the bound HTTP address.
+func startCluster(cfg *Config, p clusterParams) (*cluster.Cluster, error) {
+	if !cfg.Cluster.Enabled {
+		return nil, nil
+	}
+	opts, err := clusterOptions(cfg, p)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.New(opts)
+}
+
+// stopCluster is the cluster's part of a graceful stop: draining at once
+// (peers send no new work), then, after drainDelay, leaving. The caller
+// finishes in-flight requests and then calls Shutdown.
+func stopCluster(c *cluster.Cluster, drainDelay time.Duration, log *slog.Logger) {
+	if c == nil {
+		return
+	}
+	c.SetDraining()
+	time.Sleep(drainDelay)
+	if err := c.Leave(2 * time.Second); err != nil {
+		log.Warn("leaving the cluster", "err", err)
+	}
+}
+
+func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
+	cc := cfg.Cluster
+	secret, err := clusterSecret(cfg)
+	if err != nil {
+		return cluster.Options{}, err
+	}
+	peerURL := cc.PeerURL
+	if peerURL == "" {
+		if peerURL, err = defaultPeerURL(cc, p.Addrs); err != nil {
+			return cluster.Options{}, err
+		}
+	}
+	margin := cc.Margin
+	if margin == 0 {
+		margin = -1 // the config says no margin; the zero Option means default
+	}
+	trusted := cfg.Server.Trusted()
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return cluster.Options{
+		Name:       p.Name,
+		Bind:       cc.Gossip,
+		Advertise:  cc.Advertise,
+		Join:       cc.Join,
+		Secret:     secret,
+		PeerURL:    peerURL,
+		PublicURL:  cc.PublicURL,
+		Mode:       cc.Mode,
+		Policy:     cc.Policy,
+		Capacity:   cc.Capacity,
+		Margin:     margin,
+		Sticky:     cc.Sticky,
+		Retries:    cc.Retries,
+		ConfigHash: p.ConfigHash,
+		Version:    p.Version,
+		Logger:     log,
+		Observe:    observeRoute,
+		ClientIP:   handlers.ClientIP,
+		TrustedProxy: func(ip string) bool {
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return false
+			}
+			a = a.Unmap()
+			for _, pfx := range trusted {
+				if pfx.Contains(a) {
+					return true
+				}
+			}
+			return false
+		},
+		ErrorPage: p.ErrorPage,
+	}, nil
+}
+
+// observeRoute records proxied and redirected requests for the access log
+// and metrics.
+func observeRoute(r *http.Request, rt cluster.Route) {
+	switch rt.Kind {
+	case cluster.Proxied:
+		handlers.SetKind(r, handlers.KindProxy)
+	case cluster.Redirected:
+		handlers.SetKind(r, handlers.KindRedirect)
+	default:
+		return
+	}
+	handlers.InfoFrom(r).Peer = rt.Peer
+}
+
+// clusterSecret is cluster.secret, else $SHOAL_SECRET, else the file
+// .shoal/cluster-secret beside the config, made on first start, so nodes
+// started from one folder share it.
+func clusterSecret(cfg *Config) ([]byte, error) {
+	if s := cfg.Cluster.Secret; s != "" {
+		return decodeSecret("cluster.secret", s)
+	}
+	if s := os.Getenv("SHOAL_SECRET"); s != "" {
+		return decodeSecret("$SHOAL_SECRET", s)
+	}
+	return secretFile(secretPath(cfg))
+}
+
+func secretPath(cfg *Config) string {
+	dir := "."
+	if cfg.Path != "" {
+		dir = filepath.Dir(cfg.Path)
+	}
+	return filepath.Join(dir, ".shoal", "cluster-secret")
+}
+
+func decodeSecret(from, s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
+		return nil, fmt.Errorf("%s: want base64 of 16, 24 or 32 bytes (make one with `shoal keygen`)", from)
+	}
+	return b, nil
+}
+
+// secretFile reads the secret at path, creating it (0600, in a 0700
+// folder) when missing. The file is written whole under a temporary name
+// and linked into place, so nodes starting together from one folder never
+// read half a key and all end up with the one linked first.
+func secretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return decodeSecret(path, string(b))
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".cluster-secret-*")
+	if err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	defer os.Remove(f.Name())
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(f.Name(), 0o600)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("cluster secret: %w", werr)
+	}
+	if err := os.Link(f.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			b, err := os.ReadFile(path) // another node linked first
+			if err != nil {
+				return nil, fmt.Errorf("cluster secret: %w", err)
+			}
+			return decodeSecret(path, string(b))
+		}
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	return key, nil
+}
+
+// defaultPeerURL is the HTTP listener's bound address (the HTTPS one when
+// there is no HTTP listener), with the host peers can reach: the advertise
+// host, else the listener's own IP, else (listening on all interfaces) the
+// gossip bind IP or a private IP, as memberlist picks.
+func defaultPeerURL(cc ClusterConfig, addrs map[string]string) (string, error) {
+	scheme, addr := "http", addrs["http"]
+	if addr == "" {
+		scheme, addr = "https", addrs["https"]
+	}
+	if addr == "" {
+		return "", errors.New("cluster.peer_url: no http or https listener to derive it from")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("cluster.peer_url: listener address %q: %w", addr, err)
+	}
+	switch ip := net.ParseIP(host); {
+	case cc.Advertise != "":
+		host = cc.Advertise
+		if h, _, err := net.SplitHostPort(cc.Advertise); err == nil {
+			host = h
+		}
+	case ip == nil || ip.IsUnspecified():
+		host = reachableHost(cc.Gossip)
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), nil
+}
+
+func reachableHost(gossip string) string {
+	if h, _, err := net.SplitHostPort(gossip); err == nil {
+		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+			return h
+		}
+	}
+	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+		return ip
+	}
+	return "127.0.0.1"
+}
+
+// clusterView shows the cluster on the admin pages: the running
+// cluster's members, with this node's own entry from its live counters
+// (self), or this node alone while no cluster runs.
+type clusterView struct {
+	ref  *clusterRef
+	self func() handlers.Member
+}
+
+func (v clusterView) Self() string {
+	if c := v.ref.get(); c != nil {
+		return c.Self()
+	}
+	return v.self().Name
+}
+
+func (v clusterView) Members() []handlers.Member {
+	c := v.ref.get()
+	if c == nil {
+		return []handlers.Member{v.self()}
+	}
+	ms := c.Members()
+	out := make([]handlers.Member, 0, len(ms))
+	for _, m := range ms {
+		hm := handlers.Member{
+			Name:      m.Name,
+			State:     m.State,
+			Load:      m.Load,
+			Inflight:  int(m.Inflight),
+			Capacity:  m.Capacity,
+			Draining:  m.Draining,
+			PeerURL:   m.PeerURL,
+			PublicURL: m.PublicURL,
+			Config:    m.Config,
+			Version:   m.Version,
+			Started:   m.Started,
+		}
+		if m.Self {
+			own := v.self()
+			own.State, own.Draining = m.State, m.Draining || own.Draining
+			own.PeerURL, own.PublicURL = m.PeerURL, m.PublicURL
+			own.Capacity = m.Capacity
+			hm = own
+		}
+		out = append(out, hm)
+	}
+	return out
+}
