@@ -872,42 +872,29 @@ section_proxy() {
 	section_notes=()
 	servers=()
 	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report proxy "skipped"; return; }
-	local origin="" oport osid secret gport admin
+	local origin="" oport osid
+	origin_name="" front_name="" front_why=""
 	# The origin: a shoal node when shoal runs, else nginx.
 	if build_shoal; then
-		secret=$(new_secret)
-		alloc origin
-		mkdir -p "$tmp/origin"
-		free_port gport
-		free_port admin
-		if cluster_node origin "$admin" "$gport" "$secret" "" \
-			"$(printf 'capacity = 100000\nbalance = "all"')" "" &&
-			expect_200 "http://127.0.0.1:${port_http[origin]}/1k.bin"; then
+		if shoal_pair; then
 			origin=shoal
 		else
 			unavailable "shoal origin" "$reason"
-			stop origin
 		fi
 	else
 		unavailable shoal "$reason"
 	fi
 	if [[ -z $origin ]]; then
+		origin_name=origin
 		if start_nginx origin; then origin=nginx; else
 			section_notes+=("no origin server: $reason")
 			report proxy "skipped"
 			return
 		fi
 	fi
-	oport=${port_http[origin]}
-	osid=${spid[origin]}
+	oport=${port_http[$origin_name]}
+	osid=${spid[$origin_name]}
 	section_notes+=("origin: $origin on 127.0.0.1:$oport, pinned with the proxy to CPU $SERVER_CPU")
-	local front="" front_why=""
-	if [[ $origin == shoal ]]; then
-		if start_front "$secret" "$gport"; then
-			front=$front_name
-		fi
-		front_why=$reason
-	fi
 	if start_nginx nginx "$tmp/www" "$oport"; then
 		servers+=("nginx|ref|http://127.0.0.1:${port_proxy[nginx]}||${spid[nginx]}")
 	else unavailable nginx "$reason"; fi
@@ -917,8 +904,8 @@ section_proxy() {
 	if start_caddy caddy "$oport"; then
 		servers+=("caddy|ref|http://127.0.0.1:${port_proxy[caddy]}||${spid[caddy]}")
 	else unavailable caddy "$reason"; fi
-	if [[ -n $front ]]; then
-		servers+=("shoal|subject|http://127.0.0.1:${port_http[$front]}||${spid[$front]}")
+	if [[ -n $front_name ]]; then
+		servers+=("shoal|subject|http://127.0.0.1:${port_http[$front_name]}||${spid[$front_name]}")
 	elif [[ $origin == shoal ]]; then
 		unavailable shoal "front node: $front_why"
 	fi
@@ -931,38 +918,56 @@ section_proxy() {
 		"1k|shoal|nginx|rps>=0.5" "1k|shoal|caddy|rps>=1.5"
 }
 
-# start_front SECRET ORIGIN_GOSSIP_PORT: starts the shoal node that proxies
-# to the origin and sets $front_name. The front has an empty root, balance
-# "all" and policy ip_hash: every request from 127.0.0.1 goes to the one
-# node the client address hashes to. Node names are tried until that node is
-# the origin (a 200 for /1k.bin, which only the origin has); a 404 once both
-# nodes see each other means the hash chose the front itself.
-start_front() {
-	local secret=$1 gport=$2 k g a i code name
-	for ((k = 1; k <= 6; k++)); do
-		name=front$k
-		alloc "$name"
-		mkdir -p "$tmp/$name"
-		free_port g
-		free_port a
-		cluster_node "$name" "$a" "$g" "$secret" "$gport" \
-			"$(printf 'balance = "all"\nmode = "proxy"\npolicy = "ip_hash"')" "" "$tmp/empty" || return 1
-		if ! wait_members "$a" 2; then
-			stop "$name"
+# shoal_pair: starts a shoal origin and, in the same cluster, the shoal
+# node that proxies to it; sets $origin_name, and $front_name (or
+# $front_why when there is no front). False, with $reason, only when not
+# even the origin runs. The front has an empty root, balance "all" and
+# policy ip_hash: every request from 127.0.0.1 goes to the one node the
+# client address hashes to. Pairs of node names are tried until that node
+# is the origin (a 200 for /1k.bin, which only the origin has).
+shoal_pair() {
+	local k tries=8 secret og oa fg fa i code o f
+	for ((k = 1; k <= tries; k++)); do
+		o=origin$k f=front$k
+		secret=$(new_secret)
+		alloc "$o"
+		mkdir -p "$tmp/$o"
+		free_port og
+		free_port oa
+		if ! cluster_node "$o" "$oa" "$og" "$secret" "" \
+			"$(printf 'capacity = 100000\nbalance = "all"')" "" ||
+			! expect_200 "http://127.0.0.1:${port_http[$o]}/1k.bin"; then
+			stop "$o"
 			return 1
 		fi
+		origin_name=$o
+		alloc "$f"
+		mkdir -p "$tmp/$f"
+		free_port fg
+		free_port fa
+		if ! cluster_node "$f" "$fa" "$fg" "$secret" "$og" \
+			"$(printf 'balance = "all"\nmode = "proxy"\npolicy = "ip_hash"')" "" "$tmp/empty"; then
+			front_why=$reason
+			return 0
+		fi
+		if ! wait_members "$fa" 2; then
+			front_why=$reason
+			stop "$f"
+			return 0
+		fi
 		for ((i = 0; i < 20; i++)); do
-			code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_http[$name]}/1k.bin")
+			code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_http[$f]}/1k.bin")
 			if [[ $code == 200 ]]; then
-				front_name=$name
+				front_name=$f
 				return 0
 			fi
 			sleep 0.1
 		done
-		stop "$name"
-		reason="GET /1k.bin through the front node never reached the origin (last status $code, $k node names tried)"
+		front_why="GET /1k.bin through the front node never reached the origin (last status $code, $k pairs of node names tried)"
+		stop "$f"
+		((k < tries)) && stop "$o"
 	done
-	return 1
+	return 0
 }
 
 section_scale() {
