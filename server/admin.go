@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,10 +39,13 @@ func nodeName(cfg *Config) string {
 	if addr == "" {
 		addr = cfg.Server.HTTPS
 	}
-	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" {
 		return host + ":" + port
 	}
-	return host
+	// No fixed port to tell nodes on one host apart: a random suffix does.
+	var b [3]byte
+	rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
 }
 
 // adminHandler builds the admin listener's handler.
@@ -60,7 +64,7 @@ func (n *Node) adminHandler() *handlers.Admin {
 // clusterView is the cluster as this node sees it; without a cluster, the
 // node alone.
 func (n *Node) clusterView() handlers.ClusterView {
-	return handlers.SoloView(n.selfMember)
+	return clusterView{ref: &n.cl, self: n.selfMember}
 }
 
 // selfMember describes this node from its own counters.

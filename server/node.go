@@ -39,6 +39,7 @@ type Node struct {
 	started  time.Time
 
 	registry *prometheus.Registry
+	cl       clusterRef // the cluster once Run started it (server/cluster.go)
 	metrics  *handlers.Metrics
 	compress *handlers.Compressor
 
@@ -152,6 +153,9 @@ func (n *Node) Config() *Config { return n.state.Load().cfg }
 func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	n.level.Set(parseLevel(cfg.Log.Level))
 	rt := &runtime{cfg: cfg, name: nodeName(cfg), hash: configHash(cfg)}
+	if prev != nil && cfg.Server.Name == prev.cfg.Server.Name {
+		rt.name = prev.name // a node's name never changes under a reload it did not ask for
+	}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
 		rt.access = prev.access
 	} else if access, err := openAccessLog(cfg.Log); err != nil {
@@ -164,7 +168,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 		configAbs, _ = filepath.Abs(cfg.Path)
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
-		metrics: n.metrics, nodeName: rt.name, compress: n.compress}
+		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -231,10 +235,23 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	rt := n.state.Load()
+	c, err := startCluster(cfg, clusterParams{Name: rt.name, ConfigHash: rt.hash, Version: n.version,
+		Addrs: n.Addrs(), Logger: n.log, ErrorPage: n.errorPage})
+	if err != nil {
+		n.stopListeners(context.Background())
+		return err
+	}
+	n.cl.p.Store(c)
 	n.running.Store(true)
 	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
 	close(n.ready)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-n.cl.fatal():
+		n.shutdown()
+		return err
+	}
 	return n.shutdown()
 }
 
@@ -285,7 +302,7 @@ type listenerSpec struct {
 
 func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
 	return []listenerSpec{
-		{"http", cfg.Server.HTTP, n},
+		{"http", cfg.Server.HTTP, n.cl.guard(n)},
 		{"admin", cfg.Server.Admin, n.admin},
 	}
 }
@@ -400,10 +417,17 @@ func (n *Node) shutdown() error {
 	cfg := n.Config()
 	n.draining.Store(true)
 	n.log.Info("shoal stopping: draining", "drain_delay", cfg.Server.DrainDelay, "grace", cfg.Server.ShutdownGrace)
-	time.Sleep(cfg.Server.DrainDelay) // peers and outside balancers must see "draining" before we go
+	if c := n.cl.get(); c != nil {
+		stopCluster(c, cfg.Server.DrainDelay, n.log) // draining at once, leave after drain_delay
+	} else {
+		time.Sleep(cfg.Server.DrainDelay) // outside balancers must see "draining" before we go
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
 	n.stopListeners(ctx)
+	if c := n.cl.get(); c != nil {
+		c.Shutdown()
+	}
 	n.state.Load().close(nil)
 	n.log.Info("shoal stopped")
 	return nil
@@ -484,4 +508,9 @@ func (s *serverErrorLog) Write(p []byte) (int, error) {
 	}
 	s.log.Warn(msg, "role", s.role)
 	return len(p), nil
+}
+
+// errorPage answers status with the error page of the request's site.
+func (n *Node) errorPage(w http.ResponseWriter, r *http.Request, status int) {
+	n.state.Load().vhosts.match(r.Host).errors.Serve(w, r, status)
 }

@@ -25,6 +25,9 @@ type site struct {
 	access      *handlers.AccessLog
 	metrics     *handlers.Metrics
 
+	cluster *clusterRef // routes requests through the cluster when it runs
+	balance string      // cluster.balance
+
 	static *handlers.Static
 	cgi    []*handlers.CGI
 	errors *handlers.ErrorPages
@@ -48,6 +51,8 @@ type siteDeps struct {
 	nodeName  string
 	sessions  handlers.SessionCodec
 	compress  *handlers.Compressor
+	cluster   *clusterRef
+	balance   string
 }
 
 func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
@@ -61,6 +66,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		access:      d.access,
 		metrics:     d.metrics,
 		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
+		cluster:     d.cluster,
+		balance:     d.balance,
 	}
 	st.dynamic = func(h http.Handler) http.Handler { return h }
 	if sc.Compress && d.compress != nil {
@@ -104,7 +111,9 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st.closers = append(st.closers, static)
 
 	st.headers = canonicalHeaders(sc.Headers)
-	st.chain = dispatch
+	// CGI internal redirects (dispatch above) stay on this node; requests
+	// from outside go through the cluster.
+	st.chain = http.HandlerFunc(st.balanced)
 	return st, nil
 }
 
@@ -120,6 +129,17 @@ func siteLabel(sc SiteConfig) string {
 func (st *site) dispatch(w http.ResponseWriter, r *http.Request) {
 	h, _ := st.route(r)
 	h.ServeHTTP(w, r)
+}
+
+// balanced is dispatch through the cluster: generated responses (and
+// static files with balance = "all") may be served by a peer.
+func (st *site) balanced(w http.ResponseWriter, r *http.Request) {
+	h, dynamic := st.route(r)
+	if st.cluster == nil {
+		h.ServeHTTP(w, r)
+		return
+	}
+	st.cluster.serve(w, r, h, st.balance, dynamic)
 }
 
 // route names the handler for r and whether its response is generated

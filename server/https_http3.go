@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// altSvcMaxAge is how long clients remember the HTTP/3 announcement. A day
+// rather than quic-go's 30 days, so turning tls.http3 off is noticed soon
+// (clients fall back to TCP anyway when UDP fails).
+const altSvcMaxAge = 24 * time.Hour
+
+// http3Options configures startHTTP3.
+type http3Options struct {
+	// Addr is the UDP address to bind: the https listener's address, so
+	// Alt-Svc can announce the same port.
+	Addr string
+	// TLS is certManager.TLSConfig(); quic-go clones it with ALPN h3, and
+	// certificates and ticket keys still follow the manager.
+	TLS     *tls.Config
+	Handler http.Handler
+	// MaxHeaderBytes caps a request's header block; 0 is quic-go's default
+	// (http.DefaultMaxHeaderBytes).
+	MaxHeaderBytes int
+	// IdleTimeout closes idle connections; 0 never does.
+	IdleTimeout time.Duration
+	// Log receives serve errors; nil is slog.Default().
+	Log *slog.Logger
+}
+
+// http3Listener is a running HTTP/3 server on one UDP socket.
+type http3Listener struct {
+	srv  *http3.Server
+	conn net.PacketConn
+	port int
+	done chan struct{}
+}
+
+// startHTTP3 binds the UDP socket now, so a port in use is a start error,
+// and serves in the background until Shutdown.
+//
+// 0-RTT is off: early data can be replayed by an attacker, and shoal's
+// handlers (CGI, sessions) cannot tell a replayed POST from a real one.
+func startHTTP3(o http3Options) (*http3Listener, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	conn, err := net.ListenPacket("udp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("http3: %w", err)
+	}
+	h := &http3Listener{
+		srv: &http3.Server{
+			TLSConfig:      o.TLS,
+			Handler:        o.Handler,
+			MaxHeaderBytes: o.MaxHeaderBytes,
+			IdleTimeout:    o.IdleTimeout,
+			QUICConfig:     &quic.Config{Allow0RTT: false},
+			Logger:         log,
+		},
+		conn: conn,
+		port: conn.LocalAddr().(*net.UDPAddr).Port,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(h.done)
+		if err := h.srv.Serve(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http3: serve failed", "addr", conn.LocalAddr().String(), "err", err)
+		}
+	}()
+	return h, nil
+}
+
+// Addr is the bound UDP address.
+func (h *http3Listener) Addr() net.Addr { return h.conn.LocalAddr() }
+
+// AltSvc is the Alt-Svc header value announcing this listener, for altSvc.
+func (h *http3Listener) AltSvc() string {
+	return fmt.Sprintf(`h3=":%d"; ma=%d`, h.port, int(altSvcMaxAge.Seconds()))
+}
+
+// Shutdown sends GOAWAY, waits for requests in flight until ctx ends (then
+// closes what is left), and releases the socket.
+func (h *http3Listener) Shutdown(ctx context.Context) error {
+	err := h.srv.Shutdown(ctx)
+	if cerr := h.conn.Close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		err = cerr
+	}
+	<-h.done
+	if err != nil {
+		return fmt.Errorf("http3: shutdown: %w", err)
+	}
+	return nil
+}
