@@ -23,6 +23,11 @@ type redirectOptions struct {
 	// is passed to next over plain HTTP instead of being sent to a broken
 	// https page. nil means every host has TLS.
 	HasTLS func(host string) bool
+	// Covers reports whether the certificate a host would get names it.
+	// With a catch-all first site (hosts = []), a Host header is echoed
+	// into Location only when it is covered, so a redirect never carries a
+	// name the operator did not put in a certificate. nil: never echo.
+	Covers func(host string) bool
 }
 
 // redirectHTTPS is the http listener's middleware for tls.redirect_http: it
@@ -60,7 +65,7 @@ func redirectHTTPS(o redirectOptions) func(http.Handler) http.Handler {
 func (o redirectOptions) target(hostHeader string) (string, bool) {
 	host, ok := parseHostHeader(hostHeader)
 	if ok {
-		if len(o.Sites) > 0 && len(o.Sites[0].Hosts) == 0 {
+		if len(o.Sites) > 0 && len(o.Sites[0].Hosts) == 0 && o.Covers != nil && o.Covers(host) {
 			return host, true
 		}
 		for _, s := range o.Sites {

@@ -49,16 +49,18 @@ func TestRedirectHTTP(t *testing.T) {
 		{"wildcard parent itself not echoed", named, "8443", "GET", "c.test", "/", nil, 308, "https://a.test:8443/"},
 		{"a later hosts=[] site does not open echo", laterCatchAll, "443", "GET", "evil.example", "/", nil, 308, "https://a.test/"},
 		{"path that looks like a host stays a path", named, "443", "GET", "a.test", "//evil.example/x", nil, 308, "https://a.test//evil.example/x"},
-		{"catch-all site echoes a valid name", catchAll, "8443", "GET", "other.example", "/", nil, 308, "https://other.example:8443/"},
-		{"catch-all site echoes an IPv4", catchAll, "443", "GET", "192.0.2.1:8080", "/", nil, 308, "https://192.0.2.1/"},
-		{"catch-all site echoes an IPv6", catchAll, "8443", "GET", "[::1]:8080", "/", nil, 308, "https://[::1]:8443/"},
+		{"catch-all site echoes a name its cert covers", catchAll, "8443", "GET", "other.example", "/", nil, 308, "https://other.example:8443/"},
+		{"catch-all site echoes a covered IPv4", catchAll, "443", "GET", "192.0.2.1:8080", "/", nil, 308, "https://192.0.2.1/"},
+		{"catch-all site echoes a covered IPv6", catchAll, "8443", "GET", "[::1]:8080", "/", nil, 308, "https://[::1]:8443/"},
+		{"catch-all never echoes a name no cert covers", catchAll, "8443", "GET", "evil.example", "/", nil, 400, ""},
 		{"catch-all refuses a bad name", catchAll, "443", "GET", "bad_-.x-", "/", nil, 400, ""},
 		{"no TLS for host: served over http", named, "443", "GET", "a.test", "/", func(string) bool { return false }, 200, ""},
 		{"no host to send to", wildOnly, "443", "GET", "evil.example", "/", nil, 400, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain") })
-			srv := httptest.NewServer(redirectHTTPS(redirectOptions{Sites: tc.sites, HTTPSPort: tc.port, HasTLS: tc.hasTLS})(next))
+			covers := func(h string) bool { return h != "evil.example" } // what the test's certificate names
+			srv := httptest.NewServer(redirectHTTPS(redirectOptions{Sites: tc.sites, HTTPSPort: tc.port, HasTLS: tc.hasTLS, Covers: covers})(next))
 			defer srv.Close()
 			req, err := http.NewRequest(tc.method, srv.URL+tc.target, strings.NewReader(""))
 			if err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,10 @@ type Node struct {
 	started  time.Time
 
 	registry *prometheus.Registry
-	cl       clusterRef // the cluster once Run started it (server/cluster.go)
+	cl       clusterRef   // the cluster once Run started it (server/cluster.go)
+	certs    *certManager // nil without an https listener
+	http3    *http3Listener
+	altSvc   atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
 	metrics  *handlers.Metrics
 	compress *handlers.Compressor
 
@@ -56,12 +60,15 @@ type Node struct {
 // runtime is everything built from one config; a reload builds a new one
 // and swaps it in whole, so a request sees one config from start to end.
 type runtime struct {
-	cfg    *Config
-	name   string // this node's name in the cluster and on the status page
-	hash   string // configHash(cfg)
-	sites  []*site
-	vhosts *vhosts
-	access *handlers.AccessLog
+	cfg *Config
+	// redirect is the http listener's redirect_http handler (nil: off),
+	// set once the https port is bound.
+	redirect atomic.Pointer[http.Handler]
+	name     string // this node's name in the cluster and on the status page
+	hash     string // configHash(cfg)
+	sites    []*site
+	vhosts   *vhosts
+	access   *handlers.AccessLog
 }
 
 // Options for New.
@@ -98,6 +105,9 @@ func New(load Loader, o Options) (*Node, error) {
 	}
 	cfg, err := n.loadValid()
 	if err != nil {
+		return nil, err
+	}
+	if err := n.loadCerts(cfg); err != nil {
 		return nil, err
 	}
 	rt, err := n.build(cfg, nil)
@@ -235,7 +245,12 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	if err := n.startHTTP3(cfg); err != nil {
+		n.stopListeners(context.Background())
+		return err
+	}
 	rt := n.state.Load()
+	rt.setRedirect(n.redirectFor(cfg))
 	c, err := startCluster(cfg, clusterParams{Name: rt.name, ConfigHash: rt.hash, Version: n.version,
 		Addrs: n.Addrs(), Logger: n.log, ErrorPage: n.errorPage})
 	if err != nil {
@@ -298,13 +313,21 @@ func limitsOf(sc ServerConfig) serverLimits {
 type listenerSpec struct {
 	role, addr string
 	h          http.Handler
+	tls        *tls.Config // nil: plain HTTP
 }
 
 func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
-	return []listenerSpec{
-		{"http", cfg.Server.HTTP, n.cl.guard(n)},
-		{"admin", cfg.Server.Admin, n.admin},
+	specs := []listenerSpec{
+		{role: "http", addr: cfg.Server.HTTP, h: n.cl.guard(http.HandlerFunc(n.serveHTTP))},
+		{role: "admin", addr: cfg.Server.Admin, h: n.admin},
 	}
+	if n.certs != nil {
+		specs = append(specs, listenerSpec{role: "https", addr: cfg.Server.HTTPS,
+			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.certs.TLSConfig()})
+	} else {
+		specs = append(specs, listenerSpec{role: "https"}) // closes one a reload turned off
+	}
+	return specs
 }
 
 // syncListeners makes the open listeners match cfg: new addresses are
@@ -362,9 +385,16 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		ErrorLog:          log.New(newServerErrorLog(n.log, sp.role), "", 0),
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
+	ln := acc.listener()
+	if sp.tls != nil {
+		// The manager's config itself, not a clone: certificates and
+		// ticket keys follow its reloads. TLSConfig stays nil on the
+		// server, which still turns HTTP/2 on for "h2" connections.
+		ln = tls.NewListener(ln, sp.tls)
+	}
 	go func() {
 		defer close(sv.done)
-		if err := srv.Serve(acc.listener()); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("listener stopped", "role", sp.role, "addr", sp.addr, "err", err)
 		}
 	}()
@@ -425,6 +455,7 @@ func (n *Node) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace)
 	defer cancel()
 	n.stopListeners(ctx)
+	n.stopTLS(ctx)
 	if c := n.cl.get(); c != nil {
 		c.Shutdown()
 	}
@@ -445,6 +476,10 @@ func (n *Node) Reload() error {
 		return err
 	}
 	old := n.state.Load()
+	if err := n.loadCerts(cfg); err != nil {
+		n.log.Error("reload refused: keeping the running config", "err", err)
+		return err
+	}
 	rt, err := n.build(cfg, old)
 	if err != nil {
 		n.log.Error("reload refused: keeping the running config", "err", err)
@@ -455,6 +490,12 @@ func (n *Node) Reload() error {
 			rt.close(old)
 			n.log.Error("reload refused: keeping the running config", "err", err)
 			return err
+		}
+	}
+	if n.running.Load() {
+		rt.setRedirect(n.redirectFor(cfg))
+		if cfg.TLS.HTTP3 != old.cfg.TLS.HTTP3 || cfg.TLS.MinVersion != old.cfg.TLS.MinVersion {
+			n.log.Warn("tls.http3 and tls.min_version take effect at the next restart")
 		}
 	}
 	n.state.Store(rt)

@@ -114,6 +114,16 @@ func (m *certManager) HasTLS(host string) bool {
 	return ok
 }
 
+// Covers reports whether the certificate served for host names it, so a
+// browser would accept it.
+func (m *certManager) Covers(host string) bool {
+	cert, ok := m.certs.Load().lookup(host)
+	if !ok || cert == nil || cert.Leaf == nil {
+		return false
+	}
+	return cert.Leaf.VerifyHostname(normalizeHost(host)) == nil
+}
+
 // Close stops session ticket key rotation. It is idempotent.
 func (m *certManager) Close() { m.tickets.close() }
 

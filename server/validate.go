@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,6 +29,13 @@ func (c *Config) Validate() error {
 		v.site(i, &c.Sites[i])
 	}
 	v.cluster()
+	if len(v.errs) == 0 {
+		// Files exist and paths are resolved: now parse the certificates.
+		var terrs ConfigErrors
+		if err := checkTLS(c); errors.As(err, &terrs) {
+			v.errs = append(v.errs, terrs...)
+		}
+	}
 	if len(v.errs) == 0 {
 		return nil
 	}
