@@ -94,7 +94,7 @@ func (c *Cluster) inspect(r *http.Request, restore bool) (*http.Request, *inboun
 		}
 	}
 	if !in.hop && !c.trusted(r) {
-		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-Ip"} {
 			h.Del(k)
 		}
 	}

@@ -74,7 +74,7 @@ func TestProxyHeaders(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	full(t, nodes, a)
 	res, body := get(t, a.url+"/x", "X-Test-Client", "203.0.113.9",
-		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Host", "evil", "X-Shoal-Load", "forged")
+		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Host", "evil", "X-Shoal-Load", "forged", "X-Real-Ip", "6.6.6.6")
 	if res.StatusCode != 200 || body != b.name {
 		t.Fatalf("got %d %q, want proxied to %s", res.StatusCode, body, b.name)
 	}
@@ -92,6 +92,9 @@ func TestProxyHeaders(t *testing.T) {
 	}
 	if got := res.Header.Get(loadHeader); got != "" {
 		t.Errorf("load header reached the client: %q", got)
+	}
+	if got := b.lastReq.Load().Header.Get("X-Real-Ip"); got != "" {
+		t.Errorf("a client's X-Real-Ip reached the peer: %q", got)
 	}
 	if b.lastReq.Load().Header.Get("X-Shoal-Load") != "" || b.lastReq.Load().Header.Get("X-Forwarded-Host") != "127.0.0.1:"+portOf(a.url) {
 		t.Errorf("peer saw headers %v", b.lastReq.Load().Header)

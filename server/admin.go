@@ -12,8 +12,14 @@ import (
 )
 
 // configHash is a short hash of the effective config, so drift between
-// nodes shows on the status page. Secrets are hashed, never shown.
+// nodes shows on the status page. What differs from node to node by
+// design (name, listen and gossip addresses, URLs, join list) is left out,
+// so peers started from one file with different flags hash alike. Secrets
+// are hashed, never shown.
 func configHash(cfg *Config) string {
+	srv, cl := cfg.Server, cfg.Cluster
+	srv.Name, srv.HTTP, srv.HTTPS, srv.Admin = "", "", "", ""
+	cl.Gossip, cl.Advertise, cl.Join, cl.PeerURL, cl.PublicURL = "", "", nil, "", ""
 	b, _ := json.Marshal(struct {
 		Server  ServerConfig
 		Log     LogConfig
@@ -21,7 +27,7 @@ func configHash(cfg *Config) string {
 		Session SessionConfig
 		Sites   []SiteConfig
 		Cluster ClusterConfig
-	}{cfg.Server, cfg.Log, cfg.TLS, cfg.Session, cfg.Sites, cfg.Cluster})
+	}{srv, cfg.Log, cfg.TLS, cfg.Session, cfg.Sites, cl})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:4])
 }

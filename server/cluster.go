@@ -352,3 +352,16 @@ func (v clusterView) Members() []handlers.Member {
 	}
 	return out
 }
+
+// retune applies a reloaded [cluster] to the running cluster. For now
+// every change needs a restart, and says so.
+func (cr *clusterRef) retune(cfg, old *Config, log *slog.Logger) {
+	if cr.get() == nil {
+		return
+	}
+	if cfg.Cluster.Mode != old.Cluster.Mode || cfg.Cluster.Policy != old.Cluster.Policy ||
+		cfg.Cluster.Capacity != old.Cluster.Capacity || cfg.Cluster.Margin != old.Cluster.Margin ||
+		cfg.Cluster.Sticky != old.Cluster.Sticky || cfg.Cluster.Retries != old.Cluster.Retries {
+		log.Warn("cluster tunables changed: they take effect at the next restart")
+	}
+}

@@ -13,8 +13,8 @@ import (
 type redirectOptions struct {
 	// Sites are the configured virtual hosts. A Host header is only echoed
 	// into Location when a site names it (exactly or by wildcard), or when
-	// the default (first) site has hosts = [] (it serves any name) and the
-	// header is a well-formed host name or IP address.
+	// the default (first) site has hosts = [] (it serves any name), the
+	// header is a well-formed host name or IP address and Covers says yes.
 	Sites []SiteConfig
 	// HTTPSPort is the https listener's port; "" or "443" leaves the port
 	// out of Location.
@@ -36,12 +36,12 @@ type redirectOptions struct {
 //
 // The host in Location comes from the request's Host only when that host is
 // one this server serves: named by a site, or, when the default (first) site
-// has hosts = [],
-// any syntactically valid host name or IP (then the client is sent to the
-// same name it just asked for, over https, never to a third party). A
-// request for a host no site serves goes to the default (first) site's first
-// non-wildcard host, like nginx's `return 308 https://$server_name`; if there
-// is none it gets 400. So Location never carries a value we did not vet.
+// has hosts = [], a syntactically valid host name or IP that the certificate
+// it would get names (Covers); then the client is sent to the same name it
+// just asked for, over https, never to a third party. A request for any
+// other host goes to the default (first) site's first non-wildcard host,
+// like nginx's `return 308 https://$server_name`; if there is none it gets
+// 400. So Location never carries a value we did not vet.
 func redirectHTTPS(o redirectOptions) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -177,8 +177,13 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	if cfg.Path != "" {
 		configAbs, _ = filepath.Abs(cfg.Path)
 	}
+	sessions, err := sessionStore(cfg, configAbs, n.log)
+	if err != nil {
+		return nil, err
+	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
-		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance}
+		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
+		sessions: sessions, node: nodeInfo{n}}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -497,6 +502,7 @@ func (n *Node) Reload() error {
 		if cfg.TLS.HTTP3 != old.cfg.TLS.HTTP3 || cfg.TLS.MinVersion != old.cfg.TLS.MinVersion {
 			n.log.Warn("tls.http3 and tls.min_version take effect at the next restart")
 		}
+		n.cl.retune(cfg, old.cfg, n.log)
 	}
 	n.state.Store(rt)
 	// Requests that started on the old config finish on it.
@@ -554,4 +560,30 @@ func (s *serverErrorLog) Write(p []byte) (int, error) {
 // errorPage answers status with the error page of the request's site.
 func (n *Node) errorPage(w http.ResponseWriter, r *http.Request, status int) {
 	n.state.Load().vhosts.match(r.Host).errors.Serve(w, r, status)
+}
+
+// sessionStore makes the session store from [session]: its keys, else keys
+// derived from the cluster secret (when the cluster is on or a secret is
+// set), else the key file beside the config.
+func sessionStore(cfg *Config, configAbs string, log *slog.Logger) (*handlers.SessionStore, error) {
+	var secret []byte
+	if cfg.Cluster.Enabled || cfg.Cluster.Secret != "" {
+		s, err := clusterSecret(cfg)
+		if err != nil {
+			return nil, err
+		}
+		secret = s
+	}
+	keyFile := cfg.Session.KeyFile
+	if keyFile != "" && !filepath.IsAbs(keyFile) && configAbs != "" {
+		keyFile = filepath.Join(filepath.Dir(configAbs), keyFile)
+	}
+	keys, err := handlers.SessionKeys(cfg.Session.Keys, secret, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	sameSite := map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
+		"none": http.SameSiteNoneMode}[strings.ToLower(cfg.Session.SameSite)]
+	return handlers.NewSessionStore(handlers.SessionOptions{Cookie: cfg.Session.Cookie, Keys: keys,
+		MaxAge: cfg.Session.MaxAge, SameSite: sameSite, Logger: log})
 }

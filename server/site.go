@@ -29,6 +29,7 @@ type site struct {
 	balance string      // cluster.balance
 
 	static *handlers.Static
+	pages  *handlers.Pages
 	cgi    []*handlers.CGI
 	errors *handlers.ErrorPages
 	// dynamic wraps the handlers of generated responses (pages, CGI) in
@@ -49,7 +50,8 @@ type siteDeps struct {
 	configAbs string
 	metrics   *handlers.Metrics
 	nodeName  string
-	sessions  handlers.SessionCodec
+	node      handlers.NodeInfo
+	sessions  *handlers.SessionStore
 	compress  *handlers.Compressor
 	cluster   *clusterRef
 	balance   string
@@ -93,6 +95,11 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 			Logger:        d.logger,
 			Events:        d.metrics,
 		})
+	}
+	st.pages = &handlers.Pages{Root: sc.Root, Templates: sc.Templates, Index: sc.Index, Dev: sc.Dev,
+		Sessions: d.sessions, Node: d.node, Errors: st.errors, Logger: d.logger}
+	if err := st.pages.Reload(); err != nil {
+		return nil, fmt.Errorf("site %s: %w", st.label, err)
 	}
 	static, err := handlers.NewStatic(handlers.StaticOptions{
 		Root:           sc.Root,
@@ -150,6 +157,9 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 		if c.Match(p) {
 			return st.dynamic(c), true
 		}
+	}
+	if st.pages.Match(p) {
+		return st.dynamic(st.pages), true
 	}
 	return st.static, false
 }
@@ -281,4 +291,20 @@ func (rt *runtime) cgiCounts() (running, queued int) {
 		}
 	}
 	return running, queued
+}
+
+// nodeInfo is what templates see as .Node: this node's name and the
+// cluster as it sees it (itself alone when the cluster is off).
+type nodeInfo struct{ n *Node }
+
+func (ni nodeInfo) Name() string { return ni.n.state.Load().name }
+
+func (ni nodeInfo) Members() []handlers.NodeMember {
+	ms := ni.n.clusterView().Members()
+	out := make([]handlers.NodeMember, len(ms))
+	for i, m := range ms {
+		out[i] = handlers.NodeMember{Name: m.Name, State: m.State, Load: m.Load,
+			Inflight: m.Inflight, Capacity: m.Capacity, Draining: m.Draining}
+	}
+	return out
 }

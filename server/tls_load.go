@@ -103,10 +103,10 @@ func parseLeaf(certPEM []byte) (*x509.Certificate, error) {
 
 // checkTLS loads every certificate the config names and reports unreadable
 // files, keys that do not match their cert and expired certs as ConfigErrors
-// placed at the key that names the file (file:line:col). It is for
-// `shoal check` and for start and reload before the listeners change. Call
-// it after Validate, which resolves the paths; a file that does not exist at
-// all, or half a pair, is left to Validate so it is reported once.
+// placed at the key that names the file (file:line:col). Validate calls it
+// once paths are resolved and every file exists, so `shoal check`, start
+// and reload all refuse broken certificates; a missing file or half a pair
+// is left to Validate's own checks so it is reported once.
 func checkTLS(cfg *Config) error {
 	var errs ConfigErrors
 	now := time.Now()
