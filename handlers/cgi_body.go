@@ -13,6 +13,10 @@ import (
 // before it moves to a temp file.
 const cgiMemBody = 256 << 10
 
+// cgiSmallBody is the largest body with a Content-Length that is read
+// whole before the script starts; larger ones stream to its stdin.
+const cgiSmallBody = 64 << 10
+
 // cgiInput is what a script reads on stdin.
 type cgiInput struct {
 	length    int64     // CONTENT_LENGTH; -1: the request has no body
@@ -35,6 +39,10 @@ func (h *CGI) requestBody(r *http.Request) (*cgiInput, int, error) {
 	switch {
 	case r.ContentLength > max:
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("cgi: body of %d bytes over the %d limit", r.ContentLength, max)
+	case r.ContentLength > 0 && r.ContentLength <= cgiSmallBody:
+		// A form-sized body is read before the script starts: nothing
+		// then reads the client while the script runs.
+		return cgiBufferBody(r.Body, max)
 	case r.ContentLength > 0:
 		return &cgiInput{length: r.ContentLength, cgiStream: r.Body}, 0, nil
 	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:

@@ -37,6 +37,11 @@ type cgiProc struct {
 	stdinW     *os.File      // nil unless a goroutine feeds stdin
 	stdinDone  chan struct{} // closed when that goroutine is done
 	fromClient bool          // whether it reads the request body
+	// body watches the feeder's reads of the request body: a read
+	// deadline may wake it only while it waits in such a read before the
+	// end (after the end net/http reads the connection itself, and a
+	// deadline would then cancel the connection's requests).
+	body       *bodyFeedReader
 	stderrDone chan struct{}
 
 	reason    atomic.Int32 // one of the stop constants
@@ -119,7 +124,8 @@ func (p *cgiProc) stdinFor(in *cgiInput) (*os.File, io.Reader, error) {
 	p.stdinW = pw
 	if in.cgiStream != nil {
 		p.fromClient = true
-		return pr, in.cgiStream, nil
+		p.body = &bodyFeedReader{r: in.cgiStream}
+		return pr, p.body, nil
 	}
 	return pr, bytes.NewReader(in.mem), nil
 }
@@ -233,12 +239,44 @@ func (p *cgiProc) stopStdin(rc *http.ResponseController) {
 		return
 	default:
 	}
-	if p.fromClient && rc != nil {
-		rc.SetReadDeadline(time.Now())
+	p.stdinW.Close() // wakes a feeder blocked writing to the pipe
+	if !p.fromClient || rc == nil {
+		<-p.stdinDone
+		return
 	}
-	p.stdinW.Close()
-	<-p.stdinDone
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	woke := false
+	for {
+		select {
+		case <-p.stdinDone:
+			return
+		case <-tick.C:
+			if !woke && p.body.waiting() {
+				rc.SetReadDeadline(time.Now()) // a slow client's body
+				woke = true
+			}
+		}
+	}
 }
+
+// bodyFeedReader tells whether the feeder waits for the client's body.
+type bodyFeedReader struct {
+	r            io.Reader
+	inRead, done atomic.Bool
+}
+
+func (b *bodyFeedReader) Read(p []byte) (int, error) {
+	b.inRead.Store(true)
+	n, err := b.r.Read(p)
+	b.inRead.Store(false)
+	if err != nil {
+		b.done.Store(true)
+	}
+	return n, err
+}
+
+func (b *bodyFeedReader) waiting() bool { return b.inRead.Load() && !b.done.Load() }
 
 // cgiWaitExited blocks until process pid has exited, without reaping it. It
 // asks once without blocking first: at stdout's EOF the script has usually
