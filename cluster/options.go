@@ -148,6 +148,8 @@ type Route struct {
 	Peer    string // the node that served or was redirected to; "" when local
 	Retries int    // peers that failed before the request was served
 	Failed  bool   // no node could serve it: the client got 502
+	// FailedPeers names the peers that failed to answer it, in order.
+	FailedPeers []string
 }
 
 // RouteKind is where a request went.

@@ -66,7 +66,7 @@ func (c *Cluster) forward(t *tuning, w http.ResponseWriter, r *http.Request, nex
 	for retries := 0; ; retries++ {
 		err := c.proxyTo(w, r, target)
 		if err == nil {
-			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries})
+			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries, FailedPeers: names(tried)})
 			return
 		}
 		if r.Context().Err() != nil {
@@ -76,7 +76,7 @@ func (c *Cluster) forward(t *tuning, w http.ResponseWriter, r *http.Request, nex
 		tried = append(tried, target)
 		if retries >= t.set.Retries || !replayable(r) {
 			c.log.Warn("peer failed", "peer", target.name, "method", r.Method, "path", r.URL.Path, "err", err)
-			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries, Failed: true})
+			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries, Failed: true, FailedPeers: names(tried)})
 			c.errorPage(w, r, http.StatusBadGateway)
 			return
 		}
@@ -85,11 +85,24 @@ func (c *Cluster) forward(t *tuning, w http.ResponseWriter, r *http.Request, nex
 		target = c.choose(t, r, n-1, tried)
 		if target == nil {
 			c.setSticky(w, r, c.opts.Name)
-			c.serveLocal(w, r, next, Route{Kind: Local, Retries: retries + 1}, true)
+			c.serveLocal(w, r, next, Route{Kind: Local, Retries: retries + 1, FailedPeers: names(tried)}, true)
 			return
 		}
 		c.inflight.Add(-1)
 	}
+}
+
+// names lists members' names; nil for none, so the happy path allocates
+// nothing.
+func names(ms []*member) []string {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.name
+	}
+	return out
 }
 
 // replayable reports whether r may run twice: an idempotent method and no

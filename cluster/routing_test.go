@@ -177,7 +177,18 @@ func TestLoadHeaderRefreshesView(t *testing.T) {
 }
 
 func TestRetryOnDeadPeerFailsNoGET(t *testing.T) {
-	nodes := startCluster(t, 3, func(o *Options) { o.Capacity = 1 })
+	var mu sync.Mutex
+	failedPeers := map[string]int{}
+	nodes := startCluster(t, 3, func(o *Options) {
+		o.Capacity = 1
+		o.Observe = func(r *http.Request, rt Route) {
+			mu.Lock()
+			for _, p := range rt.FailedPeers {
+				failedPeers[p]++
+			}
+			mu.Unlock()
+		}
+	})
 	a, c := nodes[0], nodes[2]
 	full(t, nodes, a)
 	c.srv.Close() // HTTP gone, gossip still says alive: only passive health can tell
@@ -207,6 +218,13 @@ func TestRetryOnDeadPeerFailsNoGET(t *testing.T) {
 	}
 	if m, _ := memberOf(a.c, c.name); m.Healthy {
 		t.Fatal("dead peer still healthy")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for p, n := range failedPeers {
+		if p != c.name {
+			t.Errorf("%s reported as failed %d times; only %s is down", p, n, c.name)
+		}
 	}
 }
 

@@ -76,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"peer"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_cluster_retries_total",
-			Help: "Proxied requests retried on another node after a peer failed, by the peer that failed.",
+			Help: "Proxied requests that were retried after a peer failed, by the node that finally served them (\"\" for this node).",
 		}, []string{"peer"}),
 		peerFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_cluster_peer_failures_total",

@@ -88,6 +88,8 @@ type clusterParams struct {
 	Version    string            // shoal's version
 	Addrs      map[string]string // bound listener addresses by role
 	Logger     *slog.Logger
+	// Metrics counts retried requests; nil counts nothing.
+	Metrics *handlers.Metrics
 	// ErrorPage writes the 502 when no node could serve a request; nil
 	// writes plain text.
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
@@ -156,7 +158,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 		ConfigHash: tn.ConfigHash,
 		Version:    p.Version,
 		Logger:     log,
-		Observe:    observeRoute,
+		Observe:    routeObserver(p.Metrics),
 		ClientIP:   handlers.ClientIP,
 		TrustedProxy: func(ip string) bool {
 			a, err := netip.ParseAddr(ip)
@@ -177,6 +179,22 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 
 // observeRoute records proxied and redirected requests for the access log
 // and metrics.
+// routeObserver records where the cluster sent a request, for the access
+// log and metrics; m may be nil.
+func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
+	return func(r *http.Request, rt cluster.Route) {
+		if m != nil {
+			for _, peer := range rt.FailedPeers {
+				m.PeerFailed(peer)
+			}
+			if rt.Retries > 0 && !rt.Failed {
+				m.Retried(rt.Peer)
+			}
+		}
+		observeRoute(r, rt)
+	}
+}
+
 func observeRoute(r *http.Request, rt cluster.Route) {
 	switch rt.Kind {
 	case cluster.Proxied:
