@@ -7,15 +7,15 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"shoal/internal/browsertest"
 )
 
 // TestE2EStatusPageBrowser loads node a's admin status page in headless
@@ -23,7 +23,7 @@ import (
 // rows, a fourth node's row appearing without a page load, a SIGTERMed
 // node turning "left" and a kill -9ed one turning suspect/dead.
 func TestE2EStatusPageBrowser(t *testing.T) {
-	tab, consoleErrors := e2eBrowser(t, 3*time.Minute)
+	tab, consoleErrors := browsertest.Open(t, 3*time.Minute)
 	cl := newCCluster(t, 3, "least_loaded", "proxy", false)
 	a := cl.nodes["a"]
 
@@ -37,7 +37,7 @@ func TestE2EStatusPageBrowser(t *testing.T) {
 		t.Fatalf("%d member rows, want 3", n)
 	}
 	// A marker that a full page load would wipe.
-	browserEval[bool](t, tab, `window.shoalMarker = true`)
+	browsertest.Eval[bool](t, tab, `window.shoalMarker = true`)
 
 	// A fourth node joins: its row appears in place.
 	d := &cnode{name: "d", dir: cl.dir, http: freeAddr(t), admin: freeAddr(t), gossip: freeAddr(t), join: a.gossip, t: t}
@@ -74,14 +74,14 @@ func TestE2EStatusPageBrowser(t *testing.T) {
 	waitRowState(t, tab, "c", 60*time.Second, "dead")
 	t.Logf("dead after %v", time.Since(t0))
 
-	if !browserEval[bool](t, tab, `window.shoalMarker === true`) {
+	if !browsertest.Eval[bool](t, tab, `window.shoalMarker === true`) {
 		t.Error("the page reloaded instead of updating in place")
 	}
 	if n := countRows(t, tab); n != 4 {
 		t.Errorf("%d member rows at the end, want 4 (gone nodes stay listed)", n)
 	}
 	for name, want := range map[string]string{"a": "alive", "d": "alive", "b": "left"} {
-		got := browserEval[string](t, tab, fmt.Sprintf(`document.querySelector('tr[data-member="%s"] .pill').textContent`, name))
+		got := browsertest.Eval[string](t, tab, fmt.Sprintf(`document.querySelector('tr[data-member="%s"] .pill').textContent`, name))
 		if got != want {
 			t.Errorf("row %s shows %q, want %q", name, got, want)
 		}
@@ -111,7 +111,7 @@ const e2eMemberRows = `#member-rows tr[data-member]`
 
 func countRows(t *testing.T, tab context.Context) int {
 	t.Helper()
-	return browserEval[int](t, tab, `document.querySelectorAll("`+e2eMemberRows+`").length`)
+	return browsertest.Eval[int](t, tab, `document.querySelectorAll("`+e2eMemberRows+`").length`)
 }
 
 // waitRowState polls the page until member name's row shows one of the
@@ -122,7 +122,7 @@ func waitRowState(t *testing.T, tab context.Context, name string, within time.Du
 	deadline := time.Now().Add(within)
 	last := ""
 	for {
-		last = browserEval[string](t, tab, expr)
+		last = browsertest.Eval[string](t, tab, expr)
 		for _, s := range states {
 			if last == s {
 				return
@@ -133,92 +133,6 @@ func waitRowState(t *testing.T, tab context.Context, name string, within time.Du
 		}
 		time.Sleep(100 * time.Millisecond) // poll interval
 	}
-}
-
-func browserEval[T any](t *testing.T, tab context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluating %s: %v", expr, err)
-	}
-	return v
-}
-
-// e2eBrowser starts Debian's chromium for one test and returns a tab plus
-// a function that reports the console errors seen so far. It skips, saying
-// why, when chromium is missing, but fails under CI=true: CI must run it.
-// (handlers' headlessBrowser is the same, but test helpers do not cross
-// packages.)
-func e2eBrowser(t *testing.T, budget time.Duration) (context.Context, func() []string) {
-	t.Helper()
-	path := e2eChromium()
-	if path == "" {
-		msg := "BROWSER TEST NOT RUN: no chromium found (looked for $SHOAL_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser, google-chrome); install Debian's chromium"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI=true: browser tests must run)")
-		}
-		t.Skip(msg)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1360, 900),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
-	t.Cleanup(cancel)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(cancelAlloc)
-	tab, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelTab)
-
-	// Start the browser and subscribe before the first navigation, so no
-	// message is lost.
-	if err := chromedp.Do(tab); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	var mu sync.Mutex
-	var errs []string
-	messages := chromedp.Console(tab)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				errs = append(errs, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	return tab, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), errs...)
-	}
-}
-
-func e2eChromium() string {
-	if p := os.Getenv("SHOAL_CHROMIUM"); p != "" {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
 }
 
 // The status page highlights a member whose config hash differs from the
