@@ -98,5 +98,8 @@ func cgiBodyErrStatus(err error) int {
 	if errors.As(err, &tooBig) {
 		return http.StatusRequestEntityTooLarge
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return http.StatusRequestTimeout // body_timeout: the client stopped sending
+	}
 	return http.StatusBadRequest
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -295,4 +296,44 @@ func isTimeout(err error) bool {
 // closedByPeer reports whether err means the other side closed.
 func closedByPeer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// TestTrickledBodyToCGI: a script's request body that stops arriving is cut
+// off after body_timeout with 408, whether the body is read before the
+// script starts (form-sized) or streamed to it (larger), and the node
+// keeps serving.
+func TestTrickledBodyToCGI(t *testing.T) {
+	dir := newSiteDir(t)
+	cgiDir := filepath.Join(dir, "cgi-bin")
+	if err := os.Mkdir(cgiDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\ncat >/dev/null\nprintf 'Content-Type: text/plain\\n\\nread all\\n'\n"
+	if err := os.WriteFile(filepath.Join(cgiDir, "eat.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tn := startNodeIn(t, dir, "body_timeout = \"300ms\"\n[[site]]\nroot = \"www\"\n[[site.cgi]]\nprefix = \"/cgi-bin/\"\ndir = \"cgi-bin\"\n")
+	for _, length := range []int{100, 1 << 20} {
+		conn := tn.dial(5 * time.Second)
+		fmt.Fprintf(conn, "POST /cgi-bin/eat.sh HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n0123456789", length)
+		start := time.Now()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("length %d: no response to a stalled body: %v", length, err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		// A streamed body may already have started the script, whose
+		// headers then cannot change: then the connection is cut instead.
+		if length == 100 && resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("length %d: status %d, want 408", length, resp.StatusCode)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("length %d: answered after %v (body_timeout 300ms)", length, took)
+		}
+	}
+	if resp, body := tn.get("/index.html", ""); resp.StatusCode != 200 {
+		t.Fatalf("node not serving after stalled bodies: %d %q", resp.StatusCode, body)
+	}
 }

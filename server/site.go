@@ -226,7 +226,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && b.timeout > 0 {
+	if err == io.EOF && b.timeout > 0 {
+		// The whole body is in: net/http now watches the connection for
+		// the client leaving, which a stale deadline would cut. After a
+		// timeout the deadline stays, so net/http's own drain of the rest
+		// cannot wait forever either.
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
