@@ -32,6 +32,12 @@ type Metrics struct {
 
 	members *membersCollector
 
+	// seriesMu guards series and gauges, the children of the request
+	// metrics already looked up.
+	seriesMu sync.RWMutex
+	series   map[seriesKey]*series
+	gauges   map[string]prometheus.Gauge
+
 	// Totals for this node's own rates and load; atomics because every
 	// request touches them.
 	total, errs   atomic.Uint64
@@ -49,6 +55,8 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 // Call it once per registry: a second call panics on the duplicates.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		series: map[seriesKey]*series{},
+		gauges: map[string]prometheus.Gauge{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_http_requests_total",
 			Help: "HTTP requests answered, by site, handler kind and status class.",
@@ -152,16 +160,34 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 // flight now and returns the function to call when it is answered. Status
 // 0 counts as 200 (a handler that wrote nothing).
 func (m *Metrics) Track(site string) func(info *Info, status int, bytes int64) {
+	sp := m.Start(site)
+	return sp.End
+}
+
+// Span is one request being measured: Start it when the request arrives,
+// End it when it is answered. A value type, so the hot path allocates
+// nothing for it.
+type Span struct {
+	m     *Metrics
+	site  string
+	gauge prometheus.Gauge
+	start time.Time
+}
+
+// Start counts a request of site in flight.
+func (m *Metrics) Start(site string) Span {
 	site = siteLabel(site)
-	gauge := m.inflight.WithLabelValues(site)
-	gauge.Inc()
+	sp := Span{m: m, site: site, gauge: m.siteGauge(site), start: time.Now()}
+	sp.gauge.Inc()
 	m.inflightTotal.Add(1)
-	start := time.Now()
-	return func(info *Info, status int, bytes int64) {
-		gauge.Dec()
-		m.inflightTotal.Add(-1)
-		m.observe(info, site, status, bytes, time.Since(start))
-	}
+	return sp
+}
+
+// End records the answered request. Status 0 counts as 200.
+func (sp Span) End(info *Info, status int, bytes int64) {
+	sp.gauge.Dec()
+	sp.m.inflightTotal.Add(-1)
+	sp.m.observe(info, sp.site, status, bytes, time.Since(sp.start))
 }
 
 func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took time.Duration) {
@@ -169,10 +195,11 @@ func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took
 	if status == 0 {
 		status = http.StatusOK
 	}
-	m.requests.WithLabelValues(site, kind, statusClass(status)).Inc()
-	m.duration.WithLabelValues(site, kind).Observe(took.Seconds())
+	se := m.seriesFor(site, kind, statusClass(status))
+	se.requests.Inc()
+	se.duration.Observe(took.Seconds())
 	if bytes > 0 {
-		m.bytesOut.WithLabelValues(site, kind).Add(float64(bytes))
+		se.bytes.Add(float64(bytes))
 	}
 	m.total.Add(1)
 	if status >= 500 {
@@ -186,6 +213,52 @@ func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took
 			m.redirects.WithLabelValues(info.Peer).Inc()
 		}
 	}
+}
+
+// seriesKey names the children of the request metrics for one site,
+// handler kind and status class.
+type seriesKey struct{ site, kind, class string }
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+	bytes    prometheus.Counter
+}
+
+// seriesFor returns the metric children for a key, looked up in the vecs
+// (hashing and validating label values) only the first time: every
+// request needs them.
+func (m *Metrics) seriesFor(site, kind, class string) *series {
+	k := seriesKey{site, kind, class}
+	m.seriesMu.RLock()
+	se := m.series[k]
+	m.seriesMu.RUnlock()
+	if se != nil {
+		return se
+	}
+	se = &series{
+		requests: m.requests.WithLabelValues(site, kind, class),
+		duration: m.duration.WithLabelValues(site, kind),
+		bytes:    m.bytesOut.WithLabelValues(site, kind),
+	}
+	m.seriesMu.Lock()
+	m.series[k] = se
+	m.seriesMu.Unlock()
+	return se
+}
+
+func (m *Metrics) siteGauge(site string) prometheus.Gauge {
+	m.seriesMu.RLock()
+	g := m.gauges[site]
+	m.seriesMu.RUnlock()
+	if g != nil {
+		return g
+	}
+	g = m.inflight.WithLabelValues(site)
+	m.seriesMu.Lock()
+	m.gauges[site] = g
+	m.seriesMu.Unlock()
+	return g
 }
 
 func siteLabel(site string) string {

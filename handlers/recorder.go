@@ -26,22 +26,24 @@ type Recorder struct {
 	extendedAt  time.Time
 }
 
-// NewRecorder wraps w. sendTimeout 0 leaves write deadlines alone.
+// NewRecorder wraps w. sendTimeout 0 leaves write deadlines alone. The
+// server sets the first write deadline of each request (http.Server's
+// WriteTimeout = send_timeout), so a small response costs no extra call
+// here; a long one has its deadline moved forward as it goes.
 func NewRecorder(w http.ResponseWriter, sendTimeout time.Duration) *Recorder {
-	rec := &Recorder{ResponseWriter: w, Started: time.Now(), sendTimeout: sendTimeout}
-	if sendTimeout > 0 {
-		rec.rc = http.NewResponseController(w)
-		rec.extend(rec.Started)
-	}
-	return rec
+	now := time.Now()
+	return &Recorder{ResponseWriter: w, Started: now, sendTimeout: sendTimeout, extendedAt: now}
 }
 
 // extend moves the write deadline sendTimeout past now. It is called at
 // most every quarter of the timeout: a deadline a little early is harmless,
 // a syscall per tiny write is not.
 func (rec *Recorder) extend(now time.Time) {
-	if rec.rc == nil || now.Sub(rec.extendedAt) < rec.sendTimeout/4 {
+	if rec.sendTimeout <= 0 || now.Sub(rec.extendedAt) < rec.sendTimeout/4 {
 		return
+	}
+	if rec.rc == nil {
+		rec.rc = http.NewResponseController(rec.ResponseWriter)
 	}
 	rec.extendedAt = now
 	_ = rec.rc.SetWriteDeadline(now.Add(rec.sendTimeout))
@@ -49,6 +51,9 @@ func (rec *Recorder) extend(now time.Time) {
 
 // WriteHeader records the status.
 func (rec *Recorder) WriteHeader(code int) {
+	if rec.sendTimeout > 0 {
+		rec.extend(time.Now()) // a slow handler's first answer must not meet a stale deadline
+	}
 	if rec.Status == 0 && code >= 200 {
 		rec.Status = code
 		rec.addDefaults()
@@ -79,7 +84,7 @@ func (rec *Recorder) implicitOK() {
 // Write records the bytes and extends the write deadline.
 func (rec *Recorder) Write(b []byte) (int, error) {
 	rec.implicitOK()
-	if rec.rc != nil && len(b) > 0 {
+	if rec.sendTimeout > 0 && len(b) > 0 {
 		rec.extend(time.Now())
 	}
 	n, err := rec.ResponseWriter.Write(b)
@@ -105,7 +110,7 @@ func (rec *Recorder) ReadFrom(src io.Reader) (int64, error) {
 	var total int64
 	var err error
 	for remaining != 0 {
-		if rec.rc != nil {
+		if rec.sendTimeout > 0 {
 			rec.extend(time.Now())
 		}
 		want := int64(chunk)
@@ -132,6 +137,9 @@ func (rec *Recorder) ReadFrom(src io.Reader) (int64, error) {
 // Flush sends buffered data to the client (CGI and proxy streaming).
 func (rec *Recorder) Flush() {
 	rec.implicitOK()
+	if rec.sendTimeout > 0 {
+		rec.extend(time.Now())
+	}
 	_ = http.NewResponseController(rec.ResponseWriter).Flush()
 }
 

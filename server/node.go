@@ -307,12 +307,13 @@ type serving struct {
 // serverLimits are the http.Server settings taken from the config; a
 // reload that changes them needs a new http.Server.
 type serverLimits struct {
-	readHeader, idle time.Duration
-	maxHeader        int64
+	readHeader, idle, send time.Duration
+	maxHeader              int64
 }
 
 func limitsOf(sc ServerConfig) serverLimits {
-	return serverLimits{readHeader: sc.ReadHeaderTimeout, idle: sc.IdleTimeout, maxHeader: int64(sc.MaxHeaderBytes)}
+	return serverLimits{readHeader: sc.ReadHeaderTimeout, idle: sc.IdleTimeout, send: sc.SendTimeout,
+		maxHeader: int64(sc.MaxHeaderBytes)}
 }
 
 type listenerSpec struct {
@@ -386,8 +387,11 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		Handler:           sp.h,
 		ReadHeaderTimeout: lim.readHeader,
 		IdleTimeout:       lim.idle,
-		MaxHeaderBytes:    int(lim.maxHeader),
-		ErrorLog:          log.New(newServerErrorLog(n.log, sp.role), "", 0),
+		// The first write deadline of every request (send_timeout); the
+		// site's Recorder moves it forward while a long response flows.
+		WriteTimeout:   lim.send,
+		MaxHeaderBytes: int(lim.maxHeader),
+		ErrorLog:       log.New(newServerErrorLog(n.log, sp.role), "", 0),
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()

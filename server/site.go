@@ -176,7 +176,7 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, info := handlers.Begin(r, st.label, st.trusted)
 	rec := handlers.NewRecorder(w, st.sendTimeout)
 	rec.Defaults = st.headers
-	done := st.metrics.Track(st.label)
+	span := st.metrics.Start(st.label)
 	defer func() {
 		if rec.Status == 0 {
 			if p := recover(); p != nil {
@@ -184,7 +184,7 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				defer panic(p) // after the books, let net/http handle the panic as before
 			}
 		}
-		done(info, rec.StatusOrOK(), rec.Bytes)
+		span.End(info, rec.StatusOrOK(), rec.Bytes)
 		if st.access != nil {
 			st.access.Log(r, rec)
 		}
