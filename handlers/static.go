@@ -320,15 +320,21 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, e *fileEntry)
 		return
 	}
 	h["Content-Length"] = e.clen
+	s.sendWhole(w, r, e.rel, e.data, e.size)
+}
+
+// sendWhole answers 200 with a whole file: from memory when data holds
+// it, else from disk. Headers other than the status are already set.
+func (s *Static) sendWhole(w http.ResponseWriter, r *http.Request, rel string, data []byte, size int64) {
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
 	}
-	if e.data != nil {
-		w.Write(e.data)
+	if data != nil {
+		w.Write(data)
 		return
 	}
-	s.copyFile(w, r, e, 0, e.size)
+	s.copyFile(w, r, rel, 0, size)
 }
 
 var (
@@ -337,10 +343,10 @@ var (
 )
 
 // copyFile streams length bytes at off from disk (sendfile on plain HTTP).
-func (s *Static) copyFile(w io.Writer, r *http.Request, e *fileEntry, off, length int64) {
-	f, err := s.root.Open(e.rel)
+func (s *Static) copyFile(w io.Writer, r *http.Request, rel string, off, length int64) {
+	f, err := s.root.Open(rel)
 	if err != nil {
-		s.log.Error("static: open", "path", e.rel, "err", err)
+		s.log.Error("static: open", "path", rel, "err", err)
 		panic(http.ErrAbortHandler) // headers are out: abort, never a short body that looks whole
 	}
 	defer f.Close()
@@ -352,7 +358,7 @@ func (s *Static) copyFile(w io.Writer, r *http.Request, e *fileEntry, off, lengt
 	n, err := io.Copy(w, &io.LimitedReader{R: f, N: length})
 	if err != nil || n != length {
 		if r.Context().Err() == nil && !isClientGone(err) {
-			s.log.Warn("static: copy", "path", e.rel, "sent", n, "want", length, "err", err)
+			s.log.Warn("static: copy", "path", rel, "sent", n, "want", length, "err", err)
 		}
 		panic(http.ErrAbortHandler)
 	}

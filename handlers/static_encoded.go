@@ -26,7 +26,7 @@ func (s *Static) serveEncoded(w http.ResponseWriter, r *http.Request, e *fileEnt
 	h.Set("Content-Encoding", enc)
 	for i := range e.sidecars {
 		if sc := &e.sidecars[i]; sc.enc == enc {
-			s.serveSidecar(w, r, e, sc)
+			s.serveSidecar(w, r, sc)
 			return true
 		}
 	}
@@ -48,19 +48,11 @@ func (s *Static) serveEncoded(w http.ResponseWriter, r *http.Request, e *fileEnt
 	return true
 }
 
-func (s *Static) serveSidecar(w http.ResponseWriter, r *http.Request, e *fileEntry, sc *sidecar) {
+func (s *Static) serveSidecar(w http.ResponseWriter, r *http.Request, sc *sidecar) {
 	h := w.Header()
 	h["Etag"] = sc.etag
 	h["Content-Length"] = sc.clen
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	if sc.data != nil {
-		w.Write(sc.data)
-		return
-	}
-	s.copyFile(w, r, &fileEntry{rel: sc.rel}, 0, sc.size)
+	s.sendWhole(w, r, sc.rel, sc.data, sc.size)
 }
 
 // compressed returns the cached file's body in enc, compressing it once.

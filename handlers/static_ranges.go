@@ -147,7 +147,7 @@ func (s *Static) writeRange(w io.Writer, r *http.Request, e *fileEntry, rg byteR
 		w.Write(e.data[rg.start : rg.start+rg.length])
 		return
 	}
-	s.copyFile(w, r, e, rg.start, rg.length)
+	s.copyFile(w, r, e.rel, rg.start, rg.length)
 }
 
 // serveMultipart writes multipart/byteranges with an exact Content-Length.

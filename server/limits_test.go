@@ -211,20 +211,12 @@ func TestSlowloris(t *testing.T) {
 // after idle_timeout.
 func TestIdleTimeout(t *testing.T) {
 	tn := startNode(t, "idle_timeout = \"300ms\"\n")
-	conn := tn.dial(10 * time.Second)
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	resp, br := tn.getKeepAlive(10 * time.Second)
 	if resp.Close {
 		t.Fatal("server closed the connection after the first response; want keep-alive")
 	}
 	start := time.Now()
-	_, err = br.ReadByte()
+	_, err := br.ReadByte()
 	el := time.Since(start)
 	if err == nil || isTimeout(err) {
 		t.Fatalf("idle connection not closed within %v: %v", el, err)

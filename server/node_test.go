@@ -129,6 +129,23 @@ func (tn *testNode) writeConfig(cfg string) {
 	}
 }
 
+// getKeepAlive sends one keep-alive GET / on a new raw connection, reads
+// the whole response and returns it with the connection's reader, for
+// tests that then watch what the server does with the idle connection.
+func (tn *testNode) getKeepAlive(deadline time.Duration) (*http.Response, *bufio.Reader) {
+	tn.t.Helper()
+	conn := tn.dial(deadline)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, br
+}
+
 // stop cancels Run and returns its result, bounded in time.
 func (tn *testNode) stop(within time.Duration) error {
 	tn.t.Helper()
@@ -582,15 +599,7 @@ func TestReloadServerLimits(t *testing.T) {
 	if err := tn.node.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	conn := tn.dial(3 * time.Second)
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_, br := tn.getKeepAlive(3 * time.Second)
 	start := time.Now()
 	if _, err := br.ReadByte(); isTimeout(err) {
 		t.Errorf("idle_timeout reloaded to 300ms: new connection still open after %v", time.Since(start))

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -164,12 +163,6 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 	return st.static, false
 }
 
-// isDynamic reports whether r is for generated content.
-func (st *site) isDynamic(r *http.Request) bool {
-	_, dyn := st.route(r)
-	return dyn
-}
-
 // ServeHTTP is the outer bookkeeping every request of the site passes:
 // client address, body limits, access log; then the chain.
 func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -234,13 +227,6 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
-}
-
-// IsBodyTooLarge reports whether err came from reading a body past
-// max_body_bytes.
-func IsBodyTooLarge(err error) bool {
-	var mbe *http.MaxBytesError
-	return errors.As(err, &mbe)
 }
 
 func (st *site) close() {
