@@ -47,6 +47,8 @@ type fileEntry struct {
 	// gz and zst hold the compressed body of a cached file, made on the
 	// first request that wants them.
 	gz, zst atomic.Pointer[[]byte]
+	// fast holds the prepared responses of Fast, by coding.
+	fast [fastVariants]atomic.Pointer[FastFile]
 }
 
 // sidecar is a precompressed file beside the original (x.css.br).

@@ -43,6 +43,10 @@ type StaticOptions struct {
 	CacheBytes int64
 	// Logger gets the log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// Headers are the site's extra response headers, put into the
+	// responses Fast prepares (on the normal path the site's Recorder adds
+	// them).
+	Headers http.Header
 }
 
 // Static serves files from one folder: conditional requests, ranges,

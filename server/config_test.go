@@ -224,6 +224,11 @@ func TestConfigErrors(t *testing.T) {
 			want: []wantErr{{2, 1, "10.0.0.0/33"}, {5, 1, "Bad Header"}},
 		},
 		{
+			name: "header value with a line break",
+			src:  "[[site]]\nroot = \"www\"\nheaders = {\"X-A\" = \"a\\r\\nSet-Cookie: b=1\"}\n",
+			want: []wantErr{{3, 1, "control characters"}},
+		},
+		{
 			name: "bad error page status in site",
 			src:  "[[site]]\nroot = \"www\"\nerror_pages = {200 = \"x.html\"}\n",
 			want: []wantErr{{3, 1, "error_pages"}},

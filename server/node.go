@@ -297,11 +297,32 @@ type listener struct {
 	srv        *serving
 }
 
-// serving is one http.Server attached to an acceptor.
+// serving is one http.Server attached to an acceptor, behind the
+// HTTP/1.1 fast path on plain-HTTP sockets.
 type serving struct {
 	srv    *http.Server
+	front  *fastFront // nil: the http.Server takes the connections itself
 	limits serverLimits
 	done   chan struct{}
+}
+
+// shutdown stops the fast path first, so every connection it hands over
+// reaches the http.Server before that one stops, then the http.Server.
+func (sv *serving) shutdown(ctx context.Context) error {
+	if sv.front != nil {
+		if err := sv.front.shutdown(ctx); err != nil {
+			return err
+		}
+	}
+	return sv.srv.Shutdown(ctx)
+}
+
+// close closes every connection at once.
+func (sv *serving) close() {
+	if sv.front != nil {
+		sv.front.close()
+	}
+	sv.srv.Close()
 }
 
 // serverLimits are the http.Server settings taken from the config; a
@@ -320,11 +341,12 @@ type listenerSpec struct {
 	role, addr string
 	h          http.Handler
 	tls        *tls.Config // nil: plain HTTP
+	fast       bool        // answer cached static files on the fast path
 }
 
 func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
 	specs := []listenerSpec{
-		{role: "http", addr: cfg.Server.HTTP, h: n.cl.guard(http.HandlerFunc(n.serveHTTP))},
+		{role: "http", addr: cfg.Server.HTTP, h: n.cl.guard(http.HandlerFunc(n.serveHTTP)), fast: true},
 		{role: "admin", addr: cfg.Server.Admin, h: n.admin},
 	}
 	if n.certs != nil {
@@ -395,6 +417,12 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()
+	if sp.fast && sp.tls == nil {
+		handoff := newHandoffListener(acc.ln.Addr())
+		sv.front = newFastFront(ln, handoff, lim, n.log, n.fastRoute)
+		go sv.front.acceptLoop()
+		ln = handoff
+	}
 	if sp.tls != nil {
 		// The manager's config itself, not a clone: certificates and
 		// ticket keys follow its reloads. TLSConfig stays nil on the
@@ -418,9 +446,9 @@ func (n *Node) retire(sv *serving, acc *acceptor, grace time.Duration) {
 	if acc != nil {
 		acc.close() // stop taking connections at once
 	}
-	if err := sv.srv.Shutdown(ctx); err != nil {
+	if err := sv.shutdown(ctx); err != nil {
 		n.log.Warn("shutdown grace over: closing open connections", "err", err)
-		sv.srv.Close()
+		sv.close()
 	}
 	<-sv.done
 }
@@ -439,9 +467,9 @@ func (n *Node) stopListeners(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			l.acc.close()
-			if err := l.srv.srv.Shutdown(ctx); err != nil {
+			if err := l.srv.shutdown(ctx); err != nil {
 				n.log.Warn("shutdown grace over: closing open connections", "role", l.role, "err", err)
-				l.srv.srv.Close()
+				l.srv.close()
 			}
 			<-l.srv.done
 		}()

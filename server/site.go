@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"shoal/handlers"
@@ -100,6 +102,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	if err := st.pages.Reload(); err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
 	}
+	st.headers = canonicalHeaders(sc.Headers)
 	static, err := handlers.NewStatic(handlers.StaticOptions{
 		Root:           sc.Root,
 		Index:          sc.Index,
@@ -109,14 +112,13 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		Errors:         st.errors,
 		Hidden:         st.hiddenFiles(d.configAbs),
 		Logger:         d.logger,
+		Headers:        st.headers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
 	}
 	st.static = static
 	st.closers = append(st.closers, static)
-
-	st.headers = canonicalHeaders(sc.Headers)
 	// CGI internal redirects (dispatch above) stay on this node; requests
 	// from outside go through the cluster.
 	st.chain = http.HandlerFunc(st.balanced)
@@ -161,6 +163,46 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 		return st.dynamic(st.pages), true
 	}
 	return st.static, false
+}
+
+// fast returns the prepared response for a plain GET or HEAD of path when
+// route would send it to the static handler and that has it in memory;
+// nil sends the request down the full chain.
+func (st *site) fast(path, acceptEncoding string) *handlers.FastFile {
+	for _, c := range st.cgi {
+		if c.Match(path) {
+			return nil
+		}
+	}
+	if st.pages.Match(path) {
+		return nil
+	}
+	return st.static.Fast(path, acceptEncoding)
+}
+
+// logFast writes the access log line of a request the fast path answered,
+// through the same formatter as every other request.
+func (st *site) logFast(remote string, h *requestHead, started time.Time, bytes int64) {
+	hdr := http.Header{}
+	for rest := h.lines; len(rest) > 0; {
+		line, more, _ := strings.Cut(string(rest), "\r\n")
+		rest = rest[len(rest)-len(more):]
+		if line == "" {
+			break
+		}
+		name, value, _ := strings.Cut(line, ":")
+		hdr.Add(name, strings.Trim(value, " \t"))
+	}
+	path, query, _ := strings.Cut(h.target, "?")
+	method := http.MethodGet
+	if h.head {
+		method = http.MethodHead
+	}
+	r := &http.Request{Method: method, URL: &url.URL{Path: path, RawQuery: query}, RequestURI: h.target,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: h.host, RemoteAddr: remote}
+	r, info := handlers.Begin(r, st.label, st.trusted)
+	info.Handler = handlers.KindStatic
+	st.access.Log(r, &handlers.Recorder{Status: http.StatusOK, Bytes: bytes, Started: started})
 }
 
 // ServeHTTP is the outer bookkeeping every request of the site passes:

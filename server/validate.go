@@ -270,9 +270,12 @@ func (v *validator) site(i int, s *SiteConfig) {
 		}
 		s.errorPages[n] = page
 	}
-	for name := range s.Headers {
+	for name, value := range s.Headers {
 		if name == "" || strings.ContainsAny(name, " :\t\r\n") {
 			v.fail(key("headers"), "invalid header name %q", name)
+		}
+		if strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+			v.fail(key("headers"), "header %q: control characters in the value", name)
 		}
 	}
 	v.certPair(fmt.Sprintf("site.%d", i), &s.Cert, &s.Key)

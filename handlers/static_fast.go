@@ -1,0 +1,196 @@
+package handlers
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// FastFile is the whole 200 response to a plain GET or HEAD of a cached
+// file, ready to write: what the server's HTTP/1.1 fast path sends without
+// building an http.Request. It is shared by every request for the file and
+// must not be modified.
+type FastFile struct {
+	// Header is every header line but Date, each ending in CRLF, followed
+	// by the blank line that ends the header block.
+	Header []byte
+	// Body is the file's content (in the chosen coding).
+	Body []byte
+}
+
+// fast variants of an entry, by coding.
+const (
+	fastIdentity = iota
+	fastBrotli
+	fastZstd
+	fastGzip
+	fastVariants
+)
+
+func fastSlot(enc string) int {
+	switch enc {
+	case encBrotli:
+		return fastBrotli
+	case encZstd:
+		return fastZstd
+	case encGzip:
+		return fastGzip
+	}
+	return fastIdentity
+}
+
+// Fast returns the response ServeHTTP would give a GET or HEAD of urlPath
+// (an unescaped path with no dot segments) carrying no conditional or Range
+// header, when that response is a 200 with a body from memory; otherwise
+// nil, and the caller serves the request through ServeHTTP. The file is
+// checked against the disk as on every request. acceptEncoding is the
+// request's Accept-Encoding ("" when absent).
+func (s *Static) Fast(urlPath, acceptEncoding string) *FastFile {
+	rel, err := cleanURLPath(urlPath)
+	if err != nil {
+		return nil
+	}
+	e, err := s.lookup(rel)
+	if err != nil {
+		return nil
+	}
+	if e.isDir {
+		if e = s.fastIndex(urlPath, rel); e == nil {
+			return nil
+		}
+	} else if strings.HasSuffix(urlPath, "/") && rel != "" {
+		return nil
+	}
+	if e.data == nil {
+		return nil
+	}
+	enc := encIdentity
+	if s.opts.Compress && e.compressible {
+		enc = chooseEncoding(acceptEncoding, e.encodings)
+	}
+	slot := &e.fast[fastSlot(enc)]
+	if f := slot.Load(); f != nil {
+		return f
+	}
+	f := s.buildFast(e, enc)
+	if f != nil {
+		slot.Store(f)
+	}
+	return f
+}
+
+// fastIndex is serveDir's choice of index file, or nil when the directory
+// needs a redirect, a listing or an error.
+func (s *Static) fastIndex(urlPath, rel string) *fileEntry {
+	if !strings.HasSuffix(urlPath, "/") {
+		return nil
+	}
+	for _, idx := range s.opts.Index {
+		if strings.HasSuffix(idx, ".tmpl") {
+			continue
+		}
+		e, err := s.lookup(joinRel(rel, idx))
+		if err == nil && !e.isDir {
+			return e
+		}
+	}
+	return nil
+}
+
+func joinRel(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// buildFast lays out the headers serveFile and serveEncoded set for e in
+// coding enc, plus the site's headers the Recorder would add.
+func (s *Static) buildFast(e *fileEntry, enc string) *FastFile {
+	h := http.Header{
+		"Content-Type":  e.ctype,
+		"Last-Modified": e.lastMod,
+	}
+	var body []byte
+	switch sc := e.sidecar(enc); {
+	case enc == encIdentity:
+		body = e.data
+		h["Etag"] = e.etagH
+		h["Accept-Ranges"] = bytesUnit
+		h["Content-Length"] = e.clen
+	case sc != nil:
+		if sc.data == nil {
+			return nil // streamed from disk: the full path sends it
+		}
+		body = sc.data
+		h["Etag"] = sc.etag
+		h["Content-Length"] = sc.clen
+	default:
+		body = e.compressed(enc)
+		h["Etag"] = []string{e.etag[:len(e.etag)-1] + "-" + enc + `"`}
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	if enc != encIdentity {
+		h["Content-Encoding"] = []string{enc}
+	}
+	if s.opts.Compress && e.compressible {
+		h["Vary"] = varyAE
+	}
+	for k, v := range s.opts.Headers {
+		if serverOwned(k) {
+			return nil // net/http would treat it specially: leave it to the full path
+		}
+		if _, set := h[k]; !set {
+			h[k] = v
+		}
+	}
+	return &FastFile{Header: appendHeaderBlock(nil, h), Body: body}
+}
+
+// serverOwned reports headers net/http writes itself or acts on when a
+// handler sets them.
+func serverOwned(key string) bool {
+	switch key {
+	case "Date", "Connection", "Transfer-Encoding", "Trailer", "Content-Length":
+		return true
+	}
+	return false
+}
+
+// sidecar returns the precompressed file for enc, or nil.
+func (e *fileEntry) sidecar(enc string) *sidecar {
+	for i := range e.sidecars {
+		if e.sidecars[i].enc == enc {
+			return &e.sidecars[i]
+		}
+	}
+	return nil
+}
+
+// appendHeaderBlock writes h as net/http does (keys sorted, one line per
+// value) and the blank line after it.
+func appendHeaderBlock(b []byte, h http.Header) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, strings.Map(newlineToSpace, v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
+// newlineToSpace keeps a value on its line, as net/http does.
+func newlineToSpace(r rune) rune {
+	if r == '\r' || r == '\n' {
+		return ' '
+	}
+	return r
+}

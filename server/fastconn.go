@@ -1,0 +1,422 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"shoal/handlers"
+)
+
+// fastFront owns the connections of a plain-HTTP listener. It answers
+// the requests whose whole response is a cached static file itself: the
+// header block parsed in place, the response written with one writev, no
+// http.Request and no goroutine beyond the connection's own. At the first
+// request that needs anything more it hands the connection, with the bytes
+// it has read, to net/http for the rest of its life. The two paths give the
+// same answers; the fast one only skips work (bench/run.sh static measures
+// it against nginx).
+type fastFront struct {
+	ln      net.Listener // connections from the acceptor
+	handoff *handoffListener
+	route   func(*requestHead) (*site, *handlers.FastFile)
+	limits  serverLimits
+	log     *slog.Logger
+
+	closing  atomic.Bool
+	answered atomic.Int64 // responses sent by the fast path
+	// mu guards conns.
+	mu    sync.Mutex
+	conns map[*fastConn]struct{}
+}
+
+// fastRoute is the HTTP/1.1 fast path's way into the sites: the site and
+// prepared response for h, or nil when the request takes the full chain
+// (redirect_http on, a cluster to route through, or no cached file).
+func (n *Node) fastRoute(h *requestHead) (*site, *handlers.FastFile) {
+	rt := n.state.Load()
+	if rt.redirect.Load() != nil || n.cl.get() != nil {
+		return nil, nil
+	}
+	st := rt.vhosts.match(h.host)
+	ff := st.fast(h.path, h.acceptEncoding)
+	if ff == nil {
+		return nil, nil
+	}
+	return st, ff
+}
+
+// fastAnswered counts the responses the fast path of the listeners open
+// now has sent.
+func (n *Node) fastAnswered() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var sum int64
+	for _, l := range n.listeners {
+		if l.srv.front != nil {
+			sum += l.srv.front.answered.Load()
+		}
+	}
+	return sum
+}
+
+// Connection states, as net/http's: a connection waiting for its first
+// request is new, one between requests idle; only those two may be closed
+// by a graceful shutdown.
+const (
+	connNew int32 = iota
+	connIdle
+	connActive
+	connClosed
+)
+
+// fastBufferSize is the read buffer of a connection: a header block that
+// does not fit goes to net/http, which applies max_header_bytes.
+const fastBufferSize = 4096
+
+type fastConn struct {
+	tcp      *net.TCPConn
+	br       *bufio.Reader
+	state    atomic.Int32
+	accepted time.Time
+	remote   string
+
+	dateSec int64
+	status  []byte // "HTTP/1.1 200 OK\r\nDate: ...\r\n"
+	bufs    [3][]byte
+	wb      net.Buffers
+	info    handlers.Info
+}
+
+func newFastFront(ln net.Listener, handoff *handoffListener, lim serverLimits, log *slog.Logger,
+	route func(*requestHead) (*site, *handlers.FastFile)) *fastFront {
+	return &fastFront{ln: ln, handoff: handoff, route: route, limits: lim, log: log,
+		conns: map[*fastConn]struct{}{}}
+}
+
+// acceptLoop takes connections until the listener closes.
+func (f *fastFront) acceptLoop() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return // the acceptor retries its own errors; this one means closed
+		}
+		tcp, ok := c.(*net.TCPConn)
+		if !ok {
+			f.handoff.give(c)
+			continue
+		}
+		fc := &fastConn{tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+			remote: tcp.RemoteAddr().String()}
+		if !f.track(fc) {
+			tcp.Close()
+			continue
+		}
+		go f.serveConn(fc)
+	}
+}
+
+func (f *fastFront) track(fc *fastConn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing.Load() {
+		return false
+	}
+	f.conns[fc] = struct{}{}
+	return true
+}
+
+func (f *fastFront) forget(fc *fastConn) {
+	f.mu.Lock()
+	delete(f.conns, fc)
+	f.mu.Unlock()
+}
+
+// serveConn answers requests on fc until it closes or goes to net/http.
+func (f *fastFront) serveConn(fc *fastConn) {
+	for first := true; ; first = false {
+		n, err := f.readHead(fc, first)
+		if err != nil {
+			f.forget(fc)
+			if errors.Is(err, errHandOff) {
+				f.handOff(fc)
+				return
+			}
+			fc.tcp.Close()
+			return
+		}
+		head := fc.peek()[:n]
+		h, ok := parseHead(head)
+		var st *site
+		var ff *handlers.FastFile
+		if ok {
+			st, ff = f.route(&h)
+		}
+		if ff == nil {
+			f.forget(fc)
+			f.handOff(fc)
+			return
+		}
+		fc.br.Discard(n)
+		closing := h.close || f.closing.Load()
+		if !f.answer(fc, st, &h, ff, closing) || closing {
+			f.forget(fc)
+			f.closeGracefully(fc)
+			return
+		}
+		fc.state.Store(connIdle)
+		if f.closing.Load() && fc.state.CompareAndSwap(connIdle, connClosed) {
+			f.forget(fc)
+			fc.tcp.Close()
+			return
+		}
+	}
+}
+
+// errHandOff: the request is one for net/http.
+var errHandOff = errors.New("hand off to net/http")
+
+// readHead waits for the next request and reads its header block into the
+// buffer, returning its length. Deadlines follow net/http's: idle_timeout
+// between requests, read_header_timeout from a request's first byte.
+func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
+	if fc.br.Buffered() == 0 {
+		switch {
+		case first && f.limits.readHeader > 0:
+			fc.tcp.SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
+		case !first && f.limits.idle > 0:
+			fc.tcp.SetReadDeadline(time.Now().Add(f.limits.idle))
+		case !first:
+			fc.tcp.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
+		}
+		if _, err := fc.br.Peek(1); err != nil {
+			return 0, err
+		}
+	}
+	if !fc.state.CompareAndSwap(connNew, connActive) && !fc.state.CompareAndSwap(connIdle, connActive) {
+		return 0, net.ErrClosed // a shutdown closed it
+	}
+	n := headEnd(fc.peek())
+	if n >= 0 {
+		return n, nil
+	}
+	if !first && f.limits.readHeader > 0 {
+		// From the request's first byte; a new connection's deadline runs
+		// from its accept already.
+		fc.tcp.SetReadDeadline(time.Now().Add(f.limits.readHeader))
+	}
+	for n < 0 {
+		have := fc.br.Buffered()
+		if have == fastBufferSize {
+			return 0, errHandOff // too long for the fast path: net/http applies the limit
+		}
+		if _, err := fc.br.Peek(have + 1); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, err // net/http closes a connection that sent too slowly, without a word
+			}
+			return 0, errHandOff // let net/http answer a cut-off request as it does
+		}
+		n = headEnd(fc.peek())
+	}
+	return n, nil
+}
+
+func (fc *fastConn) peek() []byte {
+	b, _ := fc.br.Peek(fc.br.Buffered())
+	return b
+}
+
+// answer writes ff as the response to h, with the site's bookkeeping
+// (metrics, access log) as site.ServeHTTP does it. The books are written
+// before the response, as on the full path, where net/http sends a small
+// response only once the handler has returned: a client that reads its
+// response and then the metrics finds its request counted. It reports
+// whether the whole response went out.
+func (f *fastFront) answer(fc *fastConn, st *site, h *requestHead, ff *handlers.FastFile, closing bool) bool {
+	now := time.Now()
+	body := ff.Body
+	if h.head {
+		body = nil
+	}
+	span := st.metrics.Start(st.label)
+	fc.info = handlers.Info{Site: st.label, Handler: handlers.KindStatic}
+	span.End(&fc.info, http.StatusOK, int64(len(body)))
+	if st.access != nil {
+		st.logFast(fc.remote, h, now, int64(len(body)))
+	}
+	f.answered.Add(1)
+
+	if f.limits.send > 0 {
+		fc.tcp.SetWriteDeadline(now.Add(f.limits.send))
+	}
+	fc.bufs = [3][]byte{fc.statusLine(now, closing), ff.Header, body}
+	want := int64(len(fc.bufs[0]) + len(fc.bufs[1]) + len(body))
+	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
+	sent, err := fc.wb.WriteTo(fc.tcp)
+	return err == nil && sent == want
+}
+
+// statusLine is the status and Date lines, the date formatted once a
+// second per connection.
+func (fc *fastConn) statusLine(now time.Time, closing bool) []byte {
+	if sec := now.Unix(); sec != fc.dateSec || fc.status == nil {
+		fc.dateSec = sec
+		b := append(fc.status[:0], "HTTP/1.1 200 OK\r\nDate: "...)
+		b = now.UTC().AppendFormat(b, http.TimeFormat)
+		fc.status = append(b, "\r\n"...)
+	}
+	if closing {
+		return append(fc.status[:len(fc.status):len(fc.status)], "Connection: close\r\n"...)
+	}
+	return fc.status
+}
+
+// closeGracefully closes after a last response without cutting it short:
+// the write side first, then whatever the client still sends is read for
+// a moment, so the kernel never answers unread bytes with a reset that
+// could destroy the response in flight (net/http does the same).
+func (f *fastFront) closeGracefully(fc *fastConn) {
+	fc.state.Store(connClosed)
+	fc.tcp.CloseWrite()
+	fc.tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(fc.tcp, 256<<10))
+	fc.tcp.Close()
+}
+
+// handOff gives the connection and what was read of it to net/http.
+func (f *fastFront) handOff(fc *fastConn) {
+	pending := append([]byte(nil), fc.peek()...)
+	// net/http sets the deadlines it wants; none of ours may linger.
+	fc.tcp.SetDeadline(time.Time{})
+	f.handoff.give(&replayConn{TCPConn: fc.tcp, pending: pending})
+}
+
+// shutdown stops taking connections, closes the idle ones and waits for
+// the others to finish their request, until ctx ends.
+func (f *fastFront) shutdown(ctx context.Context) error {
+	f.closing.Store(true)
+	f.ln.Close()
+	wait := time.Millisecond
+	for {
+		if f.closeIdle() == 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// closeIdle closes the connections between requests (and those that
+// brought none in five seconds, as net/http does) and returns how many are
+// left.
+func (f *fastFront) closeIdle() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := time.Now().Add(-5 * time.Second)
+	for fc := range f.conns {
+		if fc.state.CompareAndSwap(connIdle, connClosed) ||
+			fc.accepted.Before(old) && fc.state.CompareAndSwap(connNew, connClosed) {
+			fc.tcp.Close()
+			delete(f.conns, fc)
+		}
+	}
+	return len(f.conns)
+}
+
+// close closes every connection at once.
+func (f *fastFront) close() {
+	f.closing.Store(true)
+	f.ln.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for fc := range f.conns {
+		fc.state.Store(connClosed)
+		fc.tcp.Close()
+		delete(f.conns, fc)
+	}
+}
+
+// handoffListener is the net.Listener the http.Server behind a fastFront
+// accepts from.
+type handoffListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// give passes c to the http.Server, or closes it when that has stopped.
+func (l *handoffListener) give(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// replayConn is a connection handed to net/http: the bytes the fast path
+// already read come first. Embedding the *net.TCPConn keeps sendfile
+// (ReadFrom) and CloseWrite, which net/http looks for.
+type replayConn struct {
+	*net.TCPConn
+	pending []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}
+
+// WriteTo keeps io.Copy from the connection (splice) from skipping the
+// replayed bytes.
+func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(c.pending) > 0 {
+		m, err := w.Write(c.pending)
+		n += int64(m)
+		c.pending = c.pending[m:]
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := c.TCPConn.WriteTo(w)
+	return n + m, err
+}

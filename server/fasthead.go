@@ -1,0 +1,261 @@
+package server
+
+import (
+	"bytes"
+	"strings"
+)
+
+// requestHead is what the HTTP/1.1 fast path learns from a request's
+// header block. parseHead fills it only for the requests the fast path
+// may answer itself: GET or HEAD of a plain path, no body, no header that
+// changes a static response. Everything else goes to net/http untouched.
+type requestHead struct {
+	head           bool   // HEAD, else GET
+	target         string // the request-target as sent: path and query
+	path           string // target up to the '?'
+	host           string
+	acceptEncoding string
+	close          bool // Connection: close
+	// forwarded: the request carries a cluster or forwarding header, which
+	// the cluster strips or checks; only the full path handles those.
+	forwarded bool
+	// lines is the header block without the request line, for the access
+	// log (which wants the Referer, User-Agent and friends).
+	lines []byte
+}
+
+// headEnd returns the length of the header block at the start of b (up to
+// and including the blank line), or -1 when b does not hold all of it yet.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		end := i + j + 1
+		line := b[i:end]
+		if i > 0 && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
+			return end
+		}
+		i = end
+	}
+}
+
+// parseHead parses a complete header block (as measured by headEnd) and
+// reports whether the fast path may answer it. Any doubt means no: a
+// request the fast path declines is served by net/http exactly as if the
+// fast path did not exist.
+func parseHead(b []byte) (h requestHead, ok bool) {
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 1 || b[nl-1] != '\r' {
+		return h, false
+	}
+	if !h.requestLine(b[:nl-1]) {
+		return h, false
+	}
+	h.lines = b[nl+1:]
+	hosts := 0
+	for rest := h.lines; ; {
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 1 || rest[nl-1] != '\r' {
+			return h, false
+		}
+		line := rest[:nl-1]
+		rest = rest[nl+1:]
+		if len(line) == 0 {
+			break
+		}
+		name, value, good := splitHeader(line)
+		if !good {
+			return h, false
+		}
+		switch fieldOf(name) {
+		case fieldHost:
+			hosts++
+			h.host = string(value)
+		case fieldAcceptEncoding:
+			if h.acceptEncoding != "" {
+				return h, false // several: let net/http join them
+			}
+			h.acceptEncoding = string(value)
+		case fieldConnection:
+			switch {
+			case equalFold(value, "keep-alive"):
+			case equalFold(value, "close"):
+				h.close = true
+			default:
+				return h, false
+			}
+		case fieldForwarded:
+			h.forwarded = true
+		case fieldDecline:
+			return h, false
+		}
+	}
+	return h, hosts == 1 && validHost(h.host)
+}
+
+// requestLine accepts "GET /path HTTP/1.1" and "HEAD /path HTTP/1.1"
+// with a target of plain path characters (no escapes, no dot segments, no
+// empty segments) and an optional query.
+func (h *requestHead) requestLine(line []byte) bool {
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		line = line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		h.head = true
+		line = line[5:]
+	default:
+		return false
+	}
+	const proto = " HTTP/1.1"
+	if !bytes.HasSuffix(line, []byte(proto)) {
+		return false
+	}
+	target := line[:len(line)-len(proto)]
+	path, query, hasQuery := bytes.Cut(target, []byte("?"))
+	if !plainPath(path) || hasQuery && !plainQuery(query) {
+		return false
+	}
+	h.target = string(target)
+	h.path = h.target[:len(path)]
+	return true
+}
+
+// plainPath: starts with '/', only unreserved and sub-delim characters
+// (no '%', so the path is its own decoding), no "//" and no segment
+// starting with '.' (dotfiles and dot segments take the full path).
+func plainPath(p []byte) bool {
+	if len(p) == 0 || p[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '/' || c == '.':
+			if p[i-1] == '/' {
+				return false
+			}
+		case !pathChar(c):
+			return false
+		}
+	}
+	return true
+}
+
+func pathChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("-_~!$&'()*+,;=:@", c) >= 0
+}
+
+func plainQuery(q []byte) bool {
+	for _, c := range q {
+		if !pathChar(c) && c != '/' && c != '?' && c != '.' && c != '%' {
+			return false
+		}
+	}
+	return true
+}
+
+// splitHeader splits "Name: value" with a token name (no space before the
+// colon: net/http refuses that) and a value without control characters.
+func splitHeader(line []byte) (name, value []byte, ok bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon < 1 {
+		return nil, nil, false
+	}
+	name = line[:colon]
+	for _, c := range name {
+		if !tokenChar(c) {
+			return nil, nil, false
+		}
+	}
+	value = bytes.Trim(line[colon+1:], " \t")
+	for _, c := range value {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return nil, nil, false
+		}
+	}
+	return name, value, true
+}
+
+func tokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// validHost accepts a name or address with an optional port: what
+// net/http accepts too, and nothing that needs its judgement.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// header fields the fast path looks at.
+const (
+	fieldOther = iota
+	fieldHost
+	fieldAcceptEncoding
+	fieldConnection
+	fieldForwarded
+	fieldDecline // changes the response or brings a body: full path
+)
+
+// fieldOf classifies a header name. Declined are the fields that make a
+// static response anything but the plain 200 (conditionals, ranges),
+// announce a body, or ask for a protocol change.
+func fieldOf(name []byte) int {
+	var buf [24]byte
+	if len(name) > len(buf) {
+		return fieldOther
+	}
+	lower := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	switch string(lower) {
+	case "host":
+		return fieldHost
+	case "accept-encoding":
+		return fieldAcceptEncoding
+	case "connection":
+		return fieldConnection
+	case "content-length", "transfer-encoding", "expect", "upgrade", "range", "if-range",
+		"if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+		"http2-settings", "te", "trailer":
+		return fieldDecline
+	case "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
+		"x-shoal-hop", "x-shoal-load":
+		return fieldForwarded
+	}
+	return fieldOther
+}
+
+// equalFold compares ASCII case-insensitively; want is lower case.
+func equalFold(b []byte, want string) bool {
+	if len(b) != len(want) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
