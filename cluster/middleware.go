@@ -49,6 +49,22 @@ func (c *Cluster) Middleware(covered func(*http.Request) bool) func(http.Handler
 	}
 }
 
+// ServingLocal counts one request served here without Serve in the load
+// peers see: the server's fast path uses it for what Serve would serve
+// here anyway (a request the balance setting does not cover and that
+// carries no cluster header or marker). Call the matching DoneLocal when
+// the response is out.
+func (c *Cluster) ServingLocal() {
+	c.inflight.Add(1)
+	c.kickLoad()
+}
+
+// DoneLocal ends what ServingLocal started.
+func (c *Cluster) DoneLocal() {
+	c.inflight.Add(-1)
+	c.kickLoad()
+}
+
 // Serve routes one request. Every request served here counts as in-flight
 // (the load peers see). A covered request goes through the policy and is
 // served here by local, proxied to a peer or redirected there; one that

@@ -177,8 +177,6 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 	}, nil
 }
 
-// observeRoute records proxied and redirected requests for the access log
-// and metrics.
 // routeObserver records where the cluster sent a request, for the access
 // log and metrics; m may be nil.
 func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {

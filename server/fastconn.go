@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"shoal/cluster"
 	"shoal/handlers"
 )
 
@@ -27,7 +29,7 @@ import (
 type fastFront struct {
 	ln      net.Listener // connections from the acceptor
 	handoff *handoffListener
-	route   func(*requestHead) (*site, *handlers.FastFile)
+	route   func(*requestHead) fastAnswer
 	limits  serverLimits
 	log     *slog.Logger
 
@@ -38,20 +40,33 @@ type fastFront struct {
 	conns map[*fastConn]struct{}
 }
 
-// fastRoute is the HTTP/1.1 fast path's way into the sites: the site and
-// prepared response for h, or nil when the request takes the full chain
-// (redirect_http on, a cluster to route through, or no cached file).
-func (n *Node) fastRoute(h *requestHead) (*site, *handlers.FastFile) {
+// fastAnswer is what the fast path needs to answer a request.
+type fastAnswer struct {
+	site *site
+	file *handlers.FastFile
+	// cluster, when running, counts the request in this node's load.
+	cluster *cluster.Cluster
+}
+
+// fastRoute is the HTTP/1.1 fast path's way into the sites: the answer for
+// h, or a zero one when the request takes the full chain: redirect_http
+// is on, the cluster may route it elsewhere (balance = "all", or a hop
+// header or redirect marker to check), or no cached file answers it.
+func (n *Node) fastRoute(h *requestHead) fastAnswer {
 	rt := n.state.Load()
-	if rt.redirect.Load() != nil || n.cl.get() != nil {
-		return nil, nil
+	if rt.redirect.Load() != nil {
+		return fastAnswer{}
 	}
 	st := rt.vhosts.match(h.host)
+	c := n.cl.get()
+	if c != nil && (h.forwarded || balanced(st.balance, false) || strings.Contains(h.target, "_shoal")) {
+		return fastAnswer{}
+	}
 	ff := st.fast(h.path, h.acceptEncoding)
 	if ff == nil {
-		return nil, nil
+		return fastAnswer{}
 	}
-	return st, ff
+	return fastAnswer{site: st, file: ff, cluster: c}
 }
 
 // fastAnswered counts the responses the fast path of the listeners open
@@ -97,7 +112,7 @@ type fastConn struct {
 }
 
 func newFastFront(ln net.Listener, handoff *handoffListener, lim serverLimits, log *slog.Logger,
-	route func(*requestHead) (*site, *handlers.FastFile)) *fastFront {
+	route func(*requestHead) fastAnswer) *fastFront {
 	return &fastFront{ln: ln, handoff: handoff, route: route, limits: lim, log: log,
 		conns: map[*fastConn]struct{}{}}
 }
@@ -155,19 +170,18 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		}
 		head := fc.peek()[:n]
 		h, ok := parseHead(head)
-		var st *site
-		var ff *handlers.FastFile
+		var a fastAnswer
 		if ok {
-			st, ff = f.route(&h)
+			a = f.route(&h)
 		}
-		if ff == nil {
+		if a.file == nil {
 			f.forget(fc)
 			f.handOff(fc)
 			return
 		}
 		fc.br.Discard(n)
 		closing := h.close || f.closing.Load()
-		if !f.answer(fc, st, &h, ff, closing) || closing {
+		if !f.answer(fc, &h, a, closing) || closing {
 			f.forget(fc)
 			f.closeGracefully(fc)
 			return
@@ -240,7 +254,12 @@ func (fc *fastConn) peek() []byte {
 // response only once the handler has returned: a client that reads its
 // response and then the metrics finds its request counted. It reports
 // whether the whole response went out.
-func (f *fastFront) answer(fc *fastConn, st *site, h *requestHead, ff *handlers.FastFile, closing bool) bool {
+func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing bool) bool {
+	if a.cluster != nil {
+		a.cluster.ServingLocal()
+		defer a.cluster.DoneLocal()
+	}
+	st, ff := a.site, a.file
 	now := time.Now()
 	body := ff.Body
 	if h.head {

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// startClusterNode runs a one-node cluster serving www/x.txt with the
+// given cluster.balance.
+func startClusterNode(t *testing.T, name, balance string) *Node {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "www", "x.txt"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "shoal.toml")
+	src := `[log]
+access = "off"
+[server]
+name = "` + name + `"
+http = "127.0.0.1:0"
+admin = ""
+drain_delay = "0s"
+[cluster]
+enabled = true
+gossip = "127.0.0.1:0"
+secret = "` + retuneSecret + `"
+balance = "` + balance + `"
+[[site]]
+root = "www"
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(func() (*Config, error) { return LoadConfig(path) },
+		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("node did not stop")
+		}
+	})
+	select {
+	case <-n.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	return n
+}
+
+// TestFastPathInCluster: with the cluster on, a static file the balance
+// setting leaves local is still answered by the fast path and counted in
+// the node's load while it is served (back to 0 after); a request with a
+// hop header, or under balance = "all", takes the full chain.
+func TestFastPathInCluster(t *testing.T) {
+	cases := []struct {
+		balance string
+		hdr     []string
+		fast    bool
+	}{
+		{"dynamic", nil, true},
+		{"none", nil, true},
+		{"dynamic", []string{"X-Shoal-Hop", "forged"}, false},
+		{"dynamic", []string{"X-Forwarded-For", "192.0.2.1"}, false},
+		{"all", nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.balance+"/"+map[bool]string{true: "fast", false: "full"}[tc.fast], func(t *testing.T) {
+			n := startClusterNode(t, "fast-"+tc.balance, tc.balance)
+			url := "http://" + n.Addrs()["http"]
+			before := n.fastAnswered()
+			req, _ := http.NewRequest("GET", url+"/x.txt", nil)
+			for i := 0; i+1 < len(tc.hdr); i += 2 {
+				req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+			}
+			c := &http.Client{Timeout: 10 * time.Second}
+			defer c.CloseIdleConnections()
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "x\n" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			if got := n.fastAnswered() - before; got != map[bool]int64{true: 1, false: 0}[tc.fast] {
+				t.Errorf("fast path answered %d", got)
+			}
+			inflight := func() int64 {
+				for _, m := range n.cl.get().Members() {
+					if m.Self {
+						return m.Inflight // what peers are told
+					}
+				}
+				t.Fatal("no entry for this node")
+				return 0
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for inflight() != 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := inflight(); got != 0 {
+				t.Errorf("in flight after the response: %d", got)
+			}
+		})
+	}
+}
