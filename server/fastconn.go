@@ -29,7 +29,7 @@ import (
 type fastFront struct {
 	ln      net.Listener // connections from the acceptor
 	handoff *handoffListener
-	route   func(*requestHead) fastAnswer
+	route   func(requestHead) fastAnswer
 	limits  serverLimits
 	log     *slog.Logger
 
@@ -52,7 +52,7 @@ type fastAnswer struct {
 // h, or a zero one when the request takes the full chain: redirect_http
 // is on, the cluster may route it elsewhere (balance = "all", or a hop
 // header or redirect marker to check), or no cached file answers it.
-func (n *Node) fastRoute(h *requestHead) fastAnswer {
+func (n *Node) fastRoute(h requestHead) fastAnswer {
 	rt := n.state.Load()
 	if rt.redirect.Load() != nil {
 		return fastAnswer{}
@@ -112,7 +112,7 @@ type fastConn struct {
 }
 
 func newFastFront(ln net.Listener, handoff *handoffListener, lim serverLimits, log *slog.Logger,
-	route func(*requestHead) fastAnswer) *fastFront {
+	route func(requestHead) fastAnswer) *fastFront {
 	return &fastFront{ln: ln, handoff: handoff, route: route, limits: lim, log: log,
 		conns: map[*fastConn]struct{}{}}
 }
@@ -172,7 +172,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		h, ok := parseHead(head)
 		var a fastAnswer
 		if ok {
-			a = f.route(&h)
+			a = f.route(h)
 		}
 		if a.file == nil {
 			f.forget(fc)

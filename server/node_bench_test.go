@@ -1,8 +1,12 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,4 +42,80 @@ func BenchmarkNodeStatic(b *testing.B) {
 		clear(w.h)
 		n.ServeHTTP(w, req)
 	}
+}
+
+// BenchmarkNodeWire serves a cached 1 KiB file over a real keep-alive
+// connection, as wrk does: a 200 on the HTTP/1.1 fast path, and a 304
+// (If-None-Match), which net/http serves. The client side allocates
+// nothing, so the allocations reported are the server's.
+func BenchmarkNodeWire(b *testing.B) {
+	dir := b.TempDir()
+	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
+	os.WriteFile(filepath.Join(dir, "www", "1k.html"), make([]byte, 1024), 0o644)
+	cfgPath := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
+	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-n.Ready()
+	addr := n.Addrs()["http"]
+
+	resp, err := http.Get("http://" + addr + "/1k.html")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	etag := resp.Header.Get("Etag")
+	for _, bc := range []struct {
+		name, req string
+		fast      bool
+	}{
+		{"200", "GET /1k.html HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"304", "GET /1k.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\n\r\n", false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			req := []byte(bc.req)
+			// Learn the response's length once, then read exactly that.
+			conn.Write(req)
+			first := readOne(b, conn)
+			buf := make([]byte, len(first))
+			before := n.fastAnswered()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := conn.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(conn, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if fast := n.fastAnswered()-before == int64(b.N); fast != bc.fast {
+				b.Fatalf("fast path used: %v, want %v", fast, bc.fast)
+			}
+		})
+	}
+}
+
+// readOne reads one whole response (Content-Length framed) from conn.
+func readOne(b *testing.B, conn net.Conn) []byte {
+	var raw bytes.Buffer
+	resp, err := http.ReadResponse(bufio.NewReader(io.TeeReader(conn, &raw)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return raw.Bytes()
 }
