@@ -65,6 +65,21 @@ func (c *Cluster) DoneLocal() {
 	c.kickLoad()
 }
 
+// CheckHop checks a request's X-Shoal-Hop value as Serve does: ok when a
+// peer signed it for this method, host and path within its validity.
+// client is the address the peer vouches for ("" when none).
+func (c *Cluster) CheckHop(value, method, host, path string) (client string, ok bool) {
+	from, client, ok := c.keys.checkHop(value, method, host, path, c.opts.Timings.hopValidity(), time.Now())
+	return client, ok && from != c.opts.Name
+}
+
+// LoadHeader is the header line Serve adds to its response to a proxied
+// request: this node's load, signed, for the peer that sent it. Call it
+// between ServingLocal and DoneLocal, so the load counts the request.
+func (c *Cluster) LoadHeader() string {
+	return loadHeader + ": " + c.keys.loadValue(c.report(), time.Now()) + "\r\n"
+}
+
 // Serve routes one request. Every request served here counts as in-flight
 // (the load peers see). A covered request goes through the policy and is
 // served here by local, proxied to a peer or redirected there; one that

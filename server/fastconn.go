@@ -46,27 +46,44 @@ type fastAnswer struct {
 	file *handlers.FastFile
 	// cluster, when running, counts the request in this node's load.
 	cluster *cluster.Cluster
+	// hop: a peer proxied the request here; the response carries this
+	// node's load and the access log the client the peer vouched for.
+	hop    bool
+	client string
 }
 
 // fastRoute is the HTTP/1.1 fast path's way into the sites: the answer for
-// h, or a zero one when the request takes the full chain: redirect_http
-// is on, the cluster may route it elsewhere (balance = "all", or a hop
-// header or redirect marker to check), or no cached file answers it.
+// h, or one without a file when the request takes the full chain:
+// redirect_http is on, the cluster may route it elsewhere (balance =
+// "all", or a redirect marker), it carries a hop header that does not
+// check out or forwarding headers the cluster would strip, or no cached
+// file answers it.
 func (n *Node) fastRoute(h requestHead) fastAnswer {
 	rt := n.state.Load()
 	if rt.redirect.Load() != nil {
 		return fastAnswer{}
 	}
 	st := rt.vhosts.match(h.host)
-	c := n.cl.get()
-	if c != nil && (h.forwarded || balanced(st.balance, false) || strings.Contains(h.target, "_shoal")) {
+	a := fastAnswer{site: st, cluster: n.cl.get()}
+	switch c := a.cluster; {
+	case c == nil: // no cluster: its headers mean nothing
+	case strings.Contains(h.target, "_shoal"):
+		return fastAnswer{}
+	case h.hop != "":
+		method := http.MethodGet
+		if h.head {
+			method = http.MethodHead
+		}
+		if a.client, a.hop = c.CheckHop(h.hop, method, h.host, h.path); !a.hop {
+			return fastAnswer{}
+		}
+	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
-	ff := st.fast(h.path, h.acceptEncoding)
-	if ff == nil {
+	if a.file = st.fast(h.path, h.acceptEncoding); a.file == nil {
 		return fastAnswer{}
 	}
-	return fastAnswer{site: st, file: ff, cluster: c}
+	return a
 }
 
 // fastAnswered counts the responses the fast path of the listeners open
@@ -106,7 +123,7 @@ type fastConn struct {
 
 	dateSec int64
 	status  []byte // "HTTP/1.1 200 OK\r\nDate: ...\r\n"
-	bufs    [3][]byte
+	bufs    [4][]byte
 	wb      net.Buffers
 	info    handlers.Info
 }
@@ -261,6 +278,14 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	}
 	st, ff := a.site, a.file
 	now := time.Now()
+	var load string
+	remote := fc.remote
+	if a.hop {
+		load = a.cluster.LoadHeader()
+		if a.client != "" {
+			remote = a.client
+		}
+	}
 	body := ff.Body
 	if h.head {
 		body = nil
@@ -269,15 +294,15 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	fc.info = handlers.Info{Site: st.label, Handler: handlers.KindStatic}
 	span.End(&fc.info, http.StatusOK, int64(len(body)))
 	if st.access != nil {
-		st.logFast(fc.remote, h, now, int64(len(body)))
+		st.logFast(remote, h, now, int64(len(body)))
 	}
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {
 		fc.tcp.SetWriteDeadline(now.Add(f.limits.send))
 	}
-	fc.bufs = [3][]byte{fc.statusLine(now, closing), ff.Header, body}
-	want := int64(len(fc.bufs[0]) + len(fc.bufs[1]) + len(body))
+	fc.bufs = [4][]byte{fc.statusLine(now, closing), []byte(load), ff.Header, body}
+	want := int64(len(fc.bufs[0]) + len(load) + len(fc.bufs[2]) + len(body))
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
 	sent, err := fc.wb.WriteTo(fc.tcp)
 	return err == nil && sent == want

@@ -1,12 +1,17 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,12 +19,18 @@ import (
 // startClusterNode runs a one-node cluster serving www/x.txt with the
 // given cluster.balance.
 func startClusterNode(t *testing.T, name, balance string) *Node {
+	return startClusterNodeWith(t, name, "x\n", `balance = "`+balance+`"`)
+}
+
+// startClusterNodeWith runs a cluster node whose www/x.txt holds body,
+// with more [cluster] keys.
+func startClusterNodeWith(t *testing.T, name, body, clusterKeys string) *Node {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "www", "x.txt"), []byte("x\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "www", "x.txt"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "shoal.toml")
@@ -34,7 +45,7 @@ drain_delay = "0s"
 enabled = true
 gossip = "127.0.0.1:0"
 secret = "` + retuneSecret + `"
-balance = "` + balance + `"
+` + clusterKeys + `
 [[site]]
 root = "www"
 `
@@ -124,4 +135,104 @@ func TestFastPathInCluster(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFastPathServesHops: a request a peer proxied here (a valid hop
+// header) is answered by the fast path, with this node's signed load in
+// the response for the proxying peer. B's peer_url points at a relay that
+// records what B sends back to A.
+func TestFastPathServesHops(t *testing.T) {
+	relay := newRelay(t)
+	keys := "balance = \"all\"\npolicy = \"round_robin\""
+	a := startClusterNodeWith(t, "hop-a", "A", keys)
+	b := startClusterNodeWith(t, "hop-b", "B", keys+"\npeer_url = \"http://"+relay.addr()+"\"\njoin = [\""+a.cl.get().GossipAddr()+"\"]")
+	relay.target.Store(b.Addrs()["http"])
+	deadline := time.Now().Add(10 * time.Second)
+	for len(a.cl.get().Members()) < 2 || len(b.cl.get().Members()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("nodes did not see each other")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := b.fastAnswered()
+	c := &http.Client{Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	served := map[string]int{}
+	for range 40 {
+		resp, err := c.Get("http://" + a.Addrs()["http"] + "/x.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Shoal-Load") != "" {
+			t.Fatalf("status %d, load header %q", resp.StatusCode, resp.Header.Get("X-Shoal-Load"))
+		}
+		served[string(body)]++
+	}
+	if served["B"] == 0 {
+		t.Fatalf("no request reached the peer: %v", served)
+	}
+	if got := b.fastAnswered() - before; got != int64(served["B"]) {
+		t.Errorf("peer answered %d hops on the fast path, want all %d", got, served["B"])
+	}
+	if got := strings.Count(relay.received(), "\r\nX-Shoal-Load: "); got != served["B"] {
+		t.Errorf("%d of the peer's %d responses carry its load", got, served["B"])
+	}
+}
+
+// relay is a TCP relay that records the bytes its target sends back.
+type relay struct {
+	ln     net.Listener
+	target atomic.Value // string: host:port
+	mu     sync.Mutex
+	back   bytes.Buffer
+}
+
+func newRelay(t *testing.T) *relay {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go r.serve(c)
+		}
+	}()
+	return r
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) serve(c net.Conn) {
+	defer c.Close()
+	target, _ := r.target.Load().(string)
+	if target == "" {
+		return
+	}
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go io.Copy(up, c)
+	io.Copy(io.MultiWriter(c, r), up)
+}
+
+func (r *relay) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.back.Write(p)
+}
+
+func (r *relay) received() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.back.String()
 }

@@ -16,9 +16,11 @@ type requestHead struct {
 	host           string
 	acceptEncoding string
 	close          bool // Connection: close
-	// forwarded: the request carries a cluster or forwarding header, which
-	// the cluster strips or checks; only the full path handles those.
+	// forwarded: the request carries a forwarding header, which the
+	// cluster strips from clients it does not trust.
 	forwarded bool
+	// hop is the X-Shoal-Hop header: a peer proxied the request here.
+	hop string
 	// lines is the header block without the request line, for the access
 	// log (which wants the Referer, User-Agent and friends).
 	lines []byte
@@ -88,6 +90,11 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 			}
 		case fieldForwarded:
 			h.forwarded = true
+		case fieldHop:
+			if h.hop != "" {
+				return h, false
+			}
+			h.hop = string(value)
 		case fieldDecline:
 			return h, false
 		}
@@ -207,6 +214,7 @@ const (
 	fieldAcceptEncoding
 	fieldConnection
 	fieldForwarded
+	fieldHop
 	fieldDecline // changes the response or brings a body: full path
 )
 
@@ -234,11 +242,12 @@ func fieldOf(name []byte) int {
 		return fieldConnection
 	case "content-length", "transfer-encoding", "expect", "upgrade", "range", "if-range",
 		"if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
-		"http2-settings", "te", "trailer":
+		"http2-settings", "te", "trailer", "x-shoal-load":
 		return fieldDecline
-	case "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
-		"x-shoal-hop", "x-shoal-load":
+	case "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip":
 		return fieldForwarded
+	case "x-shoal-hop":
+		return fieldHop
 	}
 	return fieldOther
 }

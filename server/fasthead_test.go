@@ -49,8 +49,10 @@ func TestParseHead(t *testing.T) {
 			requestHead{target: "/", path: "/", host: "h"}},
 		{"forwarded noted", "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", ok,
 			requestHead{target: "/", path: "/", host: "h", forwarded: true}},
-		{"hop header noted", "GET / HTTP/1.1\r\nHost: h\r\nx-shoal-hop: z\r\n\r\n", ok,
-			requestHead{target: "/", path: "/", host: "h", forwarded: true}},
+		{"hop header kept", "GET / HTTP/1.1\r\nHost: h\r\nx-shoal-hop: z.y\r\n\r\n", ok,
+			requestHead{target: "/", path: "/", host: "h", hop: "z.y"}},
+		{"two hop headers", "GET / HTTP/1.1\r\nHost: h\r\nX-Shoal-Hop: a\r\nX-Shoal-Hop: b\r\n\r\n", no, requestHead{}},
+		{"load header", "GET / HTTP/1.1\r\nHost: h\r\nX-Shoal-Load: a\r\n\r\n", no, requestHead{}},
 
 		{"POST", "POST / HTTP/1.1\r\nHost: h\r\n\r\n", no, requestHead{}},
 		{"lower-case method", "get / HTTP/1.1\r\nHost: h\r\n\r\n", no, requestHead{}},
