@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -57,7 +56,7 @@ type Cluster struct {
 	conflict *conflictNote      // the last report of another node using our name
 
 	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	transport *leanTransport
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -102,7 +101,7 @@ func New(opts Options) (*Cluster, error) {
 	if c.meta, err = c.selfMeta().encode(); err != nil {
 		return nil, err
 	}
-	c.transport = newTransport(opts.Timings.dialTimeout())
+	c.transport = newLeanTransport(newTransport(opts.Timings.dialTimeout()))
 	c.proxy = c.newProxy()
 	cfg, err := c.memberlistConfig()
 	if err != nil {
@@ -292,7 +291,7 @@ func (c *Cluster) Shutdown() error {
 		close(c.stop)
 		c.shutErr = c.ml.Shutdown()
 		c.wg.Wait()
-		c.transport.CloseIdleConnections()
+		c.transport.close()
 	})
 	return c.shutErr
 }
