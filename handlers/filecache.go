@@ -48,7 +48,8 @@ type fileEntry struct {
 	// first request that wants them.
 	gz, zst atomic.Pointer[[]byte]
 	// fast holds the prepared responses of Fast, by coding.
-	fast [fastVariants]atomic.Pointer[FastFile]
+	fast    [fastVariants]atomic.Pointer[FastFile]
+	fast304 atomic.Pointer[FastFile]
 }
 
 // sidecar is a precompressed file beside the original (x.css.br).

@@ -5,17 +5,22 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// FastFile is the whole 200 response to a plain GET or HEAD of a cached
-// file, ready to write: what the server's HTTP/1.1 fast path sends without
-// building an http.Request. It is shared by every request for the file and
-// must not be modified.
+// FastFile is the whole response to a plain GET or HEAD of a file, ready
+// to write: what the server's HTTP/1.1 fast path sends without building an
+// http.Request. It is shared by every request for the file and must not be
+// modified.
 type FastFile struct {
+	// Status is 200, or 304 for a conditional request that matched;
+	// StatusLine is its "HTTP/1.1 ..." line with CRLF.
+	Status     int
+	StatusLine []byte
 	// Header is every header line but Date, each ending in CRLF, followed
 	// by the blank line that ends the header block.
 	Header []byte
-	// Body is the file's content (in the chosen coding).
+	// Body is the file's content (in the chosen coding); nil for a 304.
 	Body []byte
 }
 
@@ -40,13 +45,21 @@ func fastSlot(enc string) int {
 	return fastIdentity
 }
 
+// FastRequest is what of a GET or HEAD decides a static response, besides
+// its path; "" stands for an absent header.
+type FastRequest struct {
+	AcceptEncoding  string
+	IfNoneMatch     string
+	IfModifiedSince string
+}
+
 // Fast returns the response ServeHTTP would give a GET or HEAD of urlPath
-// (an unescaped path with no dot segments) carrying no conditional or Range
-// header, when that response is a 200 with a body from memory; otherwise
-// nil, and the caller serves the request through ServeHTTP. The file is
-// checked against the disk as on every request. acceptEncoding is the
-// request's Accept-Encoding ("" when absent).
-func (s *Static) Fast(urlPath, acceptEncoding string) *FastFile {
+// (an unescaped path with no dot segments) carrying no Range, If-Range,
+// If-Match or If-Unmodified-Since header, when that response is a 304 or
+// a 200 with a body from memory; otherwise nil, and the caller serves the
+// request through ServeHTTP. The file is checked against the disk as on
+// every request.
+func (s *Static) Fast(urlPath string, req FastRequest) *FastFile {
 	rel, err := cleanURLPath(urlPath)
 	if err != nil {
 		return nil
@@ -62,12 +75,15 @@ func (s *Static) Fast(urlPath, acceptEncoding string) *FastFile {
 	} else if strings.HasSuffix(urlPath, "/") && rel != "" {
 		return nil
 	}
+	if notModifiedFor(req, e) {
+		return s.fastNotModified(e)
+	}
 	if e.data == nil {
 		return nil
 	}
 	enc := encIdentity
 	if s.opts.Compress && e.compressible {
-		enc = chooseEncoding(acceptEncoding, e.encodings)
+		enc = chooseEncoding(req.AcceptEncoding, e.encodings)
 	}
 	slot := &e.fast[fastSlot(enc)]
 	if f := slot.Load(); f != nil {
@@ -78,6 +94,49 @@ func (s *Static) Fast(urlPath, acceptEncoding string) *FastFile {
 		slot.Store(f)
 	}
 	return f
+}
+
+// notModifiedFor is checkPreconditions for a request without If-Match and
+// If-Unmodified-Since: If-None-Match decides when present, else
+// If-Modified-Since.
+func notModifiedFor(req FastRequest, e *fileEntry) bool {
+	if req.IfNoneMatch != "" {
+		return etagListMatch(req.IfNoneMatch, e.etag, false)
+	}
+	if req.IfModifiedSince != "" {
+		t, err := http.ParseTime(req.IfModifiedSince)
+		return err == nil && !e.mod.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+// fastNotModified is notModified's 304 for e, with the site's headers.
+func (s *Static) fastNotModified(e *fileEntry) *FastFile {
+	if f := e.fast304.Load(); f != nil {
+		return f
+	}
+	h := http.Header{"Etag": e.etagH, "Last-Modified": e.lastMod}
+	if !s.addSiteHeaders(h) {
+		return nil
+	}
+	f := &FastFile{Status: http.StatusNotModified, StatusLine: []byte("HTTP/1.1 304 Not Modified\r\n"),
+		Header: appendHeaderBlock(nil, h)}
+	e.fast304.Store(f)
+	return f
+}
+
+// addSiteHeaders adds the site's headers the Recorder would add to h;
+// false when one of them is a header only the full path may send.
+func (s *Static) addSiteHeaders(h http.Header) bool {
+	for k, v := range s.opts.Headers {
+		if serverOwned(k) {
+			return false
+		}
+		if _, set := h[k]; !set {
+			h[k] = v
+		}
+	}
+	return true
 }
 
 // fastIndex is serveDir's choice of index file, or nil when the directory
@@ -137,15 +196,11 @@ func (s *Static) buildFast(e *fileEntry, enc string) *FastFile {
 	if s.opts.Compress && e.compressible {
 		h["Vary"] = varyAE
 	}
-	for k, v := range s.opts.Headers {
-		if serverOwned(k) {
-			return nil // net/http would treat it specially: leave it to the full path
-		}
-		if _, set := h[k]; !set {
-			h[k] = v
-		}
+	if !s.addSiteHeaders(h) {
+		return nil // net/http would treat one of them specially
 	}
-	return &FastFile{Header: appendHeaderBlock(nil, h), Body: body}
+	return &FastFile{Status: http.StatusOK, StatusLine: []byte("HTTP/1.1 200 OK\r\n"),
+		Header: appendHeaderBlock(nil, h), Body: body}
 }
 
 // serverOwned reports headers net/http writes itself or acts on when a

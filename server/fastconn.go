@@ -80,7 +80,7 @@ func (n *Node) fastRoute(h requestHead) fastAnswer {
 	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
-	if a.file = st.fast(h.path, h.acceptEncoding); a.file == nil {
+	if a.file = st.fast(h.path, h.cond); a.file == nil {
 		return fastAnswer{}
 	}
 	return a
@@ -122,8 +122,8 @@ type fastConn struct {
 	remote   string
 
 	dateSec int64
-	status  []byte // "HTTP/1.1 200 OK\r\nDate: ...\r\n"
-	bufs    [4][]byte
+	date    []byte // "Date: ...\r\n"
+	bufs    [5][]byte
 	wb      net.Buffers
 	info    handlers.Info
 }
@@ -292,35 +292,38 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	}
 	span := st.metrics.Start(st.label)
 	fc.info = handlers.Info{Site: st.label, Handler: handlers.KindStatic}
-	span.End(&fc.info, http.StatusOK, int64(len(body)))
+	span.End(&fc.info, ff.Status, int64(len(body)))
 	if st.access != nil {
-		st.logFast(remote, h, now, int64(len(body)))
+		st.logFast(remote, h, now, ff.Status, int64(len(body)))
 	}
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {
 		fc.tcp.SetWriteDeadline(now.Add(f.limits.send))
 	}
-	fc.bufs = [4][]byte{fc.statusLine(now, closing), []byte(load), ff.Header, body}
-	want := int64(len(fc.bufs[0]) + len(load) + len(fc.bufs[2]) + len(body))
+	fc.bufs = [5][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), ff.Header, body}
+	var want int64
+	for _, b := range fc.bufs {
+		want += int64(len(b))
+	}
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
 	sent, err := fc.wb.WriteTo(fc.tcp)
 	return err == nil && sent == want
 }
 
-// statusLine is the status and Date lines, the date formatted once a
-// second per connection.
-func (fc *fastConn) statusLine(now time.Time, closing bool) []byte {
-	if sec := now.Unix(); sec != fc.dateSec || fc.status == nil {
+// dateLine is the Date header (formatted once a second per connection)
+// and, when the connection ends after this response, Connection: close.
+func (fc *fastConn) dateLine(now time.Time, closing bool) []byte {
+	if sec := now.Unix(); sec != fc.dateSec || fc.date == nil {
 		fc.dateSec = sec
-		b := append(fc.status[:0], "HTTP/1.1 200 OK\r\nDate: "...)
+		b := append(fc.date[:0], "Date: "...)
 		b = now.UTC().AppendFormat(b, http.TimeFormat)
-		fc.status = append(b, "\r\n"...)
+		fc.date = append(b, "\r\n"...)
 	}
 	if closing {
-		return append(fc.status[:len(fc.status):len(fc.status)], "Connection: close\r\n"...)
+		return append(fc.date[:len(fc.date):len(fc.date)], "Connection: close\r\n"...)
 	}
-	return fc.status
+	return fc.date
 }
 
 // closeGracefully closes after a last response without cutting it short:

@@ -139,8 +139,23 @@ func TestFastPathSameAnswers(t *testing.T) {
 		{"no index", "GET", "/listing/", "", false},
 		{"config file", "GET", "/x.toml", "", false},
 		{"big file", "GET", "/big.bin", "", false},
+		{"if-none-match other", "GET", "/tiny.txt", "If-None-Match: \"x\"\r\n", true},
+		{"if-none-match 304", "GET", "/tiny.txt", "If-None-Match: {etag}\r\n", true},
+		{"if-none-match list 304", "GET", "/tiny.txt", "If-None-Match: \"a\", W/{etag}\r\n", true},
+		{"if-none-match star 304", "HEAD", "/tiny.txt", "If-None-Match: *\r\n", true},
+		{"if-none-match index 304", "GET", "/", "If-None-Match: {etag}\r\n", true},
+		{"if-none-match gzip 304", "GET", "/style.css", "Accept-Encoding: gzip\r\nIf-None-Match: {etag}\r\n", true},
+		{"if-none-match variant 304", "GET", "/style.css", "Accept-Encoding: gzip\r\nIf-None-Match: {etag-gzip}\r\n", true},
+		{"if-none-match big 304", "GET", "/big.bin", "If-None-Match: {etag}\r\n", true},
+		{"if-modified-since future 304", "GET", "/tiny.txt", "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n", true},
+		{"if-modified-since past", "GET", "/tiny.txt", "If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT\r\n", true},
+		{"if-modified-since garbage", "GET", "/tiny.txt", "If-Modified-Since: yesterday\r\n", true},
+		{"none-match wins over modified-since", "GET", "/tiny.txt",
+			"If-None-Match: \"x\"\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n", true},
+
 		{"range", "GET", "/tiny.txt", "Range: bytes=0-1\r\n", false},
-		{"if-none-match", "GET", "/tiny.txt", "If-None-Match: \"x\"\r\n", false},
+		{"if-match", "GET", "/tiny.txt", "If-Match: {etag}\r\n", false},
+		{"if-unmodified-since", "GET", "/tiny.txt", "If-Unmodified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n", false},
 		{"POST", "POST", "/tiny.txt", "", false},
 	}
 	for _, tc := range cases {
@@ -149,7 +164,13 @@ func TestFastPathSameAnswers(t *testing.T) {
 			if tc.name == "other vhost" {
 				host = "OTHER.test:80"
 			}
-			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%s", tc.method, tc.path, host, tc.hdr)
+			hdr := tc.hdr
+			if strings.Contains(hdr, "{etag") {
+				etag := tn.etagOf(tc.path)
+				hdr = strings.ReplaceAll(hdr, "{etag}", etag)
+				hdr = strings.ReplaceAll(hdr, "{etag-gzip}", strings.TrimSuffix(etag, `"`)+`-gzip"`)
+			}
+			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%s", tc.method, tc.path, host, hdr)
 			before := server.FastAnswered(tn.node)
 			fast := tn.roundTrip(req+"\r\n", tc.method == "HEAD")
 			answered := server.FastAnswered(tn.node) - before
@@ -161,6 +182,9 @@ func TestFastPathSameAnswers(t *testing.T) {
 			if server.FastAnswered(tn.node)-before != answered {
 				t.Fatal("the fast path answered a request with Content-Length")
 			}
+			if is304 := strings.HasSuffix(tc.name, " 304"); is304 != strings.Contains(fast.status, " 304 ") {
+				t.Errorf("status %s (a 304 expected: %v)", fast.status, is304)
+			}
 			if fast.status != full.status || !equalLines(fast.header, full.header) || !bytes.Equal(fast.body, full.body) {
 				t.Errorf("fast and full paths differ:\nfast %s\n  %s\n  %q\nfull %s\n  %s\n  %q",
 					fast.status, strings.Join(fast.header, "\n  "), clip(fast.body),
@@ -168,6 +192,19 @@ func TestFastPathSameAnswers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// etagOf returns the ETag of the identity response for path.
+func (tn *testNode) etagOf(path string) string {
+	tn.t.Helper()
+	r := tn.roundTrip("HEAD "+path+" HTTP/1.1\r\nHost: x\r\n\r\n", true)
+	for _, l := range r.header {
+		if v, ok := strings.CutPrefix(l, "Etag: "); ok {
+			return v
+		}
+	}
+	tn.t.Fatalf("no ETag for %s: %v", path, r.header)
+	return ""
 }
 
 func equalLines(a, b []string) bool {

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"strings"
+
+	"shoal/handlers"
 )
 
 // requestHead is what the HTTP/1.1 fast path learns from a request's
@@ -10,12 +12,12 @@ import (
 // may answer itself: GET or HEAD of a plain path, no body, no header that
 // changes a static response. Everything else goes to net/http untouched.
 type requestHead struct {
-	head           bool   // HEAD, else GET
-	target         string // the request-target as sent: path and query
-	path           string // target up to the '?'
-	host           string
-	acceptEncoding string
-	close          bool // Connection: close
+	head   bool   // HEAD, else GET
+	target string // the request-target as sent: path and query
+	path   string // target up to the '?'
+	host   string
+	cond   handlers.FastRequest // Accept-Encoding and the conditionals
+	close  bool                 // Connection: close
 	// forwarded: the request carries a forwarding header, which the
 	// cluster strips from clients it does not trust.
 	forwarded bool
@@ -75,11 +77,10 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 		case fieldHost:
 			hosts++
 			h.host = string(value)
-		case fieldAcceptEncoding:
-			if h.acceptEncoding != "" {
+		case fieldAcceptEncoding, fieldIfNoneMatch, fieldIfModifiedSince:
+			if !h.setOnce(fieldOf(name), string(value)) {
 				return h, false // several: let net/http join them
 			}
-			h.acceptEncoding = string(value)
 		case fieldConnection:
 			switch {
 			case equalFold(value, "keep-alive"):
@@ -100,6 +101,24 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 		}
 	}
 	return h, hosts == 1 && validHost(h.host)
+}
+
+// setOnce records the value of a field the static response depends on;
+// false when the field came before (or is empty, which net/http and the
+// full path read as absent).
+func (h *requestHead) setOnce(field int, value string) bool {
+	slot := &h.cond.AcceptEncoding
+	switch field {
+	case fieldIfNoneMatch:
+		slot = &h.cond.IfNoneMatch
+	case fieldIfModifiedSince:
+		slot = &h.cond.IfModifiedSince
+	}
+	if *slot != "" || value == "" {
+		return false
+	}
+	*slot = value
+	return true
 }
 
 // requestLine accepts "GET /path HTTP/1.1" and "HEAD /path HTTP/1.1"
@@ -212,6 +231,8 @@ const (
 	fieldOther = iota
 	fieldHost
 	fieldAcceptEncoding
+	fieldIfNoneMatch
+	fieldIfModifiedSince
 	fieldConnection
 	fieldForwarded
 	fieldHop
@@ -219,8 +240,8 @@ const (
 )
 
 // fieldOf classifies a header name. Declined are the fields that make a
-// static response anything but the plain 200 (conditionals, ranges),
-// announce a body, or ask for a protocol change.
+// static response anything but a plain 200 or 304 (ranges, preconditions
+// that can fail), announce a body, or ask for a protocol change.
 func fieldOf(name []byte) int {
 	var buf [24]byte
 	if len(name) > len(buf) {
@@ -238,10 +259,14 @@ func fieldOf(name []byte) int {
 		return fieldHost
 	case "accept-encoding":
 		return fieldAcceptEncoding
+	case "if-none-match":
+		return fieldIfNoneMatch
+	case "if-modified-since":
+		return fieldIfModifiedSince
 	case "connection":
 		return fieldConnection
 	case "content-length", "transfer-encoding", "expect", "upgrade", "range", "if-range",
-		"if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+		"if-match", "if-unmodified-since",
 		"http2-settings", "te", "trailer", "x-shoal-load":
 		return fieldDecline
 	case "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip":

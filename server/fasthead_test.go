@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"shoal/handlers"
 )
 
 func TestHeadEnd(t *testing.T) {
@@ -44,7 +46,9 @@ func TestParseHead(t *testing.T) {
 		{"query", "GET /x?v=1&b=%20 HTTP/1.1\r\nHost: h\r\n\r\n", ok,
 			requestHead{target: "/x?v=1&b=%20", path: "/x", host: "h"}},
 		{"accept-encoding and close", "GET / HTTP/1.1\r\nhost: h\r\naccept-encoding:  gzip, br \r\nCONNECTION: Close\r\n\r\n", ok,
-			requestHead{target: "/", path: "/", host: "h", acceptEncoding: "gzip, br", close: true}},
+			requestHead{target: "/", path: "/", host: "h", cond: handlers.FastRequest{AcceptEncoding: "gzip, br"}, close: true}},
+		{"conditionals", "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\", W/\"b\"\r\nIf-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT\r\n\r\n", ok,
+			requestHead{target: "/", path: "/", host: "h", cond: handlers.FastRequest{IfNoneMatch: `"a", W/"b"`, IfModifiedSince: "Mon, 02 Jan 2006 15:04:05 GMT"}}},
 		{"keep-alive", "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", ok,
 			requestHead{target: "/", path: "/", host: "h"}},
 		{"forwarded noted", "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", ok,
@@ -77,8 +81,10 @@ func TestParseHead(t *testing.T) {
 		{"Content-Length", "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", no, requestHead{}},
 		{"chunked", "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", no, requestHead{}},
 		{"Range", "GET / HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\n", no, requestHead{}},
-		{"If-None-Match", "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"x\"\r\n\r\n", no, requestHead{}},
-		{"If-Modified-Since", "GET / HTTP/1.1\r\nHost: h\r\nif-modified-since: x\r\n\r\n", no, requestHead{}},
+		{"two If-None-Match", "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"x\"\r\nIf-None-Match: \"y\"\r\n\r\n", no, requestHead{}},
+		{"If-Match", "GET / HTTP/1.1\r\nHost: h\r\nIf-Match: \"x\"\r\n\r\n", no, requestHead{}},
+		{"If-Unmodified-Since", "GET / HTTP/1.1\r\nHost: h\r\nif-unmodified-since: x\r\n\r\n", no, requestHead{}},
+		{"If-Range", "GET / HTTP/1.1\r\nHost: h\r\nIf-Range: \"x\"\r\n\r\n", no, requestHead{}},
 		{"Expect", "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n", no, requestHead{}},
 		{"Upgrade", "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", no, requestHead{}},
 		{"two Accept-Encodings", "GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\nAccept-Encoding: br\r\n\r\n", no, requestHead{}},
@@ -143,8 +149,10 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("target %q path %q, net/http %q %q", h.target, h.path, r.RequestURI, r.URL.Path)
 		case r.Host != h.host:
 			t.Fatalf("host %q, net/http %q", h.host, r.Host)
-		case r.Header.Get("Accept-Encoding") != h.acceptEncoding:
-			t.Fatalf("accept-encoding %q, net/http %q", h.acceptEncoding, r.Header.Get("Accept-Encoding"))
+		case r.Header.Get("Accept-Encoding") != h.cond.AcceptEncoding,
+			r.Header.Get("If-None-Match") != h.cond.IfNoneMatch,
+			r.Header.Get("If-Modified-Since") != h.cond.IfModifiedSince:
+			t.Fatalf("fields %+v, net/http %v", h.cond, r.Header)
 		case r.Close != h.close:
 			t.Fatalf("close %v, net/http %v", h.close, r.Close)
 		case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
@@ -152,7 +160,7 @@ func FuzzParseHead(f *testing.F) {
 		case r.ProtoMajor != 1 || r.ProtoMinor != 1:
 			t.Fatalf("net/http sees %s", r.Proto)
 		}
-		for _, k := range []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match",
+		for _, k := range []string{"Range", "If-Match",
 			"If-Unmodified-Since", "If-Range", "Expect", "Upgrade"} {
 			if _, ok := r.Header[k]; ok {
 				t.Fatalf("fast path took a request with %s", k)

@@ -168,7 +168,7 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 // fast returns the prepared response for a plain GET or HEAD of path when
 // route would send it to the static handler and that has it in memory;
 // nil sends the request down the full chain.
-func (st *site) fast(path, acceptEncoding string) *handlers.FastFile {
+func (st *site) fast(path string, req handlers.FastRequest) *handlers.FastFile {
 	for _, c := range st.cgi {
 		if c.Match(path) {
 			return nil
@@ -177,12 +177,12 @@ func (st *site) fast(path, acceptEncoding string) *handlers.FastFile {
 	if st.pages.Match(path) {
 		return nil
 	}
-	return st.static.Fast(path, acceptEncoding)
+	return st.static.Fast(path, req)
 }
 
 // logFast writes the access log line of a request the fast path answered,
 // through the same formatter as every other request.
-func (st *site) logFast(remote string, h *requestHead, started time.Time, bytes int64) {
+func (st *site) logFast(remote string, h *requestHead, started time.Time, status int, bytes int64) {
 	hdr := http.Header{}
 	for rest := h.lines; len(rest) > 0; {
 		line, more, _ := strings.Cut(string(rest), "\r\n")
@@ -202,7 +202,7 @@ func (st *site) logFast(remote string, h *requestHead, started time.Time, bytes 
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: h.host, RemoteAddr: remote}
 	r, info := handlers.Begin(r, st.label, st.trusted)
 	info.Handler = handlers.KindStatic
-	st.access.Log(r, &handlers.Recorder{Status: http.StatusOK, Bytes: bytes, Started: started})
+	st.access.Log(r, &handlers.Recorder{Status: status, Bytes: bytes, Started: started})
 }
 
 // ServeHTTP is the outer bookkeeping every request of the site passes:
