@@ -52,6 +52,13 @@ root = "www"
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return runNode(t, path)
+}
+
+// runNode starts a node on the config file at path, waits until it is
+// ready and stops it when the test ends.
+func runNode(t *testing.T, path string) *Node {
+	t.Helper()
 	n, err := New(func() (*Config, error) { return LoadConfig(path) },
 		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

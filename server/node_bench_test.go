@@ -23,18 +23,24 @@ func (d *nopWriter) Header() http.Header         { return d.h }
 func (d *nopWriter) WriteHeader(int)             {}
 func (d *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 
-// BenchmarkNodeStatic serves a cached 1 KiB file through the whole site
-// chain, with allocations reported.
-func BenchmarkNodeStatic(b *testing.B) {
+// benchNode builds (without starting) a node serving www/1k.html.
+func benchNode(b *testing.B) *Node {
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
 	os.WriteFile(filepath.Join(dir, "www", "1k.html"), make([]byte, 1024), 0o644)
 	cfgPath := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
+	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
 	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return n
+}
+
+// BenchmarkNodeStatic serves a cached 1 KiB file through the whole site
+// chain, with allocations reported.
+func BenchmarkNodeStatic(b *testing.B) {
+	n := benchNode(b)
 	req := httptest.NewRequest("GET", "/1k.html", nil)
 	w := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()
@@ -51,15 +57,7 @@ func BenchmarkNodeStatic(b *testing.B) {
 // the full chain). The client side allocates nothing, so the allocations
 // reported are the server's.
 func BenchmarkNodeWire(b *testing.B) {
-	dir := b.TempDir()
-	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
-	os.WriteFile(filepath.Join(dir, "www", "1k.html"), make([]byte, 1024), 0o644)
-	cfgPath := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
-	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	n := benchNode(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
