@@ -32,7 +32,8 @@ type renderState struct {
 
 func (st *renderState) begin(p *Pages, set *pageSet, w http.ResponseWriter, r *http.Request) {
 	st.p, st.set, st.w, st.r = p, set, w, r
-	st.req = requestData{r: r}
+	st.req = requestData{r: r, Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header,
+		RemoteAddr: r.RemoteAddr, ClientIP: ClientIP(r), TLS: r.TLS != nil}
 	st.sess = pageSession{store: p.Sessions, r: r}
 	st.data = pageDot{Request: &st.req, Session: &st.sess, Node: nodeData{info: p.Node}, Now: time.Now()}
 }
@@ -51,18 +52,21 @@ type pageDot struct {
 }
 
 // requestData is .Request: the parts of the request a page may read.
+// They are fields, not methods: text/template looks a method up by name
+// and builds its function type on every use, which made a few
+// .Request.Path in a page cost more than the rest of it.
 type requestData struct {
+	Method     string
+	Host       string
+	Path       string
+	Header     http.Header
+	RemoteAddr string
+	ClientIP   string // the client's address, trusted_proxies applied
+	TLS        bool
+
 	r     *http.Request
 	query url.Values
 }
-
-func (d *requestData) Method() string      { return d.r.Method }
-func (d *requestData) Host() string        { return d.r.Host }
-func (d *requestData) Path() string        { return d.r.URL.Path }
-func (d *requestData) Header() http.Header { return d.r.Header }
-func (d *requestData) RemoteAddr() string  { return d.r.RemoteAddr }
-func (d *requestData) ClientIP() string    { return ClientIP(d.r) }
-func (d *requestData) TLS() bool           { return d.r.TLS != nil }
 
 // Query is parsed on first use and kept for the request.
 func (d *requestData) Query() url.Values {

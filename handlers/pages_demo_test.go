@@ -143,3 +143,24 @@ type pageSink struct {
 func (w *pageSink) Header() http.Header         { return w.h }
 func (w *pageSink) WriteHeader(code int)        { w.status = code }
 func (w *pageSink) Write(b []byte) (int, error) { return len(b), nil }
+
+// BenchmarkBenchPage renders bench/page/page.tmpl (the page bench/run.sh
+// compares with a static file) with a session store but no cookie.
+func BenchmarkBenchPage(b *testing.B) {
+	store, err := NewSessionStore(SessionOptions{Keys: testKeys(3)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &Pages{Root: "../bench/page", Templates: "../bench/page/templates", Sessions: store, Node: pagesNode{}}
+	if err := p.Reload(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &pageSink{h: http.Header{}}
+		p.ServeHTTP(w, httptest.NewRequest("GET", "/page", nil))
+		if w.status != 200 {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}

@@ -35,6 +35,7 @@ type fastFront struct {
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
+	pagePool sync.Pool    // *pageResponse
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[*fastConn]struct{}
@@ -50,7 +51,12 @@ type fastAnswer struct {
 	// node's load and the access log the client the peer vouched for.
 	hop    bool
 	client string
+	// page: no file, but a template page, which the site's chain renders
+	// (only while no cluster runs: the cluster may route pages elsewhere).
+	page bool
 }
+
+func (a fastAnswer) ok() bool { return a.file != nil || a.page }
 
 // fastRoute is the HTTP/1.1 fast path's way into the sites: the answer for
 // h, or one without a file when the request takes the full chain:
@@ -80,7 +86,8 @@ func (n *Node) fastRoute(h requestHead) fastAnswer {
 	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
-	if a.file = st.fast(h.path, h.cond); a.file == nil {
+	a.file, a.page = st.fast(h.path, h.cond)
+	if a.page && a.cluster != nil {
 		return fastAnswer{}
 	}
 	return a
@@ -191,14 +198,20 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		if ok {
 			a = f.route(h)
 		}
-		if a.file == nil {
+		if !a.ok() {
 			f.forget(fc)
 			f.handOff(fc)
 			return
 		}
 		fc.br.Discard(n)
 		closing := h.close || f.closing.Load()
-		if !f.answer(fc, &h, a, closing) || closing {
+		var keep bool
+		if a.page {
+			keep = f.answerPage(fc, &h, a, closing)
+		} else {
+			keep = f.answer(fc, &h, a, closing) && !closing
+		}
+		if !keep {
 			f.forget(fc)
 			f.closeGracefully(fc)
 			return

@@ -229,7 +229,7 @@ func (r *relay) serve(c net.Conn) {
 	}
 	defer up.Close()
 	go io.Copy(up, c)
-	io.Copy(io.MultiWriter(c, r), up)
+	io.Copy(io.MultiWriter(r, c), up) // recorded before A can see it
 }
 
 func (r *relay) Write(p []byte) (int, error) {

@@ -166,18 +166,19 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 }
 
 // fast returns the prepared response for a plain GET or HEAD of path when
-// route would send it to the static handler and that has it in memory;
-// nil sends the request down the full chain.
-func (st *site) fast(path string, req handlers.FastRequest) *handlers.FastFile {
+// route would send it to the static handler and that has it in memory,
+// else whether route would send it to a template page; neither sends the
+// request down the full chain.
+func (st *site) fast(path string, req handlers.FastRequest) (file *handlers.FastFile, page bool) {
 	for _, c := range st.cgi {
 		if c.Match(path) {
-			return nil
+			return nil, false
 		}
 	}
 	if st.pages.Match(path) {
-		return nil
+		return nil, true
 	}
-	return st.static.Fast(path, req)
+	return st.static.Fast(path, req), false
 }
 
 // logFast writes the access log line of a request the fast path answered,
