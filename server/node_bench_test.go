@@ -120,3 +120,45 @@ func readOne(b *testing.B, conn net.Conn) []byte {
 	resp.Body.Close()
 	return raw.Bytes()
 }
+
+// BenchmarkNodeWirePage serves bench/page/page.tmpl (the page bench/run.sh
+// compares with a static file of the same bytes) over a real keep-alive
+// connection: the fast path's page answer, allocations reported.
+func BenchmarkNodeWirePage(b *testing.B) {
+	dir := b.TempDir()
+	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
+	os.CopyFS(filepath.Join(dir, "templates"), os.DirFS("../bench/page/templates"))
+	page, err := os.ReadFile("../bench/page/page.tmpl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "www", "page.tmpl"), page, 0o644)
+	cfgPath := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\ntemplates = \"templates\"\n"), 0o644)
+	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-n.Ready()
+	conn, err := net.Dial("tcp", n.Addrs()["http"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	req := []byte("GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.Write(req)
+	first := readOne(b, conn)
+	buf := make([]byte, len(first))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		conn.Write(req)
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
