@@ -12,7 +12,7 @@ import (
 
 // CGI runs scripts for one [[site.cgi]] mapping of one site, per RFC 3875.
 //
-// It is written on os.StartProcess rather than net/http/cgi because that
+// It is written on syscall.StartProcess rather than net/http/cgi because that
 // package refuses chunked bodies, never kills a hung script or its
 // children, has no concurrency limit and passes Authorization and
 // underscore headers through. A CGI must not be copied after first use.

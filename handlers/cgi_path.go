@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"maps"
 	"net/http"
 	"os"
@@ -28,6 +29,21 @@ type cgiState struct {
 	queueTimeout time.Duration
 	maxBody      int64
 	bufs         sync.Pool // of *cgiBuffers
+
+	nullOnce sync.Once
+	null     *os.File // /dev/null, every bodiless script's stdin; closed by its cleanup once unreachable
+	nullErr  error
+}
+
+// devNull returns /dev/null, opened once for all the scripts of a mapping.
+func (st *cgiState) devNull() (*os.File, error) {
+	st.nullOnce.Do(func() {
+		st.null, st.nullErr = os.Open(os.DevNull)
+		if st.nullErr != nil {
+			st.nullErr = fmt.Errorf("cgi: %w", st.nullErr)
+		}
+	})
+	return st.null, st.nullErr
 }
 
 // script is one request's script, as RFC 3875 names its parts.

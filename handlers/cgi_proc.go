@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,7 +32,6 @@ const (
 // that everything it starts can be signalled at once.
 type cgiProc struct {
 	pid    int
-	proc   *os.Process
 	stdout *os.File
 	grace  time.Duration
 
@@ -54,45 +55,49 @@ type cgiProc struct {
 	reaped    bool
 	killTimer *time.Timer
 
-	state *os.ProcessState // set by finish
+	exited bool               // set by finish
+	status syscall.WaitStatus // how the script ended, once exited
 }
 
 // start launches the script with its own process group, stdout and stderr
-// as pipes and the body on stdin.
+// as pipes and the body on stdin. It works on raw descriptors and
+// syscall.StartProcess: the script's ends of the pipes need no *os.File
+// (whose making, blocking for the child and closing cost more than the
+// pipes themselves), and only the server's ends join the poller.
 func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) (*cgiProc, error) {
-	stdoutR, stdoutW, err := os.Pipe()
+	st := h.state()
+	stdoutR, stdoutW, err := cgiPipe("stdout")
 	if err != nil {
-		return nil, fmt.Errorf("cgi: stdout pipe: %w", err)
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		return nil, fmt.Errorf("cgi: stderr pipe: %w", err)
-	}
-	p := &cgiProc{stdout: stdoutR, grace: h.state().grace, stderrDone: make(chan struct{})}
-	stdin, feed, err := p.stdinFor(in)
-	if err != nil {
-		cgiCloseFiles(stdoutR, stdoutW, stderrR, stderrW)
 		return nil, err
 	}
-	attr := &os.ProcAttr{
+	stderrR, stderrW, err := cgiPipe("stderr")
+	if err != nil {
+		stdoutR.Close()
+		syscall.Close(stdoutW)
+		return nil, err
+	}
+	p := &cgiProc{stdout: stdoutR, grace: st.grace, stderrDone: make(chan struct{})}
+	stdin, feed, err := p.stdinFor(in, st)
+	if err != nil {
+		cgiCloseFiles(stdoutR, stderrR)
+		cgiCloseFds(stdoutW, stderrW)
+		return nil, err
+	}
+	attr := &syscall.ProcAttr{
 		Dir:   filepath.Dir(sc.file),
 		Env:   env,
-		Files: []*os.File{stdin, stdoutW, stderrW},
+		Files: []uintptr{stdin.fd, uintptr(stdoutW), uintptr(stderrW)},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
-	proc, err := os.StartProcess(sc.argv[0], sc.argv, attr)
-	stdoutW.Close()
-	stderrW.Close()
-	if stdin != in.file {
-		stdin.Close()
-	}
+	pid, _, err := syscall.StartProcess(sc.argv[0], sc.argv, attr)
+	stdin.keep()
+	cgiCloseFds(stdoutW, stderrW)
+	stdin.release()
 	if err != nil {
 		cgiCloseFiles(stdoutR, stderrR, p.stdinW)
-		return nil, fmt.Errorf("cgi: starting %s: %w", sc.argv[0], err)
+		return nil, fmt.Errorf("cgi: starting %s: %w", sc.argv[0], &os.PathError{Op: "fork/exec", Path: sc.argv[0], Err: err})
 	}
-	p.proc, p.pid = proc, proc.Pid
+	p.pid = pid
 	logger := func() *slog.Logger {
 		return h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 	}
@@ -104,30 +109,73 @@ func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) 
 	return p, nil
 }
 
-// stdinFor returns the file the script gets as stdin and, when the body
-// must be copied into a pipe, where to copy it from.
-func (p *cgiProc) stdinFor(in *cgiInput) (*os.File, io.Reader, error) {
+// cgiPipe makes a pipe whose read end, non-blocking and in the poller,
+// serves deadlines, and whose write end stays a blocking raw descriptor
+// for the script.
+func cgiPipe(name string) (*os.File, int, error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return nil, -1, fmt.Errorf("cgi: %s pipe: %w", name, err)
+	}
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		cgiCloseFds(fds[0], fds[1])
+		return nil, -1, fmt.Errorf("cgi: %s pipe: %w", name, err)
+	}
+	return os.NewFile(uintptr(fds[0]), "|"+name), fds[1], nil
+}
+
+func cgiCloseFds(fds ...int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
+}
+
+// cgiStdin is the descriptor a script gets as stdin, and what keeps it
+// open until the script has its copy.
+type cgiStdin struct {
+	fd   uintptr
+	file *os.File // when it belongs to an *os.File, kept alive across the start
+	own  int      // a pipe end of our own to close after the start; -1: none
+}
+
+func (s cgiStdin) keep() { runtime.KeepAlive(s.file) }
+
+func (s cgiStdin) release() {
+	if s.own >= 0 {
+		syscall.Close(s.own)
+	}
+}
+
+// stdinFor returns what the script gets as stdin and, when the body must
+// be copied into a pipe, where to copy it from.
+func (p *cgiProc) stdinFor(in *cgiInput, st *cgiState) (cgiStdin, io.Reader, error) {
 	switch {
 	case in.file != nil:
-		return in.file, nil, nil
+		return cgiStdin{fd: in.file.Fd(), file: in.file, own: -1}, nil, nil
 	case in.cgiStream == nil && in.mem == nil:
-		f, err := os.Open(os.DevNull)
+		null, err := st.devNull()
 		if err != nil {
-			return nil, nil, fmt.Errorf("cgi: %w", err)
+			return cgiStdin{}, nil, err
 		}
-		return f, nil, nil
+		return cgiStdin{fd: null.Fd(), file: null, own: -1}, nil, nil
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return cgiStdin{}, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
 	}
-	p.stdinW = pw
+	// The feeder's end joins the poller, so that closing it wakes a
+	// feeder blocked on a script that reads nothing.
+	if err := syscall.SetNonblock(fds[1], true); err != nil {
+		cgiCloseFds(fds[0], fds[1])
+		return cgiStdin{}, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
+	}
+	p.stdinW = os.NewFile(uintptr(fds[1]), "|stdin")
 	if in.cgiStream != nil {
 		p.fromClient = true
 		p.body = &bodyFeedReader{r: in.cgiStream}
-		return pr, p.body, nil
+		return cgiStdin{fd: uintptr(fds[0]), own: fds[0]}, p.body, nil
 	}
-	return pr, bytes.NewReader(in.mem), nil
+	return cgiStdin{fd: uintptr(fds[0]), own: fds[0]}, bytes.NewReader(in.mem), nil
 }
 
 func (p *cgiProc) feedStdin(src io.Reader) {
@@ -143,8 +191,13 @@ func (p *cgiProc) feedStdin(src io.Reader) {
 func (p *cgiProc) logStderr(r *os.File, logger func() *slog.Logger) {
 	defer close(p.stderrDone)
 	defer r.Close()
+	var first [512]byte
+	n, err := io.ReadAtLeast(r, first[:], 1)
+	if err != nil {
+		return // nothing written: no scanner, no buffer
+	}
 	var log *slog.Logger
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(io.MultiReader(bytes.NewReader(first[:n]), r))
 	sc.Buffer(nil, 16<<10)
 	for sc.Scan() {
 		if log == nil {
@@ -200,9 +253,9 @@ func (p *cgiProc) signal(sig syscall.Signal) {
 // finish waits for the script to exit, kills whatever it left running in
 // its group, reaps it and releases its pipes. Until the script exits by
 // itself the timeout and the client's leaving still apply. Idempotent.
-func (p *cgiProc) finish(rc *http.ResponseController) *os.ProcessState {
-	if p.state != nil {
-		return p.state
+func (p *cgiProc) finish(rc *http.ResponseController) {
+	if p.exited {
+		return
 	}
 	cgiWaitExited(p.pid)
 	p.stopTimer()
@@ -216,15 +269,36 @@ func (p *cgiProc) finish(rc *http.ResponseController) *os.ProcessState {
 		p.killTimer.Stop()
 	}
 	p.mu.Unlock()
-	state, err := p.proc.Wait()
-	if err != nil {
-		state = &os.ProcessState{}
-	}
-	p.state = state
+	p.status = cgiReap(p.pid)
+	p.exited = true
 	p.stdout.Close()
 	p.stopStdin(rc)
 	cgiWaitBounded(p.stderrDone, time.Second)
-	return p.state
+}
+
+// exitString says how the script ended, as os.ProcessState does.
+func (p *cgiProc) exitString() string {
+	ws := p.status
+	switch {
+	case !p.exited:
+		return "running"
+	case ws.Exited():
+		return "exit status " + strconv.Itoa(ws.ExitStatus())
+	case ws.Signaled():
+		return "signal: " + ws.Signal().String()
+	}
+	return "status " + strconv.Itoa(int(ws))
+}
+
+// cgiReap collects the exit status of the script, which has exited.
+func cgiReap(pid int) syscall.WaitStatus {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			return ws
+		}
+	}
 }
 
 // stopStdin ends the goroutine feeding stdin, which may be blocked reading

@@ -125,7 +125,7 @@ func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *c
 		if err == nil {
 			err = errCGIHeaderEnd
 		}
-		log.Warn("cgi: bad gateway", "error", err, "exit", p.state.String())
+		log.Warn("cgi: bad gateway", "error", err, "exit", p.exitString())
 		h.Errors.Serve(w, r, http.StatusBadGateway)
 	}
 }

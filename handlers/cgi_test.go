@@ -884,3 +884,66 @@ func TestCGITimeoutAfterHeader(t *testing.T) {
 	}
 	cgiWaitFor(t, "Running() back to 0", 5*time.Second, func() bool { return f.h.Running() == 0 })
 }
+
+// TestCGINoDescriptorLeak: every way a script can be started and end
+// (no body, a small body, a streamed one, one in a temp file, stderr
+// output, a crash, a refusal to start) leaves the server with the
+// descriptors it had before.
+func TestCGINoDescriptorLeak(t *testing.T) {
+	f := newCGIFixture(t, nil)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	big := bytes.Repeat([]byte("x"), 300<<10)
+	send := func(method, path string, body io.Reader) int {
+		req, err := http.NewRequest(method, f.srv.URL+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cases := []struct {
+		method, path string
+		body         func() io.Reader
+		want         int
+	}{
+		{"GET", "/cgi-bin/hello.sh", nil, 200},
+		{"POST", "/cgi-bin/echo.sh", func() io.Reader { return strings.NewReader("a=1") }, 200},
+		{"POST", "/cgi-bin/echo.sh", func() io.Reader { return bytes.NewReader(big) }, 200},
+		{"POST", "/cgi-bin/echo.sh", func() io.Reader { return io.MultiReader(bytes.NewReader(big)) }, 200},
+		{"GET", "/cgi-bin/stderr.sh", nil, 200},
+		{"GET", "/cgi-bin/crash.sh", nil, 502},
+		{"GET", "/cgi-bin/partial.sh", nil, 502},
+		{"GET", "/notexec.cgi", nil, 403},
+	}
+	run := func() {
+		for _, tc := range cases {
+			var body io.Reader
+			if tc.body != nil {
+				body = tc.body()
+			}
+			if got := send(tc.method, tc.path, body); got != tc.want {
+				t.Fatalf("%s %s: status %d, want %d", tc.method, tc.path, got, tc.want)
+			}
+		}
+	}
+	run() // opens what is opened once (/dev/null) and warms the server
+	before := cgiOpenFDs(t)
+	for range 5 {
+		run()
+	}
+	cgiWaitFor(t, fmt.Sprintf("descriptors back to %d", before), 5*time.Second, func() bool { return cgiOpenFDs(t) <= before })
+}
+
+func cgiOpenFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
