@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,20 @@ type FastFile struct {
 	Header []byte
 	// Body is the file's content (in the chosen coding); nil for a 304.
 	Body []byte
+
+	// h2 is the header in the form HTTP/2 sends it, made on first use.
+	h2 atomic.Pointer[[]byte]
+}
+
+// H2Header returns the header as HTTP/2 sends it: build(Header) the first
+// time, the same bytes after that.
+func (f *FastFile) H2Header(build func(http1 []byte) []byte) []byte {
+	if p := f.h2.Load(); p != nil {
+		return *p
+	}
+	b := build(f.Header)
+	f.h2.Store(&b)
+	return b
 }
 
 // fast variants of an entry, by coding.

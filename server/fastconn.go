@@ -65,11 +65,15 @@ func (a fastAnswer) ok() bool { return a.file != nil || a.page }
 // check out or forwarding headers the cluster would strip, or no cached
 // file answers it.
 func (n *Node) fastRoute(h requestHead) fastAnswer {
-	rt := n.state.Load()
-	if rt.redirect.Load() != nil {
+	if n.state.Load().redirect.Load() != nil {
 		return fastAnswer{}
 	}
-	st := rt.vhosts.match(h.host)
+	return n.routeFast(h)
+}
+
+// routeFast is fastRoute for any listener: what redirect_http leaves alone.
+func (n *Node) routeFast(h requestHead) fastAnswer {
+	st := n.state.Load().vhosts.match(h.host)
 	a := fastAnswer{site: st, cluster: n.cl.get()}
 	switch c := a.cluster; {
 	case c == nil: // no cluster: its headers mean nothing
@@ -307,7 +311,7 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	fc.info = handlers.Info{Site: st.label, Handler: handlers.KindStatic}
 	span.End(&fc.info, ff.Status, int64(len(body)))
 	if st.access != nil {
-		st.logFast(remote, h, now, ff.Status, int64(len(body)))
+		st.logFast(remote, h, nil, now, ff.Status, int64(len(body)))
 	}
 	f.answered.Add(1)
 

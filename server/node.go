@@ -21,6 +21,7 @@ import (
 
 	"shoal/cluster"
 	"shoal/handlers"
+	"shoal/internal/h2"
 )
 
 // Loader produces the node's config: the file read again plus the
@@ -39,13 +40,15 @@ type Node struct {
 	ready    chan struct{}
 	started  time.Time
 
-	registry *prometheus.Registry
-	cl       clusterRef   // the cluster once Run started it (server/cluster.go)
-	certs    *certManager // nil without an https listener
-	http3    *http3Listener
-	altSvc   atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
-	metrics  *handlers.Metrics
-	compress *handlers.Compressor
+	registry   *prometheus.Registry
+	cl         clusterRef   // the cluster once Run started it (server/cluster.go)
+	certs      *certManager // nil without an https listener
+	http3      *http3Listener
+	altSvc     atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
+	h2fields   atomic.Pointer[h2Fields]
+	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
+	metrics    *handlers.Metrics
+	compress   *handlers.Compressor
 
 	admin   http.Handler
 	running atomic.Bool
@@ -351,7 +354,7 @@ func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
 	}
 	if n.certs != nil {
 		specs = append(specs, listenerSpec{role: "https", addr: cfg.Server.HTTPS,
-			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.certs.TLSConfig()})
+			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.certs.TLSConfig(), fast: true})
 	} else {
 		specs = append(specs, listenerSpec{role: "https"}) // closes one a reload turned off
 	}
@@ -424,6 +427,12 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		ln = handoff
 	}
 	if sp.tls != nil {
+		h2s := &h2.Server{MaxHeaderBytes: int(lim.maxHeader), IdleTimeout: lim.idle, WriteTimeout: lim.send, Logger: n.log}
+		if sp.fast {
+			h2s.Fast = n.h2Fast
+		}
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){"h2": h2s.ServeTLS}
+		srv.RegisterOnShutdown(h2s.Shutdown)
 		// The manager's config itself, not a clone: certificates and
 		// ticket keys follow its reloads. TLSConfig stays nil on the
 		// server, which still turns HTTP/2 on for "h2" connections.

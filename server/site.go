@@ -181,10 +181,15 @@ func (st *site) fast(path string, req handlers.FastRequest) (file *handlers.Fast
 	return st.static.Fast(path, req), false
 }
 
-// logFast writes the access log line of a request the fast path answered,
-// through the same formatter as every other request.
-func (st *site) logFast(remote string, h *requestHead, started time.Time, status int, bytes int64) {
-	hdr := http.Header{}
+// logFast writes the access log line of a request a fast path answered,
+// through the same formatter as every other request: an HTTP/2 one when
+// hdr is given, else HTTP/1.1 with the header lines of h.
+func (st *site) logFast(remote string, h *requestHead, hdr http.Header, started time.Time, status int, bytes int64) {
+	proto, major, minor := "HTTP/2.0", 2, 0
+	if hdr == nil {
+		proto, major, minor = "HTTP/1.1", 1, 1
+		hdr = http.Header{}
+	}
 	for rest := h.lines; len(rest) > 0; {
 		line, more, _ := strings.Cut(string(rest), "\r\n")
 		rest = rest[len(rest)-len(more):]
@@ -200,7 +205,7 @@ func (st *site) logFast(remote string, h *requestHead, started time.Time, status
 		method = http.MethodHead
 	}
 	r := &http.Request{Method: method, URL: &url.URL{Path: path, RawQuery: query}, RequestURI: h.target,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr, Host: h.host, RemoteAddr: remote}
+		Proto: proto, ProtoMajor: major, ProtoMinor: minor, Header: hdr, Host: h.host, RemoteAddr: remote}
 	r, info := handlers.Begin(r, st.label, st.trusted)
 	info.Handler = handlers.KindStatic
 	st.access.Log(r, &handlers.Recorder{Status: status, Bytes: bytes, Started: started})

@@ -1,0 +1,183 @@
+// Package h2 serves HTTP/2 connections (RFC 9113) for an http.Handler.
+//
+// It owns the connections net/http hands over after a TLS handshake that
+// chose "h2" (http.Server.TLSNextProto): framing, HPACK, flow control in
+// both directions, stream states, settings, pings, resets and graceful
+// GOAWAY. Requests run the handler on a goroutine of their own, with a
+// ResponseWriter that behaves as net/http's HTTP/2 one does (Flusher,
+// ResponseController deadlines, trailers, informational responses, a
+// sniffed Content-Type, Date). Unlike net/http, a request the Fast hook can
+// answer from memory is answered on the connection's own goroutine, with no
+// goroutine, channel or allocation per stream, and responses to a batch of
+// requests leave in one write: that is what makes small cached files cheap.
+//
+// Frames are parsed by golang.org/x/net/http2's Framer (which also merges
+// CONTINUATION frames and decodes HPACK); response header blocks are
+// encoded here, from the static table only, so a cached block is valid on
+// every connection.
+package h2
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// Server holds the settings shared by the connections it serves.
+type Server struct {
+	// MaxConcurrentStreams bounds the streams a client may have open on a
+	// connection. Zero: 250.
+	MaxConcurrentStreams uint32
+	// MaxHeaderBytes bounds a request's header list, as
+	// SETTINGS_MAX_HEADER_LIST_SIZE; a larger one gets 431. Zero: 1 MiB.
+	MaxHeaderBytes int
+	// IdleTimeout closes a connection that has had no open stream for this
+	// long. Zero: never.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each response from the moment its request
+	// arrived, as http.Server.WriteTimeout does for HTTP/2; a handler may
+	// move it with http.ResponseController. Past it the stream is reset.
+	// It also bounds each write to the connection. Zero: none.
+	WriteTimeout time.Duration
+	// Fast, when set, is asked first about each GET or HEAD without a
+	// body. An answer it returns is sent at once from the connection's
+	// goroutine; nil sends the request to the handler.
+	Fast func(*Request) *Answer
+	// Logger receives handler panics and protocol errors worth knowing.
+	// Nil: slog.Default().
+	Logger *slog.Logger
+
+	bufs     sync.Pool // *[]byte response buffers
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	shutdown bool
+}
+
+func (s *Server) getBuf() []byte {
+	if p, ok := s.bufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, respBufSize)
+}
+
+func (s *Server) putBuf(b []byte) {
+	b = b[:0]
+	s.bufs.Put(&b)
+}
+
+// Request is what Fast sees of a request: its pseudo-header fields and the
+// regular fields as sent (lower-case names, in order).
+type Request struct {
+	Method, Scheme, Authority, Path string
+	Fields                          []hpack.HeaderField
+	RemoteAddr                      string
+	TLS                             *tls.ConnectionState
+}
+
+// Get returns the first value of the field named name (lower case), and
+// how many fields have that name.
+func (r *Request) Get(name string) (string, int) {
+	v, n := "", 0
+	for _, f := range r.Fields {
+		if f.Name == name {
+			if n == 0 {
+				v = f.Value
+			}
+			n++
+		}
+	}
+	return v, n
+}
+
+// Answer is a complete response Fast has ready.
+type Answer struct {
+	Status int
+	// Header and Extra are HPACK blocks (as AppendField writes them) of
+	// every field but :status and date.
+	Header, Extra []byte
+	// Body is sent unless the request is HEAD.
+	Body []byte
+}
+
+// ServeTLS serves one connection; it fits http.Server.TLSNextProto["h2"].
+// It returns when the connection is done.
+func (s *Server) ServeTLS(hs *http.Server, c *tls.Conn, h http.Handler) {
+	ctx := context.Background()
+	if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
+		ctx = bc.BaseContext()
+	}
+	cs := c.ConnectionState()
+	s.serveConn(ctx, c, &cs, h)
+}
+
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, cs *tls.ConnectionState, h http.Handler) {
+	c := newConn(s, ctx, nc, cs, h)
+	if !s.track(c) {
+		nc.Close()
+		return
+	}
+	defer s.forget(c)
+	c.serve()
+}
+
+// Shutdown asks every connection to finish: each gets a GOAWAY, serves
+// the streams it has and closes. It fits http.Server.RegisterOnShutdown;
+// connections that come later are closed at once.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	s.shutdown = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.goAway(nil)
+	}
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxStreams() uint32 {
+	if s.MaxConcurrentStreams == 0 {
+		return 250
+	}
+	return s.MaxConcurrentStreams
+}
+
+func (s *Server) maxHeaderBytes() uint32 {
+	if s.MaxHeaderBytes <= 0 {
+		return 1 << 20
+	}
+	return uint32(min(s.MaxHeaderBytes, 1<<30))
+}

@@ -1,0 +1,126 @@
+package server
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"time"
+
+	"shoal/handlers"
+	"shoal/internal/h2"
+)
+
+// h2Fast is the HTTP/2 fast path's way into the sites, as fastRoute is
+// HTTP/1.1's: a GET or HEAD of a cached file is answered from memory on
+// the connection's goroutine, with the site's books kept (metrics, access
+// log) and the headers serveHTTPS adds (HSTS, Alt-Svc). Anything else,
+// and anything the HTTP/1.1 fast path would decline, returns nil and goes
+// through the full chain.
+func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
+	h, ok := h2Head(r)
+	if !ok {
+		return nil
+	}
+	a := n.routeFast(h)
+	if a.file == nil || a.hop {
+		return nil
+	}
+	st, ff := a.site, a.file
+	body := ff.Body
+	if h.head {
+		body = nil
+	}
+	span := st.metrics.Start(st.label)
+	info := handlers.Info{Site: st.label, Handler: handlers.KindStatic}
+	span.End(&info, ff.Status, int64(len(body)))
+	if st.access != nil {
+		st.logFast(r.RemoteAddr, &h, h2Header(r), time.Now(), ff.Status, int64(len(body)))
+	}
+	n.h2Answered.Add(1)
+	return &h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(), Body: ff.Body}
+}
+
+// h2Head reads what the fast path needs from an HTTP/2 request, with the
+// HTTP/1.1 parser's rules: a plain path, one host, no field that asks for
+// more than a whole file or its 304.
+func h2Head(r *h2.Request) (requestHead, bool) {
+	h := requestHead{head: r.Method == http.MethodHead, target: r.Path, host: r.Authority}
+	path, query, hasQuery := strings.Cut(r.Path, "?")
+	if !plainPath([]byte(path)) || hasQuery && !plainQuery([]byte(query)) {
+		return h, false
+	}
+	h.path = path
+	hosts := 0
+	for _, f := range r.Fields {
+		switch field := fieldOf([]byte(f.Name)); field {
+		case fieldHost:
+			hosts++
+			if h.host == "" {
+				h.host = f.Value
+			}
+		case fieldAcceptEncoding, fieldIfNoneMatch, fieldIfModifiedSince:
+			if !h.setOnce(field, f.Value) {
+				return h, false
+			}
+		case fieldForwarded:
+			h.forwarded = true
+		case fieldConnection, fieldHop, fieldDecline:
+			return h, false
+		}
+	}
+	if hosts > 1 || r.Authority != "" && hosts == 1 {
+		return h, false // let the full chain judge Host against :authority
+	}
+	return h, validHost(h.host)
+}
+
+// h2Header is the request's header as the access log reads it.
+func h2Header(r *h2.Request) http.Header {
+	hdr := make(http.Header, len(r.Fields))
+	for _, f := range r.Fields {
+		hdr.Add(f.Name, f.Value)
+	}
+	return hdr
+}
+
+// h2Block turns a cached file's HTTP/1.1 header lines into an HPACK block.
+func h2Block(lines []byte) []byte {
+	var blk []byte
+	for len(lines) > 0 {
+		line, rest, _ := bytes.Cut(lines, []byte("\r\n"))
+		lines = rest
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if len(line) == 0 || !ok {
+			continue
+		}
+		blk = h2.AppendField(blk, strings.ToLower(string(name)), string(bytes.TrimSpace(value)))
+	}
+	return blk
+}
+
+// h2Fields caches the encoded HSTS and Alt-Svc fields for the values in
+// force.
+type h2Fields struct {
+	hsts, alt string
+	block     []byte
+}
+
+func (n *Node) h2HTTPSFields() []byte {
+	hsts := n.state.Load().cfg.TLS.HSTS
+	alt := ""
+	if p := n.altSvc.Load(); p != nil {
+		alt = *p
+	}
+	if c := n.h2fields.Load(); c != nil && c.hsts == hsts && c.alt == alt {
+		return c.block
+	}
+	c := &h2Fields{hsts: hsts, alt: alt}
+	if hsts != "" {
+		c.block = h2.AppendField(c.block, "strict-transport-security", hsts)
+	}
+	if alt != "" {
+		c.block = h2.AppendField(c.block, "alt-svc", alt)
+	}
+	n.h2fields.Store(c)
+	return c.block
+}
