@@ -247,6 +247,18 @@ func (c *conn) process(f http2.Frame) error {
 			return io.EOF
 		}
 		return nil
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			c.mu.Lock()
+			st := c.streams[f.StreamID]
+			c.mu.Unlock()
+			if st != nil {
+				st.reset(http2.ErrCodeProtocol, errStreamClosed)
+			} else {
+				c.writeRST(f.StreamID, http2.ErrCodeProtocol)
+			}
+		}
+		return nil
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}

@@ -175,7 +175,7 @@ func TestProtocolErrors(t *testing.T) {
 			rc.get(5, "/hello")
 			rc.waitResponse(5)
 			rc.get(3, "/hello")
-			rc.waitGoAway(http2.ErrCodeStreamClosed)
+			rc.waitGoAway(http2.ErrCodeProtocol)
 		}},
 		{"connection-specific field", func(rc *rawConn) {
 			rc.get(1, "/hello", "connection", "keep-alive")
@@ -225,6 +225,30 @@ func TestProtocolErrors(t *testing.T) {
 			rc.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/wait")
 			rc.fr.WriteData(1, true, []byte("late"))
 			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
+		{"unknown frame type is ignored", func(rc *rawConn) {
+			rc.fr.WriteRawFrame(0xfa, 0, 0, []byte("whatever"))
+			rc.get(1, "/hello")
+			if st, body := rc.waitResponse(1); st != "200" || body != "hello" {
+				t.Errorf("after an unknown frame: %s %q", st, body)
+			}
+		}},
+		{"PRIORITY on itself", func(rc *rawConn) {
+			rc.fr.WritePriority(1, http2.PriorityParam{StreamDep: 1})
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
+		{"trailers without END_STREAM", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/echo")
+			rc.headers(1, false, "x-trailer", "1")
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
+		{"invalid SETTINGS value", func(rc *rawConn) {
+			rc.fr.WriteSettings(http2.Setting{ID: http2.SettingEnablePush, Val: 2})
+			rc.waitGoAway(http2.ErrCodeProtocol)
+		}},
+		{"HPACK garbage", func(rc *rawConn) {
+			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndStream: true, EndHeaders: true})
+			rc.waitGoAway(http2.ErrCodeCompression)
 		}},
 		{"client reset ends the handler", func(rc *rawConn) {
 			rc.get(1, "/wait")

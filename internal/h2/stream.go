@@ -54,11 +54,15 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	if id <= c.maxID {
 		c.mu.Unlock()
-		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+		return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 5.1.1
 	}
 	c.maxID = id
 	refuse := c.goingAway && id > c.lastID || uint32(len(c.streams)) >= c.srv.maxStreams()
 	c.mu.Unlock()
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.writeRST(id, http2.ErrCodeProtocol) // RFC 9113 5.3.1: no stream depends on itself
+		return nil
+	}
 	if refuse {
 		c.writeRST(id, http2.ErrCodeRefusedStream)
 		return nil
@@ -319,10 +323,7 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 		st.reset(http2.ErrCodeStreamClosed, errStreamClosed)
 		return nil
 	}
-	if !f.StreamEnded() {
-		return http2.ConnectionError(http2.ErrCodeProtocol)
-	}
-	if len(f.PseudoFields()) > 0 || bad || st.body == nil {
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || bad || st.body == nil {
 		st.reset(http2.ErrCodeProtocol, errStreamClosed)
 		return nil
 	}
