@@ -25,11 +25,11 @@ import (
 // pageRequest builds the *http.Request net/http would have made of h. Its
 // context is the background one: a page renders in memory and does not
 // wait on the client.
-func pageRequest(h *requestHead, remote string) (*http.Request, error) {
-	u, err := url.ParseRequestURI(h.target)
-	if err != nil {
-		return nil, err
-	}
+func pageRequest(h *requestHead, remote string) *http.Request {
+	// The fast path's targets are plain (no escapes, no dot segments), so
+	// the URL is the target cut at '?', as url.ParseRequestURI would make it.
+	_, query, hasQuery := strings.Cut(h.target, "?")
+	u := &url.URL{Path: h.path, RawQuery: query, ForceQuery: hasQuery && query == ""}
 	hdr := make(http.Header, 8)
 	for rest := h.lines; len(rest) > 0; {
 		nl := bytes.IndexByte(rest, '\n')
@@ -39,7 +39,10 @@ func pageRequest(h *requestHead, remote string) (*http.Request, error) {
 			break
 		}
 		name, value, _ := splitHeader(line)
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
+		key := commonHeaderKey(name)
+		if key == "" {
+			key = textproto.CanonicalMIMEHeaderKey(string(name))
+		}
 		hdr[key] = append(hdr[key], string(value))
 	}
 	delete(hdr, "Host") // net/http moves it to Request.Host
@@ -51,13 +54,28 @@ func pageRequest(h *requestHead, remote string) (*http.Request, error) {
 		method = http.MethodHead
 	}
 	return &http.Request{Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Body: http.NoBody, Host: h.host, RemoteAddr: remote, RequestURI: h.target, Close: h.close}, nil
+		Header: hdr, Body: http.NoBody, Host: h.host, RemoteAddr: remote, RequestURI: h.target, Close: h.close}
+}
+
+// commonHeaderKey returns the canonical form of a few request header
+// names browsers send in that form already, without an allocation; ""
+// for any other name.
+func commonHeaderKey(name []byte) string {
+	for _, k := range [...]string{"User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Cookie", "Referer", "Connection", "Cache-Control", "Upgrade-Insecure-Requests"} {
+		if string(name) == k {
+			return k
+		}
+	}
+	return ""
 }
 
 // pageResponse is the ResponseWriter of a page answered on the fast path.
 type pageResponse struct {
 	header http.Header
-	sent   http.Header // the header as of WriteHeader, as net/http keeps it
+	// sent is the header as of WriteHeader, as net/http keeps it. It is
+	// taken only when the handler looks at the header again after
+	// WriteHeader (until then header is that snapshot); nil means header.
+	sent   http.Header
 	status int
 	body   bytes.Buffer
 }
@@ -65,6 +83,11 @@ type pageResponse struct {
 func (w *pageResponse) Header() http.Header {
 	if w.header == nil {
 		w.header = make(http.Header)
+	}
+	if w.status != 0 && w.sent == nil {
+		// Whatever the handler changes from now on is not sent.
+		w.sent = w.header
+		w.header = w.header.Clone()
 	}
 	return w.header
 }
@@ -76,9 +99,11 @@ func (w *pageResponse) WriteHeader(code int) {
 	if w.status != 0 || code < 200 {
 		return // informational answers are not sent on this path; repeats are ignored as net/http does
 	}
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
 	w.status = code
-	w.sent = w.Header().Clone()
-	if n, err := strconv.Atoi(w.sent.Get("Content-Length")); err == nil && n > 0 && n <= 1<<20 {
+	if n, err := strconv.Atoi(w.header.Get("Content-Length")); err == nil && n > 0 && n <= 1<<20 {
 		w.body.Grow(n) // one allocation for the page that follows
 	}
 }
@@ -106,6 +131,9 @@ func (w *pageResponse) wire(head bool, date []byte) (out, body []byte, closeAfte
 		w.WriteHeader(http.StatusOK)
 	}
 	h := w.sent
+	if h == nil {
+		h = w.header
+	}
 	body = w.body.Bytes()
 	if bodyAllowed(w.status) {
 		if _, ok := h["Content-Type"]; !ok && len(body) > 0 {
@@ -127,7 +155,11 @@ func (w *pageResponse) wire(head bool, date []byte) (out, body []byte, closeAfte
 		text = "status code " + strconv.Itoa(w.status)
 	}
 	out = make([]byte, 0, 512)
-	out = fmt.Appendf(out, "HTTP/1.1 %03d %s\r\n", w.status, text)
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(w.status), 10)
+	out = append(out, ' ')
+	out = append(out, text...)
+	out = append(out, "\r\n"...)
 	if bytes.Contains(date, []byte("Connection:")) {
 		delete(h, "Connection") // the connection closes anyway, and says so once
 	}
@@ -140,7 +172,8 @@ func (w *pageResponse) wire(head bool, date []byte) (out, body []byte, closeAfte
 // appendHeaders writes h sorted by name, one line per value, skipping
 // names net/http would not send and keeping every value on its line.
 func appendHeaders(b []byte, h http.Header) []byte {
-	keys := make([]string, 0, len(h))
+	var buf [16]string
+	keys := buf[:0]
 	for k := range h {
 		if validFieldName(k) {
 			keys = append(keys, k)
@@ -149,9 +182,12 @@ func appendHeaders(b []byte, h http.Header) []byte {
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.Map(newlineToSpace, v)
+			}
 			b = append(b, k...)
 			b = append(b, ": "...)
-			b = append(b, strings.TrimSpace(strings.Map(newlineToSpace, v))...)
+			b = append(b, strings.TrimSpace(v)...)
 			b = append(b, "\r\n"...)
 		}
 	}
@@ -210,10 +246,7 @@ func (f *fastFront) putPageResponse(w *pageResponse) {
 // wrote. It reports whether the connection stays open. A panic in the
 // chain closes the connection without an answer, as net/http does.
 func (f *fastFront) answerPage(fc *fastConn, h *requestHead, a fastAnswer, closing bool) (keep bool) {
-	r, err := pageRequest(h, fc.remote)
-	if err != nil {
-		return false
-	}
+	r := pageRequest(h, fc.remote)
 	w := f.getPageResponse()
 	defer f.putPageResponse(w)
 	defer func() {
