@@ -190,13 +190,8 @@ func (c *conn) readFailed(err error) bool {
 		if se.StreamID > c.maxID && se.StreamID%2 == 1 {
 			c.maxID = se.StreamID // a malformed request still opened its stream
 		}
-		st := c.streams[se.StreamID]
 		c.mu.Unlock()
-		if st != nil {
-			st.reset(se.Code, errStreamClosed)
-		} else {
-			c.writeRST(se.StreamID, se.Code)
-		}
+		c.resetStream(se.StreamID, se.Code)
 		return true
 	}
 	var ce http2.ConnectionError
@@ -249,14 +244,7 @@ func (c *conn) process(f http2.Frame) error {
 		return nil
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
-			c.mu.Lock()
-			st := c.streams[f.StreamID]
-			c.mu.Unlock()
-			if st != nil {
-				st.reset(http2.ErrCodeProtocol, errStreamClosed)
-			} else {
-				c.writeRST(f.StreamID, http2.ErrCodeProtocol)
-			}
+			c.resetStream(f.StreamID, http2.ErrCodeProtocol)
 		}
 		return nil
 	case *http2.PushPromiseFrame:
@@ -562,6 +550,19 @@ func (c *conn) flushLocked() error {
 		return c.werr
 	}
 	return nil
+}
+
+// resetStream resets stream id, open or not: an open one's handler sees
+// its body and writes fail.
+func (c *conn) resetStream(id uint32, code http2.ErrCode) {
+	c.mu.Lock()
+	st := c.streams[id]
+	c.mu.Unlock()
+	if st != nil {
+		st.reset(code, errStreamClosed)
+		return
+	}
+	c.writeRST(id, code)
 }
 
 func (c *conn) writeRST(id uint32, code http2.ErrCode) {

@@ -24,27 +24,26 @@ func AppendField(dst []byte, name, value string) []byte {
 	return appendString(dst, value)
 }
 
-// appendStatus appends :status.
+// appendStatus appends :status: indexed for the seven codes the static
+// table holds, else a literal naming entry 8.
 func appendStatus(dst []byte, code int) []byte {
-	switch code {
-	case 200:
-		return append(dst, 0x88)
-	case 204:
-		return append(dst, 0x89)
-	case 206:
-		return append(dst, 0x8a)
-	case 304:
-		return append(dst, 0x8b)
-	case 400:
-		return append(dst, 0x8c)
-	case 404:
-		return append(dst, 0x8d)
-	case 500:
-		return append(dst, 0x8e)
+	if i := staticStatus(code); i > 0 {
+		return append(dst, 0x80|byte(i))
 	}
-	dst = appendInt(dst, 0x00, 4, 8) // literal, name :status
+	dst = appendInt(dst, 0x00, 4, 8)
 	var b [3]byte
 	return appendString(dst, string(strconv.AppendInt(b[:0], int64(code), 10)))
+}
+
+// staticStatus is the static table's index of ":status: code", or 0.
+func staticStatus(code int) int {
+	codes := [...]int{200, 204, 206, 304, 400, 404, 500}
+	for i, c := range codes {
+		if c == code {
+			return 8 + i
+		}
+	}
+	return 0
 }
 
 func appendString(dst []byte, s string) []byte {
