@@ -93,10 +93,10 @@ func newCCluster(t *testing.T, n int, policy, mode string, sticky bool) *ccluste
 		}
 		cl.writeRoot(name)
 		cl.nodes[name] = node
-		node.start()
-	}
-	for _, node := range cl.nodes {
-		node.waitUp()
+		node.startFresh()
+		if i == 0 {
+			seed = node.gossip // as it finally bound
+		}
 	}
 	cl.converged()
 	res, body, err := cl.nodes["a"].do("/cgi-bin/node.sh", nil)
@@ -153,13 +153,34 @@ func (n *cnode) start() {
 	})
 }
 
-func (n *cnode) waitUp() {
+// startFresh starts a new node and waits for it to be up. The free
+// addresses were found by binding and closing them, so another process may
+// take one before the node binds it: then the node starts again on new
+// ones.
+func (n *cnode) startFresh() {
+	n.t.Helper()
+	for attempt := 1; ; attempt++ {
+		n.start()
+		if n.up() {
+			return
+		}
+		if attempt == 5 || !strings.Contains(n.out.String(), "address already in use") {
+			n.t.Fatalf("node %s exited:\n%s", n.name, n.out)
+		}
+		n.http, n.admin, n.gossip = freeAddr(n.t), freeAddr(n.t), freeAddr(n.t)
+	}
+}
+
+// up waits until the node answers /healthz (true) or exits (false).
+func (n *cnode) up() bool {
 	n.t.Helper()
 	c := &http.Client{Timeout: time.Second}
+	exited := false
 	pollFor(n.t, "node "+n.name+" up", func() bool {
 		select {
 		case <-n.exited:
-			n.t.Fatalf("node %s exited:\n%s", n.name, n.out)
+			exited = true
+			return true
 		default:
 		}
 		res, err := c.Get("http://" + n.admin + "/healthz")
@@ -169,6 +190,14 @@ func (n *cnode) waitUp() {
 		res.Body.Close()
 		return res.StatusCode == 200
 	})
+	return !exited
+}
+
+func (n *cnode) waitUp() {
+	n.t.Helper()
+	if !n.up() {
+		n.t.Fatalf("node %s exited:\n%s", n.name, n.out)
+	}
 }
 
 type apiMember struct {

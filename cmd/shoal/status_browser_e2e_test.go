@@ -43,8 +43,7 @@ func TestE2EStatusPageBrowser(t *testing.T) {
 	d := &cnode{name: "d", dir: cl.dir, http: freeAddr(t), admin: freeAddr(t), gossip: freeAddr(t), join: a.gossip, t: t}
 	cl.writeRoot("d")
 	cl.nodes["d"] = d
-	d.start()
-	d.waitUp()
+	d.startFresh()
 	waitRowState(t, tab, "d", 20*time.Second, "alive")
 	if n := countRows(t, tab); n != 4 {
 		t.Errorf("%d member rows after d joined, want 4", n)
