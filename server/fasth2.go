@@ -26,18 +26,20 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 		return nil
 	}
 	st, ff := a.site, a.file
-	body := ff.Body
-	if h.head {
-		body = nil
+	sent := func() {
+		bytes := int64(len(ff.Body))
+		if h.head {
+			bytes = 0
+		}
+		span := st.metrics.Start(st.label)
+		info := handlers.Info{Site: st.label, Handler: handlers.KindStatic}
+		span.End(&info, ff.Status, bytes)
+		if st.access != nil {
+			st.logFast(r.RemoteAddr, &h, h2Header(r), time.Now(), ff.Status, bytes)
+		}
+		n.h2Answered.Add(1)
 	}
-	span := st.metrics.Start(st.label)
-	info := handlers.Info{Site: st.label, Handler: handlers.KindStatic}
-	span.End(&info, ff.Status, int64(len(body)))
-	if st.access != nil {
-		st.logFast(r.RemoteAddr, &h, h2Header(r), time.Now(), ff.Status, int64(len(body)))
-	}
-	n.h2Answered.Add(1)
-	return &h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(), Body: ff.Body}
+	return &h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(), Body: ff.Body, Sent: sent}
 }
 
 // h2Head reads what the fast path needs from an HTTP/2 request, with the

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,5 +404,33 @@ func TestIdleTimeout(t *testing.T) {
 	rc.waitGoAway(http2.ErrCodeNo)
 	if waited := time.Since(start); waited < 600*time.Millisecond {
 		t.Fatalf("closed after %v", waited)
+	}
+}
+
+// TestFastSentOnlyWhenSent: an answer the client's window cannot take is
+// dropped before its bookkeeping runs, and the handler answers instead.
+func TestFastSentOnlyWhenSent(t *testing.T) {
+	var sent, handled atomic.Int32
+	s := &Server{Fast: func(r *Request) *Answer {
+		return &Answer{Status: 200, Body: []byte("0123456789"), Sent: func() { sent.Add(1) }}
+	}}
+	ts := newServer(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		io.WriteString(w, "handler")
+	}))
+	rc := dialRaw(t, ts, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 5})
+	rc.waitFor("the server's SETTINGS ack", func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && s.IsAck() })
+	rc.get(1, "/small-window")
+	rc.fr.WriteWindowUpdate(1, 100)
+	if st, body := rc.waitResponse(1); st != "200" || body != "handler" {
+		t.Fatalf("%s %q", st, body)
+	}
+	rc.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535})
+	rc.get(3, "/big-window")
+	if st, body := rc.waitResponse(3); st != "200" || body != "0123456789" {
+		t.Fatalf("%s %q", st, body)
+	}
+	if sent.Load() != 1 || handled.Load() != 1 {
+		t.Errorf("Sent called %d times, handler %d; want 1 and 1", sent.Load(), handled.Load())
 	}
 }

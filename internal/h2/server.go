@@ -103,6 +103,11 @@ type Answer struct {
 	Header, Extra []byte
 	// Body is sent unless the request is HEAD.
 	Body []byte
+	// Sent, when set, is called once the answer is certain to go out (the
+	// client's windows take its body), before it is written: the place
+	// for bookkeeping. An answer that does not fit is dropped uncalled and
+	// the request goes to the handler.
+	Sent func()
 }
 
 // ServeTLS serves one connection; it fits http.Server.TLSNextProto["h2"].

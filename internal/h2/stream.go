@@ -113,6 +113,9 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 	if !fits {
 		return false
 	}
+	if a.Sent != nil {
+		a.Sent()
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
