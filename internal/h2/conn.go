@@ -97,13 +97,13 @@ func (c *conn) wasReset(id uint32) bool {
 
 func newConn(s *Server, ctx context.Context, nc net.Conn, cs *tls.ConnectionState, h http.Handler) *conn {
 	c := &conn{
-		srv:       s,
-		nc:        nc,
-		tlsState:  cs,
-		remote:    nc.RemoteAddr().String(),
-		handler:   h,
-		br:        bufio.NewReaderSize(nc, 16<<10),
-		bw:        bufio.NewWriterSize(nc, 16<<10),
+		srv:      s,
+		nc:       nc,
+		tlsState: cs,
+		remote:   nc.RemoteAddr().String(),
+		handler:  h,
+		br:       bufio.NewReaderSize(nc, 16<<10),
+
 		streams:   map[uint32]*stream{},
 		sendWin:   defaultWindow,
 		initWin:   defaultWindow,
@@ -112,6 +112,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, cs *tls.ConnectionStat
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.cond = sync.NewCond(&c.mu)
+	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
@@ -542,9 +543,6 @@ func (c *conn) flushLocked() error {
 		return nil
 	}
 	c.wpending = false
-	if c.srv.WriteTimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
-	}
 	if err := c.bw.Flush(); err != nil {
 		c.failWrite(err)
 		return c.werr
@@ -563,6 +561,17 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 		return
 	}
 	c.writeRST(id, code)
+}
+
+// deadlineWriter is the connection as the writer sees it: every write
+// to the socket, explicit flush or a full buffer's, gets WriteTimeout.
+type deadlineWriter struct{ c *conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	if d := w.c.srv.WriteTimeout; d > 0 {
+		w.c.nc.SetWriteDeadline(time.Now().Add(d))
+	}
+	return w.c.nc.Write(p)
 }
 
 func (c *conn) writeRST(id uint32, code http2.ErrCode) {

@@ -409,3 +409,25 @@ func TestUnreadBodies(t *testing.T) {
 		t.Fatalf("echoed %d of %d bytes", len(got), len(body))
 	}
 }
+
+// TestWriteTimeoutPerWrite: WriteTimeout bounds each write, so a large
+// response after the connection sat idle longer than it goes out whole.
+func TestWriteTimeoutPerWrite(t *testing.T) {
+	big := bytes.Repeat([]byte("b"), 200<<10)
+	s := &Server{WriteTimeout: 200 * time.Millisecond}
+	ts := newServer(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "small")
+	}))
+	c := client()
+	if _, body := get(t, c, "GET", ts.URL+"/small", nil); string(body) != "small" {
+		t.Fatalf("small: %q", body)
+	}
+	time.Sleep(500 * time.Millisecond) // the idle time under test, past WriteTimeout
+	if _, body := get(t, c, "GET", ts.URL+"/big", nil); len(body) != len(big) {
+		t.Fatalf("big after idle: %d of %d bytes", len(body), len(big))
+	}
+}

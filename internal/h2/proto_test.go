@@ -190,6 +190,10 @@ func TestProtocolErrors(t *testing.T) {
 			rc.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "x")
 			rc.waitReset(1, http2.ErrCodeProtocol)
 		}},
+		{"absolute-form :path", func(rc *rawConn) {
+			rc.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "https://x/hello")
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
 		{"uppercase field name", func(rc *rawConn) {
 			rc.get(1, "/hello", "X-Upper", "1")
 			rc.waitReset(1, http2.ErrCodeProtocol)

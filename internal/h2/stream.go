@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,11 +161,11 @@ func (c *conn) sendSimple(id uint32, status int, resetAfter bool) {
 	c.mu.Unlock()
 	c.writeLocked(func() error {
 		blk := appendStatus(nil, status)
-		blk = AppendField(blk, "content-type", "text/plain; charset=utf-8")
-		blk = AppendField(blk, "content-length", strconv.Itoa(len(body)))
-		if !fits {
+		if !fits { // no window for even this: the status alone
 			return c.writeHeaderBlock(id, blk, true)
 		}
+		blk = AppendField(blk, "content-type", "text/plain; charset=utf-8")
+		blk = AppendField(blk, "content-length", strconv.Itoa(len(body)))
 		if err := c.writeHeaderBlock(id, blk, false); err != nil {
 			return err
 		}
@@ -232,6 +233,8 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, erro
 		u, path = &url.URL{Host: authority}, authority
 	case path == "*" && method == http.MethodOptions:
 		u = &url.URL{Path: "*"}
+	case path[0] != '/':
+		return nil, 0, errors.New("h2: :path neither origin nor asterisk form") // RFC 9113 8.3.1
 	default:
 		if u, err = url.ParseRequestURI(path); err != nil {
 			return nil, 0, err
@@ -306,7 +309,8 @@ func (c *conn) runHandler(st *stream, rw *responseWriter, req *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				c.srv.logger().Error("h2: handler panic", "panic", p, "method", req.Method, "uri", req.RequestURI, "remote", c.remote)
+				c.srv.logger().Error("h2: handler panic", "panic", p, "method", req.Method, "uri", req.RequestURI,
+					"remote", c.remote, "stack", string(debug.Stack()))
 			}
 			st.reset(http2.ErrCodeInternal, errStreamClosed)
 		}
