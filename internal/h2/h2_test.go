@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -429,5 +430,64 @@ func TestWriteTimeoutPerWrite(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the idle time under test, past WriteTimeout
 	if _, body := get(t, c, "GET", ts.URL+"/big", nil); len(body) != len(big) {
 		t.Fatalf("big after idle: %d of %d bytes", len(body), len(big))
+	}
+}
+
+// TestNoGoroutineLeft: once the clients are gone and the server closed,
+// no goroutine of a connection, a handler or a body feeder is left,
+// whatever the streams went through.
+func TestNoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := &Server{Logger: discardLogger(), Fast: func(r *Request) *Answer {
+		if r.Path == "/fast" {
+			return &Answer{Status: 200, Body: []byte("fast")}
+		}
+		return nil
+	}}
+	ts := newServer(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/panic":
+			panic("on purpose")
+		case "/wait":
+			<-r.Context().Done()
+		case "/ignore":
+			io.WriteString(w, "not reading")
+		default:
+			io.Copy(w, r.Body)
+		}
+	}))
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	get(t, c, "GET", ts.URL+"/fast", nil)
+	get(t, c, "POST", ts.URL+"/echo", bytes.NewReader(make([]byte, 1<<20)))
+	get(t, c, "POST", ts.URL+"/ignore", bytes.NewReader(make([]byte, 1<<20)))
+	if resp, err := c.Get(ts.URL + "/panic"); err == nil {
+		resp.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/wait", nil)
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	cancel()
+	pr, pw := io.Pipe()
+	req, _ = http.NewRequest("POST", ts.URL+"/echo", pr)
+	go func() {
+		pw.Write([]byte("half a body"))
+		pw.CloseWithError(errors.New("the client gives up"))
+	}()
+	if resp, err := c.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	tr.CloseIdleConnections()
+	ts.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
