@@ -411,6 +411,9 @@ func (st *stream) handlerFinished() {
 	}
 	c.mu.Unlock()
 	if stillSending {
+		// The response goes out on its own first: some clients (curl)
+		// drop a response whose RST_STREAM(NO_ERROR) came in the same read.
+		c.flush()
 		st.reset(http2.ErrCodeNo, errStreamClosed)
 	}
 	if st.body != nil {
