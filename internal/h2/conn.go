@@ -41,7 +41,9 @@ var (
 // answers what Fast can; handlers write from their own goroutines.
 //
 // Locks: mu guards stream state and both directions' flow control; wmu
-// guards the writer. Neither is held while taking the other.
+// guards the writer. mu may be taken while wmu is held (the writer reads
+// the client's frame size), never wmu while mu is: waits for window
+// release mu before they flush.
 type conn struct {
 	srv      *Server
 	nc       net.Conn
@@ -442,7 +444,7 @@ func (c *conn) goAwayNow(code http2.ErrCode) {
 
 // goAway starts a graceful end: no new streams, the open ones finish, then
 // the connection closes.
-func (c *conn) goAway(error) {
+func (c *conn) goAway() {
 	c.mu.Lock()
 	if c.goingAway {
 		c.mu.Unlock()

@@ -143,7 +143,7 @@ func (s *Server) Shutdown() {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.goAway(nil)
+		c.goAway()
 	}
 }
 
