@@ -1,10 +1,15 @@
 package server_test
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +127,56 @@ func (a h2Answer) headerValue(name string) string {
 		}
 	}
 	return ""
+}
+
+// TestH2FastPathAccessLog: a file answered by the HTTP/2 fast path is
+// logged as the full chain logs it (HTTP/2.0, status, bytes, referer,
+// user agent).
+func TestH2FastPathAccessLog(t *testing.T) {
+	dir := newSiteDir(t)
+	cfg := "[log]\naccess = \"access.log\"\nformat = \"combined\"\n\n[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n\n[tls]\nself_signed = true\n"
+	if err := os.WriteFile(filepath.Join(dir, "x.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := server.New(func() (*server.Config, error) { return server.LoadConfig(filepath.Join(dir, "x.toml")) },
+		server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-n.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+	for i, full := range []bool{false, true} {
+		req, _ := http.NewRequest("GET", "https://"+n.Addrs()["https"]+"/index.html?n="+strconv.Itoa(i), nil)
+		req.Header.Set("User-Agent", "h2-agent")
+		req.Header.Set("Referer", "https://ref.test/")
+		if full {
+			req.Header.Set("X-Shoal-Load", "1") // the fast path declines it
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if server.H2FastAnswered(n) != 1 {
+		t.Fatalf("fast path answered %d, want 1", server.H2FastAnswered(n))
+	}
+	want := func(i int) string {
+		return `"GET /index.html?n=` + strconv.Itoa(i) + ` HTTP/2.0" 200 14 "https://ref.test/" "h2-agent"`
+	}
+	waitFile(t, filepath.Join(dir, "access.log"), want(0))
+	waitFile(t, filepath.Join(dir, "access.log"), want(1))
 }
