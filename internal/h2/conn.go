@@ -56,7 +56,7 @@ type conn struct {
 	fr       *http2.Framer
 
 	wmu      sync.Mutex
-	bw       *bufio.Writer
+	bw       *connWriter
 	wfr      *http2.Framer // writes into bw
 	hbuf     []byte        // header block scratch, under wmu
 	date     []byte        // encoded date field, under wmu
@@ -114,7 +114,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, cs *tls.ConnectionStat
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.cond = sync.NewCond(&c.mu)
-	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 16<<10)
+	c.bw = &connWriter{c: c}
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
@@ -565,15 +565,58 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.writeRST(id, code)
 }
 
-// deadlineWriter is the connection as the writer sees it: every write
-// to the socket, explicit flush or a full buffer's, gets WriteTimeout.
-type deadlineWriter struct{ c *conn }
+// connWriter buffers frames for the socket. Its buffer comes from the
+// server's pool at the first write and goes back at each flush, so an
+// idle connection holds none (browsers keep many open). Every write to
+// the socket, a flush or a full buffer's, gets WriteTimeout. Under wmu.
+type connWriter struct {
+	c   *conn
+	buf []byte
+}
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
+const connWriteBuf = 16 << 10
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	if w.buf == nil {
+		w.buf = w.c.srv.getWriteBuf()
+	}
+	total := len(p)
+	for len(p) > 0 {
+		if len(w.buf) == 0 && len(p) >= cap(w.buf) {
+			return total, w.send(p) // large and nothing waiting: no copy
+		}
+		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf, p = w.buf[:len(w.buf)+n], p[n:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.send(w.buf); err != nil {
+				return total - len(p), err
+			}
+			w.buf = w.buf[:0]
+		}
+	}
+	return total, nil
+}
+
+// Flush sends what is buffered and gives the buffer back.
+func (w *connWriter) Flush() error {
+	if w.buf == nil {
+		return nil
+	}
+	err := w.send(w.buf)
+	w.c.srv.putWriteBuf(w.buf)
+	w.buf = nil
+	return err
+}
+
+func (w *connWriter) send(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
 	if d := w.c.srv.WriteTimeout; d > 0 {
 		w.c.nc.SetWriteDeadline(time.Now().Add(d))
 	}
-	return w.c.nc.Write(p)
+	_, err := w.c.nc.Write(p)
+	return err
 }
 
 func (c *conn) writeRST(id uint32, code http2.ErrCode) {

@@ -54,6 +54,7 @@ type Server struct {
 	Logger *slog.Logger
 
 	bufs     sync.Pool // *[]byte response buffers
+	wbufs    sync.Pool // *[]byte connection write buffers
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutdown bool
@@ -69,6 +70,18 @@ func (s *Server) getBuf() []byte {
 func (s *Server) putBuf(b []byte) {
 	b = b[:0]
 	s.bufs.Put(&b)
+}
+
+func (s *Server) getWriteBuf() []byte {
+	if p, ok := s.wbufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, connWriteBuf)
+}
+
+func (s *Server) putWriteBuf(b []byte) {
+	b = b[:0]
+	s.wbufs.Put(&b)
 }
 
 // Request is what Fast sees of a request: its pseudo-header fields and the
