@@ -27,15 +27,15 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	}
 	st, ff := a.site, a.file
 	sent := func() {
-		bytes := int64(len(ff.Body))
+		size := int64(len(ff.Body))
 		if h.head {
-			bytes = 0
+			size = 0
 		}
 		span := st.metrics.Start(st.label)
 		info := handlers.Info{Site: st.label, Handler: handlers.KindStatic}
-		span.End(&info, ff.Status, bytes)
+		span.End(&info, ff.Status, size)
 		if st.access != nil {
-			st.logFast(r.RemoteAddr, &h, h2Header(r), time.Now(), ff.Status, bytes)
+			st.logFast(r.RemoteAddr, &h, h2Header(r), time.Now(), ff.Status, size)
 		}
 		n.h2Answered.Add(1)
 	}
