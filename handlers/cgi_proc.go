@@ -66,11 +66,11 @@ type cgiProc struct {
 // pipes themselves), and only the server's ends join the poller.
 func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) (*cgiProc, error) {
 	st := h.state()
-	stdoutR, stdoutW, err := cgiPipe("stdout")
+	stdoutR, stdoutW, err := cgiPipe("stdout", true)
 	if err != nil {
 		return nil, err
 	}
-	stderrR, stderrW, err := cgiPipe("stderr")
+	stderrR, stderrW, err := cgiPipe("stderr", true)
 	if err != nil {
 		stdoutR.Close()
 		syscall.Close(stdoutW)
@@ -109,19 +109,24 @@ func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) 
 	return p, nil
 }
 
-// cgiPipe makes a pipe whose read end, non-blocking and in the poller,
-// serves deadlines, and whose write end stays a blocking raw descriptor
-// for the script.
-func cgiPipe(name string) (*os.File, int, error) {
+// cgiPipe makes a pipe between the server and a script. The server's end
+// (the read end when serverReads, else the write end) is non-blocking and
+// in the poller, for deadlines and for a close that wakes a blocked
+// reader or writer; the script's end stays a blocking raw descriptor.
+func cgiPipe(name string, serverReads bool) (server *os.File, script int, err error) {
 	var fds [2]int
 	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
 		return nil, -1, fmt.Errorf("cgi: %s pipe: %w", name, err)
 	}
-	if err := syscall.SetNonblock(fds[0], true); err != nil {
+	ours, theirs := fds[1], fds[0]
+	if serverReads {
+		ours, theirs = fds[0], fds[1]
+	}
+	if err := syscall.SetNonblock(ours, true); err != nil {
 		cgiCloseFds(fds[0], fds[1])
 		return nil, -1, fmt.Errorf("cgi: %s pipe: %w", name, err)
 	}
-	return os.NewFile(uintptr(fds[0]), "|"+name), fds[1], nil
+	return os.NewFile(uintptr(ours), "|"+name), theirs, nil
 }
 
 func cgiCloseFds(fds ...int) {
@@ -159,23 +164,20 @@ func (p *cgiProc) stdinFor(in *cgiInput, st *cgiState) (cgiStdin, io.Reader, err
 		}
 		return cgiStdin{fd: null.Fd(), file: null, own: -1}, nil, nil
 	}
-	var fds [2]int
-	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
-		return cgiStdin{}, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
+	// Closing the feeder's end wakes a feeder blocked on a script that
+	// reads nothing.
+	w, r, err := cgiPipe("stdin", false)
+	if err != nil {
+		return cgiStdin{}, nil, err
 	}
-	// The feeder's end joins the poller, so that closing it wakes a
-	// feeder blocked on a script that reads nothing.
-	if err := syscall.SetNonblock(fds[1], true); err != nil {
-		cgiCloseFds(fds[0], fds[1])
-		return cgiStdin{}, nil, fmt.Errorf("cgi: stdin pipe: %w", err)
-	}
-	p.stdinW = os.NewFile(uintptr(fds[1]), "|stdin")
+	p.stdinW = w
+	stdin := cgiStdin{fd: uintptr(r), own: r}
 	if in.cgiStream != nil {
 		p.fromClient = true
 		p.body = &bodyFeedReader{r: in.cgiStream}
-		return cgiStdin{fd: uintptr(fds[0]), own: fds[0]}, p.body, nil
+		return stdin, p.body, nil
 	}
-	return cgiStdin{fd: uintptr(fds[0]), own: fds[0]}, bytes.NewReader(in.mem), nil
+	return stdin, bytes.NewReader(in.mem), nil
 }
 
 func (p *cgiProc) feedStdin(src io.Reader) {

@@ -60,14 +60,12 @@ func h2Head(r *h2.Request) (requestHead, bool) {
 			if h.host == "" {
 				h.host = f.Value
 			}
-		case fieldAcceptEncoding, fieldIfNoneMatch, fieldIfModifiedSince:
-			if !h.setOnce(field, f.Value) {
+		case fieldConnection, fieldHop:
+			return h, false // forbidden in HTTP/2; hops come over HTTP/1.1
+		default:
+			if !sharedField(&h, field, f.Value) {
 				return h, false
 			}
-		case fieldForwarded:
-			h.forwarded = true
-		case fieldConnection, fieldHop, fieldDecline:
-			return h, false
 		}
 	}
 	if hosts > 1 || r.Authority != "" && hosts == 1 {
@@ -91,11 +89,9 @@ func h2Block(lines []byte) []byte {
 	for len(lines) > 0 {
 		line, rest, _ := bytes.Cut(lines, []byte("\r\n"))
 		lines = rest
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if len(line) == 0 || !ok {
-			continue
+		if name, value, ok := splitHeader(line); ok {
+			blk = h2.AppendField(blk, strings.ToLower(string(name)), string(value))
 		}
-		blk = h2.AppendField(blk, strings.ToLower(string(name)), string(bytes.TrimSpace(value)))
 	}
 	return blk
 }

@@ -1,10 +1,8 @@
 package server_test
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -138,23 +136,7 @@ func TestH2FastPathAccessLog(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "x.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n, err := server.New(func() (*server.Config, error) { return server.LoadConfig(filepath.Join(dir, "x.toml")) },
-		server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	select {
-	case <-n.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	n := server.RunNode(t, filepath.Join(dir, "x.toml"))
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
 	for i, full := range []bool{false, true} {

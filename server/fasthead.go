@@ -73,14 +73,10 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 		if !good {
 			return h, false
 		}
-		switch fieldOf(name) {
+		switch field := fieldOf(name); field {
 		case fieldHost:
 			hosts++
 			h.host = string(value)
-		case fieldAcceptEncoding, fieldIfNoneMatch, fieldIfModifiedSince:
-			if !h.setOnce(fieldOf(name), string(value)) {
-				return h, false // several: let net/http join them
-			}
 		case fieldConnection:
 			switch {
 			case equalFold(value, "keep-alive"):
@@ -89,18 +85,33 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 			default:
 				return h, false
 			}
-		case fieldForwarded:
-			h.forwarded = true
 		case fieldHop:
 			if h.hop != "" {
 				return h, false
 			}
 			h.hop = string(value)
-		case fieldDecline:
-			return h, false
+		default:
+			if !sharedField(&h, field, value) {
+				return h, false
+			}
 		}
 	}
 	return h, hosts == 1 && validHost(h.host)
+}
+
+// sharedField takes a field both fast paths (HTTP/1.1 and HTTP/2) read
+// alike: what the cached response depends on, forwarding headers, and
+// fields that send the request to the full chain. False declines.
+func sharedField[T string | []byte](h *requestHead, field int, value T) bool {
+	switch field {
+	case fieldAcceptEncoding, fieldIfNoneMatch, fieldIfModifiedSince:
+		return h.setOnce(field, string(value)) // several: let the full chain join them
+	case fieldForwarded:
+		h.forwarded = true
+	case fieldDecline:
+		return false
+	}
+	return true
 }
 
 // setOnce records the value of a field the static response depends on;

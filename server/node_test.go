@@ -459,23 +459,7 @@ func TestAccessLogFile(t *testing.T) {
 		}
 	}
 	write("access.log", "combined")
-	node, err := server.New(func() (*server.Config, error) { return server.LoadConfig(filepath.Join(dir, "x.toml")) },
-		server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- node.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("node did not stop")
-		}
-	}()
-	<-node.Ready()
+	node := server.RunNode(t, filepath.Join(dir, "x.toml"))
 	url := "http://" + node.Addrs()["http"]
 	fetch := func(path string) {
 		resp, err := http.Get(url + path)

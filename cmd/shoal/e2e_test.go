@@ -131,8 +131,15 @@ func freeAddr(t *testing.T) string {
 // waits until it answers; a port taken in between is retried with another.
 func startShoal(t *testing.T, dir string) *proc {
 	t.Helper()
+	return startArgs(t, dir, func() []string { return nil })
+}
+
+// startArgs is startShoal with the flags args returns; it is called again
+// for each attempt, so flags that name addresses get fresh free ones.
+func startArgs(t *testing.T, dir string, args func() []string) *proc {
+	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		p := spawn(t, dir, freeAddr(t))
+		p := spawnArgs(t, dir, freeAddr(t), args()...)
 		if p.waitUp(15 * time.Second) {
 			return p
 		}
@@ -181,7 +188,8 @@ func spawnArgs(t *testing.T, dir, addr string, extra ...string) *proc {
 // the deadline passed.
 func (p *proc) waitUp(within time.Duration) bool {
 	deadline := time.Now().Add(within)
-	c := &http.Client{Timeout: time.Second}
+	// Any answer means up; a redirect (redirect_http) is not followed.
+	c := &http.Client{Timeout: time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited:

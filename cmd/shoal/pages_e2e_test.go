@@ -76,15 +76,5 @@ templates = "templates"
 // startNamed runs a node called name from dir and waits until it answers.
 func startNamed(t *testing.T, dir, name string) *proc {
 	t.Helper()
-	for attempt := 0; attempt < 5; attempt++ {
-		p := spawnArgs(t, dir, freeAddr(t), "-name", name)
-		if p.waitUp(15 * time.Second) {
-			return p
-		}
-		if !strings.Contains(p.stderr.String(), "address already in use") {
-			t.Fatalf("node %s did not come up: %v\nstderr:\n%s", name, p.err, p.stderr)
-		}
-	}
-	t.Fatalf("node %s: no free port after 5 attempts", name)
-	return nil
+	return startArgs(t, dir, func() []string { return []string{"-name", name} })
 }

@@ -159,21 +159,10 @@ func newReloadRig(t *testing.T) *reloadRig {
 		writeFile(t, filepath.Join(www, "index.html"), "site "+s.host+"\n")
 	}
 	rig.writeCert(rig.serial)
-	for attempt := 0; attempt < 5 && rig.p == nil; attempt++ {
-		httpAddr := freeAddr(t)
+	rig.p = startArgs(t, rig.dir, func() []string {
 		rig.httpsAddr, rig.admin = freeAddr(t), freeAddr(t)
-		p := spawnArgs(t, rig.dir, httpAddr, "-https", rig.httpsAddr, "-admin", rig.admin)
-		if p.waitUp(15 * time.Second) {
-			rig.p = p
-			break
-		}
-		if !strings.Contains(p.stderr.String(), "address already in use") {
-			t.Fatalf("shoal did not come up: %v\nstderr:\n%s", p.err, p.stderr)
-		}
-	}
-	if rig.p == nil {
-		t.Fatal("no free ports after 5 attempts")
-	}
+		return []string{"-https", rig.httpsAddr, "-admin", rig.admin}
+	})
 	rig.httpC = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}
 	rig.httpsC = &http.Client{Timeout: 10 * time.Second, Transport: rig.tlsTransport(false)}
 	if err := rig.check(); err != nil {

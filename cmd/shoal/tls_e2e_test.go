@@ -96,33 +96,12 @@ func TestE2ETLS(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "a.pem"), filepath.Join(dir, "a.key")
 	ca.leaf(t, certFile, keyFile, 1)
 
-	var httpAddr, httpsAddr string
-	var p *proc
-	for attempt := 1; p == nil; attempt++ {
-		// A port found free may be taken before shoal binds it: retry.
-		httpAddr, httpsAddr = freeAddr(t), freeAddr(t)
-		p = spawnArgs(t, dir, httpAddr, "-https", httpsAddr)
-		exited := false
-		pollFor(t, "shoal's https listener", func() bool {
-			select {
-			case <-p.exited:
-				exited = true
-				return true
-			default:
-			}
-			c, err := tls.Dial("tcp", httpsAddr, &tls.Config{ServerName: "a.test", RootCAs: ca.pool})
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		})
-		if exited {
-			if attempt == 5 || !strings.Contains(p.stderr.String(), "address already in use") {
-				t.Fatalf("shoal exited: %v\n%s", p.err, p.stderr)
-			}
-			p = nil
-		}
-	}
+	var httpsAddr string
+	p := startArgs(t, dir, func() []string {
+		httpsAddr = freeAddr(t)
+		return []string{"-https", httpsAddr}
+	})
+	httpAddr := p.addr
 	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
 

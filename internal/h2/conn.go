@@ -578,7 +578,7 @@ const connWriteBuf = 16 << 10
 
 func (w *connWriter) Write(p []byte) (int, error) {
 	if w.buf == nil {
-		w.buf = w.c.srv.getWriteBuf()
+		w.buf = w.c.srv.connBufs.get(connWriteBuf)
 	}
 	total := len(p)
 	for len(p) > 0 {
@@ -603,7 +603,7 @@ func (w *connWriter) Flush() error {
 		return nil
 	}
 	err := w.send(w.buf)
-	w.c.srv.putWriteBuf(w.buf)
+	w.c.srv.connBufs.put(w.buf)
 	w.buf = nil
 	return err
 }

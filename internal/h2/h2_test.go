@@ -251,7 +251,7 @@ func TestFast(t *testing.T) {
 	s := &Server{Fast: func(r *Request) *Answer {
 		switch r.Path {
 		case "/fast":
-			v, _ := r.Get("x-want")
+			v := fieldValue(r, "x-want")
 			return &Answer{Status: 200, Header: AppendField(AppendField(nil, "content-type", "text/plain"), "x-want", v), Extra: AppendField(nil, "x-extra", "1"), Body: []byte("from memory")}
 		case "/large":
 			return &Answer{Status: 200, Body: large}
@@ -490,4 +490,14 @@ func TestNoGoroutineLeft(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// fieldValue is the first value of the request field named name.
+func fieldValue(r *Request, name string) string {
+	for _, f := range r.Fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
 }

@@ -53,35 +53,26 @@ type Server struct {
 	// Nil: slog.Default().
 	Logger *slog.Logger
 
-	bufs     sync.Pool // *[]byte response buffers
-	wbufs    sync.Pool // *[]byte connection write buffers
+	respBufs bufPool // response bodies being gathered (respBufSize)
+	connBufs bufPool // frames on their way to a socket (connWriteBuf)
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutdown bool
 }
 
-func (s *Server) getBuf() []byte {
-	if p, ok := s.bufs.Get().(*[]byte); ok {
+// bufPool hands out byte slices of one capacity and takes them back.
+type bufPool struct{ p sync.Pool }
+
+func (bp *bufPool) get(size int) []byte {
+	if p, ok := bp.p.Get().(*[]byte); ok {
 		return (*p)[:0]
 	}
-	return make([]byte, 0, respBufSize)
+	return make([]byte, 0, size)
 }
 
-func (s *Server) putBuf(b []byte) {
+func (bp *bufPool) put(b []byte) {
 	b = b[:0]
-	s.bufs.Put(&b)
-}
-
-func (s *Server) getWriteBuf() []byte {
-	if p, ok := s.wbufs.Get().(*[]byte); ok {
-		return (*p)[:0]
-	}
-	return make([]byte, 0, connWriteBuf)
-}
-
-func (s *Server) putWriteBuf(b []byte) {
-	b = b[:0]
-	s.wbufs.Put(&b)
+	bp.p.Put(&b)
 }
 
 // Request is what Fast sees of a request: its pseudo-header fields and the
@@ -91,21 +82,6 @@ type Request struct {
 	Fields                          []hpack.HeaderField
 	RemoteAddr                      string
 	TLS                             *tls.ConnectionState
-}
-
-// Get returns the first value of the field named name (lower case), and
-// how many fields have that name.
-func (r *Request) Get(name string) (string, int) {
-	v, n := "", 0
-	for _, f := range r.Fields {
-		if f.Name == name {
-			if n == 0 {
-				v = f.Value
-			}
-			n++
-		}
-	}
-	return v, n
 }
 
 // Answer is a complete response Fast has ready.

@@ -105,13 +105,7 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 		body = nil
 	}
 	n := int64(len(body))
-	c.mu.Lock()
-	fits := n <= c.sendWin && n <= c.initWin
-	if fits {
-		c.sendWin -= n
-	}
-	c.mu.Unlock()
-	if !fits {
+	if !c.takeWindow(n) {
 		return false
 	}
 	if a.Sent != nil {
@@ -150,15 +144,23 @@ func fastFieldsOK(fields []hpack.HeaderField) bool {
 	return true
 }
 
+// takeWindow takes n bytes of send window for a new stream's whole body
+// (the connection's, and the stream's initial one); false when they do
+// not allow it, and nothing is taken.
+func (c *conn) takeWindow(n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n > c.sendWin || n > c.initWin {
+		return false
+	}
+	c.sendWin -= n
+	return true
+}
+
 // sendSimple answers with a short text status of its own.
 func (c *conn) sendSimple(id uint32, status int, resetAfter bool) {
 	body := strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
-	c.mu.Lock()
-	fits := int64(len(body)) <= min(c.sendWin, c.initWin)
-	if fits {
-		c.sendWin -= int64(len(body))
-	}
-	c.mu.Unlock()
+	fits := c.takeWindow(int64(len(body)))
 	c.writeLocked(func() error {
 		blk := appendStatus(nil, status)
 		if !fits { // no window for even this: the status alone
@@ -353,10 +355,9 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 	c := st.c
 	c.mu.Lock()
 	if st.resetErr == nil {
-		st.resetErr = err
+		st.resetErr = err // before the frame: DATA from now on is ignored
 	}
 	c.noteReset(st.id)
-	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.wmu.Lock()
 	if !st.endSent || code == http2.ErrCodeNo {
@@ -370,10 +371,7 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 	}
 	c.wmu.Unlock()
 	c.flush()
-	if st.body != nil {
-		st.body.closeWithError(err, nil)
-	}
-	st.cancel()
+	st.abort(err)
 }
 
 // peerReset is the client's RST_STREAM.
@@ -634,14 +632,40 @@ func (b *body) setReadDeadline(t time.Time) {
 
 // sendContinue answers Expect: 100-continue when the handler first reads.
 func (st *stream) sendContinue() {
-	c := st.c
+	st.c.writeStreamHeaders(st, appendStatus(nil, http.StatusContinue), false)
+	st.c.flush()
+}
+
+// writeStreamHeaders writes a header block on st unless the stream has
+// ended; end ends it.
+func (c *conn) writeStreamHeaders(st *stream, blk []byte, end bool) error {
+	return c.writeOnStream(st, end, func() error { return c.writeHeaderBlock(st.id, blk, end) })
+}
+
+// writeStreamData writes DATA on st, whose window the caller reserved,
+// unless the stream has ended; end ends it.
+func (c *conn) writeStreamData(st *stream, data []byte, end bool) error {
+	return c.writeOnStream(st, end, func() error { return c.writeDataFrames(st.id, data, end) })
+}
+
+// writeOnStream runs write with the writer unless the connection failed
+// or the stream has ended, and records the end of the stream.
+func (c *conn) writeOnStream(st *stream, end bool, write func() error) error {
 	c.wmu.Lock()
-	if !st.endSent && c.werr == nil {
-		c.wpending = true
-		if err := c.writeHeaderBlock(st.id, appendStatus(nil, http.StatusContinue), false); err != nil {
-			c.failWrite(err)
-		}
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
 	}
-	c.wmu.Unlock()
-	c.flush()
+	if st.endSent {
+		return errStreamClosed
+	}
+	c.wpending = true
+	if err := write(); err != nil {
+		c.failWrite(err)
+		return err
+	}
+	if end {
+		st.endSent = true
+	}
+	return nil
 }

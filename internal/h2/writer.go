@@ -90,7 +90,7 @@ func (w *responseWriter) write(n int, p []byte, s string) (int, error) {
 		return n, nil
 	}
 	if w.buf == nil {
-		w.buf = w.st.c.srv.getBuf()
+		w.buf = w.st.c.srv.respBufs.get(respBufSize)
 	}
 	for n > 0 {
 		room := cap(w.buf) - len(w.buf)
@@ -183,7 +183,7 @@ func (w *responseWriter) finish() {
 
 func (w *responseWriter) release() {
 	if w.buf != nil {
-		w.st.c.srv.putBuf(w.buf)
+		w.st.c.srv.respBufs.put(w.buf)
 		w.buf = nil
 	}
 }
@@ -211,22 +211,7 @@ func (w *responseWriter) flushBody(end bool) error {
 			}
 		}
 		last := end && n == len(data)
-		c.wmu.Lock()
-		err := c.werr
-		if err == nil && st.endSent {
-			err = errStreamClosed
-		}
-		if err == nil {
-			c.wpending = true
-			if err = c.writeDataFrames(st.id, data[:n], last); err != nil {
-				c.failWrite(err)
-			}
-			if last {
-				st.endSent = true
-			}
-		}
-		c.wmu.Unlock()
-		if err != nil {
+		if err := c.writeStreamData(st, data[:n], last); err != nil {
 			return err
 		}
 		data = data[n:]
@@ -251,37 +236,13 @@ func (w *responseWriter) sendHeader(endStream bool) error {
 		blk = AppendField(blk, "date", time.Now().UTC().Format(http.TimeFormat))
 	}
 	blk = appendHeader(blk, h)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	if st.endSent {
-		return errStreamClosed
-	}
-	c.wpending = true
-	if err := c.writeHeaderBlock(st.id, blk, endStream); err != nil {
-		c.failWrite(err)
-		return err
-	}
-	if endStream {
-		st.endSent = true
-	}
-	return nil
+	return c.writeStreamHeaders(st, blk, endStream)
 }
 
 // writeInformational sends a 1xx response with the header as it is now.
 func (w *responseWriter) writeInformational(code int) {
-	st, c := w.st, w.st.c
-	blk := appendHeader(appendStatus(nil, code), w.header)
-	c.wmu.Lock()
-	if c.werr == nil && !st.endSent {
-		c.wpending = true
-		if err := c.writeHeaderBlock(st.id, blk, false); err != nil {
-			c.failWrite(err)
-		}
-	}
-	c.wmu.Unlock()
+	c := w.st.c
+	c.writeStreamHeaders(w.st, appendHeader(appendStatus(nil, code), w.header), false)
 	c.flush()
 }
 
@@ -306,17 +267,7 @@ func (w *responseWriter) trailerBlock() []byte {
 
 // sendTrailers ends the stream with the trailers' HEADERS.
 func (w *responseWriter) sendTrailers(blk []byte) {
-	st, c := w.st, w.st.c
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil || st.endSent {
-		return
-	}
-	c.wpending = true
-	if err := c.writeHeaderBlock(st.id, blk, true); err != nil {
-		c.failWrite(err)
-	}
-	st.endSent = true
+	w.st.c.writeStreamHeaders(w.st, blk, true)
 }
 
 // appendHeader encodes h, leaving out what HTTP/2 forbids (RFC 9113
