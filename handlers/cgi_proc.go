@@ -50,6 +50,10 @@ type cgiProc struct {
 	idle      time.Duration
 	lastIO    atomic.Int64 // unix nanoseconds of the last byte moved through stdin or stdout
 	idleTimer *time.Timer
+	// stdinFile is a buffered body the script reads straight from the
+	// file; the offset it shares with the script shows its reads.
+	stdinFile *os.File
+	stdinPos  int64
 	maxTimer  *time.Timer // nil without MaxTime
 	stopCtx   func() bool
 
@@ -160,6 +164,7 @@ func (s cgiStdin) release() {
 func (p *cgiProc) stdinFor(in *cgiInput, st *cgiState) (cgiStdin, io.Reader, error) {
 	switch {
 	case in.file != nil:
+		p.stdinFile = in.file
 		return cgiStdin{fd: in.file.Fd(), file: in.file, own: -1}, nil, nil
 	case in.cgiStream == nil && in.mem == nil:
 		null, err := st.devNull()
@@ -239,6 +244,12 @@ func (p *cgiProc) touch() { p.lastIO.Store(time.Now().UnixNano()) }
 // and otherwise looks again when that time will be up: one timer per run,
 // not one reset per read.
 func (p *cgiProc) checkIdle() {
+	if p.stdinFile != nil {
+		if pos, err := p.stdinFile.Seek(0, io.SeekCurrent); err == nil && pos != p.stdinPos {
+			p.stdinPos = pos
+			p.touch()
+		}
+	}
 	quiet := time.Since(time.Unix(0, p.lastIO.Load()))
 	if quiet >= p.idle {
 		p.terminate(cgiStopTimeout)
