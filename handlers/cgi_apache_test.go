@@ -196,3 +196,20 @@ func TestCGINPHHTTP2(t *testing.T) {
 }
 
 var _ http.Handler = (*CGI)(nil)
+
+// TestCGITimeoutSeesReadsOfBufferedBody: a body sent without a length is
+// buffered to a temp file the script reads directly; its reads count as
+// I/O, so a script reading steadily for 3 s outlives a 1 s timeout.
+func TestCGITimeoutSeesReadsOfBufferedBody(t *testing.T) {
+	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
+	body := io.MultiReader(strings.NewReader(strings.Repeat("x", 700<<10))) // no length: chunked
+	resp, err := cgiClient().Post(f.srv.URL+"/cgi-bin/slowread.sh", "application/octet-stream", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != "read\n" {
+		t.Errorf("status %d body %q, want 200 read", resp.StatusCode, got)
+	}
+}
