@@ -530,3 +530,30 @@ func TestSplitPath(t *testing.T) {
 		}
 	}
 }
+
+// TestFPMStreams: a script's output reaches the client while it runs (the
+// script writes for 30 s; its first lines come at once).
+func TestFPMStreams(t *testing.T) {
+	f := newHandlerFixture(t, "unix")
+	marker := filepath.Join(t.TempDir(), "count")
+	resp, err := http.Get(f.srv.URL + "/slow.php?marker=" + url.QueryEscape(marker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	done := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(resp.Body)
+		a, _ := br.ReadString('\n')
+		b, _ := br.ReadString('\n')
+		done <- a + b
+	}()
+	select {
+	case got := <-done:
+		if got != "tick 0\ntick 1\n" {
+			t.Errorf("first lines %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no output within 5s of a script that writes every 50ms")
+	}
+}
