@@ -171,7 +171,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
 		rt.access = prev.access
-	} else if access, err := openAccessLog(cfg.Log); err != nil {
+	} else if access, err := openAccessLog(cfg.Log, n.metrics.AccessLogDropped); err != nil {
 		return nil, err
 	} else {
 		rt.access = access
@@ -217,7 +217,10 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
-func openAccessLog(lc LogConfig) (*handlers.AccessLog, error) {
+// openAccessLog opens log.access; onDrop counts the lines it drops when
+// its destination falls behind.
+func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
+	o := handlers.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
 	var out io.Writer
 	switch lc.Access {
 	case "off", "":
@@ -227,13 +230,22 @@ func openAccessLog(lc LogConfig) (*handlers.AccessLog, error) {
 	case "stderr":
 		out = nopCloser{os.Stderr}
 	default:
-		f, err := os.OpenFile(lc.Access, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		// Reopen (SIGUSR1) opens the path again: after logrotate moved
+		// the file, lines go to a new one under the configured name.
+		o.Open = func() (io.Writer, error) {
+			f, err := os.OpenFile(lc.Access, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				return nil, fmt.Errorf("log.access: %w", err)
+			}
+			return f, nil
+		}
+		f, err := o.Open()
 		if err != nil {
-			return nil, fmt.Errorf("log.access: %w", err)
+			return nil, err
 		}
 		out = f
 	}
-	return handlers.NewAccessLog(out, lc.Format), nil
+	return handlers.OpenAccessLog(out, o), nil
 }
 
 // nopCloser keeps the access log from closing stdout.
