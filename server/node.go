@@ -564,6 +564,18 @@ func (n *Node) Reload() error {
 	return nil
 }
 
+// ReopenLogs opens the access log file again, as `nginx -s reopen` does:
+// after logrotate renamed it, later lines go to a new file under the
+// configured name (SIGUSR1). Other destinations are left as they are.
+func (n *Node) ReopenLogs() error {
+	n.reloadMu.Lock() // not while a reload swaps the log
+	defer n.reloadMu.Unlock()
+	if access := n.state.Load().access; access != nil {
+		return access.Reopen()
+	}
+	return nil
+}
+
 // serverErrorLog sends net/http's own log lines to slog, with TLS
 // handshake errors limited to a few a second (a flood would drown the log).
 type serverErrorLog struct {

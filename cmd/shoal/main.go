@@ -199,11 +199,16 @@ func serve(args []string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	go func() {
 		for {
 			select {
 			case <-hup:
 				_ = node.Reload() // logged by Reload; the old config keeps serving
+			case <-usr1:
+				reopenLogs(node, logger)
 			case <-ctx.Done():
 				return
 			}
@@ -214,6 +219,16 @@ func serve(args []string, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// reopenLogs answers SIGUSR1 (logrotate's postrotate): the access log
+// file is opened again under its configured name.
+func reopenLogs(node *server.Node, logger *slog.Logger) {
+	if err := node.ReopenLogs(); err != nil {
+		logger.Error("reopening log files failed: still writing to the old file", "err", err)
+		return
+	}
+	logger.Info("log files reopened")
 }
 
 func printConfigError(w io.Writer, err error) {
