@@ -230,9 +230,12 @@ func LoadConfig(path string) (*Config, error) {
 		cfg.Dir = wd
 		return cfg, nil
 	}
-	src, err := os.ReadFile(path)
+	src, err := readConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
+	}
+	if err := checkNesting(path, src); err != nil {
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -240,7 +243,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	cfg.Path = path
 	cfg.Dir = filepath.Dir(abs)
-	if errs := cfg.decode(string(src)); len(errs) > 0 {
+	if errs := cfg.decode(src); len(errs) > 0 {
 		if cfg.index.pos == nil {
 			return nil, errs // a syntax error: nothing was decoded
 		}
