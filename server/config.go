@@ -351,6 +351,10 @@ func (d *decoder) fields(path string, keys map[string]toml.Primitive, dst any) {
 			d.errs = append(d.errs, d.c.errAt(key, fmt.Sprintf("unknown key %q", stripIndices(key))))
 			continue
 		}
+		if msg := d.typeProblem(key, field, keys[k]); msg != "" {
+			d.errs = append(d.errs, d.c.errAt(key, key+": "+msg))
+			continue
+		}
 		if field.Type() == durationType && !d.isString(keys[k]) {
 			d.errs = append(d.errs, d.c.errAt(key, fmt.Sprintf("%s: a duration must be a string such as \"10s\" or \"1m30s\"", stripIndices(key))))
 			continue

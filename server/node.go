@@ -291,7 +291,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.cl.p.Store(c)
 	n.running.Store(true)
-	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
+	n.log.Info(servingMessage(n.Addrs()), "sites", len(cfg.Sites))
 	close(n.ready)
 	select {
 	case <-ctx.Done():
