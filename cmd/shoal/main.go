@@ -202,7 +202,9 @@ func serve(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	level := new(slog.LevelVar)
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	errLog := newErrorLogWriter(stderr) // a stalled stderr must not block requests that log
+	defer errLog.Close(5 * time.Second)
+	logger := slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: level}))
 	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level, ProcessMetrics: true})
 	if err != nil {
 		printConfigError(stderr, err)
