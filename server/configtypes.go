@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -19,6 +20,9 @@ func (d *decoder) typeProblem(key string, field reflect.Value, prim toml.Primiti
 	var v any
 	if err := d.md.PrimitiveDecode(prim, &v); err != nil {
 		return ""
+	}
+	if t := field.Type(); t != durationType && t != reflect.TypeFor[Size]() && decodesItself(field) {
+		return "" // its own UnmarshalTOML or UnmarshalText knows what it takes
 	}
 	example := exampleFor(key, field)
 	switch t := field.Type(); {
@@ -66,6 +70,15 @@ func (d *decoder) typeProblem(key string, field reflect.Value, prim toml.Primiti
 		}
 	}
 	return ""
+}
+
+// decodesItself reports whether the field's type parses its own TOML
+// value (as Size does), and may take more than one TOML type.
+func decodesItself(field reflect.Value) bool {
+	p := field.Addr().Interface()
+	_, tu := p.(toml.Unmarshaler)
+	_, xu := p.(encoding.TextUnmarshaler)
+	return tu || xu
 }
 
 func allStrings(v any) bool {

@@ -530,8 +530,9 @@ func (n *Node) shutdown() error {
 		c.Shutdown()
 	}
 	n.reloadMu.Lock()
-	n.stopped.Store(true)
-	n.retireRuntime(n.state.Load())
+	if !n.stopped.Swap(true) {
+		n.retireRuntime(n.state.Load())
+	}
 	n.reloadMu.Unlock()
 	// Listeners are closed: what still runs is a handler finishing after
 	// its connection was cut, or a reload's old listener.
