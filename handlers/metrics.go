@@ -32,6 +32,10 @@ type Metrics struct {
 
 	members *membersCollector
 
+	// accessDropped counts access-log lines dropped because the log's
+	// destination fell behind (it never makes a request wait).
+	accessDropped prometheus.Counter
+
 	// seriesMu guards series and gauges, the children of the request
 	// metrics already looked up.
 	seriesMu sync.RWMutex
@@ -103,7 +107,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CGI requests refused with 503 because max_concurrent and the queue were full.",
 		}),
 		members: newMembersCollector(),
+		accessDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_access_log_dropped_total",
+			Help: "Access-log lines dropped because the log's destination could not keep up.",
+		}),
 	}
+	reg.MustRegister(m.accessDropped)
 	reg.MustRegister(m.requests, m.duration, m.bytesOut, m.inflight,
 		m.proxied, m.redirects, m.retries, m.peerFails,
 		m.cgiRuns, m.cgiTimeouts, m.cgiRejected, m.members,
@@ -323,6 +332,10 @@ func (m *Metrics) CGITimedOut() { m.cgiTimeouts.Inc() }
 
 // CGIRejected counts one CGI request refused because every slot was busy.
 func (m *Metrics) CGIRejected() { m.cgiRejected.Inc() }
+
+// AccessLogDropped counts one access-log line dropped (the log's queue
+// was full).
+func (m *Metrics) AccessLogDropped() { m.accessDropped.Inc() }
 
 // Retried counts a request retried elsewhere because peer failed it.
 func (m *Metrics) Retried(peer string) { m.retries.WithLabelValues(peer).Inc() }

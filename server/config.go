@@ -257,9 +257,12 @@ func LoadConfig(path string) (*Config, error) {
 		cfg.Dir = wd
 		return cfg, nil
 	}
-	src, err := os.ReadFile(path)
+	src, err := readConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
+	}
+	if err := checkNesting(path, src); err != nil {
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -267,7 +270,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	cfg.Path = path
 	cfg.Dir = filepath.Dir(abs)
-	if errs := cfg.decode(string(src)); len(errs) > 0 {
+	if errs := cfg.decode(src); len(errs) > 0 {
 		if cfg.index.pos == nil {
 			return nil, errs // a syntax error: nothing was decoded
 		}
@@ -373,6 +376,10 @@ func (d *decoder) fields(path string, keys map[string]toml.Primitive, dst any) {
 		field, ok := byTag[k]
 		if !ok {
 			d.errs = append(d.errs, d.c.errAt(key, fmt.Sprintf("unknown key %q", stripIndices(key))))
+			continue
+		}
+		if msg := d.typeProblem(key, field, keys[k]); msg != "" {
+			d.errs = append(d.errs, d.c.errAt(key, key+": "+msg))
 			continue
 		}
 		if field.Type() == durationType && !d.isString(keys[k]) {

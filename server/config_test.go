@@ -521,3 +521,78 @@ func TestConfigDefaultedKeyPositions(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigTypeErrorsInWords: a value of the wrong TOML type is reported
+// with the full key path and what it should look like, never with toml's
+// Go type names.
+func TestConfigTypeErrorsInWords(t *testing.T) {
+	cases := []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"string for an int", "[server]\nhttp = 8080\n", 2, `server.http: must be a string such as ":8080"`},
+		{"site root as int", "[[site]]\nroot = 1\n", 2, `site.0.root: must be a string such as "www"`},
+		{"second site", "[[site]]\nroot = \"www\"\n[[site]]\nhosts = [\"b.example\"]\nroot = true\n", 5, `site.1.root: must be a string such as "www"`},
+		{"bool", "[tls]\nself_signed = \"yes\"\n", 2, "tls.self_signed: must be true or false"},
+		{"int", "[cluster]\ncapacity = \"many\"\n", 2, "cluster.capacity: must be a whole number such as 64"},
+		{"float", "[cluster]\nmargin = \"a bit\"\n", 2, "cluster.margin: must be a number such as 0.1"},
+		{"list", "[[site]]\nroot = \"www\"\nindex = \"index.html\"\n", 3, `site.0.index: must be a list of strings such as ["index.html", "index.tmpl"]`},
+		{"list of ints", "[cluster]\njoin = [1, 2]\n", 2, `cluster.join: must be a list of strings such as ["10.0.0.5:7946"]`},
+		{"table", "[[site]]\nroot = \"www\"\nheaders = \"X-A: b\"\n", 3, `site.0.headers: must be a table of strings such as {X-Frame-Options = "DENY"}`},
+		{"table value", "[[site]]\nroot = \"www\"\nheaders = {X-A = 1}\n", 3, `site.0.headers: "X-A" must be a string`},
+		{"cgi duration", "[[site]]\nroot = \"www\"\n[[site.cgi]]\nprefix = \"/c/\"\ndir = \"www\"\ntimeout = 30\n", 6, `site.0.cgi.0.timeout: must be a duration string such as "30s"`},
+		{"size", "[server]\nmax_body_bytes = true\n", 2, `server.max_body_bytes: must be a size such as "64KiB"`},
+		{"empty default", "[server]\nname = 7\n", 2, `server.name: must be a string such as "node-a"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			_, err := loadValid(path)
+			checkErrors(t, path, err, []wantErr{{tc.line, 1, tc.want}})
+			for _, e := range configErrors(t, err) {
+				if strings.Contains(e.Msg, "incompatible types") || strings.Contains(e.Msg, "int64") {
+					t.Errorf("error speaks Go types: %v", e.Msg)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckClashes: `shoal check` refuses what `shoal serve` would trip
+// over later: a host two sites claim, and two listeners on one port.
+func TestCheckClashes(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []wantErr
+	}{
+		{"duplicate host", "[[site]]\nhosts = [\"a.example\"]\nroot = \"www\"\n[[site]]\nhosts = [\"b.example\", \"A.example\"]\nroot = \"www\"\n",
+			[]wantErr{{5, 1, `site.1.hosts: host "A.example" is already served by site 0`}}},
+		{"duplicate wildcard", "[[site]]\nhosts = [\"*.x.test\"]\nroot = \"www\"\n[[site]]\nroot = \"www\"\n[[site]]\nhosts = [\"*.x.test\"]\nroot = \"www\"\n",
+			[]wantErr{{7, 1, `site.2.hosts: host "*.x.test" is already served by site 0`}}},
+		{"distinct hosts", "[[site]]\nhosts = [\"a.example\"]\nroot = \"www\"\n[[site]]\nhosts = [\"b.example\"]\nroot = \"www\"\n", nil},
+		{"http and https on one port", "[server]\nhttp = \":8443\"\nhttps = \":8443\"\n[tls]\nself_signed = true\n",
+			[]wantErr{{3, 1, `server.https: ":8443" uses the same port as server.http`}}},
+		{"admin on the http port", "[server]\nhttp = \"0.0.0.0:8080\"\nadmin = \"127.0.0.1:8080\"\n",
+			[]wantErr{{3, 1, `server.admin: "127.0.0.1:8080" uses the same port as server.http`}}},
+		{"admin default port taken by http", "[server]\nhttp = \"127.0.0.1:9180\"\n",
+			[]wantErr{{2, 1, `server.http: "127.0.0.1:9180" uses the same port as server.admin (its default "127.0.0.1:9180")`}}},
+		{"gossip on the http port", "[server]\nhttp = \":7946\"\n[cluster]\nenabled = true\nsecret = \"AAAAAAAAAAAAAAAAAAAAAA==\"\n",
+			[]wantErr{{2, 1, `server.http: ":7946" uses the same port as cluster.gossip (its default "0.0.0.0:7946")`}}},
+		{"same port, other hosts", "[server]\nhttp = \"127.0.0.1:8080\"\nadmin = \"127.0.0.2:8080\"\n", nil},
+		{"port 0 twice", "[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			_, err := loadValid(path)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			checkErrors(t, path, err, tc.want)
+		})
+	}
+}

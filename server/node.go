@@ -55,6 +55,11 @@ type Node struct {
 
 	// reloadMu makes reloads one at a time.
 	reloadMu sync.Mutex
+	// stopped: Shutdown retired the last runtime; reloads are refused.
+	stopped atomic.Bool
+	// retiring counts what reloads leave running: retired runtimes not
+	// yet closed and listeners still shutting down. Shutdown waits for it.
+	retiring sync.WaitGroup
 	// mu guards listeners.
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -72,6 +77,10 @@ type runtime struct {
 	sites    []*site
 	vhosts   *vhosts
 	access   *handlers.AccessLog
+	// accessRef is access with the other runtimes that share it.
+	accessRef *sharedLog
+	// runtimeRefs closes the runtime after its last request (retire.go).
+	runtimeRefs
 }
 
 // Options for New.
@@ -170,11 +179,11 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 		rt.name = prev.name // a node's name never changes under a reload it did not ask for
 	}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
-		rt.access = prev.access
-	} else if access, err := openAccessLog(cfg.Log); err != nil {
+		rt.access, rt.accessRef = prev.access, prev.accessRef.share()
+	} else if access, err := openAccessLog(cfg.Log, n.metrics.AccessLogDropped); err != nil {
 		return nil, err
 	} else {
-		rt.access = access
+		rt.access, rt.accessRef = access, newSharedLog(access)
 	}
 	configAbs := ""
 	if cfg.Path != "" {
@@ -182,6 +191,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	}
 	sessions, err := sessionStore(cfg, configAbs, n.log)
 	if err != nil {
+		rt.close()
 		return nil, err
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
@@ -190,7 +200,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
-			rt.close(prev)
+			rt.close()
 			return nil, err
 		}
 		rt.sites = append(rt.sites, st)
@@ -199,14 +209,13 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	return rt, nil
 }
 
-// close releases the runtime's resources except those shared with next.
-func (rt *runtime) close(next *runtime) {
+// close releases the runtime's resources; its access log closes with the
+// last runtime that shares it.
+func (rt *runtime) close() {
 	for _, st := range rt.sites {
 		st.close()
 	}
-	if rt.access != nil && (next == nil || next.access != rt.access) {
-		rt.access.Close()
-	}
+	rt.accessRef.drop()
 }
 
 func parseLevel(s string) slog.Level {
@@ -217,7 +226,10 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
-func openAccessLog(lc LogConfig) (*handlers.AccessLog, error) {
+// openAccessLog opens log.access; onDrop counts the lines it drops when
+// its destination falls behind.
+func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
+	o := handlers.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
 	var out io.Writer
 	switch lc.Access {
 	case "off", "":
@@ -227,21 +239,33 @@ func openAccessLog(lc LogConfig) (*handlers.AccessLog, error) {
 	case "stderr":
 		out = nopCloser{os.Stderr}
 	default:
-		f, err := os.OpenFile(lc.Access, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		// Reopen (SIGUSR1) opens the path again: after logrotate moved
+		// the file, lines go to a new one under the configured name.
+		o.Open = func() (io.Writer, error) {
+			f, err := os.OpenFile(lc.Access, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				return nil, fmt.Errorf("log.access: %w", err)
+			}
+			return f, nil
+		}
+		f, err := o.Open()
 		if err != nil {
-			return nil, fmt.Errorf("log.access: %w", err)
+			return nil, err
 		}
 		out = f
 	}
-	return handlers.NewAccessLog(out, lc.Format), nil
+	return handlers.OpenAccessLog(out, o), nil
 }
 
 // nopCloser keeps the access log from closing stdout.
 type nopCloser struct{ io.Writer }
 
-// ServeHTTP routes a request to its site by Host.
+// ServeHTTP routes a request to its site by Host, holding the runtime
+// until the request is done, so a reload closes it only after.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n.state.Load().vhosts.match(r.Host).ServeHTTP(w, r)
+	rt := n.acquire()
+	defer rt.release()
+	rt.vhosts.match(r.Host).ServeHTTP(w, r)
 }
 
 // Run opens the listeners and serves until ctx is cancelled, then shuts
@@ -267,7 +291,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.cl.p.Store(c)
 	n.running.Store(true)
-	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
+	n.log.Info(servingMessage(n.Addrs()), "sites", len(cfg.Sites))
 	close(n.ready)
 	select {
 	case <-ctx.Done():
@@ -392,15 +416,15 @@ func (n *Node) syncListeners(cfg *Config) error {
 		case isNew:
 			n.listeners[sp.role] = &listener{role: sp.role, addr: sp.addr, acc: acc, srv: n.serve(sp, acc, lim)}
 			if old != nil {
-				go n.retire(old.srv, old.acc, grace)
+				n.retiring.Go(func() { n.retire(old.srv, old.acc, grace) })
 			}
 		case sp.addr == "" && old != nil:
 			delete(n.listeners, sp.role)
-			go n.retire(old.srv, old.acc, grace)
+			n.retiring.Go(func() { n.retire(old.srv, old.acc, grace) })
 		case old != nil && old.srv.limits != lim:
 			prev := old.srv
 			old.srv = n.serve(sp, old.acc, lim)
-			go n.retire(prev, nil, grace)
+			n.retiring.Go(func() { n.retire(prev, nil, grace) })
 		}
 	}
 	return nil
@@ -505,7 +529,16 @@ func (n *Node) shutdown() error {
 	if c := n.cl.get(); c != nil {
 		c.Shutdown()
 	}
-	n.state.Load().close(nil)
+	n.reloadMu.Lock()
+	if !n.stopped.Swap(true) {
+		n.retireRuntime(n.state.Load())
+	}
+	n.reloadMu.Unlock()
+	// Listeners are closed: what still runs is a handler finishing after
+	// its connection was cut, or a reload's old listener.
+	if !n.waitRetired(retireWait) {
+		n.log.Warn("requests still running after shutdown: closing without them", "waited", retireWait)
+	}
 	n.log.Info("shoal stopped")
 	return nil
 }
@@ -516,6 +549,9 @@ func (n *Node) shutdown() error {
 func (n *Node) Reload() error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
+	if n.stopped.Load() {
+		return errStopped
+	}
 	cfg, err := n.loadValid()
 	if err != nil {
 		n.log.Error("reload refused: keeping the running config", "err", err)
@@ -533,7 +569,7 @@ func (n *Node) Reload() error {
 	}
 	if n.running.Load() && !n.draining.Load() {
 		if err := n.syncListeners(cfg); err != nil {
-			rt.close(old)
+			rt.close()
 			n.log.Error("reload refused: keeping the running config", "err", err)
 			return err
 		}
@@ -546,9 +582,29 @@ func (n *Node) Reload() error {
 		n.cl.retune(cfg, old.cfg, n.log)
 	}
 	n.state.Store(rt)
-	// Requests that started on the old config finish on it.
-	time.AfterFunc(cfg.Server.ShutdownGrace+time.Second, func() { old.close(rt) })
+	// Requests that started on the old config finish on it; the last one
+	// closes it.
+	n.retireRuntime(old)
 	n.log.Info("config reloaded", "sites", len(cfg.Sites))
+	return nil
+}
+
+// errStopped: a reload after Shutdown retired the last runtime.
+var errStopped = errors.New("node stopped: reload refused")
+
+// retireWait bounds how long Shutdown waits, after the listeners are
+// closed, for handlers still running on a cut connection.
+const retireWait = 5 * time.Second
+
+// ReopenLogs opens the access log file again, as `nginx -s reopen` does:
+// after logrotate renamed it, later lines go to a new file under the
+// configured name (SIGUSR1). Other destinations are left as they are.
+func (n *Node) ReopenLogs() error {
+	n.reloadMu.Lock() // not while a reload swaps the log
+	defer n.reloadMu.Unlock()
+	if access := n.state.Load().access; access != nil {
+		return access.Reopen()
+	}
 	return nil
 }
 

@@ -28,6 +28,8 @@ func (c *Config) Validate() error {
 	for i := range c.Sites {
 		v.site(i, &c.Sites[i])
 	}
+	v.duplicateHosts()
+	v.listenerClash()
 	v.cluster()
 	if len(v.errs) == 0 {
 		// Files exist and paths are resolved: now parse the certificates.
