@@ -76,10 +76,12 @@ type rule struct {
 	path    pattern
 	methods []string
 	headers []headerRule
-	allow   []netip.Prefix
-	deny    []netip.Prefix
-	auth    *Auth
-	limit   *Limit
+	// headersFixed: no header value has a placeholder.
+	headersFixed bool
+	allow        []netip.Prefix
+	deny         []netip.Prefix
+	auth         *Auth
+	limit        *Limit
 
 	// action: at most one of redirect/rewrite/try_files/respond/upstream.
 	kind      ActionKind
@@ -143,6 +145,10 @@ func compileRule(i int, s Spec, opt Options) (rule, []error) {
 		r.methods = append(r.methods, m)
 	}
 	r.headers = compileHeaders(s.Headers, groups, func(err error) { fail("headers", err) })
+	r.headersFixed = true
+	for _, h := range r.headers {
+		r.headersFixed = r.headersFixed && h.value.plain
+	}
 	r.deny = compilePrefixes(s.Deny, func(err error) { fail("deny", err) })
 	r.allow = compilePrefixes(s.Allow, func(err error) { fail("allow", err) })
 	if s.Auth != "" {

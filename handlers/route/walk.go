@@ -43,6 +43,12 @@ type Result struct {
 
 	// Headers are the changes of every matching route, in file order.
 	Headers []Header
+	// HeaderRoutes has bit i set when route i (of the first 64) added
+	// Headers; with HeadersFixed, the changes depend on nothing else, so a
+	// response prepared once per file can be prepared once per file and
+	// HeaderRoutes too.
+	HeaderRoutes uint64
+	HeadersFixed bool
 	// Denied is set when a matching route's allow or deny refuses the
 	// client: the answer is 403.
 	Denied bool
@@ -84,7 +90,7 @@ type Exists func(p string) bool
 // MaxRestarts times. A nil Table resolves every request to the site's own
 // dispatch.
 func (t *Table) Resolve(req *Request, exists Exists) (Result, error) {
-	res := Result{Path: req.Vars.Path, Query: req.Vars.Query, Route: -1}
+	res := Result{Path: req.Vars.Path, Query: req.Vars.Query, Route: -1, HeadersFixed: true}
 	if t == nil {
 		return res, nil
 	}
@@ -199,6 +205,13 @@ func (r *rule) applyModifiers(client netip.Addr, v *Vars, groups []string, res *
 	for i := range r.headers {
 		h := &r.headers[i]
 		res.Headers = append(res.Headers, Header{Name: h.name, Remove: h.remove, Value: h.value.expand(v, groups)})
+	}
+	if len(r.headers) > 0 {
+		if r.index < 64 && r.headersFixed {
+			res.HeaderRoutes |= 1 << r.index
+		} else {
+			res.HeadersFixed = false
+		}
 	}
 	if r.refuses(client) {
 		res.Denied = true

@@ -56,6 +56,7 @@ func TestResolveActions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
+		tt.want.HeadersFixed = true // no route here sets a header
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tt.name, got, tt.want)
 		}
@@ -95,6 +96,12 @@ func TestResolveModifiers(t *testing.T) {
 	}
 	if got.Denied {
 		t.Error("/x.js denied")
+	}
+	if got.HeadersFixed || got.HeaderRoutes != 0b00011 {
+		t.Errorf("/x.js: fixed %v routes %b; want not fixed ({host}), routes 0 and 1", got.HeadersFixed, got.HeaderRoutes)
+	}
+	if got, _ := tbl.Resolve(req("GET", "/a.js", ""), nil); !got.HeadersFixed || got.HeaderRoutes != 0b00011 {
+		t.Errorf("/a.js: fixed %v routes %b; want fixed, routes 0 and 1", got.HeadersFixed, got.HeaderRoutes)
 	}
 
 	tests := []struct {
