@@ -128,6 +128,9 @@ type RouteConfig struct {
 	Path string `toml:"path"`
 	// Methods limits the route to these methods; [] = any (GET takes HEAD).
 	Methods []string `toml:"methods"`
+	// Scheme limits the route to "http" or "https" requests; "" = both.
+	// (shoal's addition to SPEC: it makes per-path http->https redirects.)
+	Scheme string `toml:"scheme"`
 	// Headers sets response headers ("Name" = "v") or removes them ("-Name" = "").
 	Headers map[string]string `toml:"headers"`
 	// Allow lists client CIDRs; when not empty, other clients get 403.
@@ -553,7 +556,7 @@ func (s SiteConfig) RouteSpecs() []route.Spec {
 	specs := make([]route.Spec, len(s.Routes))
 	for i, r := range s.Routes {
 		specs[i] = route.Spec{
-			Path: r.Path, Methods: r.Methods, Headers: r.Headers, Allow: r.Allow, Deny: r.Deny,
+			Path: r.Path, Methods: r.Methods, Scheme: r.Scheme, Headers: r.Headers, Allow: r.Allow, Deny: r.Deny,
 			Auth: r.Auth, AuthRealm: r.AuthRealm, Rate: r.Rate, Burst: r.Burst,
 			Redirect: r.Redirect, Status: r.Status, Respond: r.Respond, Rewrite: r.Rewrite,
 			TryFiles: r.TryFiles, Upstream: r.Upstream,

@@ -14,6 +14,7 @@ import (
 type Spec struct {
 	Path      string
 	Methods   []string
+	Scheme    string // "http" or "https": the route matches only that; "" any
 	Headers   map[string]string
 	Allow     []string
 	Deny      []string
@@ -75,6 +76,7 @@ type rule struct {
 	spec    string // the path key as written, for log lines
 	path    pattern
 	methods []string
+	scheme  string
 	headers []headerRule
 	// headersFixed: no header value has a placeholder.
 	headersFixed bool
@@ -143,6 +145,12 @@ func compileRule(i int, s Spec, opt Options) (rule, []error) {
 			fail("methods", fmt.Errorf("%q: a method is an upper-case token such as \"GET\"", m))
 		}
 		r.methods = append(r.methods, m)
+	}
+	switch s.Scheme {
+	case "", "http", "https":
+		r.scheme = s.Scheme
+	default:
+		fail("scheme", fmt.Errorf("%q: \"http\", \"https\" or \"\" (any)", s.Scheme))
 	}
 	r.headers = compileHeaders(s.Headers, groups, func(err error) { fail("headers", err) })
 	r.headersFixed = true

@@ -116,7 +116,7 @@ func (t *Table) Resolve(req *Request, exists Exists) (Result, error) {
 func (t *Table) walkOnce(req *Request, v *Vars, res *Result, exists Exists) (restartedBy int, done bool) {
 	for i := range t.rules {
 		r := &t.rules[i]
-		ok, groups := r.matches(req.Method, v.Path)
+		ok, groups := r.matches(req.Method, v.Scheme, v.Path)
 		if !ok {
 			continue
 		}
@@ -183,8 +183,11 @@ func splitTarget(s, query string) (string, string) {
 	return s, query
 }
 
-func (r *rule) matches(method, p string) (bool, []string) {
+func (r *rule) matches(method, scheme, p string) (bool, []string) {
 	if len(r.methods) > 0 && !methodListed(r.methods, method) {
+		return false, nil
+	}
+	if r.scheme != "" && r.scheme != scheme {
 		return false, nil
 	}
 	return r.path.match(p)

@@ -134,6 +134,22 @@ func TestMethods(t *testing.T) {
 	}
 }
 
+func TestScheme(t *testing.T) {
+	tbl := mustCompile(t, []Spec{{Path: "/account/*", Scheme: "http", Redirect: "https://{host}{uri}", Status: 308}})
+	r := req("GET", "/account/me", "")
+	got, _ := tbl.Resolve(r, nil)
+	if got.Action != Redirect || got.URL != "https://www.example.com/account/me?" {
+		t.Errorf("http: %+v", got)
+	}
+	r.Vars.Scheme = "https"
+	if got, _ := tbl.Resolve(r, nil); got.Action != NoAction {
+		t.Errorf("https redirected again: %+v", got)
+	}
+	if _, errs := Compile([]Spec{{Path: "/", Scheme: "ftp"}}, Options{}); len(errs) != 1 {
+		t.Errorf("scheme ftp: %v", errs)
+	}
+}
+
 func TestNilTable(t *testing.T) {
 	var tbl *Table
 	got, err := tbl.Resolve(req("GET", "/x", "q"), nil)
