@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"shoal/handlers/route"
 )
 
 // Config is a node's whole configuration, parsed once into typed values.
@@ -98,6 +100,7 @@ type SiteConfig struct {
 	Headers        map[string]string `toml:"headers"`
 	Dev            bool              `toml:"dev"`
 	CGI            []CGIConfig       `toml:"-"` // decoded one by one onto defaults
+	Routes         []RouteConfig     `toml:"-"` // [[site.route]], decoded one by one
 
 	// errorPages is ErrorPages keyed by status code.
 	errorPages map[int]string
@@ -142,6 +145,50 @@ func (s *InheritSize) UnmarshalTOML(v any) error {
 		return nil
 	}
 	return (*Size)(s).UnmarshalTOML(v)
+}
+
+// RouteConfig is one [[site.route]]: per-path rules evaluated in file
+// order (see handlers/route for what each key does).
+type RouteConfig struct {
+	// Path is the pattern: "/exact", "/prefix/*", "*.ext" or "~regexp".
+	Path string `toml:"path"`
+	// Methods limits the route to these methods; [] = any (GET takes HEAD).
+	Methods []string `toml:"methods"`
+	// Scheme limits the route to "http" or "https" requests; "" = both.
+	// (shoal's addition to SPEC: it makes per-path http->https redirects.)
+	Scheme string `toml:"scheme"`
+	// Headers sets response headers ("Name" = "v") or removes them ("-Name" = "").
+	Headers map[string]string `toml:"headers"`
+	// Allow lists client CIDRs; when not empty, other clients get 403.
+	Allow []string `toml:"allow"`
+	// Deny lists client CIDRs answered 403 (checked before allow).
+	Deny []string `toml:"deny"`
+	// Auth is an htpasswd file of bcrypt hashes: HTTP Basic auth, 401 without.
+	Auth string `toml:"auth"`
+	// AuthRealm is the realm the 401 names.
+	AuthRealm string `toml:"auth_realm"`
+	// Rate is a per-client limit across the cluster ("20/s", "600/m"); beyond it 429.
+	Rate string `toml:"rate"`
+	// Burst is how many requests above rate a client may send at once.
+	Burst int `toml:"burst"`
+	// Redirect answers with this URL or path (placeholders allowed).
+	Redirect string `toml:"redirect"`
+	// Status is the redirect's status: 301, 302, 303, 307 or 308.
+	Status int `toml:"status"`
+	// Respond answers this status with the site's error page.
+	Respond int `toml:"respond"`
+	// Rewrite changes the path (and query) internally, then routes again.
+	Rewrite string `toml:"rewrite"`
+	// TryFiles serves the first candidate that exists; a last "=404" entry
+	// is the answer when none does.
+	TryFiles []string `toml:"try_files"`
+	// Upstream proxies the request to the named [[upstream]].
+	Upstream string `toml:"upstream"`
+}
+
+// DefaultRoute is a [[site.route]] with every key at its default.
+func DefaultRoute() RouteConfig {
+	return RouteConfig{AuthRealm: "restricted"}
 }
 
 // ClusterConfig is the [cluster] table.
@@ -333,6 +380,10 @@ func (d *decoder) sites(prim toml.Primitive) {
 			delete(keys, "cgi")
 			site.CGI = d.cgis(path+".cgi", cgi)
 		}
+		if routes, ok := keys["route"]; ok {
+			delete(keys, "route")
+			site.Routes = d.routes(path+".route", routes)
+		}
 		d.fields(path, keys, &site)
 		d.c.Sites = append(d.c.Sites, site)
 	}
@@ -347,6 +398,20 @@ func (d *decoder) cgis(path string, prim toml.Primitive) []CGIConfig {
 	out := make([]CGIConfig, len(tables))
 	for j, keys := range tables {
 		out[j] = DefaultCGI()
+		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
+	}
+	return out
+}
+
+func (d *decoder) routes(path string, prim toml.Primitive) []RouteConfig {
+	var tables []map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &tables); err != nil {
+		d.errs = append(d.errs, d.c.errAt(path, path+": must be an array of tables ([[site.route]])"))
+		return nil
+	}
+	out := make([]RouteConfig, len(tables))
+	for j, keys := range tables {
+		out[j] = DefaultRoute()
 		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
 	}
 	return out
@@ -519,3 +584,21 @@ func stripIndices(key string) string {
 	}
 	return strings.Join(out, ".")
 }
+
+// RouteSpecs returns the site's routes as the route package takes them.
+func (s SiteConfig) RouteSpecs() []route.Spec {
+	specs := make([]route.Spec, len(s.Routes))
+	for i, r := range s.Routes {
+		specs[i] = route.Spec{
+			Path: r.Path, Methods: r.Methods, Scheme: r.Scheme, Headers: r.Headers, Allow: r.Allow, Deny: r.Deny,
+			Auth: r.Auth, AuthRealm: r.AuthRealm, Rate: r.Rate, Burst: r.Burst,
+			Redirect: r.Redirect, Status: r.Status, Respond: r.Respond, Rewrite: r.Rewrite,
+			TryFiles: r.TryFiles, Upstream: r.Upstream,
+		}
+	}
+	return specs
+}
+
+// hasUpstream reports whether an [[upstream]] of that name is configured.
+// There is no [[upstream]] yet: every name a route gives is unknown.
+func (c *Config) hasUpstream(name string) bool { return false }

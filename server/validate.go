@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"shoal/handlers/route"
 )
 
 // Validate resolves relative paths and checks every value, returning all
@@ -283,6 +285,25 @@ func (v *validator) site(i int, s *SiteConfig) {
 	v.certPair(fmt.Sprintf("site.%d", i), &s.Cert, &s.Key)
 	for j := range s.CGI {
 		v.cgi(fmt.Sprintf("site.%d.cgi.%d.", i, j), &s.CGI[j])
+	}
+	v.routes(i, s)
+}
+
+// routes resolves the routes' auth files and compiles them once, so that
+// every route error is reported with its place; the node compiles them
+// again with its shared buckets when it builds the site.
+func (v *validator) routes(i int, s *SiteConfig) {
+	for j := range s.Routes {
+		if a := s.Routes[j].Auth; a != "" {
+			s.Routes[j].Auth = v.path(a)
+		}
+	}
+	_, errs := route.Compile(s.RouteSpecs(), route.Options{HasUpstream: v.c.hasUpstream})
+	for _, err := range errs {
+		var fe *route.FieldError
+		if errors.As(err, &fe) {
+			v.fail(fmt.Sprintf("site.%d.route.%d.%s", i, fe.Route, fe.Key), "%v", fe.Err)
+		}
 	}
 }
 
