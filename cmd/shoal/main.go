@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/internal/sdnotify"
 	"shoal/server"
 )
 
@@ -199,12 +200,22 @@ func serve(args []string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	notify := sdnotify.New(os.Getenv("NOTIFY_SOCKET"), logger) // systemd Type=notify; nil otherwise
 	go func() {
+		ready := node.Ready()
 		for {
 			select {
+			case <-ready:
+				notify.Ready()
+				ready = nil
 			case <-hup:
+				notify.Reloading()
 				_ = node.Reload() // logged by Reload; the old config keeps serving
+				if ready == nil {
+					notify.Ready() // back from reloading; never before the first start
+				}
 			case <-ctx.Done():
+				notify.Stopping()
 				return
 			}
 		}
