@@ -276,6 +276,17 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	tag := fmt.Sprintf("localhost/shoal-test:%d", time.Now().UnixNano())
+	// The builder stage stays behind as an untagged image (half a GB):
+	// remove those this build made.
+	before := run(podman, "images", "-q", "--no-trunc", "--filter", "dangling=true")
+	t.Cleanup(func() {
+		after, _ := exec.Command(podman, "images", "-q", "--no-trunc", "--filter", "dangling=true").Output()
+		for _, id := range strings.Fields(string(after)) {
+			if !strings.Contains(before, id) {
+				exec.Command(podman, "rmi", "-f", id).Run()
+			}
+		}
+	})
 	run(podman, "build", "-q", "--isolation=chroot", "--format", "docker", "--build-arg", "GO_IMAGE="+goImage,
 		"-f", filepath.Join(src, "deploy", "Dockerfile"), "-t", tag, src)
 	t.Cleanup(func() { exec.Command(podman, "rmi", "-f", tag).Run() })
