@@ -83,7 +83,7 @@ type LogConfig struct {
 type TLSConfig struct {
 	// Cert is the PEM certificate chain (leaf first) for sites without their own.
 	Cert string `toml:"cert"`
-	// Key is the PEM private key (PKCS#1, PKCS#8 or EC) of Cert.
+	// Key is the PEM private key (PKCS#1, PKCS#8 or EC) of tls.cert.
 	Key string `toml:"key"`
 	// SelfSigned makes an in-memory certificate for the site hosts and localhost (development only).
 	SelfSigned bool `toml:"self_signed"`
@@ -131,7 +131,7 @@ type SiteConfig struct {
 	ErrorPages map[string]string `toml:"error_pages"`
 	// Cert is this site's own PEM certificate, chosen by SNI.
 	Cert string `toml:"cert"`
-	// Key is the private key of this site's Cert.
+	// Key is the private key of this site's cert.
 	Key string `toml:"key"`
 	// Headers are extra response headers sent on every response of the site.
 	Headers map[string]string `toml:"headers"`
@@ -149,9 +149,9 @@ func (s SiteConfig) StatusPages() map[int]string { return s.errorPages }
 
 // CGIConfig is one [[site.cgi]] mapping.
 type CGIConfig struct {
-	// Prefix is the URL prefix whose paths run scripts from Dir (ScriptAlias style).
+	// Prefix is the URL prefix whose paths run scripts from dir (ScriptAlias style).
 	Prefix string `toml:"prefix"`
-	// Dir is the folder of scripts for Prefix, relative to the config.
+	// Dir is the folder of scripts for prefix, relative to the config.
 	Dir string `toml:"dir"`
 	// Ext lists extensions of files under root that run as scripts (AddHandler style).
 	Ext []string `toml:"ext"`
@@ -179,7 +179,7 @@ type ClusterConfig struct {
 	Join []string `toml:"join"`
 	// Secret is the base64 cluster key (16, 24 or 32 bytes): encrypts gossip and signs proxied requests; "" means $SHOAL_SECRET, else .shoal/cluster-secret.
 	Secret string `toml:"secret"`
-	// PeerURL is how peers reach this node's HTTP; "" derives it from the listener and Advertise.
+	// PeerURL is how peers reach this node's HTTP; "" derives it from the HTTP listener and advertise.
 	PeerURL string `toml:"peer_url"`
 	// PublicURL is how clients reach this node, for mode = "redirect".
 	PublicURL string `toml:"public_url"`
