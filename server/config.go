@@ -37,19 +37,32 @@ type Config struct {
 
 // ServerConfig is the [server] table.
 type ServerConfig struct {
-	Name              string        `toml:"name"`
-	HTTP              string        `toml:"http"`
-	HTTPS             string        `toml:"https"`
-	Admin             string        `toml:"admin"`
+	// Name is the node's name in the cluster, logs and the status page; "" means hostname:http-port.
+	Name string `toml:"name"`
+	// HTTP is the plain-HTTP listen address, such as ":8080"; "" disables it.
+	HTTP string `toml:"http"`
+	// HTTPS is the TLS listen address, such as ":8443"; "" disables it.
+	HTTPS string `toml:"https"`
+	// Admin is the listen address of the status page, /metrics, /healthz and the JSON API; "" disables it.
+	Admin string `toml:"admin"`
+	// ReadHeaderTimeout bounds the reading of a request's header block (against slowloris).
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
-	IdleTimeout       time.Duration `toml:"idle_timeout"`
-	BodyTimeout       time.Duration `toml:"body_timeout"`
-	SendTimeout       time.Duration `toml:"send_timeout"`
-	MaxHeaderBytes    Size          `toml:"max_header_bytes"`
-	MaxBodyBytes      Size          `toml:"max_body_bytes"`
-	ShutdownGrace     time.Duration `toml:"shutdown_grace"`
-	DrainDelay        time.Duration `toml:"drain_delay"`
-	TrustedProxies    []string      `toml:"trusted_proxies"`
+	// IdleTimeout closes a keep-alive connection that waits this long for its next request.
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// BodyTimeout is the longest wait between two reads of a request body (a trickled body is cut off, a steady upload is not).
+	BodyTimeout time.Duration `toml:"body_timeout"`
+	// SendTimeout is the longest wait for one write to a client (a stalled reader is cut off, a long download is not).
+	SendTimeout time.Duration `toml:"send_timeout"`
+	// MaxHeaderBytes caps a request's header block; a larger one gets 431.
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+	// MaxBodyBytes caps a request body; a larger Content-Length gets 413 before any body is read.
+	MaxBodyBytes Size `toml:"max_body_bytes"`
+	// ShutdownGrace is how long a stopping node lets in-flight requests finish.
+	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+	// DrainDelay is how long a node publishes draining on SIGTERM before it leaves and stops accepting.
+	DrainDelay time.Duration `toml:"drain_delay"`
+	// TrustedProxies lists the CIDRs (or single IPs) whose X-Forwarded-For is believed.
+	TrustedProxies []string `toml:"trusted_proxies"`
 
 	// trusted is TrustedProxies parsed.
 	trusted []netip.Prefix
@@ -60,47 +73,75 @@ func (s ServerConfig) Trusted() []netip.Prefix { return s.trusted }
 
 // LogConfig is the [log] table.
 type LogConfig struct {
+	// Access is where the access log goes: stdout, stderr, a file path, or off.
 	Access string `toml:"access"`
+	// Format is the access log's format: combined (Apache/NCSA) or json.
 	Format string `toml:"format"`
-	Level  string `toml:"level"`
+	// Level is the error log's level (on stderr): debug, info, warn or error.
+	Level string `toml:"level"`
 }
 
 // TLSConfig is the [tls] table.
 type TLSConfig struct {
-	Cert         string `toml:"cert"`
-	Key          string `toml:"key"`
-	SelfSigned   bool   `toml:"self_signed"`
-	MinVersion   string `toml:"min_version"`
-	RedirectHTTP bool   `toml:"redirect_http"`
-	HSTS         string `toml:"hsts"`
-	HTTP3        bool   `toml:"http3"`
+	// Cert is the PEM certificate chain (leaf first) for sites without their own.
+	Cert string `toml:"cert"`
+	// Key is the PEM private key (PKCS#1, PKCS#8 or EC) of tls.cert.
+	Key string `toml:"key"`
+	// SelfSigned makes an in-memory certificate for the site hosts and localhost (development only).
+	SelfSigned bool `toml:"self_signed"`
+	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	MinVersion string `toml:"min_version"`
+	// RedirectHTTP makes the http listener answer 308 to https.
+	RedirectHTTP bool `toml:"redirect_http"`
+	// HSTS is the Strict-Transport-Security value sent over TLS; "" sends none.
+	HSTS string `toml:"hsts"`
+	// HTTP3 serves HTTP/3 (QUIC) on the https port's UDP and announces it with Alt-Svc.
+	HTTP3 bool `toml:"http3"`
 }
 
 // SessionConfig is the [session] table.
 type SessionConfig struct {
-	Cookie   string        `toml:"cookie"`
-	Keys     []string      `toml:"keys"`
-	KeyFile  string        `toml:"key_file"`
-	MaxAge   time.Duration `toml:"max_age"`
-	SameSite string        `toml:"same_site"`
+	// Cookie is the session cookie's name.
+	Cookie string `toml:"cookie"`
+	// Keys are base64 key pairs, newest first: a hash key (32 or 64 bytes), then a block key (16, 24 or 32); older pairs still decode.
+	Keys []string `toml:"keys"`
+	// KeyFile keeps a generated key pair (mode 0600) when neither keys nor a cluster secret give one; relative to the config.
+	KeyFile string `toml:"key_file"`
+	// MaxAge is the session cookie's lifetime, counted from the session's last change.
+	MaxAge time.Duration `toml:"max_age"`
+	// SameSite is the session cookie's SameSite attribute: lax, strict or none.
+	SameSite string `toml:"same_site"`
 }
 
 // SiteConfig is one [[site]] (virtual host).
 type SiteConfig struct {
-	Hosts          []string          `toml:"hosts"`
-	Root           string            `toml:"root"`
-	Templates      string            `toml:"templates"`
-	Index          []string          `toml:"index"`
-	Browse         bool              `toml:"browse"`
-	Compress       bool              `toml:"compress"`
-	FollowSymlinks bool              `toml:"follow_symlinks"`
-	ErrorPages     map[string]string `toml:"error_pages"`
-	Cert           string            `toml:"cert"`
-	Key            string            `toml:"key"`
-	Headers        map[string]string `toml:"headers"`
-	Dev            bool              `toml:"dev"`
-	CGI            []CGIConfig       `toml:"-"` // decoded one by one onto defaults
-	Routes         []RouteConfig     `toml:"-"` // [[site.route]], decoded one by one
+	// Hosts are the names this site answers, such as "*.example.com"; [] answers any name.
+	Hosts []string `toml:"hosts"`
+	// Root is the folder the site's files and pages are served from.
+	Root string `toml:"root"`
+	// Templates is the folder of layouts and partials parsed into every page.
+	Templates string `toml:"templates"`
+	// Index lists the files tried, in order, for a URL ending in /.
+	Index []string `toml:"index"`
+	// Browse turns on directory listings for folders without an index file.
+	Browse bool `toml:"browse"`
+	// Compress turns on gzip/zstd of text types and serves precompressed .br/.zst/.gz sidecars.
+	Compress bool `toml:"compress"`
+	// FollowSymlinks follows symlinks that stay inside root; false refuses every link.
+	FollowSymlinks bool `toml:"follow_symlinks"`
+	// ErrorPages maps a status to a file under root served with it, such as {404 = "404.html"}.
+	ErrorPages map[string]string `toml:"error_pages"`
+	// Cert is this site's own PEM certificate, chosen by SNI.
+	Cert string `toml:"cert"`
+	// Key is the private key of this site's cert.
+	Key string `toml:"key"`
+	// Headers are extra response headers sent on every response of the site.
+	Headers map[string]string `toml:"headers"`
+	// Dev re-parses changed templates per request and shows template errors in the page (development only).
+	Dev bool `toml:"dev"`
+	// CGI are the site's [[site.cgi]] mappings.
+	CGI    []CGIConfig   `toml:"-" table:"cgi"`   // decoded one by one onto defaults
+	Routes []RouteConfig `toml:"-" table:"route"` // [[site.route]], decoded one by one
 
 	// errorPages is ErrorPages keyed by status code.
 	errorPages map[int]string
@@ -111,28 +152,35 @@ func (s SiteConfig) StatusPages() map[int]string { return s.errorPages }
 
 // CGIConfig is one [[site.cgi]] mapping.
 type CGIConfig struct {
-	Prefix       string            `toml:"prefix"`
-	Dir          string            `toml:"dir"`
-	Ext          []string          `toml:"ext"`
+	// Prefix is the URL prefix whose paths run scripts from dir (ScriptAlias style).
+	Prefix string `toml:"prefix"`
+	// Dir is the folder of scripts for prefix, relative to the config.
+	Dir string `toml:"dir"`
+	// Ext lists extensions of files under root that run as scripts (AddHandler style).
+	Ext []string `toml:"ext"`
+	// Interpreters maps an extension to the program that runs it, such as {".php" = "php-cgi"}.
 	Interpreters map[string]string `toml:"interpreters"`
 	// Program is one program run for every path under prefix (the rest is
 	// PATH_INFO), as Apache's ScriptAlias to a file; "" = scripts in dir.
 	Program string `toml:"program"`
-	// Timeout kills a script that moved no byte on stdin or stdout for this
-	// long (a hung script), while a long steady download goes on.
+	// Timeout kills a script (its whole process group; 504 to the client)
+	// that moved no byte on stdin or stdout for this long, while a long
+	// steady download goes on.
 	Timeout time.Duration `toml:"timeout"`
 	// MaxTime caps a whole run however busy the script is; 0 = no cap.
 	MaxTime time.Duration `toml:"max_time"`
 	// MaxBodyBytes caps this mapping's request bodies (git pushes exceed
 	// the server's); 0 (written "") = server.max_body_bytes.
 	MaxBodyBytes InheritSize `toml:"max_body_bytes"`
-	// MaxConcurrent bounds the scripts running at once per node.
+	// MaxConcurrent caps the mapping's scripts running at once on a node; beyond the queue, 503.
 	MaxConcurrent int `toml:"max_concurrent"`
 	// QueueTimeout is the longest a request waits for a free slot before
 	// 503 + Retry-After (a burst of clones waits instead of failing).
-	QueueTimeout time.Duration     `toml:"queue_timeout"`
-	Env          map[string]string `toml:"env"`
-	PassEnv      []string          `toml:"pass_env"`
+	QueueTimeout time.Duration `toml:"queue_timeout"`
+	// Env are extra environment variables given to every script.
+	Env map[string]string `toml:"env"`
+	// PassEnv names the server's environment variables passed to scripts.
+	PassEnv []string `toml:"pass_env"`
 }
 
 // InheritSize is a size where "" (or 0) means "the enclosing default".
@@ -193,20 +241,34 @@ func DefaultRoute() RouteConfig {
 
 // ClusterConfig is the [cluster] table.
 type ClusterConfig struct {
-	Enabled   bool     `toml:"enabled"`
-	Gossip    string   `toml:"gossip"`
-	Advertise string   `toml:"advertise"`
-	Join      []string `toml:"join"`
-	Secret    string   `toml:"secret"`
-	PeerURL   string   `toml:"peer_url"`
-	PublicURL string   `toml:"public_url"`
-	Mode      string   `toml:"mode"`
-	Policy    string   `toml:"policy"`
-	Balance   string   `toml:"balance"`
-	Capacity  int      `toml:"capacity"`
-	Margin    float64  `toml:"margin"`
-	Sticky    bool     `toml:"sticky"`
-	Retries   int      `toml:"retries"`
+	// Enabled turns clustering on (so do the -gossip and -join flags).
+	Enabled bool `toml:"enabled"`
+	// Gossip is memberlist's bind address (TCP and UDP).
+	Gossip string `toml:"gossip"`
+	// Advertise is the address peers use to reach this node's gossip; "" means the bound one.
+	Advertise string `toml:"advertise"`
+	// Join lists peers to join, retried with backoff until one answers.
+	Join []string `toml:"join"`
+	// Secret is the base64 cluster key (16, 24 or 32 bytes): encrypts gossip and signs proxied requests; "" means $SHOAL_SECRET, else .shoal/cluster-secret.
+	Secret string `toml:"secret"`
+	// PeerURL is how peers reach this node's HTTP; "" derives it from the HTTP listener and advertise.
+	PeerURL string `toml:"peer_url"`
+	// PublicURL is how clients reach this node, for mode = "redirect".
+	PublicURL string `toml:"public_url"`
+	// Mode is how work goes to a peer: proxy or redirect (307).
+	Mode string `toml:"mode"`
+	// Policy picks the peer: least_loaded, round_robin, ip_hash or random.
+	Policy string `toml:"policy"`
+	// Balance is what requests are shared: dynamic (pages and CGI), all or none.
+	Balance string `toml:"balance"`
+	// Capacity is the number of in-flight requests at which this node counts as full.
+	Capacity int `toml:"capacity"`
+	// Margin is how much less loaded (fraction of capacity) a peer must be to win under least_loaded.
+	Margin float64 `toml:"margin"`
+	// Sticky keeps a client on the node that served it with an affinity cookie.
+	Sticky bool `toml:"sticky"`
+	// Retries is how many other nodes an idempotent request is retried on after a peer fails.
+	Retries int `toml:"retries"`
 }
 
 // Defaults returns the built-in configuration: serve ./www on :8080.

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/internal/sdnotify"
 	"shoal/server"
 )
 
@@ -223,14 +224,24 @@ func serve(args []string, stderr io.Writer) int {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
+	notify := sdnotify.New(os.Getenv("NOTIFY_SOCKET"), logger) // systemd Type=notify; nil otherwise
 	go func() {
+		ready := node.Ready()
 		for {
 			select {
+			case <-ready:
+				notify.Ready()
+				ready = nil
 			case <-hup:
+				notify.Reloading()
 				_ = node.Reload() // logged by Reload; the old config keeps serving
+				if ready == nil {
+					notify.Ready() // back from reloading; never before the first start
+				}
 			case <-usr1:
 				reopenLogs(node, logger)
 			case <-ctx.Done():
+				notify.Stopping()
 				return
 			}
 		}
