@@ -49,6 +49,8 @@ type Cluster struct {
 	// membership change and read lock-free by the request path.
 	peers atomic.Pointer[[]*member]
 
+	drift driftState // this node's site hashes (drift.go)
+
 	// mu guards members, meta, conflict.
 	mu       sync.Mutex
 	members  map[string]*member // every peer heard of, live or not, by name
@@ -174,6 +176,7 @@ func (c *Cluster) selfMeta() *nodeMeta {
 		PublicURL: c.opts.publicURL(),
 		Version:   c.opts.Version,
 		Config:    t.set.ConfigHash,
+		Sites:     c.publishedSites(),
 	}
 }
 

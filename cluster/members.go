@@ -146,20 +146,26 @@ func (m *member) applyReport(l *loadReport) bool {
 
 // Member is a copy of one node's entry, for status pages and the API.
 type Member struct {
-	Name      string    `json:"name"`
-	State     string    `json:"state"`
-	Load      float64   `json:"load"`
-	Inflight  int64     `json:"inflight"`
-	Capacity  int       `json:"capacity"`
-	Draining  bool      `json:"draining"`
-	Healthy   bool      `json:"healthy"`
-	PeerURL   string    `json:"peer_url"`
-	PublicURL string    `json:"public_url"`
-	Config    string    `json:"config"`
-	Version   string    `json:"version"`
-	Started   time.Time `json:"started"`
-	Addr      string    `json:"addr"`
-	Self      bool      `json:"self,omitempty"`
+	Name      string  `json:"name"`
+	State     string  `json:"state"`
+	Load      float64 `json:"load"`
+	Inflight  int64   `json:"inflight"`
+	Capacity  int     `json:"capacity"`
+	Draining  bool    `json:"draining"`
+	Healthy   bool    `json:"healthy"`
+	PeerURL   string  `json:"peer_url"`
+	PublicURL string  `json:"public_url"`
+	Config    string  `json:"config"`
+	// Sites is the member's hash of each of this node's sites, by site
+	// name (absent: it published none for that site).
+	Sites map[string]string `json:"sites,omitempty"`
+	// Drift names this node's sites whose hash the member lacks or
+	// differs in: no requests for those go to it.
+	Drift   []string  `json:"drift,omitempty"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	Addr    string    `json:"addr"`
+	Self    bool      `json:"self,omitempty"`
 }
 
 // Members returns a copy of every known node, this one included, sorted by
@@ -195,6 +201,7 @@ func (c *Cluster) Members() []Member {
 			Started:   time.UnixMilli(meta.Started),
 		}
 		e.Load = float64(e.Inflight) / float64(max(e.Capacity, 1))
+		c.siteView(&e, meta)
 		if n := m.node.Load(); n != nil {
 			e.Addr = n.Address()
 		}
@@ -208,7 +215,7 @@ func (c *Cluster) selfMember() Member {
 	t := c.tune.Load()
 	capacity := t.capacity
 	in := c.inflight.Load()
-	return Member{
+	e := Member{
 		Name:      c.opts.Name,
 		State:     StateAlive,
 		Load:      float64(in) / float64(capacity),
@@ -224,6 +231,8 @@ func (c *Cluster) selfMember() Member {
 		Addr:      c.GossipAddr(),
 		Self:      true,
 	}
+	c.siteView(&e, nil)
+	return e
 }
 
 func stateName(m *member, now int64, stale time.Duration) string {

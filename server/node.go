@@ -265,6 +265,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	watchSites(c, n.Config) // before routing starts: peers learn the site hashes (sitehash.go)
 	n.cl.p.Store(c)
 	n.running.Store(true)
 	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
@@ -546,6 +547,7 @@ func (n *Node) Reload() error {
 		n.cl.retune(cfg, old.cfg, n.log)
 	}
 	n.state.Store(rt)
+	n.cl.refreshSites() // the site hashes follow the new config
 	// Requests that started on the old config finish on it.
 	time.AfterFunc(cfg.Server.ShutdownGrace+time.Second, func() { old.close(rt) })
 	n.log.Info("config reloaded", "sites", len(cfg.Sites))

@@ -1,0 +1,274 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Drift: every node publishes, per site, a short hash of what the site
+// answers with (its config and the names and sizes of its files; the
+// server computes it). A site's requests go only to peers whose hash for
+// that site equals this node's, so during a rolling change no client gets
+// answers from two versions of a site.
+//
+// In the meta a site is 8 bytes: a 32-bit hash of its name (so names,
+// which may be long host names, never travel) and the first 32 bits of
+// its content hash. With memberlist's 512-byte meta that leaves room for
+// about 45 sites; a node with more publishes the first ones by name and
+// logs the rest, whose requests peers then keep to themselves (the safe
+// side: no mixed answers, only less balancing).
+
+// siteHash is one site as published: both halves are 32-bit hashes.
+type siteHash struct {
+	ID   uint32 // siteID of the site's name
+	Hash uint32 // the site's content hash
+}
+
+// siteEntryBytes is the size of one siteHash in the meta.
+const siteEntryBytes = 8
+
+// siteID names a site on the wire.
+func siteID(name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return h.Sum32()
+}
+
+// siteTable is this node's own hashes, never changed once stored.
+type siteTable struct {
+	byName    map[string]siteHash
+	published []siteHash // what fits in the meta, sorted by ID
+}
+
+// driftState is the Cluster's share of drift checking; its zero value is
+// "no hashes yet", under which nothing is filtered.
+type driftState struct {
+	local atomic.Pointer[siteTable]
+	watch atomic.Pointer[siteWatch]
+}
+
+// siteWatch is the loop WatchSites started.
+type siteWatch struct {
+	kick chan struct{}
+}
+
+// siteKey is the context key under which WithSite names a request's site.
+type siteKey struct{}
+
+// WithSite returns r marked as a request for the site called name (the
+// name given in the map to SetSites), so the policy considers only peers
+// whose hash for that site equals this node's. A request with no site is
+// balanced over every available peer.
+func WithSite(r *http.Request, name string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), siteKey{}, name))
+}
+
+// siteOf returns this node's published hash of r's site, or nil when r
+// names no site or this node has no hash for it (nothing to compare).
+func (c *Cluster) siteOf(r *http.Request) *siteHash {
+	name, ok := r.Context().Value(siteKey{}).(string)
+	if !ok {
+		return nil
+	}
+	t := c.drift.local.Load()
+	if t == nil {
+		return nil
+	}
+	if h, ok := t.byName[name]; ok {
+		return &h
+	}
+	return nil
+}
+
+// agrees reports whether m published the same hash for site as this
+// node. A peer that published no hash for it (an older version, a node
+// still starting, a site it lacks) does not agree.
+func (m *member) agrees(site *siteHash) bool {
+	if site == nil {
+		return true
+	}
+	meta := m.meta.Load()
+	if meta == nil {
+		return false
+	}
+	h, ok := meta.siteHash(site.ID)
+	return ok && h == site.Hash
+}
+
+// siteHash returns the hash published for the site with id.
+func (m *nodeMeta) siteHash(id uint32) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(m.Sites, id, func(s siteHash, id uint32) int { return cmp.Compare(s.ID, id) })
+	if !ok {
+		return 0, false
+	}
+	return m.Sites[i].Hash, true
+}
+
+// SetSites publishes this node's hash of each site by name, replacing the
+// previous set; peers see it within a gossip round. It returns whether
+// anything changed. It may block up to a second while the news goes out;
+// it must not be called from a memberlist callback.
+func (c *Cluster) SetSites(hashes map[string]uint32) (bool, error) {
+	c.tuneMu.Lock() // orders meta publishing with Retune
+	defer c.tuneMu.Unlock()
+	if old := c.drift.local.Load(); old != nil && sameHashes(old.byName, hashes) {
+		return false, nil
+	}
+	c.mu.Lock()
+	t, dropped, err := c.fitSites(hashes)
+	if err != nil {
+		c.mu.Unlock()
+		return false, err
+	}
+	c.drift.local.Store(t)
+	meta, err := c.selfMeta().encode()
+	if err == nil {
+		c.meta = meta
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if len(dropped) > 0 {
+		c.log.Warn("too many sites for the node meta: peers keep these sites' requests to themselves", "sites", dropped)
+	}
+	if err := c.ml.UpdateNode(time.Second); err != nil {
+		c.log.Warn("publish site hashes; peers learn them at the next state exchange", "err", err)
+	}
+	return true, nil
+}
+
+// fitSites builds the table for hashes, publishing as many sites as the
+// meta has room for, by name order. mu must be held.
+func (c *Cluster) fitSites(hashes map[string]uint32) (*siteTable, []string, error) {
+	base := c.selfMeta()
+	base.Sites = nil
+	b, err := base.encode()
+	if err != nil {
+		return nil, nil, err
+	}
+	room := (memberlist.MetaMaxSize - len(b) - 3) / siteEntryBytes // 3: the count's varint
+	names := make([]string, 0, len(hashes))
+	for name := range hashes {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	t := &siteTable{byName: make(map[string]siteHash, len(hashes))}
+	var dropped []string
+	for _, name := range names {
+		h := siteHash{ID: siteID(name), Hash: hashes[name]}
+		t.byName[name] = h
+		if len(t.published) < room {
+			t.published = append(t.published, h)
+		} else {
+			dropped = append(dropped, name)
+		}
+	}
+	slices.SortFunc(t.published, func(a, b siteHash) int { return cmp.Compare(a.ID, b.ID) })
+	return t, dropped, nil
+}
+
+func sameHashes(old map[string]siteHash, next map[string]uint32) bool {
+	if len(old) != len(next) {
+		return false
+	}
+	for name, h := range next {
+		if o, ok := old[name]; !ok || o.Hash != h {
+			return false
+		}
+	}
+	return true
+}
+
+// publishedSites is what selfMeta puts in the meta.
+func (c *Cluster) publishedSites() []siteHash {
+	if t := c.drift.local.Load(); t != nil {
+		return t.published
+	}
+	return nil
+}
+
+// WatchSites publishes compute's hashes now and then every interval (at
+// most a minute, as SPEC asks) and at each RefreshSites, until Shutdown.
+// compute walks the sites' files, so it runs on the watcher's goroutine,
+// never on a request's. Call it once.
+func (c *Cluster) WatchSites(interval time.Duration, compute func() map[string]uint32) {
+	if interval <= 0 || interval > time.Minute {
+		interval = time.Minute
+	}
+	w := &siteWatch{kick: make(chan struct{}, 1)}
+	if !c.drift.watch.CompareAndSwap(nil, w) {
+		return
+	}
+	c.publishSites(compute)
+	c.wg.Add(1)
+	go c.watchSites(w, interval, compute)
+}
+
+// RefreshSites asks the watcher to compute and publish again soon (after
+// a reload); it never blocks.
+func (c *Cluster) RefreshSites() {
+	if w := c.drift.watch.Load(); w != nil {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *Cluster) watchSites(w *siteWatch, interval time.Duration, compute func() map[string]uint32) {
+	defer c.wg.Done()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		case <-w.kick:
+		}
+		c.publishSites(compute)
+	}
+}
+
+func (c *Cluster) publishSites(compute func() map[string]uint32) {
+	changed, err := c.SetSites(compute())
+	switch {
+	case err != nil:
+		c.log.Error("publish site hashes", "err", err)
+	case changed:
+		c.log.Debug("site hashes published")
+	}
+}
+
+// siteView fills a Member's Sites (by this node's site names) and Drift
+// (this node's sites whose hash the member lacks or differs in).
+func (c *Cluster) siteView(e *Member, meta *nodeMeta) {
+	t := c.drift.local.Load()
+	if t == nil {
+		return
+	}
+	e.Sites = make(map[string]string, len(t.byName))
+	for name, own := range t.byName {
+		if meta == nil {
+			e.Sites[name] = fmt.Sprintf("%08x", own.Hash)
+			continue
+		}
+		h, ok := meta.siteHash(own.ID)
+		if ok {
+			e.Sites[name] = fmt.Sprintf("%08x", h)
+		}
+		if !ok || h != own.Hash {
+			e.Drift = append(e.Drift, name)
+		}
+	}
+	slices.Sort(e.Drift)
+}
