@@ -39,6 +39,7 @@ type Cluster struct {
 	seq      atomic.Uint64 // load report sequence of this boot
 	alive    atomic.Int32  // live peers, for the broadcast queue and mode choice
 	joinFail atomic.Int64  // failed join attempts while alone (tests wait on it)
+	joins    atomic.Int64  // join calls made (tests count them)
 	kick     chan struct{} // wakes the load sender after a change
 
 	// tune holds the settings Retune may swap; tuneMu orders Retunes.
@@ -50,6 +51,7 @@ type Cluster struct {
 	peers atomic.Pointer[[]*member]
 
 	drift driftState // this node's site hashes (drift.go)
+	mlLog *mlWriter  // memberlist's log lines, rate-limited (logging.go)
 
 	// mu guards members, meta, conflict.
 	mu       sync.Mutex
@@ -207,7 +209,7 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	// Gossip packets here are a few dozen bytes: LZW-compressing each one
 	// cost more CPU than it saved (measured: BenchmarkLoadSteady).
 	cfg.EnableCompression = false
-	cfg.Logger = newMemberlistLogger(c.opts.logger())
+	cfg.Logger, c.mlLog = newMemberlistLogger(c.opts.logger())
 	if c.opts.Tune != nil {
 		c.opts.Tune(cfg)
 	}
