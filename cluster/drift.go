@@ -71,36 +71,42 @@ func WithSite(r *http.Request, name string) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), siteKey{}, name))
 }
 
-// siteOf returns this node's published hash of r's site, or nil when r
-// names no site or this node has no hash for it (nothing to compare).
-func (c *Cluster) siteOf(r *http.Request) *siteHash {
+// siteFilter is one request's drift check: when on, only peers that
+// published hash h for the site qualify. A value, so the request path
+// allocates nothing for it.
+type siteFilter struct {
+	h  siteHash
+	on bool
+}
+
+// siteOf returns the filter for r: off when r names no site or this node
+// has no hash for it (nothing to compare).
+func (c *Cluster) siteOf(r *http.Request) siteFilter {
 	name, ok := r.Context().Value(siteKey{}).(string)
 	if !ok {
-		return nil
+		return siteFilter{}
 	}
 	t := c.drift.local.Load()
 	if t == nil {
-		return nil
+		return siteFilter{}
 	}
-	if h, ok := t.byName[name]; ok {
-		return &h
-	}
-	return nil
+	h, ok := t.byName[name]
+	return siteFilter{h: h, on: ok}
 }
 
-// agrees reports whether m published the same hash for site as this
-// node. A peer that published no hash for it (an older version, a node
-// still starting, a site it lacks) does not agree.
-func (m *member) agrees(site *siteHash) bool {
-	if site == nil {
+// agrees reports whether m published the same hash for the filter's
+// site as this node. A peer that published no hash for it (an older
+// version, a node still starting, a site it lacks) does not agree.
+func (m *member) agrees(f siteFilter) bool {
+	if !f.on {
 		return true
 	}
 	meta := m.meta.Load()
 	if meta == nil {
 		return false
 	}
-	h, ok := meta.siteHash(site.ID)
-	return ok && h == site.Hash
+	h, ok := meta.siteHash(f.h.ID)
+	return ok && h == f.h.Hash
 }
 
 // siteHash returns the hash published for the site with id.

@@ -22,10 +22,13 @@ func (c *Cluster) joinLoop(first chan<- error) {
 	backoff := t.joinBackoff()
 	attempt := 0
 	idle := time.Now().Add(idleRejoin(t.rejoin()))
+	// Read once: memberlist drops its own entry when another node takes
+	// our name, and the address never changes.
+	self := c.GossipAddr()
 	for {
 		wait := t.rejoin()
 		alone := c.alive.Load() == 0
-		targets := c.joinPlan(c.GossipAddr(), alone, time.Now(), &idle)
+		targets := c.joinPlan(self, alone, time.Now(), &idle)
 		if len(targets) > 0 {
 			attempt++
 			before := c.alive.Load()

@@ -54,7 +54,7 @@ func (h countingHandler) text() string {
 	return strings.Join(*h.lines, "\n")
 }
 
-// seenLines is what the memberlist writer took in: written or suppressed.
+// total is what the memberlist writer took in: written or suppressed.
 func (w *mlWriter) total(written int) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -125,8 +125,8 @@ func TestLogLimiter(t *testing.T) {
 	t0 := time.Now()
 	lines := []string{
 		"[ERR] memberlist: Decrypt packet failed: cipher: message authentication failed from=10.0.0.1:5000",
-		"[ERR] memberlist: Decrypt packet failed: cipher: message authentication failed from=10.0.0.1:5001", // same kind, same host
-		"[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=10.0.0.2:9",  // other source
+		"[ERR] memberlist: Decrypt packet failed: cipher: message authentication failed from=10.0.0.1:5001",    // same kind, same host
+		"[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=10.0.0.2:9", // other source
 		"[WARN] memberlist: Got invalid checksum for UDP packet: 1, 2",
 		"[WARN] memberlist: Got invalid checksum for UDP packet: 3, 4", // same kind, no source
 		"[INFO] memberlist: Suspect n3 has failed, no acks received",
@@ -134,8 +134,7 @@ func TestLogLimiter(t *testing.T) {
 	}
 	var admitted []bool
 	for _, l := range lines {
-		lv, text := parseMLLine(l)
-		_ = lv
+		_, text := parseMLLine(l)
 		admitted = append(admitted, w.admit(text, t0))
 	}
 	want := []bool{true, false, true, true, false, true, true}
