@@ -35,6 +35,9 @@ type siteHash struct {
 // siteEntryBytes is the size of one siteHash in the meta.
 const siteEntryBytes = 8
 
+// metaSlack is meta room left free when sites are fitted in.
+const metaSlack = 16
+
 // siteID names a site on the wire.
 func siteID(name string) uint32 {
 	h := fnv.New32a()
@@ -161,7 +164,9 @@ func (c *Cluster) fitSites(hashes map[string]uint32) (*siteTable, []string, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	room := (memberlist.MetaMaxSize - len(b) - 3) / siteEntryBytes // 3: the count's varint
+	// 3 bytes for the count's varint; metaSlack so a later Retune (a
+	// longer capacity varint, a config hash) still fits.
+	room := (memberlist.MetaMaxSize - len(b) - 3 - metaSlack) / siteEntryBytes
 	names := make([]string, 0, len(hashes))
 	for name := range hashes {
 		names = append(names, name)

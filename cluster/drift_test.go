@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // setSites gives a view cluster its own site hashes without a network.
@@ -153,4 +155,41 @@ func TestTooManySitesForMeta(t *testing.T) {
 	if _, err := c.selfMeta().encode(); err != nil {
 		t.Fatalf("meta with the fitted sites: %v", err)
 	}
+}
+
+// peerSiteHash is the hash b holds for a's site, as /api/cluster shows it.
+func peerSiteHash(b *testNode, a, site string) string {
+	m, _ := memberOf(b.c, a)
+	return m.Sites[site]
+}
+
+func TestSiteHashesRepublished(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	var v atomic.Uint32
+	v.Store(1)
+	compute := func() map[string]uint32 { return map[string]uint32{"shop.example": v.Load()} }
+	// b needs its own hash of the site for /api/cluster to name it.
+	b.c.WatchSites(time.Minute, func() map[string]uint32 { return map[string]uint32{"shop.example": 1} })
+	a.c.WatchSites(time.Minute, compute)
+	eventually(t, 5*time.Second, "b sees a's first hash", func() bool { return peerSiteHash(b, "n0", "shop.example") == "00000001" })
+
+	v.Store(2)
+	a.c.RefreshSites() // as a reload does
+	eventually(t, 5*time.Second, "b sees a's hash after a refresh", func() bool { return peerSiteHash(b, "n0", "shop.example") == "00000002" })
+	if m, _ := memberOf(b.c, "n0"); !slices.Equal(m.Drift, []string{"shop.example"}) {
+		t.Errorf("b's drift for a: %v", m.Drift)
+	}
+}
+
+func TestSiteHashesRecomputedByTicker(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	var v atomic.Uint32
+	v.Store(1)
+	b.c.WatchSites(time.Minute, func() map[string]uint32 { return map[string]uint32{"s": 1} })
+	a.c.WatchSites(50*time.Millisecond, func() map[string]uint32 { return map[string]uint32{"s": v.Load()} })
+	eventually(t, 5*time.Second, "b sees a's first hash", func() bool { return peerSiteHash(b, "n0", "s") == "00000001" })
+	v.Store(3) // a file changed: no reload, the ticker finds it
+	eventually(t, 5*time.Second, "b sees a's recomputed hash", func() bool { return peerSiteHash(b, "n0", "s") == "00000003" })
 }

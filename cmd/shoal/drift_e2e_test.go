@@ -104,6 +104,26 @@ func TestE2EDriftedNodeGetsNoneOfTheSite(t *testing.T) {
 	if col < 0 || rows["c"][col] != "default" || rows["b"][col] != "-" || rows["a"][col] != "-" {
 		t.Errorf("shoal members:\n%s", out)
 	}
+	// c is brought in line and reloaded: its hash follows at once (no
+	// minute's wait), and the default site balances to it again.
+	if err := os.Remove(filepath.Join(dir, "www-c", "extra.html")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post("http://"+c.admin+"/api/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("POST /api/reload at c: %s", res.Status)
+	}
+	pollFor(t, "c's default site back in line at a", func() bool {
+		ms := driftMembers(a)
+		return len(ms["c"].Drift) == 0 && ms["c"].Sites["default"] == ms["a"].Sites["default"]
+	})
+	if served := servedBy(t, a, "", 30); served["c"] == 0 {
+		t.Errorf("default site at a after c's reload: c never served: %v", served)
+	}
 }
 
 func writePage(t *testing.T, path string) {
