@@ -146,26 +146,27 @@ func (m *member) applyReport(l *loadReport) bool {
 
 // Member is a copy of one node's entry, for status pages and the API.
 type Member struct {
-	Name      string  `json:"name"`
-	State     string  `json:"state"`
-	Load      float64 `json:"load"`
-	Inflight  int64   `json:"inflight"`
-	Capacity  int     `json:"capacity"`
-	Draining  bool    `json:"draining"`
-	Healthy   bool    `json:"healthy"`
-	PeerURL   string  `json:"peer_url"`
-	PublicURL string  `json:"public_url"`
-	Config    string  `json:"config"`
+	Name      string    `json:"name"`
+	State     string    `json:"state"`
+	Load      float64   `json:"load"`
+	Inflight  int64     `json:"inflight"`
+	Capacity  int       `json:"capacity"`
+	Draining  bool      `json:"draining"`
+	Healthy   bool      `json:"healthy"`
+	PeerURL   string    `json:"peer_url"`
+	PublicURL string    `json:"public_url"`
+	Config    string    `json:"config"`
+	Version   string    `json:"version"`
+	Started   time.Time `json:"started"`
+	Addr      string    `json:"addr"`
+	Self      bool      `json:"self,omitempty"`
+
 	// Sites is the member's hash of each of this node's sites, by site
 	// name (absent: it published none for that site).
 	Sites map[string]string `json:"sites,omitempty"`
 	// Drift names this node's sites whose hash the member lacks or
 	// differs in: no requests for those go to it.
-	Drift   []string  `json:"drift,omitempty"`
-	Version string    `json:"version"`
-	Started time.Time `json:"started"`
-	Addr    string    `json:"addr"`
-	Self    bool      `json:"self,omitempty"`
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Members returns a copy of every known node, this one included, sorted by

@@ -27,25 +27,26 @@ const (
 // Member is one node of the cluster as a node sees it. The JSON names are
 // the /api/cluster contract.
 type Member struct {
-	Name      string  `json:"name"`
-	State     string  `json:"state"` // alive | suspect | dead | left
-	Load      float64 `json:"load"`  // in-flight / capacity
-	Inflight  int     `json:"inflight"`
-	Capacity  int     `json:"capacity"`
-	Draining  bool    `json:"draining"`
-	PeerURL   string  `json:"peer_url"`
-	PublicURL string  `json:"public_url"`
-	Config    string  `json:"config"` // short hash of the effective config
+	Name           string    `json:"name"`
+	State          string    `json:"state"` // alive | suspect | dead | left
+	Load           float64   `json:"load"`  // in-flight / capacity
+	Inflight       int       `json:"inflight"`
+	Capacity       int       `json:"capacity"`
+	Draining       bool      `json:"draining"`
+	PeerURL        string    `json:"peer_url"`
+	PublicURL      string    `json:"public_url"`
+	Config         string    `json:"config"` // short hash of the effective config
+	Version        string    `json:"version"`
+	Started        time.Time `json:"started,omitzero"`
+	RequestsPerSec float64   `json:"requests_per_sec"`
+	ErrorsPerSec   float64   `json:"errors_per_sec"` // 5xx answers per second
+	CGIRunning     int       `json:"cgi_running"`
+
 	// Sites is the member's hash of each of this node's sites, by site
 	// name; Drift names the sites whose hash differs from this node's
 	// (their requests are never sent to that member).
-	Sites          map[string]string `json:"sites,omitempty"`
-	Drift          []string          `json:"drift,omitempty"`
-	Version        string            `json:"version"`
-	Started        time.Time         `json:"started,omitzero"`
-	RequestsPerSec float64           `json:"requests_per_sec"`
-	ErrorsPerSec   float64           `json:"errors_per_sec"` // 5xx answers per second
-	CGIRunning     int               `json:"cgi_running"`
+	Sites map[string]string `json:"sites,omitempty"`
+	Drift []string          `json:"drift,omitempty"`
 }
 
 // ClusterView is what the admin pages need from the cluster. A node
