@@ -100,7 +100,7 @@ func TestGossipGarbageLogsBounded(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, 10*time.Second, "junk lines taken in", func() bool {
-		return n.c.mlLog.total(h.count()-start) >= 1000
+		return n.c.mlLog.total(h.count()-start) >= 500 // UDP may drop some
 	})
 	// Lines still in memberlist's queues could arrive later; a short
 	// settle keeps the bound honest (a measurement, not synchronisation).
