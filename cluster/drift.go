@@ -261,7 +261,8 @@ func (c *Cluster) publishSites(compute func() map[string]uint32) {
 }
 
 // siteView fills a Member's Sites (by this node's site names) and Drift
-// (this node's sites whose hash the member lacks or differs in).
+// (this node's sites whose hash the member lacks or differs in); meta nil
+// means e is this node itself.
 func (c *Cluster) siteView(e *Member, meta *nodeMeta) {
 	t := c.drift.local.Load()
 	if t == nil {

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	gometrics "github.com/hashicorp/go-metrics"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // countingHandler counts the records written at Info and above, and
@@ -185,5 +188,25 @@ func TestStrangerJoinLogsBounded(t *testing.T) {
 	if got := memberlistLines(); got > 3 {
 		t.Errorf("%d join attempts by a stranger wrote %d memberlist lines at the target:\n%s",
 			stranger.c.joinFail.Load(), got, h.text())
+	}
+}
+
+func TestSuppressedLinesCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := InstallGoMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gometrics.NewGlobal(gometrics.DefaultConfig(""), &gometrics.BlackholeSink{}) })
+	h := newCountingHandler()
+	_, w := newMemberlistLogger(slog.New(h))
+	for range 5 {
+		w.Write([]byte("[ERR] memberlist: failed to receive: no installed keys could decrypt the message from=192.0.2.7:4000\n"))
+	}
+	if h.count() != 1 {
+		t.Errorf("%d lines written, want 1:\n%s", h.count(), h.text())
+	}
+	fams := scrapeText(t, reg)
+	if v, ok := sample(fams["shoal_memberlist_log_suppressed_total"], nil); !ok || v != 4 {
+		t.Errorf("shoal_memberlist_log_suppressed_total = %v (found %v); have %v", v, ok, keys(fams))
 	}
 }
