@@ -169,7 +169,7 @@ func randomBoot() uint32 {
 
 func (c *Cluster) selfMeta() *nodeMeta {
 	t := c.tune.Load()
-	return &nodeMeta{
+	m := &nodeMeta{
 		Draining:  c.draining.Load(),
 		Capacity:  t.capacity,
 		Started:   c.started.UnixMilli(),
@@ -178,8 +178,9 @@ func (c *Cluster) selfMeta() *nodeMeta {
 		PublicURL: c.opts.publicURL(),
 		Version:   c.opts.Version,
 		Config:    t.set.ConfigHash,
-		Sites:     c.publishedSites(),
 	}
+	m.Sites, m.More = c.publishedSites()
+	return m
 }
 
 func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"net/http"
@@ -21,10 +22,12 @@ import (
 //
 // In the meta a site is 8 bytes: a 32-bit hash of its name (so names,
 // which may be long host names, never travel) and the first 32 bits of
-// its content hash. With memberlist's 512-byte meta that leaves room for
-// about 45 sites; a node with more publishes the first ones by name and
-// logs the rest, whose requests peers then keep to themselves (the safe
-// side: no mixed answers, only less balancing).
+// its content hash. memberlist's 512-byte meta leaves room for about 45
+// sites; the rest go, with a digest the meta names them by, in a msgSites
+// message sent reliably to every peer when they change and to each
+// newcomer, and in the state exchange (push/pull) for repair. A peer uses
+// such a list only while its digest is the one the sender's meta names,
+// and until it has one, a site in it counts as drifted: the safe side.
 
 // siteHash is one site as published: both halves are 32-bit hashes.
 type siteHash struct {
@@ -49,6 +52,7 @@ func siteID(name string) uint32 {
 type siteTable struct {
 	byName    map[string]siteHash
 	published []siteHash // what fits in the meta, sorted by ID
+	more      *siteList  // the rest, or nil
 }
 
 // driftState is the Cluster's share of drift checking; its zero value is
@@ -60,7 +64,8 @@ type driftState struct {
 
 // siteWatch is the loop WatchSites started.
 type siteWatch struct {
-	kick chan struct{}
+	kick      chan struct{}
+	newcomers chan string // peers to send this node's siteList to
 }
 
 // siteKey is the context key under which WithSite names a request's site.
@@ -104,21 +109,35 @@ func (m *member) agrees(f siteFilter) bool {
 	if !f.on {
 		return true
 	}
-	meta := m.meta.Load()
-	if meta == nil {
-		return false
-	}
-	h, ok := meta.siteHash(f.h.ID)
+	h, ok := m.siteHash(m.meta.Load(), f.h.ID)
 	return ok && h == f.h.Hash
 }
 
-// siteHash returns the hash published for the site with id.
-func (m *nodeMeta) siteHash(id uint32) (uint32, bool) {
-	i, ok := slices.BinarySearchFunc(m.Sites, id, func(s siteHash, id uint32) int { return cmp.Compare(s.ID, id) })
+// siteHash returns the hash m published for the site with id: in meta,
+// else in the siteList that meta names.
+func (m *member) siteHash(meta *nodeMeta, id uint32) (uint32, bool) {
+	if meta == nil {
+		return 0, false
+	}
+	if h, ok := findSite(meta.Sites, id); ok {
+		return h, true
+	}
+	if meta.More == 0 {
+		return 0, false
+	}
+	if l := m.more.Load(); l != nil && l.Digest == meta.More {
+		return findSite(l.Sites, id)
+	}
+	return 0, false
+}
+
+// findSite looks id up in a list sorted by ID.
+func findSite(list []siteHash, id uint32) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(list, id, func(s siteHash, id uint32) int { return cmp.Compare(s.ID, id) })
 	if !ok {
 		return 0, false
 	}
-	return m.Sites[i].Hash, true
+	return list[i].Hash, true
 }
 
 // SetSites publishes this node's hash of each site by name, replacing the
@@ -146,8 +165,12 @@ func (c *Cluster) SetSites(hashes map[string]uint32) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(dropped) > 0 {
-		c.log.Warn("too many sites for the node meta: peers keep these sites' requests to themselves", "sites", dropped)
+	if dropped > 0 {
+		c.log.Info("more sites than the node meta holds: the rest travel by message", "in_meta", len(t.published), "by_message", dropped)
+	}
+	if t.more != nil {
+		// First, so a peer that sees the new digest has the list already.
+		c.sendSites(t.more, *c.peers.Load())
 	}
 	if err := c.ml.UpdateNode(time.Second); err != nil {
 		c.log.Warn("publish site hashes; peers learn them at the next state exchange", "err", err)
@@ -155,14 +178,54 @@ func (c *Cluster) SetSites(hashes map[string]uint32) (bool, error) {
 	return true, nil
 }
 
-// fitSites builds the table for hashes, publishing as many sites as the
-// meta has room for, by name order. mu must be held.
-func (c *Cluster) fitSites(hashes map[string]uint32) (*siteTable, []string, error) {
+// sendSites sends l to each of peers over the reliable channel.
+func (c *Cluster) sendSites(l *siteList, peers []*member) {
+	msg := l.appendTo([]byte{msgSites})
+	for _, m := range peers {
+		n := m.node.Load()
+		if n == nil {
+			continue
+		}
+		if err := c.ml.SendReliable(n, msg); err != nil {
+			c.log.Debug("send site hashes", "to", m.name, "err", err)
+		}
+	}
+}
+
+// offerSites queues this node's siteList for a newcomer; called from a
+// memberlist callback, so it never blocks and never calls memberlist. A
+// full queue drops the offer: the next state exchange repairs it.
+func (c *Cluster) offerSites(name string) {
+	w, t := c.drift.watch.Load(), c.drift.local.Load()
+	if w == nil || t == nil || t.more == nil {
+		return
+	}
+	select {
+	case w.newcomers <- name:
+	default:
+	}
+}
+
+// handleSites keeps a peer's siteList; agrees uses it while the peer's
+// meta names its digest.
+func (c *Cluster) handleSites(l *siteList) {
+	if l.Name == c.opts.Name {
+		return
+	}
+	if m := c.lookup(l.Name); m != nil {
+		m.more.Store(l)
+	}
+}
+
+// fitSites builds the table for hashes: as many sites as the meta has
+// room for in the meta (by name order), the rest in a siteList. mu must
+// be held.
+func (c *Cluster) fitSites(hashes map[string]uint32) (*siteTable, int, error) {
 	base := c.selfMeta()
-	base.Sites = nil
+	base.Sites, base.More = nil, 0
 	b, err := base.encode()
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
 	// 3 bytes for the count's varint; metaSlack so a later Retune (a
 	// longer capacity varint, a config hash) still fits.
@@ -173,18 +236,35 @@ func (c *Cluster) fitSites(hashes map[string]uint32) (*siteTable, []string, erro
 	}
 	slices.Sort(names)
 	t := &siteTable{byName: make(map[string]siteHash, len(hashes))}
-	var dropped []string
+	var rest []siteHash
 	for _, name := range names {
 		h := siteHash{ID: siteID(name), Hash: hashes[name]}
 		t.byName[name] = h
 		if len(t.published) < room {
 			t.published = append(t.published, h)
 		} else {
-			dropped = append(dropped, name)
+			rest = append(rest, h)
 		}
 	}
-	slices.SortFunc(t.published, func(a, b siteHash) int { return cmp.Compare(a.ID, b.ID) })
-	return t, dropped, nil
+	byID := func(a, b siteHash) int { return cmp.Compare(a.ID, b.ID) }
+	slices.SortFunc(t.published, byID)
+	if len(rest) > 0 {
+		slices.SortFunc(rest, byID)
+		t.more = &siteList{Name: c.opts.Name, Digest: digestSites(rest), Sites: rest}
+	}
+	return t, len(rest), nil
+}
+
+// digestSites names a siteList in the meta; never 0, which means none.
+func digestSites(list []siteHash) uint32 {
+	h := fnv.New32a()
+	var b [siteEntryBytes]byte
+	for _, s := range list {
+		binary.BigEndian.PutUint32(b[:4], s.ID)
+		binary.BigEndian.PutUint32(b[4:], s.Hash)
+		h.Write(b[:])
+	}
+	return h.Sum32() | 1
 }
 
 func sameHashes(old map[string]siteHash, next map[string]uint32) bool {
@@ -199,10 +279,23 @@ func sameHashes(old map[string]siteHash, next map[string]uint32) bool {
 	return true
 }
 
-// publishedSites is what selfMeta puts in the meta.
-func (c *Cluster) publishedSites() []siteHash {
+// publishedSites is what selfMeta puts in the meta: the sites that fit
+// and the digest of the rest (0: none).
+func (c *Cluster) publishedSites() ([]siteHash, uint32) {
+	t := c.drift.local.Load()
+	switch {
+	case t == nil:
+		return nil, 0
+	case t.more == nil:
+		return t.published, 0
+	}
+	return t.published, t.more.Digest
+}
+
+// moreSites is this node's siteList for the state exchange, or nil.
+func (c *Cluster) moreSites() *siteList {
 	if t := c.drift.local.Load(); t != nil {
-		return t.published
+		return t.more
 	}
 	return nil
 }
@@ -215,7 +308,7 @@ func (c *Cluster) WatchSites(interval time.Duration, compute func() map[string]u
 	if interval <= 0 || interval > time.Minute {
 		interval = time.Minute
 	}
-	w := &siteWatch{kick: make(chan struct{}, 1)}
+	w := &siteWatch{kick: make(chan struct{}, 1), newcomers: make(chan string, 64)}
 	if !c.drift.watch.CompareAndSwap(nil, w) {
 		return
 	}
@@ -243,6 +336,13 @@ func (c *Cluster) watchSites(w *siteWatch, interval time.Duration, compute func(
 		select {
 		case <-c.stop:
 			return
+		case name := <-w.newcomers:
+			if l := c.moreSites(); l != nil {
+				if m := c.peer(name); m != nil {
+					c.sendSites(l, []*member{m})
+				}
+			}
+			continue
 		case <-tick.C:
 		case <-w.kick:
 		}
@@ -261,20 +361,24 @@ func (c *Cluster) publishSites(compute func() map[string]uint32) {
 }
 
 // siteView fills a Member's Sites (by this node's site names) and Drift
-// (this node's sites whose hash the member lacks or differs in); meta nil
+// (this node's sites whose hash the member lacks or differs in); m nil
 // means e is this node itself.
-func (c *Cluster) siteView(e *Member, meta *nodeMeta) {
+func (c *Cluster) siteView(e *Member, m *member) {
 	t := c.drift.local.Load()
 	if t == nil {
 		return
 	}
 	e.Sites = make(map[string]string, len(t.byName))
+	var meta *nodeMeta
+	if m != nil {
+		meta = m.meta.Load()
+	}
 	for name, own := range t.byName {
-		if meta == nil {
+		if m == nil {
 			e.Sites[name] = fmt.Sprintf("%08x", own.Hash)
 			continue
 		}
-		h, ok := meta.siteHash(own.ID)
+		h, ok := m.siteHash(meta, own.ID)
 		if ok {
 			e.Sites[name] = fmt.Sprintf("%08x", h)
 		}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -14,9 +15,9 @@ func setSites(t testing.TB, c *Cluster, hashes map[string]uint32) {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	tbl, dropped, err := c.fitSites(hashes)
-	if err != nil || len(dropped) > 0 {
-		t.Fatalf("fit sites: %v, dropped %v", err, dropped)
+	tbl, _, err := c.fitSites(hashes)
+	if err != nil {
+		t.Fatalf("fit sites: %v", err)
 	}
 	c.drift.local.Store(tbl)
 }
@@ -90,7 +91,7 @@ func TestDriftShownPerMember(t *testing.T) {
 	want := map[string][]string{"n10": nil, "n2": {"shop.example"}, "n3": {"blog.example", "shop.example"}}
 	for name, m := range c.members {
 		var e Member
-		c.siteView(&e, m.meta.Load())
+		c.siteView(&e, m)
 		if !slices.Equal(e.Drift, want[name]) {
 			t.Errorf("%s: drift %v, want %v", name, e.Drift, want[name])
 		}
@@ -111,7 +112,7 @@ func TestMetaSitesDecodeRefusesLies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := b[:len(b)-1] // without the empty sites count
+	prefix := b[:len(b)-5] // without the empty sites count and the digest
 	entry := func(id, h uint32) []byte {
 		return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, id), h)
 	}
@@ -120,10 +121,11 @@ func TestMetaSitesDecodeRefusesLies(t *testing.T) {
 		tail []byte
 		ok   bool
 	}{
-		{"one entry", append([]byte{1}, entry(5, 6)...), true},
+		{"one entry", append(append([]byte{1}, entry(5, 6)...), 0, 0, 0, 0), true},
+		{"no digest", append([]byte{1}, entry(5, 6)...), false},
 		{"count beyond the buffer", append([]byte{0xff, 0xff, 0x03}, entry(5, 6)...), false},
 		{"short entry", []byte{1, 0, 0, 0, 5}, false},
-		{"unsorted", append(append([]byte{2}, entry(9, 1)...), entry(5, 1)...), false},
+		{"unsorted", append(append(append([]byte{2}, entry(9, 1)...), entry(5, 1)...), 0, 0, 0, 0), false},
 	}
 	for _, tc := range cases {
 		_, err := decodeMeta(append(slices.Clone(prefix), tc.tail...))
@@ -141,19 +143,86 @@ func TestMetaSitesDecodeRefusesLies(t *testing.T) {
 func TestTooManySitesForMeta(t *testing.T) {
 	c := viewCluster(t, "least_loaded")
 	c.opts.PeerURL = "http://10.0.0.1:8080"
-	hashes := map[string]uint32{}
-	for i := range 200 {
-		hashes[string(rune('a'+i%26))+string(rune('0'+i/26))+".example"] = uint32(i)
-	}
+	hashes := manySites(200, 0)
 	c.mu.Lock()
-	tbl, dropped, err := c.fitSites(hashes)
+	tbl, rest, err := c.fitSites(hashes)
 	c.mu.Unlock()
-	if err != nil || len(dropped) == 0 || len(tbl.byName) != 200 {
-		t.Fatalf("dropped %d, table %d, err %v", len(dropped), len(tbl.byName), err)
+	if err != nil || rest == 0 || len(tbl.byName) != 200 || len(tbl.published)+len(tbl.more.Sites) != 200 {
+		t.Fatalf("rest %d, table %d, err %v", rest, len(tbl.byName), err)
 	}
 	c.drift.local.Store(tbl)
-	if _, err := c.selfMeta().encode(); err != nil {
+	meta := c.selfMeta()
+	if meta.More != tbl.more.Digest || meta.More == 0 {
+		t.Fatalf("meta names digest %x, want %x", meta.More, tbl.more.Digest)
+	}
+	if _, err := meta.encode(); err != nil {
 		t.Fatalf("meta with the fitted sites: %v", err)
+	}
+}
+
+// manySites is n sites whose hashes start at base.
+func manySites(n int, base uint32) map[string]uint32 {
+	out := map[string]uint32{}
+	for i := range n {
+		out[fmt.Sprintf("site%03d.example", i)] = base + uint32(i)
+	}
+	return out
+}
+
+func TestSitesBeyondMetaAgreeByMessage(t *testing.T) {
+	own := manySites(120, 0)
+	c := viewCluster(t, "round_robin")
+	setSites(t, c, own)
+	tbl := c.drift.local.Load()
+	if tbl.more == nil {
+		t.Fatal("120 sites fit in the meta: the test needs some beyond it")
+	}
+	last := "site119.example" // in the list, by name order
+
+	// A peer with the same 120 sites: its meta names the list's digest.
+	peer := fakePeer(peerSpec{name: "p"})
+	meta := *peer.meta.Load()
+	meta.Sites, meta.More = tbl.published, tbl.more.Digest
+	peer.setMeta(&meta)
+	c.members["p"] = peer
+	c.mu.Lock()
+	c.rebuildPeers()
+	c.mu.Unlock()
+
+	f := siteFilter{h: tbl.byName[last], on: true}
+	if peer.agrees(f) {
+		t.Fatal("agreed before the list arrived")
+	}
+	list := *tbl.more
+	list.Name = "p"
+	c.handleMsg(list.appendTo([]byte{msgSites}))
+	if !peer.agrees(f) {
+		t.Fatal("no agreement after the list arrived")
+	}
+	var e Member
+	c.siteView(&e, peer)
+	if len(e.Drift) != 0 || len(e.Sites) != 120 {
+		t.Fatalf("drift %v, %d sites", e.Drift, len(e.Sites))
+	}
+
+	// The peer's meta moves on to another list: the old one no longer counts.
+	meta.More ^= 2
+	peer.setMeta(&meta)
+	if peer.agrees(f) {
+		t.Fatal("a list with a stale digest still counts")
+	}
+
+	// The state exchange carries the list too.
+	state := (&loadReport{Name: "p", Boot: 1, Seq: 1, Capacity: 4}).encode(msgState)
+	list.Digest = meta.More
+	c.handleMsg(list.appendTo(state))
+	if !peer.agrees(f) {
+		t.Fatal("list in the state exchange not taken")
+	}
+	// Junk after a state's report is dropped, the report still counts.
+	c.handleMsg(append((&loadReport{Name: "p", Boot: 1, Seq: 2, Inflight: 3, Capacity: 4}).encode(msgState), 1, 'p', 0))
+	if peer.inflight.Load() != 3 {
+		t.Fatal("a state with a broken site list lost its load report")
 	}
 }
 
@@ -192,4 +261,38 @@ func TestSiteHashesRecomputedByTicker(t *testing.T) {
 	eventually(t, 5*time.Second, "b sees a's first hash", func() bool { return peerSiteHash(b, "n0", "s") == "00000001" })
 	v.Store(3) // a file changed: no reload, the ticker finds it
 	eventually(t, 5*time.Second, "b sees a's recomputed hash", func() bool { return peerSiteHash(b, "n0", "s") == "00000003" })
+}
+
+func TestSitesBeyondMetaBetweenRealNodes(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	var changed atomic.Bool
+	aSites := func() map[string]uint32 {
+		m := manySites(150, 0)
+		if changed.Load() {
+			m["site149.example"] = 7777 // beyond the meta, by name order
+		}
+		return m
+	}
+	b.c.WatchSites(time.Minute, func() map[string]uint32 { return manySites(150, 0) })
+	a.c.WatchSites(time.Minute, aSites)
+	drift := func() []string { m, _ := memberOf(b.c, "n0"); return m.Drift }
+	eventually(t, 5*time.Second, "b agrees with a on all 150 sites", func() bool {
+		m, _ := memberOf(b.c, "n0")
+		return len(m.Sites) == 150 && len(m.Drift) == 0
+	})
+	changed.Store(true)
+	a.c.RefreshSites()
+	eventually(t, 5*time.Second, "b sees a's site149 drift", func() bool {
+		return slices.Equal(drift(), []string{"site149.example"})
+	})
+
+	// A newcomer with the same sites learns a's list as it joins.
+	c := startNode(t, "n2", []string{a.c.GossipAddr()})
+	c.c.WatchSites(time.Minute, aSites)
+	converged(t, a, b, c)
+	eventually(t, 5*time.Second, "the newcomer agrees with a on all 150 sites", func() bool {
+		m, _ := memberOf(c.c, "n0")
+		return len(m.Sites) == 150 && len(m.Drift) == 0
+	})
 }

@@ -33,6 +33,7 @@ type member struct {
 	name string
 
 	meta    atomic.Pointer[nodeMeta]
+	more    atomic.Pointer[siteList]        // site hashes beyond its meta (drift.go)
 	node    atomic.Pointer[memberlist.Node] // a copy, for sending and re-joining
 	peerURL atomic.Pointer[url.URL]
 	pubURL  atomic.Pointer[url.URL]
@@ -202,7 +203,7 @@ func (c *Cluster) Members() []Member {
 			Started:   time.UnixMilli(meta.Started),
 		}
 		e.Load = float64(e.Inflight) / float64(max(e.Capacity, 1))
-		c.siteView(&e, meta)
+		c.siteView(&e, m)
 		if n := m.node.Load(); n != nil {
 			e.Addr = n.Address()
 		}

@@ -30,6 +30,9 @@ type nodeMeta struct {
 	// Sites (layout 2 on) are the node's site hashes, sorted by ID; nil
 	// from an older node, which then agrees on no site (drift.go).
 	Sites []siteHash
+	// More, when not zero, is the digest of the sites that did not fit
+	// in the meta; they travel in msgSites and the state exchange.
+	More uint32
 }
 
 const flagDraining = 1
@@ -56,6 +59,7 @@ func (m *nodeMeta) encode() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, h.ID)
 		b = binary.BigEndian.AppendUint32(b, h.Hash)
 	}
+	b = binary.BigEndian.AppendUint32(b, m.More)
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d: shorten peer_url or public_url", len(b), memberlist.MetaMaxSize)
 	}
@@ -77,6 +81,7 @@ func decodeMeta(b []byte) (*nodeMeta, error) {
 	m.Config = r.string()
 	if b[0] >= 2 {
 		m.Sites = r.sites()
+		m.More = r.uint32()
 	}
 	if r.bad {
 		return nil, errMetaShort
