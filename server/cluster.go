@@ -57,9 +57,9 @@ func (cr *clusterRef) guard(next http.Handler) http.Handler {
 	})
 }
 
-// serve routes one request of the site labelled site: served here by
-// local, proxied or redirected. dynamic says whether the site serves r by
-// a template or CGI (what balance = "dynamic" covers).
+// serve routes one request of a site: served here by local, proxied or
+// redirected. dynamic says whether the site serves r by a template or CGI
+// (what balance = "dynamic" covers).
 func (cr *clusterRef) serve(w http.ResponseWriter, r *http.Request, local http.Handler, site, balance string, dynamic bool) {
 	c := cr.get()
 	if c == nil {
