@@ -202,7 +202,8 @@ func (c *Cluster) choose(t *tuning, r *http.Request, inflight int64, skip []*mem
 	now := time.Now().UnixNano()
 	stale := c.opts.Timings.staleAfter()
 	peers := *c.peers.Load()
-	usable := func(m *member) bool { return m.available(now, stale) && !contains(skip, m) }
+	site := c.siteOf(r) // only peers with this node's hash of r's site (drift.go)
+	usable := func(m *member) bool { return m.available(now, stale) && !contains(skip, m) && m.agrees(site) }
 	draining := c.draining.Load()
 	if t.set.Sticky {
 		if name, ok := c.stickyNode(r); ok {

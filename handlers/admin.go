@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -42,6 +41,12 @@ type Member struct {
 	RequestsPerSec float64   `json:"requests_per_sec"`
 	ErrorsPerSec   float64   `json:"errors_per_sec"` // 5xx answers per second
 	CGIRunning     int       `json:"cgi_running"`
+
+	// Sites is the member's hash of each of this node's sites, by site
+	// name; Drift names the sites whose hash differs from this node's
+	// (their requests are never sent to that member).
+	Sites map[string]string `json:"sites,omitempty"`
+	Drift []string          `json:"drift,omitempty"`
 }
 
 // ClusterView is what the admin pages need from the cluster. A node
@@ -135,7 +140,7 @@ func (s *adminServer) status() ClusterStatus {
 	if ms := s.View.Members(); ms != nil {
 		st.Members = slices.Clone(ms)
 	}
-	slices.SortStableFunc(st.Members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(st.Members, func(a, b Member) int { return NaturalCompare(a.Name, b.Name) })
 	return st
 }
 

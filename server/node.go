@@ -289,6 +289,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	watchSites(c, n.Config) // before routing starts: peers learn the site hashes (sitehash.go)
 	n.cl.p.Store(c)
 	n.running.Store(true)
 	n.log.Info(servingMessage(n.Addrs()), "sites", len(cfg.Sites))
@@ -582,6 +583,7 @@ func (n *Node) Reload() error {
 		n.cl.retune(cfg, old.cfg, n.log)
 	}
 	n.state.Store(rt)
+	n.cl.refreshSites() // the site hashes follow the new config
 	// Requests that started on the old config finish on it; the last one
 	// closes it.
 	n.retireRuntime(old)

@@ -157,7 +157,7 @@ func (st *site) balanced(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		return
 	}
-	st.cluster.serve(w, r, h, st.balance, dynamic)
+	st.cluster.serve(w, r, h, st.label, st.balance, dynamic)
 }
 
 // route names the handler for r and whether its response is generated
