@@ -39,7 +39,9 @@ func serveLogged(t *testing.T, format string, req *http.Request) string {
 		SetKind(r, KindStatic)
 		rec.WriteHeader(201)
 		rec.Write([]byte("hello"))
-		log.Log(r, rec)
+		e := Entry{Info: *InfoFrom(r), Started: rec.Started, Status: rec.Status, Bytes: rec.Bytes}
+		e.Read(r, nil)
+		log.Log(&e)
 	})
 	r, _ := Begin(req, "example.com", nil)
 	h.ServeHTTP(httptest.NewRecorder(), r)
