@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"time"
@@ -72,11 +73,11 @@ func (rq *request) begin(st *site, c *cluster.Cluster) {
 	}
 }
 
-// finish closes the books with the status and bytes sent: metrics, the
-// access-log line, the cluster's load.
+// finish closes the books with the status and bytes sent: the access-log
+// line, the cluster's load, then the metrics, so whoever sees a request
+// in the metrics finds the rest of its books written.
 func (rq *request) finish() {
 	rq.Duration = time.Since(rq.Started)
-	rq.span.End(&rq.Info, rq.Status, rq.Bytes)
 	if a := rq.site.access; a != nil {
 		a.Log(&rq.Entry)
 	}
@@ -84,6 +85,7 @@ func (rq *request) finish() {
 		rq.cluster.DoneLocal()
 		rq.cluster = nil
 	}
+	rq.span.End(&rq.Info, rq.Status, rq.Bytes)
 }
 
 // routeDecision is what a site's routes decided for one request: the
@@ -116,6 +118,21 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 // internal/h2's handler or quic-go serves: books, routes, body limits,
 // then the cluster and the site's dispatch.
 func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rq, ok := r.Context().Value(booksKey{}).(*request); ok {
+		st.serveInside(rq, w, r) // the listener opened the books (redirect_http)
+		return
+	}
+	st.serveBooked(w, r, nil)
+}
+
+// booksKey marks a request whose books a listener opened before the site
+// chain: its value is the *request.
+type booksKey struct{}
+
+// serveBooked opens the books of r and serves it with first, when given
+// (the http listener's redirect_http, which hands what it does not
+// redirect to the site with the books open), else with the site.
+func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.Handler) {
 	rq := &request{}
 	rq.Started = time.Now()
 	rq.Read(r, st.trusted)
@@ -125,11 +142,21 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := handlers.NewRecorder(w, st.sendTimeout)
 	rec.Defaults = st.headers
 	defer rq.finishHTTP(rec)
-	rq.route = st.routesFor(r.Method, r.URL.Path)
-	if !st.applyRoutes(rq, rec, r) || !st.limitBody(rec, r) {
+	if first != nil {
+		first.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), booksKey{}, rq)))
 		return
 	}
-	st.chain.ServeHTTP(rec, r)
+	st.serveInside(rq, rec, r)
+}
+
+// serveInside is the site's chain inside the books: routes, body limits,
+// then site.balanced (the cluster and the site's dispatch).
+func (st *site) serveInside(rq *request, w http.ResponseWriter, r *http.Request) {
+	rq.route = st.routesFor(r.Method, r.URL.Path)
+	if !st.applyRoutes(rq, w, r) || !st.limitBody(w, r) {
+		return
+	}
+	st.chain.ServeHTTP(w, r)
 }
 
 // finishHTTP is finish for the full chain, deferred: the status and bytes
@@ -151,11 +178,11 @@ func (rq *request) finishHTTP(rec *handlers.Recorder) {
 
 // limitBody applies max_body_bytes and body_timeout to a request with a
 // body; false: it was refused (413).
-func (st *site) limitBody(rec *handlers.Recorder, r *http.Request) bool {
+func (st *site) limitBody(w http.ResponseWriter, r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true
 	}
-	rc := http.NewResponseController(rec)
+	rc := http.NewResponseController(w)
 	if st.bodyTimeout > 0 {
 		// Also bounds the body net/http drains itself when the handler
 		// read none of it: a trickled body never pins the connection.
@@ -165,11 +192,11 @@ func (st *site) limitBody(rec *handlers.Recorder, r *http.Request) bool {
 		// Refused before a byte is read, also for Expect: 100-continue.
 		// net/http drains a small rest (so the client reads the 413
 		// instead of a reset) and closes on a large one.
-		st.errors.Serve(rec, r, http.StatusRequestEntityTooLarge)
+		st.errors.Serve(w, r, http.StatusRequestEntityTooLarge)
 		return false
 	}
 	r.Body = &bodyReader{
-		ReadCloser: http.MaxBytesReader(rec, r.Body, st.maxBody),
+		ReadCloser: http.MaxBytesReader(w, r.Body, st.maxBody),
 		rc:         rc,
 		timeout:    st.bodyTimeout,
 	}
