@@ -91,12 +91,17 @@ type Entry struct {
 	Bytes     int64
 }
 
-// Read fills the request-line fields, the client address (trusted
-// proxies applied) and the Basic auth user of e from r.
+// Read fills the request-line fields and the client address (trusted
+// proxies applied) of e from r.
 func (e *Entry) Read(r *http.Request, trusted []netip.Prefix) {
 	e.Method, e.URI, e.Proto, e.Host = r.Method, r.RequestURI, r.Proto, r.Host
-	e.Referer, e.UserAgent = r.Referer(), r.UserAgent()
 	e.ClientIP = clientAddr(r, trusted)
+}
+
+// ReadLogged fills what only the log line shows: referer, user agent and
+// the Basic auth user. A caller without a log skips the lookups.
+func (e *Entry) ReadLogged(r *http.Request) {
+	e.Referer, e.UserAgent = r.Referer(), r.UserAgent()
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		e.User = BasicUser(auth)
 	}

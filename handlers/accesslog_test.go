@@ -41,6 +41,7 @@ func serveLogged(t *testing.T, format string, req *http.Request) string {
 		rec.Write([]byte("hello"))
 		e := Entry{Info: *InfoFrom(r), Started: rec.Started, Status: rec.Status, Bytes: rec.Bytes}
 		e.Read(r, nil)
+		e.ReadLogged(r)
 		log.Log(&e)
 	})
 	r, _ := Begin(req, "example.com", nil)

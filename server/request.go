@@ -57,7 +57,7 @@ type request struct {
 
 // begin opens the books: the request is in flight from now (metrics) and,
 // when c is given, counted in the cluster's load as local work. The
-// fields describing the request are filled before (read, readFast).
+// fields describing the request are filled before (Entry.Read, readFast).
 func (rq *request) begin(st *site, c *cluster.Cluster) {
 	rq.site = st
 	rq.Site = st.label
@@ -66,7 +66,7 @@ func (rq *request) begin(st *site, c *cluster.Cluster) {
 	}
 	// Request IDs (X-Request-ID from a trusted proxy or a peer, else a
 	// fresh one) are assigned here, once for every path.
-	rq.span = st.metrics.Start(st.label)
+	rq.span = st.metrics.StartAt(st.label, rq.Started)
 	if c != nil {
 		c.ServingLocal()
 		rq.cluster = c
@@ -77,7 +77,8 @@ func (rq *request) begin(st *site, c *cluster.Cluster) {
 // line, the cluster's load, then the metrics, so whoever sees a request
 // in the metrics finds the rest of its books written.
 func (rq *request) finish() {
-	rq.Duration = time.Since(rq.Started)
+	now := time.Now()
+	rq.Duration = now.Sub(rq.Started)
 	if a := rq.site.access; a != nil {
 		a.Log(&rq.Entry)
 	}
@@ -85,7 +86,7 @@ func (rq *request) finish() {
 		rq.cluster.DoneLocal()
 		rq.cluster = nil
 	}
-	rq.span.End(&rq.Info, rq.Status, rq.Bytes)
+	rq.span.EndAt(&rq.Info, rq.Status, rq.Bytes, now)
 }
 
 // routeDecision is what a site's routes decided for one request: the
@@ -133,13 +134,17 @@ type booksKey struct{}
 // (the http listener's redirect_http, which hands what it does not
 // redirect to the site with the books open), else with the site.
 func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.Handler) {
-	rq := &request{}
+	b := &fullBooks{}
+	rq, rec := &b.request, &b.rec
 	rq.Started = time.Now()
 	rq.Read(r, st.trusted)
+	if st.access != nil {
+		rq.ReadLogged(r)
+	}
 	_, rq.hop = cluster.FromPeer(r)
 	r = handlers.WithInfo(r, &rq.Info)
 	rq.begin(st, nil) // cluster.Serve counts the full chain's local work
-	rec := handlers.NewRecorder(w, st.sendTimeout)
+	rec.Init(w, st.sendTimeout, rq.Started)
 	rec.Defaults = st.headers
 	defer rq.finishHTTP(rec)
 	if first != nil {
@@ -147,6 +152,13 @@ func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.H
 		return
 	}
 	st.serveInside(rq, rec, r)
+}
+
+// fullBooks is a full-chain request's books and the Recorder that learns
+// its status and bytes: one allocation.
+type fullBooks struct {
+	request
+	rec handlers.Recorder
 }
 
 // serveInside is the site's chain inside the books: routes, body limits,
