@@ -31,10 +31,18 @@ var booksPaths = []string{"h1-fast", "h1-full", "h2-fast", "h2-full", "h3"}
 // protocol, the same metrics deltas (requests by site, handler and status
 // class, bytes, latency samples; nothing left in flight) and the same
 // cluster accounting (one request served here, none left in its load),
-// for every handler kind and status. A path that skips the books, or keeps
-// them differently, fails here.
+// for every handler kind and status, with the cluster on and off. A path
+// that skips the books, or keeps them differently, fails here.
 func TestBooksSameOnEveryPath(t *testing.T) {
-	n, dir := startBooksNode(t)
+	for _, clustered := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cluster", false: "alone"}[clustered], func(t *testing.T) {
+			testBooksSame(t, clustered)
+		})
+	}
+}
+
+func testBooksSame(t *testing.T, clustered bool) {
+	n, dir := startBooksNode(t, clustered)
 	etag := booksETag(t, n, "/index.html")
 	cases := []struct {
 		name, method, path string
@@ -64,7 +72,7 @@ func TestBooksSameOnEveryPath(t *testing.T) {
 			for _, path := range booksPaths {
 				fastBefore := n.fastAnswered() + n.h2Answered.Load()
 				m0 := booksMetrics(t, n)
-				_, served0 := n.cl.get().Accounting()
+				served0 := booksServed(n)
 				status := booksDo(t, n, path, tc.method, tc.path, tc.hdr, tc.body)
 				if status != tc.status {
 					t.Fatalf("%s: status %d, want %d", path, status, tc.status)
@@ -74,10 +82,12 @@ func TestBooksSameOnEveryPath(t *testing.T) {
 				if want := tc.fast && strings.HasSuffix(path, "-fast"); fast != want {
 					t.Errorf("%s: answered by a fast path: %v, want %v", path, fast, want)
 				}
-				inflight, served := n.cl.get().Accounting()
-				if served-served0 != 1 || inflight != 0 {
-					t.Errorf("%s: cluster counted %d requests served here, %d left in flight; want 1 and 0",
-						path, served-served0, inflight)
+				if c := n.cl.get(); c != nil {
+					inflight, served := c.Accounting()
+					if served-served0 != 1 || inflight != 0 {
+						t.Errorf("%s: cluster counted %d requests served here, %d left in flight; want 1 and 0",
+							path, served-served0, inflight)
+					}
 				}
 				if m1["shoal_http_requests_in_flight{site=default}"] != 0 {
 					t.Errorf("%s: metrics keep a request in flight", path)
@@ -115,10 +125,20 @@ func TestBooksSameOnEveryPath(t *testing.T) {
 	}
 }
 
-// startBooksNode runs a one-node cluster with http, https (HTTP/2) and
-// HTTP/3, the combined access log, and a site with static files, pages,
-// CGI scripts and an error page.
-func startBooksNode(t *testing.T) (*Node, string) {
+// booksServed is the cluster's count of requests served here; 0 without
+// a cluster.
+func booksServed(n *Node) uint64 {
+	if c := n.cl.get(); c != nil {
+		_, served := c.Accounting()
+		return served
+	}
+	return 0
+}
+
+// startBooksNode runs a node (a one-node cluster when clustered) with
+// http, https (HTTP/2) and HTTP/3, the combined access log, and a site
+// with static files, pages, CGI scripts and an error page.
+func startBooksNode(t *testing.T, clustered bool) (*Node, string) {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
@@ -154,7 +174,7 @@ drain_delay = "0s"
 self_signed = true
 http3 = true
 [cluster]
-enabled = true
+enabled = ` + fmt.Sprint(clustered) + `
 gossip = "127.0.0.1:0"
 secret = "` + retuneSecret + `"
 [[site]]
