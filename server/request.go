@@ -38,9 +38,10 @@ import (
 // request is one request's books, from its first byte to its last: what
 // the access log writes (the Entry, whose Info the handlers fill in
 // through the request's context), the metrics span, the cluster's count
-// of local work, and what the site's rules decided. A fast path keeps one
-// in its connection's state, so its books allocate nothing; the full chain
-// allocates one per request (it replaced the Info it allocated before).
+// of local work, and what the site's rules decided. The HTTP/1.1 fast
+// path keeps one in its connection's state and the HTTP/2 one in its
+// answer, so the books cost them no allocation of their own; the full
+// chain allocates one with its Recorder (fullBooks).
 type request struct {
 	handlers.Entry
 	site *site
