@@ -35,6 +35,7 @@ type Cluster struct {
 
 	// Hot counters: read on every request, so atomics, never copied.
 	inflight atomic.Int64  // requests this node is serving
+	served   atomic.Uint64 // requests served here since start (the books' count of local work)
 	draining atomic.Bool   // set once by SetDraining
 	seq      atomic.Uint64 // load report sequence of this boot
 	alive    atomic.Int32  // live peers, for the broadcast queue and mode choice

@@ -2,12 +2,15 @@ package handlers
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -206,16 +209,78 @@ func (l *AccessLog) Close() error {
 	return l.closeOut()
 }
 
-// Log queues the line for one finished request; it never waits.
-func (l *AccessLog) Log(r *http.Request, rec *Recorder) {
+// Entry is one finished request as the access log writes it: the Info
+// the layers filled in, the request line and the outcome. Every entry path
+// of the server fills one (server/request.go), so a line reads the same
+// whichever path answered.
+type Entry struct {
+	Info
+	Started   time.Time
+	Duration  time.Duration // first byte to the last of the books
+	Method    string
+	URI       string // the request-target as sent
+	Proto     string // "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"
+	Host      string
+	Referer   string
+	UserAgent string
+	Status    int // 0 counts as 200 (a handler that wrote nothing)
+	Bytes     int64
+}
+
+// Read fills the request-line fields and the client address (trusted
+// proxies applied) of e from r.
+func (e *Entry) Read(r *http.Request, trusted []netip.Prefix) {
+	e.Method, e.URI, e.Proto, e.Host = r.Method, r.RequestURI, r.Proto, r.Host
+	e.ClientIP = clientAddr(r, trusted)
+}
+
+// ReadLogged fills what only the log line shows: referer, user agent and
+// the Basic auth user. A caller without a log skips the lookups.
+func (e *Entry) ReadLogged(r *http.Request) {
+	e.Referer, e.UserAgent = r.Referer(), r.UserAgent()
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		e.User = BasicUser(auth)
+	}
+}
+
+// BasicUser is the user name of a Basic Authorization value, as
+// http.Request.BasicAuth reads it; "" for any other value. Unchecked: the
+// name the client claims, for the log until a site's auth checks it.
+func BasicUser(auth string) string {
+	const prefix = "Basic "
+	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return ""
+	}
+	c, err := base64.StdEncoding.DecodeString(auth[len(prefix):])
+	if err != nil {
+		return ""
+	}
+	user, _, ok := strings.Cut(string(c), ":")
+	if !ok {
+		return ""
+	}
+	return user
+}
+
+// status is the status sent, 200 when the handler wrote nothing.
+func (e *Entry) status() int {
+	if e.Status == 0 {
+		return http.StatusOK
+	}
+	return e.Status
+}
+
+// Log queues the line for one finished request; it never waits and
+// keeps nothing of e.
+func (l *AccessLog) Log(e *Entry) {
 	if l.closed.Load() {
 		return
 	}
 	var line []byte
 	if l.json {
-		line = l.jsonLine(r, rec)
+		line = l.jsonLine(e)
 	} else {
-		line = combinedLine(make([]byte, 0, 256), r, rec)
+		line = combinedLine(make([]byte, 0, 256), e)
 	}
 	if l.pending.Add(int64(len(line))) > l.maxPending {
 		l.pending.Add(-int64(len(line)))
@@ -239,30 +304,30 @@ func (l *AccessLog) drop() {
 
 // combinedLine formats the NCSA combined format:
 // host ident user [time] "request" status bytes "referer" "user-agent"
-func combinedLine(b []byte, r *http.Request, rec *Recorder) []byte {
-	b = append(b, ClientIP(r)...)
+func combinedLine(b []byte, e *Entry) []byte {
+	b = append(b, e.ClientIP...)
 	b = append(b, " - "...)
-	user := "-"
-	if u, _, ok := r.BasicAuth(); ok && u != "" {
-		user = u
-	}
-	b = appendQuotedField(b, user, false)
+	b = appendQuotedField(b, orDash(e.User), false)
 	b = append(b, " ["...)
-	b = rec.Started.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = e.Started.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
-	b = appendQuotedField(b, r.Method+" "+r.RequestURI+" "+r.Proto, true)
-	b = append(b, "\" "...)
-	b = strconv.AppendInt(b, int64(rec.StatusOrOK()), 10)
+	b = appendQuotedField(b, e.Method, true)
 	b = append(b, ' ')
-	if rec.Bytes == 0 {
+	b = appendQuotedField(b, e.URI, true)
+	b = append(b, ' ')
+	b = appendQuotedField(b, e.Proto, true)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(e.status()), 10)
+	b = append(b, ' ')
+	if e.Bytes == 0 {
 		b = append(b, '-')
 	} else {
-		b = strconv.AppendInt(b, rec.Bytes, 10)
+		b = strconv.AppendInt(b, e.Bytes, 10)
 	}
 	b = append(b, " \""...)
-	b = appendQuotedField(b, orDash(r.Referer()), true)
+	b = appendQuotedField(b, orDash(e.Referer), true)
 	b = append(b, "\" \""...)
-	b = appendQuotedField(b, orDash(r.UserAgent()), true)
+	b = appendQuotedField(b, orDash(e.UserAgent), true)
 	b = append(b, "\"\n"...)
 	return b
 }
@@ -296,6 +361,7 @@ type jsonEntry struct {
 	Time      string  `json:"time"`
 	Site      string  `json:"site,omitempty"`
 	Client    string  `json:"client"`
+	User      string  `json:"user,omitempty"`
 	Method    string  `json:"method"`
 	URI       string  `json:"uri"`
 	Proto     string  `json:"proto"`
@@ -307,16 +373,16 @@ type jsonEntry struct {
 	UserAgent string  `json:"user_agent,omitempty"`
 	Handler   string  `json:"handler,omitempty"`
 	Peer      string  `json:"peer,omitempty"`
+	RequestID string  `json:"request_id,omitempty"`
 }
 
-func (l *AccessLog) jsonLine(r *http.Request, rec *Recorder) []byte {
-	info := InfoFrom(r)
+func (l *AccessLog) jsonLine(e *Entry) []byte {
 	b, _ := json.Marshal(jsonEntry{
-		Time: rec.Started.UTC().Format(time.RFC3339Nano), Site: info.Site, Client: ClientIP(r),
-		Method: r.Method, URI: r.RequestURI, Proto: r.Proto, Host: r.Host,
-		Status: rec.StatusOrOK(), Bytes: rec.Bytes,
-		Duration: float64(time.Since(rec.Started).Microseconds()) / 1000,
-		Referer:  r.Referer(), UserAgent: r.UserAgent(), Handler: info.Handler, Peer: info.Peer,
+		Time: e.Started.UTC().Format(time.RFC3339Nano), Site: e.Site, Client: e.ClientIP, User: e.User,
+		Method: e.Method, URI: e.URI, Proto: e.Proto, Host: e.Host,
+		Status: e.status(), Bytes: e.Bytes,
+		Duration: float64(e.Duration.Microseconds()) / 1000,
+		Referer:  e.Referer, UserAgent: e.UserAgent, Handler: e.Handler, Peer: e.Peer, RequestID: e.RequestID,
 	})
 	return append(b, '\n')
 }

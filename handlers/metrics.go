@@ -184,19 +184,26 @@ type Span struct {
 }
 
 // Start counts a request of site in flight.
-func (m *Metrics) Start(site string) Span {
+func (m *Metrics) Start(site string) Span { return m.StartAt(site, time.Now()) }
+
+// StartAt is Start for a request that arrived at start: a caller that
+// read the clock already passes its reading instead of a second one.
+func (m *Metrics) StartAt(site string, start time.Time) Span {
 	site = siteLabel(site)
-	sp := Span{m: m, site: site, gauge: m.siteGauge(site), start: time.Now()}
+	sp := Span{m: m, site: site, gauge: m.siteGauge(site), start: start}
 	sp.gauge.Inc()
 	m.inflightTotal.Add(1)
 	return sp
 }
 
 // End records the answered request. Status 0 counts as 200.
-func (sp Span) End(info *Info, status int, bytes int64) {
+func (sp Span) End(info *Info, status int, bytes int64) { sp.EndAt(info, status, bytes, time.Now()) }
+
+// EndAt is End for a request answered at now.
+func (sp Span) EndAt(info *Info, status int, bytes int64, now time.Time) {
 	sp.gauge.Dec()
 	sp.m.inflightTotal.Add(-1)
-	sp.m.observe(info, sp.site, status, bytes, time.Since(sp.start))
+	sp.m.observe(info, sp.site, status, bytes, now.Sub(sp.start))
 }
 
 func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took time.Duration) {

@@ -31,8 +31,15 @@ type Recorder struct {
 // WriteTimeout = send_timeout), so a small response costs no extra call
 // here; a long one has its deadline moved forward as it goes.
 func NewRecorder(w http.ResponseWriter, sendTimeout time.Duration) *Recorder {
-	now := time.Now()
-	return &Recorder{ResponseWriter: w, Started: now, sendTimeout: sendTimeout, extendedAt: now}
+	rec := &Recorder{}
+	rec.Init(w, sendTimeout, time.Now())
+	return rec
+}
+
+// Init is NewRecorder for a Recorder embedded in a caller's own struct
+// (one allocation for a request's books), started at now.
+func (rec *Recorder) Init(w http.ResponseWriter, sendTimeout time.Duration, now time.Time) {
+	*rec = Recorder{ResponseWriter: w, Started: now, sendTimeout: sendTimeout, extendedAt: now}
 }
 
 // extend moves the write deadline sendTimeout past now. It is called at

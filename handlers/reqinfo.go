@@ -24,6 +24,12 @@ type Info struct {
 	Handler  string // one of the Kind constants
 	Peer     string // the node that served a proxied or redirected request
 	ClientIP string // the client's address, trusted_proxies applied
+	// User is who the request says it is: the Basic auth name for now,
+	// the checked user once a site's auth has run.
+	User string
+	// RequestID names the request across nodes and logs; "" until a
+	// layer assigns one.
+	RequestID string
 }
 
 type infoKey struct{}

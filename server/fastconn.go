@@ -35,7 +35,6 @@ type fastFront struct {
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
-	pagePool sync.Pool    // *pageResponse
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[*fastConn]struct{}
@@ -51,12 +50,11 @@ type fastAnswer struct {
 	// node's load and the access log the client the peer vouched for.
 	hop    bool
 	client string
-	// page: no file, but a template page, which the site's chain renders
-	// (only while no cluster runs: the cluster may route pages elsewhere).
-	page bool
+	// route is what the site's routes decided (nil: none touched it).
+	route *routeDecision
 }
 
-func (a fastAnswer) ok() bool { return a.file != nil || a.page }
+func (a fastAnswer) ok() bool { return a.file != nil }
 
 // fastRoute is the HTTP/1.1 fast path's way into the sites: the answer for
 // h, or one without a file when the request takes the full chain:
@@ -90,10 +88,14 @@ func (n *Node) routeFast(h requestHead) fastAnswer {
 	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
-	a.file, a.page = st.fast(h.path, h.cond)
-	if a.page && a.cluster != nil {
+	method := http.MethodGet
+	if h.head {
+		method = http.MethodHead
+	}
+	if a.route = st.routesFor(method, h.path); !a.route.fastOK() {
 		return fastAnswer{}
 	}
+	a.file = st.fast(h.path, h.cond)
 	return a
 }
 
@@ -136,7 +138,7 @@ type fastConn struct {
 	date    []byte // "Date: ...\r\n"
 	bufs    [5][]byte
 	wb      net.Buffers
-	info    handlers.Info
+	req     request // the books of the request being answered
 }
 
 func newFastFront(ln net.Listener, handoff *handoffListener, lim serverLimits, log *slog.Logger,
@@ -209,13 +211,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		}
 		fc.br.Discard(n)
 		closing := h.close || f.closing.Load()
-		var keep bool
-		if a.page {
-			keep = f.answerPage(fc, &h, a, closing)
-		} else {
-			keep = f.answer(fc, &h, a, closing) && !closing
-		}
-		if !keep {
+		if keep := f.answer(fc, &h, a, closing) && !closing; !keep {
 			f.forget(fc)
 			f.closeGracefully(fc)
 			return
@@ -282,37 +278,35 @@ func (fc *fastConn) peek() []byte {
 	return b
 }
 
-// answer writes ff as the response to h, with the site's bookkeeping
-// (metrics, access log) as site.ServeHTTP does it. The books are written
-// before the response, as on the full path, where net/http sends a small
-// response only once the handler has returned: a client that reads its
-// response and then the metrics finds its request counted. It reports
-// whether the whole response went out.
+// answer writes ff as the response to h, with the request's books
+// (server/request.go) kept in the connection's state. The books are
+// written before the response, as on the full path, where net/http sends
+// a small response only once the handler has returned: a client that
+// reads its response and then the metrics finds its request counted. It
+// reports whether the whole response went out.
 func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing bool) bool {
-	if a.cluster != nil {
-		a.cluster.ServingLocal()
-		defer a.cluster.DoneLocal()
-	}
 	st, ff := a.site, a.file
-	now := time.Now()
-	var load string
 	remote := fc.remote
-	if a.hop {
-		load = a.cluster.LoadHeader()
-		if a.client != "" {
-			remote = a.client
-		}
+	if a.hop && a.client != "" {
+		remote = a.client // the client the peer vouched for
 	}
 	body := ff.Body
 	if h.head {
 		body = nil
 	}
-	span := st.metrics.Start(st.label)
-	fc.info = handlers.Info{Site: st.label, Handler: handlers.KindStatic}
-	span.End(&fc.info, ff.Status, int64(len(body)))
-	if st.access != nil {
-		st.logFast(remote, h, nil, now, ff.Status, int64(len(body)))
+	rq := &fc.req
+	*rq = request{hop: a.hop, route: a.route}
+	rq.Started = time.Now()
+	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.lines))
+	rq.Handler = handlers.KindStatic
+	rq.begin(st, a.cluster)
+	var load string
+	if a.hop {
+		load = a.cluster.LoadHeader() // counts this request: between begin and finish
 	}
+	rq.Status, rq.Bytes = ff.Status, int64(len(body))
+	now := rq.Started
+	rq.finish()
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {

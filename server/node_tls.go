@@ -26,8 +26,10 @@ func (n *Node) loadCerts(cfg *Config) error {
 // serveHTTP is the plain-HTTP listener: redirect_http answers 308 to
 // https for hosts that have a certificate; everything else is served.
 func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := n.state.Load().redirect.Load(); h != nil {
-		(*h).ServeHTTP(w, r)
+	rt := n.state.Load()
+	if h := rt.redirect.Load(); h != nil {
+		// Inside the books of the site the request names, as every answer.
+		rt.vhosts.match(r.Host).serveBooked(w, r, *h)
 		return
 	}
 	n.ServeHTTP(w, r)

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"shoal/handlers"
@@ -205,119 +203,21 @@ func (st *site) bodyLimit(path string) (max int64, cgiOwns bool) {
 }
 
 // fast returns the prepared response for a plain GET or HEAD of path when
-// route would send it to the static handler and that has it in memory,
-// else whether route would send it to a template page; neither sends the
-// request down the full chain.
-func (st *site) fast(path string, req handlers.FastRequest) (file *handlers.FastFile, page bool) {
+// route would send it to the static handler and that has it in memory;
+// nil sends the request down the full chain.
+func (st *site) fast(path string, req handlers.FastRequest) *handlers.FastFile {
 	for _, c := range st.cgi {
 		if c.Match(path) {
-			return nil, false
+			return nil
 		}
 	}
 	if c, _ := handlers.CGIIndex(st.root, st.index, path, st.cgi); c != nil {
-		return nil, false
+		return nil
 	}
 	if st.pages.Match(path) {
-		return nil, true
+		return nil
 	}
-	return st.static.Fast(path, req), false
-}
-
-// logFast writes the access log line of a request a fast path answered,
-// through the same formatter as every other request: an HTTP/2 one when
-// hdr is given, else HTTP/1.1 with the header lines of h.
-func (st *site) logFast(remote string, h *requestHead, hdr http.Header, started time.Time, status int, bytes int64) {
-	proto, major, minor := "HTTP/2.0", 2, 0
-	if hdr == nil {
-		proto, major, minor = "HTTP/1.1", 1, 1
-		hdr = http.Header{}
-	}
-	for rest := h.lines; len(rest) > 0; {
-		line, more, _ := strings.Cut(string(rest), "\r\n")
-		rest = rest[len(rest)-len(more):]
-		if line == "" {
-			break
-		}
-		name, value, _ := strings.Cut(line, ":")
-		hdr.Add(name, strings.Trim(value, " \t"))
-	}
-	path, query, _ := strings.Cut(h.target, "?")
-	method := http.MethodGet
-	if h.head {
-		method = http.MethodHead
-	}
-	r := &http.Request{Method: method, URL: &url.URL{Path: path, RawQuery: query}, RequestURI: h.target,
-		Proto: proto, ProtoMajor: major, ProtoMinor: minor, Header: hdr, Host: h.host, RemoteAddr: remote}
-	r, info := handlers.Begin(r, st.label, st.trusted)
-	info.Handler = handlers.KindStatic
-	st.access.Log(r, &handlers.Recorder{Status: status, Bytes: bytes, Started: started})
-}
-
-// ServeHTTP is the outer bookkeeping every request of the site passes:
-// client address, body limits, access log; then the chain.
-func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r, info := handlers.Begin(r, st.label, st.trusted)
-	rec := handlers.NewRecorder(w, st.sendTimeout)
-	rec.Defaults = st.headers
-	span := st.metrics.Start(st.label)
-	defer func() {
-		if rec.Status == 0 {
-			if p := recover(); p != nil {
-				rec.Status = http.StatusInternalServerError
-				defer panic(p) // after the books, let net/http handle the panic as before
-			}
-		}
-		span.End(info, rec.StatusOrOK(), rec.Bytes)
-		if st.access != nil {
-			st.access.Log(r, rec)
-		}
-	}()
-	if r.Body != nil && r.Body != http.NoBody {
-		rc := http.NewResponseController(w)
-		if st.bodyTimeout > 0 {
-			// Also bounds the body net/http drains itself when the handler
-			// read none of it: a trickled body never pins the connection.
-			_ = rc.SetReadDeadline(time.Now().Add(st.bodyTimeout))
-		}
-		maxBody, cgiOwns := st.bodyLimit(r.URL.Path)
-		if r.ContentLength > maxBody && !cgiOwns {
-			// Refused before a byte is read, also for Expect: 100-continue.
-			// net/http drains a small rest (so the client reads the 413
-			// instead of a reset) and closes on a large one.
-			st.errors.Serve(rec, r, http.StatusRequestEntityTooLarge)
-			return
-		}
-		r.Body = &bodyReader{
-			ReadCloser: http.MaxBytesReader(rec, r.Body, maxBody),
-			rc:         rc,
-			timeout:    st.bodyTimeout,
-		}
-	}
-	st.chain.ServeHTTP(rec, r)
-}
-
-// bodyReader gives each read of a request body its own deadline
-// (body_timeout: the longest wait between two reads), so a trickled body
-// is cut off while a slow but steady upload is not.
-type bodyReader struct {
-	io.ReadCloser
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	if b.timeout > 0 {
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
-	}
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && b.timeout > 0 {
-		// The whole body is in: net/http now watches the connection for
-		// the client leaving, which a stale deadline would cut. After a
-		// timeout the deadline stays, so net/http's own drain of the rest
-		// cannot wait forever either.
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
+	return st.static.Fast(path, req)
 }
 
 func (st *site) close() {
