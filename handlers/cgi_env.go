@@ -65,6 +65,10 @@ func CGIRequestVars(r *http.Request, add func(name, value string)) {
 	if r.TLS != nil {
 		add("HTTPS", "on")
 	}
+	if info := InfoFrom(r); info != nil && info.AuthType != "" {
+		add("AUTH_TYPE", info.AuthType) // a route's auth checked the user
+		add("REMOTE_USER", info.User)
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		add("CONTENT_TYPE", ct)
 	}

@@ -19,6 +19,11 @@ type Recorder struct {
 	// Defaults are headers added to the response when the handler did not
 	// set them (a site's extra headers; a proxied peer's own win).
 	Defaults http.Header
+	// Edit, when set, changes the header last, once the status is known:
+	// the routes' header rules, which win over the handler's and remove
+	// what shoal itself sets (ETag, Last-Modified...), error pages and
+	// 304s included.
+	Edit func(http.Header)
 
 	// sendTimeout is the longest wait for one write; 0: no deadline.
 	sendTimeout time.Duration
@@ -69,6 +74,9 @@ func (rec *Recorder) WriteHeader(code int) {
 }
 
 func (rec *Recorder) addDefaults() {
+	if rec.Edit != nil {
+		defer rec.Edit(rec.ResponseWriter.Header())
+	}
 	if len(rec.Defaults) == 0 {
 		return
 	}

@@ -27,6 +27,9 @@ type Info struct {
 	// User is who the request says it is: the Basic auth name for now,
 	// the checked user once a site's auth has run.
 	User string
+	// AuthType is "Basic" once a site's auth checked User; "" while User
+	// is only what the client claims.
+	AuthType string
 	// RequestID names the request across nodes and logs; "" until a
 	// layer assigns one.
 	RequestID string

@@ -50,8 +50,9 @@ type fastAnswer struct {
 	// node's load and the access log the client the peer vouched for.
 	hop    bool
 	client string
-	// route is what the site's routes decided (nil: none touched it).
-	route *routeDecision
+	// routes is the set of header routes whose rules the file carries
+	// (0: none; see fastRoutes).
+	routes uint64
 }
 
 func (a fastAnswer) ok() bool { return a.file != nil }
@@ -66,11 +67,11 @@ func (n *Node) fastRoute(h requestHead) fastAnswer {
 	if n.state.Load().redirect.Load() != nil {
 		return fastAnswer{}
 	}
-	return n.routeFast(h)
+	return n.routeFast(h, "http")
 }
 
 // routeFast is fastRoute for any listener: what redirect_http leaves alone.
-func (n *Node) routeFast(h requestHead) fastAnswer {
+func (n *Node) routeFast(h requestHead, scheme string) fastAnswer {
 	st := n.state.Load().vhosts.match(h.host)
 	a := fastAnswer{site: st, cluster: n.cl.get()}
 	switch c := a.cluster; {
@@ -92,10 +93,12 @@ func (n *Node) routeFast(h requestHead) fastAnswer {
 	if h.head {
 		method = http.MethodHead
 	}
-	if a.route = st.routesFor(method, h.path); !a.route.fastOK() {
+	var ok bool
+	if a.routes, ok = st.fastRoutes(method, scheme, h.path); !ok || a.hop && st.routes != nil {
+		// A hop's scheme is the client's, which only the full chain reads.
 		return fastAnswer{}
 	}
-	a.file = st.fast(h.path, h.cond)
+	a.file = st.fastVariant(st.fast(h.path, h.cond), a.routes)
 	return a
 }
 
@@ -295,7 +298,7 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 		body = nil
 	}
 	rq := &fc.req
-	*rq = request{hop: a.hop, route: a.route}
+	*rq = request{hop: a.hop}
 	rq.Started = time.Now()
 	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.lines))
 	rq.Handler = handlers.KindStatic

@@ -24,7 +24,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	if !ok {
 		return nil
 	}
-	a := n.routeFast(h)
+	a := n.routeFast(h, "https")
 	if a.file == nil || a.hop {
 		return nil
 	}
@@ -32,7 +32,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	x := &h2Answer{Answer: h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(),
 		Body: ff.Body}}
 	rq := &x.rq
-	*rq = request{route: a.route}
+	*rq = request{}
 	rq.Started = time.Now()
 	readFast(rq, st, &h, r.RemoteAddr, "HTTP/2.0", fieldList(r.Fields))
 	rq.Handler = handlers.KindStatic

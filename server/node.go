@@ -49,6 +49,7 @@ type Node struct {
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
 	metrics    *handlers.Metrics
 	compress   *handlers.Compressor
+	routes     *routeState // rate buckets and the auth guard, kept across reloads
 
 	admin   http.Handler
 	running atomic.Bool
@@ -104,6 +105,7 @@ func New(load Loader, o Options) (*Node, error) {
 	n.registry = prometheus.NewRegistry()
 	n.metrics = handlers.NewMetrics(n.registry)
 	n.compress = &handlers.Compressor{}
+	n.routes = newRouteState()
 	if o.ProcessMetrics {
 		if _, err := cluster.InstallGoMetrics(n.registry); err != nil {
 			return nil, err
@@ -196,7 +198,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
 		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
-		sessions: sessions, node: nodeInfo{n}}
+		sessions: sessions, node: nodeInfo{n}, routes: n.routes, hasUpstream: cfg.hasUpstream}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {

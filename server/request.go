@@ -90,32 +90,6 @@ func (rq *request) finish() {
 	rq.span.EndAt(&rq.Info, rq.Status, rq.Bytes, now)
 }
 
-// routeDecision is what a site's routes decided for one request: the
-// modifiers of every matching route and the first action (redirect,
-// respond, rewrite, try_files, upstream). The routes issue fills it in;
-// today a site has no routes and routesFor always returns nil.
-type routeDecision struct{}
-
-// routesFor is the one place every entry path asks the site's routes
-// about a request (method and clean path): the fast paths in routeFast,
-// before they commit to an answer, the full chain in site.ServeHTTP. nil
-// means no route touches the request. Patterns are compiled at load, so
-// this does no parsing.
-func (st *site) routesFor(method, path string) *routeDecision { return nil }
-
-// fastOK reports whether a fast path may answer a request the routes
-// decided d for itself. A fast path never skips a matching route: until
-// it can apply one exactly as the full chain does, it declines.
-func (d *routeDecision) fastOK() bool { return d == nil }
-
-// applyRoutes runs what the routes decided on a request of the full
-// chain, its books open (rq.User, rq.RequestID and the status are
-// recorded there). It reports whether the site's own dispatch serves the
-// request next; false: the routes answered it (redirect, 401, 403, 429).
-func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request) bool {
-	return rq.route == nil
-}
-
 // ServeHTTP is the full chain of a site, for every request net/http,
 // internal/h2's handler or quic-go serves: books, routes, body limits,
 // then the cluster and the site's dispatch.
@@ -165,8 +139,8 @@ type fullBooks struct {
 // serveInside is the site's chain inside the books: routes, body limits,
 // then site.balanced (the cluster and the site's dispatch).
 func (st *site) serveInside(rq *request, w http.ResponseWriter, r *http.Request) {
-	rq.route = st.routesFor(r.Method, r.URL.Path)
-	if !st.applyRoutes(rq, w, r) || !st.limitBody(w, r) {
+	r, ok := st.applyRoutes(rq, w, r)
+	if !ok || !st.limitBody(w, r) {
 		return
 	}
 	st.chain.ServeHTTP(w, r)

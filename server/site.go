@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"shoal/handlers"
+	"shoal/handlers/route"
 )
 
 // site is one virtual host with its handler chain, built once per config.
 type site struct {
 	label   string
+	log     *slog.Logger
 	hosts   []string
 	trusted []netip.Prefix
 
@@ -39,6 +41,8 @@ type site struct {
 	// compression when the site has compress on.
 	dynamic func(http.Handler) http.Handler
 	headers http.Header // the site's extra response headers
+	// routes are the site's [[site.route]] rules (nil: none; routes.go).
+	routes *route.Table
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -58,11 +62,15 @@ type siteDeps struct {
 	compress  *handlers.Compressor
 	cluster   *clusterRef
 	balance   string
+	routes    *routeState
+	// hasUpstream reports whether an [[upstream]] of that name exists.
+	hasUpstream func(string) bool
 }
 
 func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st := &site{
 		label:       siteLabel(sc),
+		log:         d.logger,
 		hosts:       sc.Hosts,
 		trusted:     d.server.Trusted(),
 		maxBody:     int64(d.server.MaxBodyBytes),
@@ -75,6 +83,13 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		balance:     d.balance,
 		root:        sc.Root,
 		index:       sc.Index,
+	}
+	if len(sc.Routes) > 0 {
+		tbl, err := compileRoutes(sc, st.label, d.routes, d.hasUpstream)
+		if err != nil {
+			return nil, err
+		}
+		st.routes = tbl
 	}
 	st.dynamic = func(h http.Handler) http.Handler { return h }
 	if sc.Compress && d.compress != nil {

@@ -69,15 +69,7 @@ type Result struct {
 }
 
 // ApplyHeaders makes the matching routes' header changes to h.
-func (r *Result) ApplyHeaders(h http.Header) {
-	for _, x := range r.Headers {
-		if x.Remove {
-			delete(h, x.Name)
-		} else {
-			h[x.Name] = []string{x.Value}
-		}
-	}
-}
+func (r *Result) ApplyHeaders(h http.Header) { ApplyHeaders(r.Headers, h) }
 
 // Exists tells the walk whether a try_files candidate exists on the site:
 // a file, a directory with an index (a path ending in "/"), a page or a

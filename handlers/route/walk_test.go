@@ -90,7 +90,7 @@ func TestResolveModifiers(t *testing.T) {
 	got, _ := tbl.Resolve(req("GET", "/x.js", ""), nil)
 	h := http.Header{"Server": {"shoal"}, "Cache-Control": {"no-cache"}}
 	got.ApplyHeaders(h)
-	want := http.Header{"X-Frame-Options": {"DENY"}, "Cache-Control": {"public, max-age=31536000, immutable"}, "X-Host": {"www.example.com"}}
+	want := http.Header{"Server": nil, "X-Frame-Options": {"DENY"}, "Cache-Control": {"public, max-age=31536000, immutable"}, "X-Host": {"www.example.com"}}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("headers = %v, want %v", h, want)
 	}
@@ -198,5 +198,44 @@ func TestCompileErrors(t *testing.T) {
 		if len(errs) > 0 && !errors.As(errs[0], &fe) {
 			t.Errorf("%+v: error %T is not a *FieldError", tt.spec, errs[0])
 		}
+	}
+}
+
+func TestPlain(t *testing.T) {
+	tbl := mustCompile(t, []Spec{
+		{Path: "/*", Headers: map[string]string{"X-Frame-Options": "DENY"}},
+		{Path: "*.js", Headers: map[string]string{"Cache-Control": "immutable", "-Etag": ""}},
+		{Path: "/admin/*", Allow: []string{"10.0.0.0/8"}},
+		{Path: "/x/*", Headers: map[string]string{"X-Host": "{host}"}},
+		{Path: "/old", Redirect: "/new"},
+		{Path: "/https/*", Scheme: "https", Headers: map[string]string{"Strict-Transport-Security": "max-age=60"}},
+	})
+	tests := []struct {
+		scheme, path string
+		key          uint64
+		ok           bool
+	}{
+		{"http", "/a.css", 0b1, true},
+		{"http", "/a.js", 0b11, true},
+		{"http", "/admin/a.js", 0, false},
+		{"http", "/x/a", 0, false},
+		{"http", "/old", 0, false},
+		{"http", "/https/a", 0b1, true},
+		{"https", "/https/a", 0b100001, true},
+	}
+	for _, tt := range tests {
+		key, ok := tbl.Plain("GET", tt.scheme, tt.path)
+		if key != tt.key || ok != tt.ok {
+			t.Errorf("%s %s: key %b ok %v, want %b %v", tt.scheme, tt.path, key, ok, tt.key, tt.ok)
+		}
+	}
+	// The headers of a plain key are those Resolve gives.
+	res, _ := tbl.Resolve(req("GET", "/a.js", ""), nil)
+	if got := tbl.FixedHeaders(0b11); !reflect.DeepEqual(got, res.Headers) {
+		t.Errorf("FixedHeaders %v, Resolve %v", got, res.Headers)
+	}
+	var none *Table
+	if key, ok := none.Plain("GET", "http", "/"); key != 0 || !ok {
+		t.Error("nil table not plain")
 	}
 }
