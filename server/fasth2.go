@@ -32,8 +32,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	x := &h2Answer{Answer: h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(),
 		Body: ff.Body}}
 	rq := &x.rq
-	*rq = request{route: a.route}
-	rq.Started = time.Now()
+	rq.route, rq.Started = a.route, time.Now()
 	readFast(rq, st, &h, r.RemoteAddr, "HTTP/2.0", fieldList(r.Fields))
 	rq.Handler = handlers.KindStatic
 	rq.Status, rq.Bytes = ff.Status, int64(len(ff.Body))
