@@ -94,6 +94,8 @@ func (c *Cluster) handleMsg(b []byte) {
 			// node replaces this one in the queue.
 			c.queue.QueueBroadcast(&loadBroadcast{name: l.Name, msg: b})
 		}
+	case msgApp:
+		c.handleApp(b[1:])
 	default:
 		c.log.Debug("drop message", "kind", kind)
 	}

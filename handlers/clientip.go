@@ -84,3 +84,9 @@ func hostOnly(addr string) string {
 	}
 	return host
 }
+
+// TrustedPeer reports whether the connection's peer (remote, host:port)
+// is one of the trusted proxies, whose forwarding headers are believed.
+func TrustedPeer(remote string, trusted []netip.Prefix) bool {
+	return len(trusted) > 0 && isTrusted(hostOnly(remote), trusted)
+}

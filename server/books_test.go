@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -147,6 +148,13 @@ func booksServed(n *Node) uint64 {
 // with static files, pages, CGI scripts and an error page.
 func startBooksNode(t *testing.T, clustered bool) (*Node, string) {
 	t.Helper()
+	return startBooksNodeWith(t, clustered, nil, "")
+}
+
+// startBooksNodeWith is startBooksNode with more files and more of the
+// site's config (its [[site.route]] tables, say) after its [[site.cgi]].
+func startBooksNodeWith(t *testing.T, clustered bool, more map[string]string, siteTail string) (*Node, string) {
+	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
 		"www/index.html":     "<h1>home</h1>\n",
@@ -158,6 +166,10 @@ func startBooksNode(t *testing.T, clustered bool) (*Node, string) {
 		"www/broken.tmpl":    `<p>{{index "abc" 10}}</p>`,
 		"cgi-bin/ok.sh":      "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok %s\\n' \"$QUERY_STRING\"\n",
 		"cgi-bin/bad.sh":     "#!/bin/sh\nprintf 'Status: abc\\n\\nbroken\\n'\n",
+	}
+	maps.Copy(files, more)
+	if more != nil {
+		writeUsers(t, dir)
 	}
 	for name, body := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
@@ -191,7 +203,7 @@ error_pages = {404 = "404.html"}
 [[site.cgi]]
 prefix = "/cgi-bin/"
 dir = "cgi-bin"
-`
+` + siteTail
 	path := filepath.Join(dir, "shoal.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -203,8 +215,24 @@ dir = "cgi-bin"
 // the body read to its end.
 func booksDo(t *testing.T, n *Node, path, method, target string, hdr []string, body string) int {
 	t.Helper()
-	hdr = append([]string{"User-Agent", "books-agent", "Referer", "https://ref.test/",
-		"Authorization", "Basic YWxpY2U6cHc="}, hdr...) // alice:pw
+	return booksResponse(t, n, path, method, target, hdr, body).status
+}
+
+// answer is what a client got: status, header and body.
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// booksResponse sends one request through path and returns the answer.
+func booksResponse(t *testing.T, n *Node, path, method, target string, hdr []string, body string) answer {
+	t.Helper()
+	auth := []string{"Authorization", "Basic YWxpY2U6cHc="} // alice:pw
+	if slices.Contains(hdr, "Authorization") {
+		auth = nil // the case brings its own
+	}
+	hdr = append(append([]string{"User-Agent", "books-agent", "Referer", "https://ref.test/"}, auth...), hdr...)
 	if strings.HasSuffix(path, "-full") {
 		hdr = append(hdr, "X-Shoal-Load", "1")
 	}
@@ -239,16 +267,16 @@ func booksDo(t *testing.T, n *Node, path, method, target string, hdr []string, b
 		t.Fatalf("%s: %v", path, err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	got, _ := io.ReadAll(resp.Body)
 	if want := map[string]int{"h2-fast": 2, "h2-full": 2, "h3": 3}[path]; resp.ProtoMajor != want {
 		t.Fatalf("%s: answered over HTTP/%d", path, resp.ProtoMajor)
 	}
-	return resp.StatusCode
+	return answer{resp.StatusCode, resp.Header, string(got)}
 }
 
 // booksRaw sends an HTTP/1.1 request as written, on a connection of its
 // own, and reads the response.
-func booksRaw(t *testing.T, addr, method, target string, hdr []string, body string) int {
+func booksRaw(t *testing.T, addr, method, target string, hdr []string, body string) answer {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -273,8 +301,8 @@ func booksRaw(t *testing.T, addr, method, target string, hdr []string, body stri
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	got, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, string(got)}
 }
 
 func booksETag(t *testing.T, n *Node, path string) string {
@@ -404,7 +432,7 @@ func TestBooksRedirectHTTP(t *testing.T) {
 	n := runNode(t, path)
 	m0 := booksMetrics(t, n)
 	hdr := []string{"User-Agent", "books-agent", "Referer", "https://ref.test/"}
-	if status := booksRaw(t, n.Addrs()["http"], "GET", "/x?y=1", hdr, ""); status != http.StatusPermanentRedirect {
+	if status := booksRaw(t, n.Addrs()["http"], "GET", "/x?y=1", hdr, "").status; status != http.StatusPermanentRedirect {
 		t.Fatalf("status %d, want 308", status)
 	}
 	m1 := waitBooks(t, n, m0)

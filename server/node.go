@@ -50,6 +50,7 @@ type Node struct {
 	metrics    *handlers.Metrics
 	compress   *handlers.Compressor
 	routes     *routeState // rate buckets and the auth guard, kept across reloads
+	ids        *requestIDs
 
 	admin   http.Handler
 	running atomic.Bool
@@ -106,6 +107,7 @@ func New(load Loader, o Options) (*Node, error) {
 	n.metrics = handlers.NewMetrics(n.registry)
 	n.compress = &handlers.Compressor{}
 	n.routes = newRouteState()
+	n.ids = newRequestIDs()
 	if o.ProcessMetrics {
 		if _, err := cluster.InstallGoMetrics(n.registry); err != nil {
 			return nil, err
@@ -198,7 +200,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
 		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
-		sessions: sessions, node: nodeInfo{n}, routes: n.routes, hasUpstream: cfg.hasUpstream}
+		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.hasUpstream}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -291,7 +293,8 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
-	watchSites(c, n.Config) // before routing starts: peers learn the site hashes (sitehash.go)
+	watchSites(c, n.Config)    // before routing starts: peers learn the site hashes (sitehash.go)
+	go n.exchangeRates(ctx, c) // rates hold across the cluster (ratesync.go)
 	n.cl.p.Store(c)
 	n.running.Store(true)
 	n.log.Info(servingMessage(n.Addrs()), "sites", len(cfg.Sites))

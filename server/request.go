@@ -65,8 +65,6 @@ func (rq *request) begin(st *site, c *cluster.Cluster) {
 	if rq.Started.IsZero() {
 		rq.Started = time.Now()
 	}
-	// Request IDs (X-Request-ID from a trusted proxy or a peer, else a
-	// fresh one) are assigned here, once for every path.
 	rq.span = st.metrics.StartAt(st.label, rq.Started)
 	if c != nil {
 		c.ServingLocal()
@@ -117,6 +115,8 @@ func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.H
 		rq.ReadLogged(r)
 	}
 	_, rq.hop = cluster.FromPeer(r)
+	rq.RequestID = st.ids.requestID(r.Header.Get("X-Request-Id"), rq.hop || handlers.TrustedPeer(r.RemoteAddr, st.trusted))
+	r.Header.Set("X-Request-Id", rq.RequestID) // to CGI (HTTP_X_REQUEST_ID), peers and upstreams
 	r = handlers.WithInfo(r, &rq.Info)
 	rq.begin(st, nil) // cluster.Serve counts the full chain's local work
 	rec.Init(w, st.sendTimeout, rq.Started)
@@ -236,6 +236,8 @@ func readFast[F fieldReader](rq *request, st *site, h *requestHead, remote, prot
 	if auth := fields.first("authorization"); auth != "" {
 		rq.User = handlers.BasicUser(auth)
 	}
+	// Only the log reads a fast answer's ID: made only when it is on.
+	rq.RequestID = st.ids.requestID(fields.first("x-request-id"), rq.hop || handlers.TrustedPeer(remote, st.trusted))
 }
 
 // fieldReader reads header fields of a request a fast path parsed, by

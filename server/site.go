@@ -18,6 +18,7 @@ import (
 type site struct {
 	label   string
 	log     *slog.Logger
+	ids     *requestIDs // the node's, for requests without a trusted ID
 	hosts   []string
 	trusted []netip.Prefix
 
@@ -63,6 +64,7 @@ type siteDeps struct {
 	cluster   *clusterRef
 	balance   string
 	routes    *routeState
+	ids       *requestIDs
 	// hasUpstream reports whether an [[upstream]] of that name exists.
 	hasUpstream func(string) bool
 }
@@ -71,6 +73,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st := &site{
 		label:       siteLabel(sc),
 		log:         d.logger,
+		ids:         d.ids,
 		hosts:       sc.Hosts,
 		trusted:     d.server.Trusted(),
 		maxBody:     int64(d.server.MaxBodyBytes),

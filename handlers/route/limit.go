@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,8 @@ func (l *Limit) Allow(client string, now time.Time) (bool, time.Duration) {
 // client gets is the rate plus at most what the nodes admit within one
 // interval before hearing of each other.
 type Limits struct {
+	// shared: peers take the counts (a cluster runs); else none are kept.
+	shared atomic.Bool
 	// mu guards byID and pending.
 	mu      sync.Mutex
 	byID    map[string]*Limit
@@ -98,7 +101,14 @@ func ParseRate(s string) (float64, error) {
 	return 0, fmt.Errorf("%q: the unit is s, m or h (\"20/s\", \"600/m\")", s)
 }
 
+// Share says whether a cluster takes the counts (Take): without one,
+// admissions are not counted at all.
+func (ls *Limits) Share(on bool) { ls.shared.Store(on) }
+
 func (ls *Limits) admitted(id, client string) {
+	if !ls.shared.Load() {
+		return
+	}
 	ls.mu.Lock()
 	ls.pending[countKey{id, client}]++
 	ls.mu.Unlock()

@@ -65,6 +65,7 @@ func TestLimitClusterWide(t *testing.T) {
 			var sets [3]*Limits
 			for i := range nodes {
 				sets[i] = NewLimits()
+				sets[i].Share(true)
 				tbl, errs := Compile([]Spec{{Path: "/api/*", Rate: "50/s", Burst: 5}}, Options{Scope: "site", Limits: sets[i]})
 				if errs != nil {
 					t.Fatal(errs)
