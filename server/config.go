@@ -127,7 +127,7 @@ type SiteConfig struct {
 	Browse bool `toml:"browse"`
 	// Compress turns on gzip/zstd of text types and serves precompressed .br/.zst/.gz sidecars.
 	Compress bool `toml:"compress"`
-	// FollowSymlinks follows symlinks that stay inside root; false refuses every link.
+	// FollowSymlinks follows symlinks wherever they lead, also out of root (Apache's FollowSymLinks), for static files and CGI scripts; false refuses every static link and CGI links leaving their folder.
 	FollowSymlinks bool `toml:"follow_symlinks"`
 	// ErrorPages maps a status to a file under root served with it, such as {404 = "404.html"}.
 	ErrorPages map[string]string `toml:"error_pages"`
