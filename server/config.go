@@ -111,14 +111,40 @@ func (s SiteConfig) StatusPages() map[int]string { return s.errorPages }
 
 // CGIConfig is one [[site.cgi]] mapping.
 type CGIConfig struct {
-	Prefix        string            `toml:"prefix"`
-	Dir           string            `toml:"dir"`
-	Ext           []string          `toml:"ext"`
-	Interpreters  map[string]string `toml:"interpreters"`
-	Timeout       time.Duration     `toml:"timeout"`
-	MaxConcurrent int               `toml:"max_concurrent"`
-	Env           map[string]string `toml:"env"`
-	PassEnv       []string          `toml:"pass_env"`
+	Prefix       string            `toml:"prefix"`
+	Dir          string            `toml:"dir"`
+	Ext          []string          `toml:"ext"`
+	Interpreters map[string]string `toml:"interpreters"`
+	// Program is one program run for every path under prefix (the rest is
+	// PATH_INFO), as Apache's ScriptAlias to a file; "" = scripts in dir.
+	Program string `toml:"program"`
+	// Timeout kills a script that moved no byte on stdin or stdout for this
+	// long (a hung script), while a long steady download goes on.
+	Timeout time.Duration `toml:"timeout"`
+	// MaxTime caps a whole run however busy the script is; 0 = no cap.
+	MaxTime time.Duration `toml:"max_time"`
+	// MaxBodyBytes caps this mapping's request bodies (git pushes exceed
+	// the server's); 0 (written "") = server.max_body_bytes.
+	MaxBodyBytes InheritSize `toml:"max_body_bytes"`
+	// MaxConcurrent bounds the scripts running at once per node.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// QueueTimeout is the longest a request waits for a free slot before
+	// 503 + Retry-After (a burst of clones waits instead of failing).
+	QueueTimeout time.Duration     `toml:"queue_timeout"`
+	Env          map[string]string `toml:"env"`
+	PassEnv      []string          `toml:"pass_env"`
+}
+
+// InheritSize is a size where "" (or 0) means "the enclosing default".
+type InheritSize Size
+
+// UnmarshalTOML accepts "" as 0, else what Size accepts.
+func (s *InheritSize) UnmarshalTOML(v any) error {
+	if str, ok := v.(string); ok && strings.TrimSpace(str) == "" {
+		*s = 0
+		return nil
+	}
+	return (*Size)(s).UnmarshalTOML(v)
 }
 
 // RouteConfig is one [[site.route]]: per-path rules evaluated in file
@@ -228,6 +254,7 @@ func DefaultCGI() CGIConfig {
 	return CGIConfig{
 		Timeout:       30 * time.Second,
 		MaxConcurrent: 16,
+		QueueTimeout:  time.Second,
 		PassEnv:       []string{"PATH"},
 	}
 }

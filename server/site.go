@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,9 @@ type site struct {
 	static *handlers.Static
 	pages  *handlers.Pages
 	cgi    []*handlers.CGI
+	// root and index find an index that is a script (handlers.CGIIndex).
+	root   string
+	index  []string
 	errors *handlers.ErrorPages
 	// dynamic wraps the handlers of generated responses (pages, CGI) in
 	// compression when the site has compress on.
@@ -71,6 +75,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
 		cluster:     d.cluster,
 		balance:     d.balance,
+		root:        sc.Root,
+		index:       sc.Index,
 	}
 	st.dynamic = func(h http.Handler) http.Handler { return h }
 	if sc.Compress && d.compress != nil {
@@ -79,22 +85,26 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	dispatch := http.HandlerFunc(st.dispatch)
 	for _, cc := range sc.CGI {
 		st.cgi = append(st.cgi, &handlers.CGI{
-			Root:          sc.Root,
-			Prefix:        cc.Prefix,
-			Dir:           cc.Dir,
-			Ext:           cc.Ext,
-			Interpreters:  cc.Interpreters,
-			Timeout:       cc.Timeout,
-			MaxConcurrent: cc.MaxConcurrent,
-			Env:           cc.Env,
-			PassEnv:       cc.PassEnv,
-			MaxBodyBytes:  st.maxBody,
-			NodeName:      d.nodeName,
-			Sessions:      d.sessions,
-			Errors:        st.errors,
-			Dispatch:      dispatch,
-			Logger:        d.logger,
-			Events:        d.metrics,
+			Root:           sc.Root,
+			Prefix:         cc.Prefix,
+			Dir:            cc.Dir,
+			Ext:            cc.Ext,
+			Interpreters:   cc.Interpreters,
+			Program:        cc.Program,
+			Timeout:        cc.Timeout,
+			MaxTime:        cc.MaxTime,
+			FollowSymlinks: sc.FollowSymlinks,
+			MaxConcurrent:  cc.MaxConcurrent,
+			QueueTimeout:   cc.QueueTimeout,
+			Env:            cc.Env,
+			PassEnv:        cc.PassEnv,
+			MaxBodyBytes:   cmp.Or(int64(cc.MaxBodyBytes), st.maxBody),
+			NodeName:       d.nodeName,
+			Sessions:       d.sessions,
+			Errors:         st.errors,
+			Dispatch:       dispatch,
+			Logger:         d.logger,
+			Events:         d.metrics,
 		})
 	}
 	st.pages = &handlers.Pages{Root: sc.Root, Templates: sc.Templates, Index: sc.Index, Dev: sc.Dev,
@@ -159,10 +169,39 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 			return st.dynamic(c), true
 		}
 	}
+	if c, script := handlers.CGIIndex(st.root, st.index, p, st.cgi); c != nil {
+		return st.dynamic(indexScript(c, script)), true
+	}
 	if st.pages.Match(p) {
 		return st.dynamic(st.pages), true
 	}
 	return st.static, false
+}
+
+// indexScript runs the script an index names for a folder's URL, as
+// Apache's DirectoryIndex does: SCRIPT_NAME is the script's path while
+// REQUEST_URI stays what the client asked for.
+func indexScript(c *handlers.CGI, script string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		u.Path, u.RawPath = script, ""
+		r2.URL = &u
+		c.ServeHTTP(w, r2)
+	})
+}
+
+// bodyLimit is the request body cap for path: the CGI mapping's own when
+// one runs it (it refuses and logs an oversize body itself), else the
+// server's.
+func (st *site) bodyLimit(path string) (max int64, cgiOwns bool) {
+	for _, c := range st.cgi {
+		if c.Match(path) {
+			return c.MaxBodyBytes, true
+		}
+	}
+	return st.maxBody, false
 }
 
 // fast returns the prepared response for a plain GET or HEAD of path when
@@ -174,6 +213,9 @@ func (st *site) fast(path string, req handlers.FastRequest) (file *handlers.Fast
 		if c.Match(path) {
 			return nil, false
 		}
+	}
+	if c, _ := handlers.CGIIndex(st.root, st.index, path, st.cgi); c != nil {
+		return nil, false
 	}
 	if st.pages.Match(path) {
 		return nil, true
@@ -237,7 +279,8 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// read none of it: a trickled body never pins the connection.
 			_ = rc.SetReadDeadline(time.Now().Add(st.bodyTimeout))
 		}
-		if r.ContentLength > st.maxBody {
+		maxBody, cgiOwns := st.bodyLimit(r.URL.Path)
+		if r.ContentLength > maxBody && !cgiOwns {
 			// Refused before a byte is read, also for Expect: 100-continue.
 			// net/http drains a small rest (so the client reads the 413
 			// instead of a reset) and closes on a large one.
@@ -245,7 +288,7 @@ func (st *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = &bodyReader{
-			ReadCloser: http.MaxBytesReader(rec, r.Body, st.maxBody),
+			ReadCloser: http.MaxBytesReader(rec, r.Body, maxBody),
 			rc:         rc,
 			timeout:    st.bodyTimeout,
 		}

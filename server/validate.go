@@ -314,10 +314,12 @@ func validHostPattern(h string) error {
 }
 
 func (v *validator) cgi(prefix string, c *CGIConfig) {
-	if c.Prefix == "" && len(c.Ext) == 0 {
-		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir) or ext")
+	if c.Prefix == "" && len(c.Ext) == 0 && c.Program == "" {
+		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir or program) or ext")
 	}
-	if c.Prefix != "" {
+	if c.Program != "" {
+		v.cgiProgram(prefix, c)
+	} else if c.Prefix != "" {
 		if !strings.HasPrefix(c.Prefix, "/") {
 			v.fail(prefix+"prefix", "must start with /")
 		}
@@ -347,6 +349,36 @@ func (v *validator) cgi(prefix string, c *CGIConfig) {
 	}
 	if c.MaxConcurrent <= 0 {
 		v.fail(prefix+"max_concurrent", "must be positive")
+	}
+	if c.MaxTime < 0 {
+		v.fail(prefix+"max_time", "must not be negative (0 = no cap)")
+	}
+	if c.QueueTimeout <= 0 {
+		v.fail(prefix+"queue_timeout", "must be positive")
+	}
+}
+
+// cgiProgram checks a mapping that runs one program for its whole prefix.
+func (v *validator) cgiProgram(prefix string, c *CGIConfig) {
+	if c.Prefix == "" {
+		v.fail(prefix+"program", "needs prefix: the URL path the program answers")
+	} else {
+		if !strings.HasPrefix(c.Prefix, "/") {
+			v.fail(prefix+"prefix", "must start with /")
+		}
+		if !strings.HasSuffix(c.Prefix, "/") {
+			c.Prefix += "/"
+		}
+	}
+	if v.defined(prefix + "dir") {
+		v.fail(prefix+"dir", "a mapping has either dir or program, not both")
+	}
+	if len(c.Ext) > 0 {
+		v.fail(prefix+"ext", "a mapping has either ext or program, not both")
+	}
+	c.Program = v.path(c.Program)
+	if fi, err := os.Stat(c.Program); err != nil || !fi.Mode().IsRegular() {
+		v.fail(prefix+"program", "program %s is not a file", c.Program)
 	}
 }
 
