@@ -72,6 +72,8 @@ type runtime struct {
 	sites    []*site
 	vhosts   *vhosts
 	access   *handlers.AccessLog
+	// upstreams are the [[upstream]]s, closed with the runtime.
+	upstreams *upstreamSet
 }
 
 // Options for New.
@@ -184,6 +186,10 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, rt.name, n.log, upstreamHooks{}); err != nil {
+		rt.close(prev)
+		return nil, err
+	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
 		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
 		sessions: sessions, node: nodeInfo{n}}
@@ -204,6 +210,7 @@ func (rt *runtime) close(next *runtime) {
 	for _, st := range rt.sites {
 		st.close()
 	}
+	rt.upstreams.close()
 	if rt.access != nil && (next == nil || next.access != rt.access) {
 		rt.access.Close()
 	}
