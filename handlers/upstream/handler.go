@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 
 	"shoal/handlers"
 	"shoal/handlers/fastcgi"
@@ -41,6 +42,12 @@ const maxReplay = 64 << 10
 // to Retries times; then 502, or 504 when the last one timed out.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u := h.u
+	if h.looped(r) {
+		u.log.Error("upstream: request came back to this upstream: a target points at this server",
+			"uri", r.RequestURI, "remote", handlers.ClientIP(r))
+		h.site.Errors.Serve(w, r, http.StatusLoopDetected)
+		return
+	}
 	body, retryable := replayable(r)
 	attempts := 1
 	if retryable {
@@ -73,6 +80,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.markFailed(t, err)
 	}
 	h.fail(w, r, lastErr)
+}
+
+// looped reports whether r already passed through this upstream.
+func (h *Handler) looped(r *http.Request) bool {
+	for _, v := range r.Header.Values("Via") {
+		if strings.Contains(v, h.u.via) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Handler) serveFastCGI(t *target, w http.ResponseWriter, r *http.Request) {

@@ -61,10 +61,9 @@ func (u *Upstream) newHTTP(t *target) *httpTarget {
 		ErrorHandler:   recordError,
 		BufferPool:     u.buffers,
 		ErrorLog:       slog.NewLogLogger(u.log.Handler(), slog.LevelWarn),
-		// FlushInterval stays 0: ReverseProxy flushes every write of a
-		// response without a length (server-sent events, streams) and of
-		// text/event-stream already, while a response with a length is
-		// written in full buffers.
+		// Every write is flushed: server-sent events and other streams
+		// reach the client as they come, with a length or without.
+		FlushInterval: -1,
 	}
 	return ht
 }
@@ -126,6 +125,7 @@ func (u *Upstream) rewrite(ht *httpTarget, pr *httputil.ProxyRequest) {
 	// SetXForwarded takes the connection's peer; behind trusted proxies
 	// the client is the one Begin worked out.
 	out.Header.Set("X-Forwarded-For", handlers.ClientIP(pr.In))
+	out.Header.Add("Via", u.via)
 	for k, v := range u.opts.Headers {
 		if name, ok := strings.CutPrefix(k, "-"); ok {
 			out.Header.Del(name)

@@ -3,7 +3,9 @@ package upstream
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +89,10 @@ type Upstream struct {
 	// base serves with generic error pages (ServeHTTP).
 	base    *Handler
 	buffers bufferPool
+	// via is this Upstream's token in the Via header of what it sends: a
+	// request that comes back with it has looped (a target pointing at
+	// this server), and would loop until descriptors ran out.
+	via string
 
 	// ctx ends on Close: the health checks stop, a check under way too.
 	ctx       context.Context
@@ -206,12 +212,18 @@ func (u *Upstream) Snapshot() Status {
 	return s
 }
 
-// markFailed counts a failure of t and skips it for fail_timeout.
+// markFailed counts a failure of t and skips it for fail_timeout; the
+// log says so once per outage, not once per request or check.
 func (u *Upstream) markFailed(t *target, err error) {
 	t.failures.Add(1)
-	until := time.Now().Add(u.opts.failTimeout())
+	now := time.Now()
+	until := now.Add(u.opts.failTimeout())
+	lvl := slog.LevelDebug
+	if t.available(now.UnixNano()) {
+		lvl = slog.LevelWarn
+	}
 	t.skipUntil(until)
-	u.log.Warn("upstream: target failed; skipped", "target", t.Raw, "for", u.opts.failTimeout(), "error", err)
+	u.log.Log(context.Background(), lvl, "upstream: target failed; skipped", "target", t.Raw, "for", u.opts.failTimeout(), "error", err)
 	if u.opts.OnMarkDown != nil {
 		u.opts.OnMarkDown(t.Raw, until)
 	}
@@ -258,4 +270,10 @@ type Site struct {
 	Dispatch http.Handler
 	// MaxBodyBytes caps a FastCGI body without a length. Zero: 32 MiB.
 	MaxBodyBytes int64
+}
+
+func randomToken() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -607,3 +607,31 @@ func BenchmarkUpstream(b *testing.B) {
 		}
 	})
 }
+
+// TestLoop: a target that is this server answers 508 at the second pass
+// instead of proxying to itself until descriptors run out.
+func TestLoop(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := New(Options{Name: "loop", Targets: []string{"http://" + l.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var passes atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		passes.Add(1)
+		u.ServeHTTP(w, r)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close(); u.Close() })
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusLoopDetected || passes.Load() != 2 {
+		t.Errorf("status %d after %d passes, want 508 after 2", resp.StatusCode, passes.Load())
+	}
+}
