@@ -186,7 +186,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, rt.name, n.log, upstreamHooks{}); err != nil {
+	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, prev.upstreamSet(), rt.name, n.log, upstreamHooks{}); err != nil {
 		rt.close(prev)
 		return nil, err
 	}

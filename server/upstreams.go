@@ -22,8 +22,10 @@ type upstreamHooks struct {
 	onMarkDown func(upstreamName, target string, until time.Time)
 }
 
-// buildUpstreams starts every upstream of cfgs (their health checks too).
-func buildUpstreams(cfgs []UpstreamConfig, nodeName string, log *slog.Logger, hooks upstreamHooks) (*upstreamSet, error) {
+// buildUpstreams starts every upstream of cfgs (their health checks too);
+// one that replaces an upstream of prev of the same name keeps what prev
+// knew of their common targets, so a reload forgets no dead target.
+func buildUpstreams(cfgs []UpstreamConfig, prev *upstreamSet, nodeName string, log *slog.Logger, hooks upstreamHooks) (*upstreamSet, error) {
 	s := &upstreamSet{byName: map[string]*upstream.Upstream{}}
 	for _, c := range cfgs {
 		o := upstream.Options{
@@ -36,6 +38,7 @@ func buildUpstreams(cfgs []UpstreamConfig, nodeName string, log *slog.Logger, ho
 			name := c.Name
 			o.OnMarkDown = func(target string, until time.Time) { hooks.onMarkDown(name, target, until) }
 		}
+		o.Previous, _ = prev.lookup(c.Name)
 		u, err := upstream.New(o)
 		if err != nil {
 			s.close()
@@ -105,4 +108,12 @@ func (s *upstreamSet) close() {
 	for _, u := range s.list {
 		u.Close()
 	}
+}
+
+// upstreamSet is the runtime's upstreams; nil for no runtime.
+func (rt *runtime) upstreamSet() *upstreamSet {
+	if rt == nil {
+		return nil
+	}
+	return rt.upstreams
 }

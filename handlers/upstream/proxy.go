@@ -126,6 +126,11 @@ func (u *Upstream) rewrite(ht *httpTarget, pr *httputil.ProxyRequest) {
 	// the client is the one Begin worked out.
 	out.Header.Set("X-Forwarded-For", handlers.ClientIP(pr.In))
 	out.Header.Add("Via", u.via)
+	if u.opts.RequestID != nil {
+		if id := u.opts.RequestID(pr.In); id != "" {
+			out.Header.Set("X-Request-ID", id)
+		}
+	}
 	for k, v := range u.opts.Headers {
 		if name, ok := strings.CutPrefix(k, "-"); ok {
 			out.Header.Del(name)

@@ -63,6 +63,13 @@ type Options struct {
 	// FastCGIMaxConns bounds the connections to one FastCGI target
 	// (match php-fpm's pm.max_children). Zero: 16.
 	FastCGIMaxConns int
+	// Previous is the Upstream this one replaces on a reload: what it knew
+	// of the targets both have (skips, check verdicts, failure counts,
+	// other nodes' in-flight) carries over. Nil: a fresh start.
+	Previous *Upstream
+	// RequestID returns the request's ID, sent as X-Request-ID. Nil, or
+	// "": the client's X-Request-ID passes as sent.
+	RequestID func(r *http.Request) string
 	// OnMarkDown, when set, is told each time this node finds a target
 	// down (passively or by a check) and skips it until the time given, so
 	// the cluster can tell every node. MarkDown does not call it.
@@ -127,6 +134,8 @@ func New(o Options) (*Upstream, error) {
 		u.targets = append(u.targets, t)
 		u.byName[raw] = t
 	}
+	u.inherit(o.Previous)
+	u.opts.Previous = nil // not kept alive by its successor
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	u.base = u.Handler(Site{})
 	if o.Health != "" {
@@ -173,6 +182,23 @@ func (u *Upstream) MarkDown(target string, until time.Time) bool {
 		t.skipUntil(until)
 	}
 	return ok
+}
+
+// inherit takes over what prev knew of the targets both have.
+func (u *Upstream) inherit(prev *Upstream) {
+	if prev == nil {
+		return
+	}
+	for _, t := range u.targets {
+		p, ok := prev.byName[t.Raw]
+		if !ok {
+			continue
+		}
+		t.downUntil.Store(p.downUntil.Load())
+		t.unhealthy.Store(p.unhealthy.Load())
+		t.failures.Store(p.failures.Load())
+		t.remote.Store(p.remote.Load())
+	}
 }
 
 // SetRemoteInflight records n, the requests other nodes have in flight to

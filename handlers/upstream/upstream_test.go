@@ -635,3 +635,34 @@ func TestLoop(t *testing.T) {
 		t.Errorf("status %d after %d passes, want 508 after 2", resp.StatusCode, passes.Load())
 	}
 }
+
+// TestPrevious: an Upstream rebuilt on a reload still skips a target its
+// predecessor found down, and sends the node's request ID.
+func TestPrevious(t *testing.T) {
+	var gotID atomic.Value
+	a := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		gotID.Store(r.Header.Get("X-Request-ID"))
+		io.WriteString(w, "a")
+	})
+	b := named(t, "b")
+	old, err := New(Options{Name: "r", Targets: []string{a.URL, b.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.MarkDown(a.URL, time.Now().Add(time.Hour))
+	old.SetRemoteInflight(b.URL, 7)
+	old.Close()
+	_, fe := front(t, Options{Name: "r", Targets: []string{b.URL, a.URL}, Policy: First, Previous: old}, Site{})
+	if _, body, _ := get(t, fe.Client(), fe.URL+"/"); body != "b" {
+		t.Fatalf("got %q", body)
+	}
+	u, fe2 := front(t, Options{Name: "r", Targets: []string{a.URL}, Policy: First, Previous: old,
+		RequestID: func(*http.Request) string { return "id-1" }}, Site{})
+	if s := u.Snapshot(); s.Targets[0].Healthy {
+		t.Errorf("skip not inherited: %+v", s)
+	}
+	u.targets[0].downUntil.Store(0)
+	if _, body, _ := get(t, fe2.Client(), fe2.URL+"/", "X-Request-ID", "forged"); body != "a" || gotID.Load() != "id-1" {
+		t.Errorf("%q, X-Request-ID %v", body, gotID.Load())
+	}
+}
