@@ -46,8 +46,10 @@ func (u *Upstream) checkOne(t *target) {
 		return // closed meanwhile: the verdict means nothing
 	}
 	if err == nil {
+		// A target that answers its check takes requests at once, even
+		// one skipped after a failed request: the check is the fresher news.
+		t.downUntil.Store(0)
 		if t.unhealthy.Swap(false) {
-			t.downUntil.Store(0) // a target found up again takes requests at once
 			u.log.Info("upstream: target healthy again", "target", t.Raw)
 		}
 		return

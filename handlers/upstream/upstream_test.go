@@ -666,3 +666,16 @@ func TestPrevious(t *testing.T) {
 		t.Errorf("%q, X-Request-ID %v", body, gotID.Load())
 	}
 }
+
+// TestCheckClearsSkip: a target skipped after a failed request takes
+// requests again once its check passes, before fail_timeout ends.
+func TestCheckClearsSkip(t *testing.T) {
+	app := named(t, "app")
+	u, fe := front(t, Options{Name: "cs", Targets: []string{app.URL}, FailTimeout: time.Hour,
+		Health: "/", HealthInterval: 20 * time.Millisecond}, Site{})
+	u.targets[0].skipUntil(time.Now().Add(time.Hour))
+	eventually(t, "skip cleared by a check", func() bool { return u.Snapshot().Targets[0].Healthy })
+	if _, body, _ := get(t, fe.Client(), fe.URL+"/"); body != "app" {
+		t.Errorf("%q", body)
+	}
+}
