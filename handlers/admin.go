@@ -91,6 +91,9 @@ type Admin struct {
 	// Describe, when set, is asked for the sites and listeners on every
 	// page view instead of Sites and Listeners, so a reload shows at once.
 	Describe func() (sites []AdminSite, listeners []string)
+	// Upstreams returns the list /api/upstreams answers under "upstreams"
+	// (each upstream's targets and health); nil answers an empty list.
+	Upstreams func() any
 	// Version is shown on the status page.
 	Version string
 	// Logger gets reload results and failures; nil means slog.Default().
@@ -106,6 +109,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("/{$}", onlyMethod(http.MethodGet, http.HandlerFunc(s.page)))
 	mux.Handle("/static/", onlyMethod(http.MethodGet, s.static()))
 	mux.Handle("/api/cluster", onlyMethod(http.MethodGet, http.HandlerFunc(s.cluster)))
+	mux.Handle("/api/upstreams", onlyMethod(http.MethodGet, http.HandlerFunc(s.upstreams)))
 	mux.Handle("/metrics", onlyMethod(http.MethodGet, s.metrics()))
 	mux.Handle("/healthz", onlyMethod(http.MethodGet, http.HandlerFunc(s.healthz)))
 	// A web page the admin's browser visits must not be able to trigger a
@@ -147,6 +151,15 @@ func (s *adminServer) status() ClusterStatus {
 func (s *adminServer) cluster(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, s.status())
+}
+
+func (s *adminServer) upstreams(w http.ResponseWriter, r *http.Request) {
+	var list any = []any{}
+	if s.Upstreams != nil {
+		list = s.Upstreams()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"upstreams": list})
 }
 
 func (s *adminServer) healthz(w http.ResponseWriter, r *http.Request) {

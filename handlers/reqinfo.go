@@ -12,6 +12,7 @@ const (
 	KindTemplate = "template"
 	KindCGI      = "cgi"
 	KindProxy    = "proxy"
+	KindUpstream = "upstream"
 	KindRedirect = "redirect"
 	KindAdmin    = "admin"
 )

@@ -77,7 +77,7 @@ func nodeName(cfg *Config) string {
 
 // adminHandler builds the admin listener's handler.
 func (n *Node) adminHandler() *handlers.Admin {
-	return &handlers.Admin{
+	a := &handlers.Admin{
 		View:     n.clusterView(),
 		Draining: n.Draining,
 		Reload:   n.Reload,
@@ -86,6 +86,8 @@ func (n *Node) adminHandler() *handlers.Admin {
 		Version:  n.version,
 		Logger:   n.log,
 	}
+	a.Upstreams = func() any { return n.state.Load().upstreams.snapshot() }
+	return a
 }
 
 // clusterView is the cluster as this node sees it; without a cluster, the

@@ -31,6 +31,8 @@ type Config struct {
 	Session SessionConfig `toml:"session"`
 	Sites   []SiteConfig  `toml:"site"`
 	Cluster ClusterConfig `toml:"cluster"`
+	// Upstreams are the [[upstream]] application servers routes proxy to.
+	Upstreams []UpstreamConfig `toml:"-"` // decoded one by one onto DefaultUpstream
 
 	index keyIndex
 }
@@ -239,6 +241,62 @@ func DefaultRoute() RouteConfig {
 	return RouteConfig{AuthRealm: "restricted"}
 }
 
+// UpstreamConfig is one [[upstream]]: application servers a route's
+// `upstream` proxies to (see handlers/upstream).
+type UpstreamConfig struct {
+	// Name is what routes call the upstream; required and unique.
+	Name string `toml:"name"`
+	// Targets are "http://h:p", "https://h:p", "unix:/path.sock",
+	// "fastcgi://h:p" or "fastcgi+unix:/path.sock"; at least one.
+	Targets []string `toml:"targets"`
+	// Policy picks a target per request: least_loaded, round_robin,
+	// ip_hash, random or first.
+	Policy string `toml:"policy"`
+	// Health is a path checked with GET every health_interval (2xx-3xx is
+	// healthy); "" = passive health only.
+	Health string `toml:"health"`
+	// HealthInterval is the time between active checks.
+	HealthInterval time.Duration `toml:"health_interval"`
+	// FailTimeout is how long a target that refused or timed out is
+	// skipped (requests do not queue behind a dead application).
+	FailTimeout time.Duration `toml:"fail_timeout"`
+	// ConnectTimeout bounds a connect to a target.
+	ConnectTimeout time.Duration `toml:"connect_timeout"`
+	// Timeout bounds the wait for the response header (a frozen
+	// application gives 504 instead of holding the request).
+	Timeout time.Duration `toml:"timeout"`
+	// Retries is how many other targets an idempotent request is tried on
+	// when a connection fails before any response.
+	Retries int `toml:"retries"`
+	// StripPrefix is removed from the path before forwarding.
+	StripPrefix string `toml:"strip_prefix"`
+	// Headers are set on requests toward the target; "-Name" removes one.
+	Headers map[string]string `toml:"headers"`
+	// Root is the document root as a FastCGI server sees it (required
+	// with fastcgi targets): SCRIPT_FILENAME = root + script.
+	Root string `toml:"root"`
+	// Index is the FastCGI script for a path ending in /.
+	Index string `toml:"index"`
+	// Split ends SCRIPT_NAME (the rest is PATH_INFO) for FastCGI.
+	Split string `toml:"split"`
+	// Env holds extra FastCGI parameters.
+	Env map[string]string `toml:"env"`
+}
+
+// DefaultUpstream is an [[upstream]] with every key at its default.
+func DefaultUpstream() UpstreamConfig {
+	return UpstreamConfig{
+		Policy:         "least_loaded",
+		HealthInterval: 5 * time.Second,
+		FailTimeout:    10 * time.Second,
+		ConnectTimeout: 5 * time.Second,
+		Timeout:        60 * time.Second,
+		Retries:        1,
+		Index:          "index.php",
+		Split:          ".php",
+	}
+}
+
 // ClusterConfig is the [cluster] table.
 type ClusterConfig struct {
 	// Enabled turns clustering on (so do the -gossip and -join flags).
@@ -415,6 +473,8 @@ func (c *Config) decode(src string) ConfigErrors {
 			d.table(name, prim, dst)
 		case name == "site":
 			d.sites(prim)
+		case name == "upstream":
+			d.upstreams(prim)
 		default:
 			d.errs = append(d.errs, c.errAt(name, fmt.Sprintf("unknown key %q", name)))
 		}
@@ -477,6 +537,19 @@ func (d *decoder) routes(path string, prim toml.Primitive) []RouteConfig {
 		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
 	}
 	return out
+}
+
+func (d *decoder) upstreams(prim toml.Primitive) {
+	var tables []map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &tables); err != nil {
+		d.errs = append(d.errs, d.c.errAt("upstream", "upstream: must be an array of tables ([[upstream]])"))
+		return
+	}
+	for i, keys := range tables {
+		up := DefaultUpstream()
+		d.fields(fmt.Sprintf("upstream.%d", i), keys, &up)
+		d.c.Upstreams = append(d.c.Upstreams, up)
+	}
 }
 
 func (d *decoder) table(path string, prim toml.Primitive, dst any) {
@@ -662,5 +735,11 @@ func (s SiteConfig) RouteSpecs() []route.Spec {
 }
 
 // hasUpstream reports whether an [[upstream]] of that name is configured.
-// There is no [[upstream]] yet: every name a route gives is unknown.
-func (c *Config) hasUpstream(name string) bool { return false }
+func (c *Config) hasUpstream(name string) bool {
+	for _, u := range c.Upstreams {
+		if u.Name == name {
+			return true
+		}
+	}
+	return false
+}

@@ -83,6 +83,8 @@ type runtime struct {
 	accessRef *sharedLog
 	// runtimeRefs closes the runtime after its last request (retire.go).
 	runtimeRefs
+	// upstreams are the [[upstream]]s, closed with the runtime.
+	upstreams *upstreamSet
 }
 
 // Options for New.
@@ -198,9 +200,14 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 		rt.close()
 		return nil, err
 	}
+	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, prev.upstreamSet(), rt.name, n.log, upstreamHooks{}); err != nil {
+		rt.close()
+		return nil, err
+	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
 		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
-		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.hasUpstream}
+		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.hasUpstream,
+		upstreams: rt.upstreams}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
@@ -219,6 +226,7 @@ func (rt *runtime) close() {
 	for _, st := range rt.sites {
 		st.close()
 	}
+	rt.upstreams.close()
 	rt.accessRef.drop()
 }
 

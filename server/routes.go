@@ -134,16 +134,44 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 	case route.Respond:
 		st.respond(w, r, d.Status)
 		return r, false
-	case route.Upstream:
-		// No [[upstream]] exists yet and shoal check refuses the name, so
-		// a table never holds this; answer as for an upstream that is down.
-		st.errors.Serve(w, r, http.StatusBadGateway)
-		return r, false
 	}
 	if d.Changed {
 		r = withTarget(r, d.Path, d.Query)
 	}
+	if d.Action == route.Upstream {
+		st.proxyUpstream(w, r, d.Upstream)
+		return r, false
+	}
 	return r, true
+}
+
+// proxyUpstream sends r to the named upstream, through the cluster as
+// dynamic work (an upstream on every node is balanced like CGI), with the
+// body limits of the site.
+func (st *site) proxyUpstream(w http.ResponseWriter, r *http.Request, name string) {
+	h, ok := st.upstreams[name]
+	if !ok { // validation makes this impossible; a 502 rather than a panic
+		st.errors.Serve(w, r, http.StatusBadGateway)
+		return
+	}
+	if !st.limitBody(w, r) {
+		return
+	}
+	handlers.SetKind(r, handlers.KindUpstream)
+	if st.cluster == nil {
+		h.ServeHTTP(w, r)
+		return
+	}
+	st.cluster.serve(w, r, h, st.label, st.balance, true)
+}
+
+// checkedUser is the user a route's auth checked, for FastCGI's
+// REMOTE_USER and AUTH_TYPE.
+func checkedUser(r *http.Request) (string, string) {
+	if info := handlers.InfoFrom(r); info != nil && info.AuthType != "" {
+		return info.User, info.AuthType
+	}
+	return "", ""
 }
 
 // admit takes a token from each rate of the matching routes, or answers

@@ -12,6 +12,7 @@ import (
 
 	"shoal/handlers"
 	"shoal/handlers/route"
+	"shoal/handlers/upstream"
 )
 
 // site is one virtual host with its handler chain, built once per config.
@@ -44,6 +45,9 @@ type site struct {
 	headers http.Header // the site's extra response headers
 	// routes are the site's [[site.route]] rules (nil: none; routes.go).
 	routes *route.Table
+	// upstreams are the node's [[upstream]]s, answering with this site's
+	// error pages, by name.
+	upstreams map[string]http.Handler
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -65,6 +69,7 @@ type siteDeps struct {
 	balance   string
 	routes    *routeState
 	ids       *requestIDs
+	upstreams *upstreamSet
 	// hasUpstream reports whether an [[upstream]] of that name exists.
 	hasUpstream func(string) bool
 }
@@ -128,6 +133,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	if err := st.pages.Reload(); err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
 	}
+	st.upstreams = d.upstreams.forSite(upstream.Site{Errors: st.errors, Sessions: d.sessions, Dispatch: dispatch,
+		MaxBodyBytes: st.maxBody, User: checkedUser})
 	st.headers = canonicalHeaders(sc.Headers)
 	static, err := handlers.NewStatic(handlers.StaticOptions{
 		Root:           sc.Root,

@@ -12,8 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"shoal/handlers/route"
+	"shoal/handlers/upstream"
 )
 
 // Validate resolves relative paths and checks every value, returning all
@@ -27,6 +29,7 @@ func (c *Config) Validate() error {
 	v.log()
 	v.tls()
 	v.session()
+	v.upstreams()
 	for i := range c.Sites {
 		v.site(i, &c.Sites[i])
 	}
@@ -414,6 +417,65 @@ func (v *validator) cluster() {
 		u, err := url.Parse(k.val)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.fail(k.key, "must be an absolute http(s) URL, not %q", k.val)
+		}
+	}
+}
+
+// upstreams checks each [[upstream]]: a unique name, targets that parse,
+// a root for FastCGI, a known policy, positive durations.
+func (v *validator) upstreams() {
+	seen := map[string]bool{}
+	for i := range v.c.Upstreams {
+		u := &v.c.Upstreams[i]
+		key := func(k string) string { return fmt.Sprintf("upstream.%d.%s", i, k) }
+		switch {
+		case u.Name == "":
+			v.fail(key("name"), "required: routes name the upstream")
+		case seen[u.Name]:
+			v.fail(key("name"), "%q is already the name of another [[upstream]]", u.Name)
+		}
+		seen[u.Name] = true
+		if len(u.Targets) == 0 {
+			v.fail(key("targets"), "needs at least one target")
+		}
+		fastcgi := false
+		for _, t := range u.Targets {
+			e, err := upstream.ParseTarget(t)
+			if err != nil {
+				v.fail(key("targets"), "%v", err)
+			}
+			fastcgi = fastcgi || e.FastCGI
+		}
+		if fastcgi && u.Root == "" {
+			v.fail(key("root"), "a fastcgi target needs root: the document root as the FastCGI server sees it")
+		}
+		v.oneOf(key("policy"), u.Policy, upstream.Policies...)
+		for k, d := range map[string]time.Duration{"health_interval": u.HealthInterval, "fail_timeout": u.FailTimeout,
+			"connect_timeout": u.ConnectTimeout, "timeout": u.Timeout} {
+			if d <= 0 {
+				v.fail(key(k), "must be positive")
+			}
+		}
+		if u.Retries < 0 {
+			v.fail(key("retries"), "must not be negative")
+		}
+		if u.Health != "" && !strings.HasPrefix(u.Health, "/") {
+			v.fail(key("health"), "must be a path starting with /, not %q", u.Health)
+		}
+		if u.StripPrefix != "" && !strings.HasPrefix(u.StripPrefix, "/") {
+			v.fail(key("strip_prefix"), "must start with /, not %q", u.StripPrefix)
+		}
+		if u.Index == "" || strings.ContainsAny(u.Index, "/\\") {
+			v.fail(key("index"), "must be a plain file name, not %q", u.Index)
+		}
+		for name, value := range u.Headers {
+			n := strings.TrimPrefix(name, "-")
+			if n == "" || strings.ContainsAny(n, " :\t\r\n") {
+				v.fail(key("headers"), "invalid header name %q", name)
+			}
+			if strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+				v.fail(key("headers"), "header %q: control characters in the value", name)
+			}
 		}
 	}
 }

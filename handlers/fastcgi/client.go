@@ -27,6 +27,9 @@ type Client struct {
 	// IdleTimeout closes a connection unused this long instead of reusing
 	// it. Zero: 30s.
 	IdleTimeout time.Duration
+	// Dialed, when set, is told each connect's outcome (nil: connected),
+	// so an upstream can skip a target that refuses. Nil: nobody.
+	Dialed func(err error)
 
 	// mu guards idle, open and waiters.
 	mu   sync.Mutex
@@ -148,6 +151,9 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(ctx, c.Network, c.Address)
+	if c.Dialed != nil && ctx.Err() == nil {
+		c.Dialed(err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fastcgi: %w", err)
 	}

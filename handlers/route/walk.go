@@ -132,13 +132,15 @@ func (t *Table) walkOnce(req *Request, v *Vars, res *Result, exists Exists) (res
 }
 
 // tryFiles serves the first candidate that exists: the same path ends the
-// walk (the site's dispatch serves it), another path restarts it. None:
-// the last "=status" entry, else 404.
+// walk (the site's dispatch serves it), another path restarts it. As in
+// nginx, the last entry is the fallback, taken without a check (a front
+// controller an upstream runs need not be a file here), or a "=status".
 func (r *rule) tryFiles(v *Vars, groups []string, res *Result, exists Exists) (int, bool) {
 	for i := range r.tries {
 		p, q := splitTarget(r.tries[i].expand(v, groups), v.Query)
 		p = cleanKeepSlash(p)
-		if !exists(p) {
+		fallback := i == len(r.tries)-1 && r.tryStatus == 0
+		if !fallback && !exists(p) {
 			continue
 		}
 		if p == v.Path {

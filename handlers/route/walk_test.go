@@ -47,7 +47,7 @@ func TestResolveActions(t *testing.T) {
 		{"upstream", "/api/v1", "q", Result{Path: "/api/v1", Query: "q", Action: Upstream, Upstream: "app", Route: 3}},
 		{"front controller", "/wp/post/1", "p=2", Result{Path: "/index.php", Query: "p=2", Changed: true, Action: Upstream, Upstream: "app", Route: 7}},
 		{"try_files status", "/strict/x", "", Result{Path: "/strict/x", Action: Respond, Status: 403, Route: 5}},
-		{"try_files none: 404", "/d/x", "", Result{Path: "/d/x", Action: Respond, Status: 404, Route: 6}},
+		{"try_files fallback is the path itself", "/d/x", "", Result{Path: "/d/x", Route: -1}},
 		{"spa fallback", "/deep/link", "", Result{Path: "/index.html", Changed: true, Route: -1}},
 		{"spa file", "/app.js", "", Result{Path: "/app.js", Route: -1}},
 	}
@@ -65,6 +65,9 @@ func TestResolveActions(t *testing.T) {
 
 func TestResolveDirectoryCandidate(t *testing.T) {
 	tbl := mustCompile(t, []Spec{{Path: "/d/*", TryFiles: []string{"{path}/", "=404"}}})
+	if got, _ := tbl.Resolve(req("GET", "/d/none", ""), func(string) bool { return false }); got.Action != Respond || got.Status != 404 {
+		t.Fatalf("no candidate: %+v, want the =404", got)
+	}
 	got, err := tbl.Resolve(req("GET", "/d/docs", ""), func(p string) bool { return p == "/d/docs/" })
 	if err != nil || got.Path != "/d/docs/" || got.Action != NoAction {
 		t.Fatalf("got %+v, %v; want the directory served by its index", got, err)
