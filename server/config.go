@@ -48,6 +48,14 @@ type ServerConfig struct {
 	ShutdownGrace     time.Duration `toml:"shutdown_grace"`
 	DrainDelay        time.Duration `toml:"drain_delay"`
 	TrustedProxies    []string      `toml:"trusted_proxies"`
+	// MinSendRate is the slowest a client may accept a response, in bytes
+	// per second averaged over send_timeout of blocked writes; slower ones
+	// are cut (slow read). 0 = off.
+	MinSendRate Rate `toml:"min_send_rate"`
+	// MaxConnsPerIP caps the open connections of one client address on
+	// the http and https listeners; beyond it new ones are closed at once
+	// (one host cannot take every descriptor). 0 = no cap.
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 
 	// trusted is TrustedProxies parsed.
 	trusted []netip.Prefix
@@ -150,6 +158,8 @@ func Defaults() *Config {
 			MaxBodyBytes:      32 << 20,
 			ShutdownGrace:     30 * time.Second,
 			DrainDelay:        time.Second,
+			MinSendRate:       defaultMinSendRate,
+			MaxConnsPerIP:     defaultMaxConnsPerIP,
 		},
 		Log:     LogConfig{Access: "stdout", Format: "combined", Level: "info"},
 		TLS:     TLSConfig{MinVersion: "1.2"},
