@@ -218,6 +218,11 @@ type limitConn struct {
 	outer   time.Time     // the write deadline the server set
 	blocked time.Duration // time spent in writes in this window
 	sent    int64         // bytes written in this window
+	atEnd   bool          // the armed deadline is the window's end
+	// cut: a write timed out or was too slow; Close then resets the
+	// connection, so the kernel drops what is still queued for the
+	// client instead of trickling it out for minutes.
+	cut atomic.Bool
 }
 
 // errTooSlow: the client read slower than min_send_rate. It is a
@@ -228,6 +233,9 @@ var errTooSlow = fmt.Errorf("client below min_send_rate: %w", os.ErrDeadlineExce
 func (c *limitConn) Close() error {
 	if c.release != nil && c.released.CompareAndSwap(false, true) {
 		c.release()
+	}
+	if c.cut.Load() {
+		c.TCPConn.SetLinger(0)
 	}
 	return c.TCPConn.Close()
 }
@@ -256,8 +264,9 @@ func (c *limitConn) arm() time.Time {
 	defer c.mu.Unlock()
 	now := time.Now()
 	end := now.Add(c.window - c.blocked)
-	if !c.outer.IsZero() && c.outer.Before(end) {
-		end = c.outer
+	c.atEnd = true
+	if !c.outer.IsZero() && !c.outer.After(end) {
+		end, c.atEnd = c.outer, false
 	}
 	c.TCPConn.SetWriteDeadline(end)
 	return now
@@ -269,19 +278,27 @@ func (c *limitConn) arm() time.Time {
 func (c *limitConn) judge(start time.Time, n int64, err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	c.blocked += now.Sub(start)
+	c.blocked += time.Since(start)
 	c.sent += n
-	if c.blocked < c.window {
+	timedOut := err != nil && errors.Is(err, os.ErrDeadlineExceeded)
+	// A timer may fire a little before the clock says the window is
+	// over: the deadline armed says which one it was.
+	if c.blocked < c.window && !(timedOut && c.atEnd) {
+		if timedOut {
+			c.cut.Store(true)
+		}
 		return err
 	}
 	kept := c.sent >= int64(float64(c.rate)*c.window.Seconds())
 	c.blocked, c.sent = 0, 0
 	switch {
 	case !kept:
+		c.cut.Store(true)
 		return errTooSlow
-	case err != nil && errors.Is(err, os.ErrDeadlineExceeded) && (c.outer.IsZero() || now.Before(c.outer)):
+	case timedOut && c.atEnd:
 		return nil // the window's deadline, not the server's
+	case timedOut:
+		c.cut.Store(true)
 	}
 	return err
 }
