@@ -201,3 +201,25 @@ func runHostile(t *testing.T, c net.Conn, tc hostileCase) {
 		t.Fatalf("bad case: conn %q", tc.conn)
 	}
 }
+
+// TestHTTPS1KeepsTLSState: requests over HTTPS/1.1, which reach net/http
+// through the head rules as plain connections, still know they came over
+// TLS (HSTS is only sent then).
+func TestHTTPS1KeepsTLSState(t *testing.T) {
+	tn := startNode(t, "https = \"127.0.0.1:0\"\n\n[tls]\nself_signed = true\nhsts = \"max-age=60\"\n")
+	c, err := tls.Dial("tcp", tn.node.Addrs()["https"], &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Strict-Transport-Security") != "max-age=60" {
+		t.Errorf("HTTPS/1.1: %d, Strict-Transport-Security %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+}

@@ -47,11 +47,9 @@ func newHeadRules(maxHeader int64, log *slog.Logger) *headRules {
 }
 
 // handler answers the made-up requests and strips the header from all
-// others (a client cannot know the token, but may send the name). It
-// also gives requests over a tlsFront's HTTP/1.1 connections their r.TLS.
+// others (a client cannot know the token, but may send the name).
 func (hr *headRules) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		withTLSState(r)
 		if v, ok := r.Header[rejectHeader]; ok {
 			delete(r.Header, rejectHeader)
 			if status := hr.status(v); status != 0 {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -17,8 +16,8 @@ import (
 // directly, with no place to look at the heads it parses. A connection
 // that negotiated another protocol (h2) goes to net/http as the *tls.Conn
 // it wants, for its TLSNextProto. An HTTP/1.1 one goes as a tlsHTTP1Conn,
-// which net/http takes for plain TCP: ConnContext and the rules' handler
-// put its TLS state back on each request (r.TLS).
+// which net/http serves as any connection, taking r.TLS from its
+// ConnectionState method.
 type tlsFront struct {
 	ln        net.Listener
 	cfg       *tls.Config
@@ -28,21 +27,11 @@ type tlsFront struct {
 	errLog    *log.Logger
 }
 
-// tlsStateKey is the context key of a tlsHTTP1Conn's TLS state.
-type tlsStateKey struct{}
-
 // frontTLS sets srv up to take ln's connections through a tlsFront and
 // returns the listener srv must Serve; closing it (Shutdown) closes ln.
 func frontTLS(srv *http.Server, ln net.Listener, cfg *tls.Config, rules *headRules, lim serverLimits) net.Listener {
 	f := &tlsFront{ln: ln, cfg: cfg, handoff: newHandoffListener(ln.Addr()), rules: rules,
 		handshake: handshakeTimeout(lim), errLog: srv.ErrorLog}
-	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if hc, ok := c.(*tlsHTTP1Conn); ok {
-			state := hc.Conn.ConnectionState()
-			return context.WithValue(ctx, tlsStateKey{}, &state)
-		}
-		return ctx
-	}
 	go f.acceptLoop()
 	return &tlsFrontListener{handoffListener: f.handoff, ln: ln}
 }
@@ -57,16 +46,6 @@ func handshakeTimeout(lim serverLimits) time.Duration {
 		}
 	}
 	return d
-}
-
-// withTLSState gives r the TLS state its connection's context carries,
-// when net/http did not set it (a tlsHTTP1Conn).
-func withTLSState(r *http.Request) {
-	if r.TLS == nil {
-		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
-			r.TLS = st
-		}
-	}
 }
 
 type tlsFrontListener struct {
