@@ -53,8 +53,9 @@ type ServerConfig struct {
 	// are cut (slow read). 0 = off.
 	MinSendRate Rate `toml:"min_send_rate"`
 	// MaxConnsPerIP caps the open connections of one client address on
-	// the http and https listeners; beyond it new ones are closed at once
-	// (one host cannot take every descriptor). 0 = no cap.
+	// the http and https listeners (trusted_proxies and peers exempt);
+	// beyond it new ones are closed at once (one host cannot take every
+	// descriptor). 0 = no cap.
 	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 
 	// trusted is TrustedProxies parsed.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -82,6 +83,9 @@ func sendWindow(send time.Duration) time.Duration {
 // a node's listeners (server.max_conns_per_ip).
 type connLimiter struct {
 	log *slog.Logger
+	// exempt reports addresses the cap does not apply to (proxies and
+	// peers that carry many clients' requests); asked only at the cap.
+	exempt func(netip.Addr) bool
 
 	// mu guards ips.
 	mu  sync.Mutex
@@ -112,7 +116,7 @@ func (l *connLimiter) admit(ip netip.Addr, max int) bool {
 		e = &ipConns{}
 		l.ips[ip] = e
 	}
-	if max > 0 && e.open >= max {
+	if max > 0 && e.open >= max && (l.exempt == nil || !l.exempt(ip)) {
 		e.refused++
 		now := time.Now()
 		var refused int
@@ -141,14 +145,33 @@ func (l *connLimiter) release(ip netip.Addr) {
 	}
 }
 
-// open returns how many connections ip has open (for tests).
-func (l *connLimiter) open(ip netip.Addr) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e := l.ips[ip]; e != nil {
-		return e.open
+// capExempt: trusted_proxies and the cluster's peers carry the requests
+// of many clients over their connections, so max_conns_per_ip does not
+// apply to them.
+func (n *Node) capExempt(ip netip.Addr) bool {
+	for _, p := range n.state.Load().cfg.Server.Trusted() {
+		if p.Contains(ip) {
+			return true
+		}
 	}
-	return 0
+	c := n.cl.get()
+	if c == nil {
+		return false
+	}
+	for _, m := range c.Members() {
+		for _, a := range []string{m.Addr, m.PeerURL} {
+			if u, err := url.Parse(a); err == nil && u.Host != "" {
+				a = u.Host
+			}
+			if host, _, err := net.SplitHostPort(a); err == nil {
+				a = host
+			}
+			if peer, err := netip.ParseAddr(a); err == nil && peer.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // listener wraps ln so that each connection is counted against its

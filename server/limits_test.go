@@ -358,7 +358,7 @@ func closedAtOnce(c net.Conn, d time.Duration) bool {
 // https listeners together, a new connection from that address is closed
 // at once while other addresses are served; a closed one frees its place.
 func TestMaxConnsPerIP(t *testing.T) {
-	tn := startNode(t, "max_conns_per_ip = 4\nhttps = \"127.0.0.1:0\"\n\n[tls]\nself_signed = true\n")
+	tn := startNode(t, "max_conns_per_ip = 4\ntrusted_proxies = [\"127.0.0.3\"]\nhttps = \"127.0.0.1:0\"\n\n[tls]\nself_signed = true\n")
 	httpsAddr := tn.node.Addrs()["https"]
 	var held []net.Conn
 	for i := 0; i < 4; i++ {
@@ -375,6 +375,14 @@ func TestMaxConnsPerIP(t *testing.T) {
 	}
 	if resp, _ := tn.get("/index.html", ""); resp.StatusCode != 200 {
 		t.Fatalf("another address refused: %d", resp.StatusCode)
+	}
+	for i := 0; i < 6; i++ { // a trusted proxy carries many clients
+		c := dialFrom(t, "127.0.0.3", tn.addr)
+		fmt.Fprintf(c, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("trusted proxy's connection %d refused: %v", i+1, err)
+		}
 	}
 	held[0].Close()
 	deadline := time.Now().Add(5 * time.Second)

@@ -105,6 +105,7 @@ func New(load Loader, o Options) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.conns = newConnLimiter(n.log)
+	n.conns.exempt = n.capExempt
 	if n.level == nil {
 		n.level = new(slog.LevelVar)
 	}
