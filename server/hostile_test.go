@@ -78,7 +78,14 @@ var hostileCases = []hostileCase{
 	{name: "TE xchunked", send: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", want: []int{501}, conn: closed},
 	{name: "TE folded onto the next line", send: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n\r\nhello", want: []int{400}, conn: closed},
 
+	{name: "CL and TE in odd case", send: "POST / HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 5\r\ntransfer-encoding: Chunked\r\n\r\n0\r\n\r\n", want: []int{400}, conn: closed},
+	{name: "CL and TE with spaces", send: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding:   chunked  \r\n\r\n0\r\n\r\n", want: []int{400}, conn: closed},
+	{name: "TE with space before colon", send: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello", want: []int{400}, conn: closed},
+	{name: "CL as a list", send: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", want: []int{400}, conn: closed},
+
 	// Head syntax.
+	{name: "bare CR in a header value", send: "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", want: []int{400}, conn: closed},
+	{name: "header name with a space", send: "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", want: []int{400}, conn: closed},
 	{name: "obs-fold", send: "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n", want: []int{400}, conn: closed},
 	{name: "obs-fold with a tab", send: "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\tfolded\r\n\r\n", want: []int{400}, conn: closed},
 	{name: "bare LF", send: "GET /index.html HTTP/1.1\nHost: x\n\n", want: []int{200}, conn: kept},
