@@ -38,8 +38,9 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 // httpStarts returns where net/http, reading in as one connection, finds
-// each request, and where it stopped: at a request it refused, at an
-// upgrade (the connection may carry another protocol next) or at the end.
+// each request, and where it stopped: at a request it refused, just past
+// the start of one whose body it could not read, at the end, or (after an
+// upgrade, when the connection may carry another protocol) at the end.
 func httpStarts(in []byte) (starts []int, stop int) {
 	cr := &countReader{r: bytes.NewReader(in)}
 	br := bufio.NewReader(cr)
@@ -57,7 +58,7 @@ func httpStarts(in []byte) (starts []int, stop int) {
 			return starts, len(in)
 		}
 		if _, err := io.Copy(io.Discard, req.Body); err != nil {
-			return starts, len(in)
+			return starts, at + 1 // a broken body: nothing after is read
 		}
 	}
 }
