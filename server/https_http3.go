@@ -44,10 +44,13 @@ type http3Listener struct {
 	conn net.PacketConn
 	port int
 	done chan struct{}
-	// inflight counts the requests being handled: quic-go's Shutdown
-	// waits for every client to close its connection, which a client
-	// that went away never does, so Shutdown closes once this is 0.
+	// inflight counts the requests being handled and lastDone (unix
+	// nanoseconds) is when one last ended: quic-go's Shutdown waits for
+	// every client to close its connection, which a client that went away
+	// never does, so Shutdown closes once no request was in flight for a
+	// while.
 	inflight atomic.Int64
+	lastDone atomic.Int64
 }
 
 // startHTTP3 binds the UDP socket now, so a port in use is a start error,
@@ -87,19 +90,24 @@ func startHTTP3(o http3Options) (*http3Listener, error) {
 	return h, nil
 }
 
-// cancelWhenIdle calls cancel once no request is in flight, polling as
-// net/http's Shutdown does; a request that starts right after is refused
-// by the GOAWAY the shutdown sent first.
+// cancelWhenIdle calls cancel once no request was in flight for
+// http3Settle, polling as net/http's Shutdown does; a request that starts
+// meanwhile is refused by the GOAWAY the shutdown sent first.
 func (h *http3Listener) cancelWhenIdle(ctx context.Context, cancel context.CancelFunc) {
-	t := time.NewTicker(10 * time.Millisecond)
+	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	settled := time.Now().Add(http3Settle)
+	start := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if now.After(settled) && h.inflight.Load() == 0 {
+			since := start
+			if last := time.Unix(0, h.lastDone.Load()); last.After(since) {
+				since = last
+			}
+			quiet := now.Sub(since)
+			if h.inflight.Load() == 0 && quiet >= http3Settle {
 				cancel()
 				return
 			}
@@ -119,14 +127,20 @@ func (h *http3Listener) AltSvc() string {
 func (h *http3Listener) counted(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.inflight.Add(1)
-		defer h.inflight.Add(-1)
+		defer func() {
+			h.lastDone.Store(time.Now().UnixNano())
+			h.inflight.Add(-1)
+		}()
 		next.ServeHTTP(w, r)
 	})
 }
 
-// http3Settle is how long Shutdown leaves clients, after its GOAWAY, to
-// close their connections themselves before it closes the idle ones.
-const http3Settle = 100 * time.Millisecond
+// http3Settle is how long Shutdown waits with no request in flight (since
+// its GOAWAY, and since the last request ended) before it closes every
+// connection: clients that behave close theirs, and the last responses,
+// which may still sit in QUIC's send buffers when their handler returns,
+// reach their clients (closing discards what is not yet acknowledged).
+const http3Settle = time.Second
 
 // Shutdown sends GOAWAY, waits for requests in flight until ctx ends,
 // then closes every connection (a client that went away would otherwise
