@@ -289,6 +289,9 @@ func TestStaticListing(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff: a listing echoes file names", got)
+	}
 	if strings.Contains(body, "<script>") {
 		t.Error("file name not escaped")
 	}

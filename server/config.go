@@ -65,6 +65,16 @@ type ServerConfig struct {
 	DrainDelay time.Duration `toml:"drain_delay"`
 	// TrustedProxies lists the CIDRs (or single IPs) whose X-Forwarded-For is believed.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// MinSendRate is the slowest a client may accept a response, in bytes
+	// per second averaged over send_timeout of blocked writes; slower ones
+	// are cut (slow read). "" or 0 = off (the default, as SPEC; "1KiB/s"
+	// is what nginx users set).
+	MinSendRate Rate `toml:"min_send_rate"`
+	// MaxConnsPerIP caps the open connections of one client address on
+	// the http and https listeners (trusted_proxies and peers exempt);
+	// beyond it new ones are closed at once (one host cannot take every
+	// descriptor). 0 = no cap (the default, as SPEC).
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 
 	// trusted is TrustedProxies parsed.
 	trusted []netip.Prefix

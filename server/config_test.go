@@ -163,6 +163,16 @@ func TestConfigErrors(t *testing.T) {
 			want: []wantErr{{2, 1, "server.max_body_bytes"}},
 		},
 		{
+			name: "bad min_send_rate",
+			src:  "[server]\nmin_send_rate = \"1KiB\"\n",
+			want: []wantErr{{2, 1, "server.min_send_rate"}},
+		},
+		{
+			name: "negative max_conns_per_ip",
+			src:  "[server]\nmax_conns_per_ip = -1\n",
+			want: []wantErr{{2, 1, "server.max_conns_per_ip"}},
+		},
+		{
 			name: "negative size string",
 			src:  "[server]\nmax_header_bytes = \"-4KiB\"\n",
 			want: []wantErr{{2, 1, "server.max_header_bytes"}},
@@ -404,6 +414,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"max_body_bytes", s.MaxBodyBytes, server.Size(32 << 20)},
 		{"shutdown_grace", s.ShutdownGrace, 30 * time.Second},
 		{"drain_delay", s.DrainDelay, time.Second},
+		{"min_send_rate", s.MinSendRate, server.Rate(0)},
+		{"max_conns_per_ip", s.MaxConnsPerIP, 0},
 		{"log.access", cfg.Log.Access, "stdout"},
 		{"log.format", cfg.Log.Format, "combined"},
 		{"log.level", cfg.Log.Level, "info"},

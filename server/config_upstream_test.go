@@ -72,7 +72,7 @@ nope = 1
 `)
 	_, err := loadValid(path)
 	checkErrors(t, path, err, []wantErr{
-		{4, 1, `upstream.fail_timeout: a duration must be a string`},
+		{4, 1, `upstream.0.fail_timeout: must be a duration string`},
 		{5, 1, `unknown key "upstream.nope"`},
 	})
 }

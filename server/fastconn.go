@@ -32,6 +32,9 @@ type fastFront struct {
 	route   func(requestHead) fastAnswer
 	limits  serverLimits
 	log     *slog.Logger
+	// rules check every head the fast path hands to net/http, and those
+	// net/http reads after it (nil: none).
+	rules *headRules
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
@@ -131,6 +134,9 @@ const (
 const fastBufferSize = 4096
 
 type fastConn struct {
+	// conn is the counted connection (limits.go); tcp is its socket, which
+	// the fast path reads and writes directly.
+	conn     *limitConn
 	tcp      *net.TCPConn
 	br       *bufio.Reader
 	state    atomic.Int32
@@ -157,15 +163,20 @@ func (f *fastFront) acceptLoop() {
 		if err != nil {
 			return // the acceptor retries its own errors; this one means closed
 		}
-		tcp, ok := c.(*net.TCPConn)
+		lc, ok := c.(*limitConn)
 		if !ok {
-			f.handoff.give(c)
-			continue
+			tcp, isTCP := c.(*net.TCPConn)
+			if !isTCP {
+				f.handoff.give(c)
+				continue
+			}
+			lc = &limitConn{TCPConn: tcp} // not counted: no limiter in front
 		}
-		fc := &fastConn{tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+		tcp := lc.TCPConn
+		fc := &fastConn{conn: lc, tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
 			remote: tcp.RemoteAddr().String()}
 		if !f.track(fc) {
-			tcp.Close()
+			lc.Close()
 			continue
 		}
 		go f.serveConn(fc)
@@ -192,13 +203,16 @@ func (f *fastFront) forget(fc *fastConn) {
 func (f *fastFront) serveConn(fc *fastConn) {
 	for first := true; ; first = false {
 		n, err := f.readHead(fc, first)
+		if err == nil && int64(n) > f.limits.maxHeader {
+			err = errHandOff // the rules answer it: max_header_bytes is exact
+		}
 		if err != nil {
 			f.forget(fc)
 			if errors.Is(err, errHandOff) {
 				f.handOff(fc)
 				return
 			}
-			fc.tcp.Close()
+			fc.conn.Close()
 			return
 		}
 		head := fc.peek()[:n]
@@ -222,7 +236,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		fc.state.Store(connIdle)
 		if f.closing.Load() && fc.state.CompareAndSwap(connIdle, connClosed) {
 			f.forget(fc)
-			fc.tcp.Close()
+			fc.conn.Close()
 			return
 		}
 	}
@@ -349,15 +363,21 @@ func (f *fastFront) closeGracefully(fc *fastConn) {
 	fc.tcp.CloseWrite()
 	fc.tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	io.Copy(io.Discard, io.LimitReader(fc.tcp, 256<<10))
-	fc.tcp.Close()
+	fc.conn.Close()
 }
 
 // handOff gives the connection and what was read of it to net/http.
 func (f *fastFront) handOff(fc *fastConn) {
-	pending := append([]byte(nil), fc.peek()...)
+	pending := fc.peek()
 	// net/http sets the deadlines it wants; none of ours may linger.
 	fc.tcp.SetDeadline(time.Time{})
-	f.handoff.give(&replayConn{TCPConn: fc.tcp, pending: pending})
+	rc := &replayConn{limitConn: fc.conn}
+	if f.rules != nil {
+		rc.guard = f.rules.guard(pending, fc.conn, fc.remote)
+	} else {
+		rc.guard = &headGuard{src: fc.conn, state: guardBlind, buf: pending}
+	}
+	f.handoff.give(rc)
 }
 
 // shutdown stops taking connections, closes the idle ones and waits for
@@ -391,7 +411,7 @@ func (f *fastFront) closeIdle() int {
 	for fc := range f.conns {
 		if fc.state.CompareAndSwap(connIdle, connClosed) ||
 			fc.accepted.Before(old) && fc.state.CompareAndSwap(connNew, connClosed) {
-			fc.tcp.Close()
+			fc.conn.Close()
 			delete(f.conns, fc)
 		}
 	}
@@ -406,7 +426,7 @@ func (f *fastFront) close() {
 	defer f.mu.Unlock()
 	for fc := range f.conns {
 		fc.state.Store(connClosed)
-		fc.tcp.Close()
+		fc.conn.Close()
 		delete(f.conns, fc)
 	}
 }
@@ -450,34 +470,21 @@ func (l *handoffListener) Close() error {
 func (l *handoffListener) Addr() net.Addr { return l.addr }
 
 // replayConn is a connection handed to net/http: the bytes the fast path
-// already read come first. Embedding the *net.TCPConn keeps sendfile
-// (ReadFrom) and CloseWrite, which net/http looks for.
+// already read come first, and every request head passes the rules
+// (limits_head.go). Embedding the *limitConn keeps sendfile (ReadFrom)
+// and CloseWrite, which net/http looks for.
 type replayConn struct {
-	*net.TCPConn
-	pending []byte
+	*limitConn
+	guard *headGuard
 }
 
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.TCPConn.Read(p)
-}
+func (c *replayConn) Read(p []byte) (int, error) { return c.guard.Read(p) }
 
-// WriteTo keeps io.Copy from the connection (splice) from skipping the
-// replayed bytes.
+// WriteTo keeps io.Copy from the connection (splice, for a tunnelled
+// upgrade) from skipping the guard while it holds or watches bytes.
 func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	if len(c.pending) > 0 {
-		m, err := w.Write(c.pending)
-		n += int64(m)
-		c.pending = c.pending[m:]
-		if err != nil {
-			return n, err
-		}
+	if c.guard.passthrough() {
+		return c.TCPConn.WriteTo(w)
 	}
-	m, err := c.TCPConn.WriteTo(w)
-	return n + m, err
+	return io.Copy(w, struct{ io.Reader }{c.guard})
 }

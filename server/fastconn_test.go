@@ -279,6 +279,30 @@ func TestFastPathLongHeader(t *testing.T) {
 	}
 }
 
+// TestFastPathHeaderLimitExact: a head that fits the fast path's buffer
+// but not max_header_bytes is refused as net/http's path refuses it, and
+// one at the limit is answered by either.
+func TestFastPathHeaderLimitExact(t *testing.T) {
+	tn := startNodeIn(t, newFastSiteDir(t), "max_header_bytes = \"1KiB\"\n"+fastSiteConfig)
+	head := func(size int) string {
+		const start, end = "GET /tiny.txt HTTP/1.1\r\nHost: x\r\nX-Pad: ", "\r\n\r\n"
+		return start + strings.Repeat("a", size-len(start)-len(end)) + end
+	}
+	cases := []struct {
+		size int
+		want string
+	}{
+		{1024, "HTTP/1.1 200 OK"},
+		{1025, "HTTP/1.1 431 Request Header Fields Too Large"},
+		{3000, "HTTP/1.1 431 Request Header Fields Too Large"},
+	}
+	for _, tc := range cases {
+		if r := tn.roundTrip(head(tc.size), false); r.status != tc.want {
+			t.Errorf("%d-byte head with max_header_bytes 1KiB: %s, want %s", tc.size, r.status, tc.want)
+		}
+	}
+}
+
 // TestFastPathConnectionClose: "Connection: close" is answered with the
 // same header and the connection ends after the response.
 func TestFastPathConnectionClose(t *testing.T) {

@@ -43,6 +43,7 @@ type Node struct {
 	registry   *prometheus.Registry
 	cl         clusterRef   // the cluster once Run started it (server/cluster.go)
 	certs      *certManager // nil without an https listener
+	conns      *connLimiter // open connections per client address
 	http3      *http3Listener
 	altSvc     atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
 	h2fields   atomic.Pointer[h2Fields]
@@ -118,6 +119,8 @@ func New(load Loader, o Options) (*Node, error) {
 	if n.log == nil {
 		n.log = slog.Default()
 	}
+	n.conns = newConnLimiter(n.log)
+	n.conns.exempt = n.capExempt
 	if n.level == nil {
 		n.level = new(slog.LevelVar)
 	}
@@ -371,11 +374,13 @@ func (sv *serving) close() {
 type serverLimits struct {
 	readHeader, idle, send time.Duration
 	maxHeader              int64
+	minSendRate            int64
+	maxConnsPerIP          int
 }
 
 func limitsOf(sc ServerConfig) serverLimits {
 	return serverLimits{readHeader: sc.ReadHeaderTimeout, idle: sc.IdleTimeout, send: sc.SendTimeout,
-		maxHeader: int64(sc.MaxHeaderBytes)}
+		maxHeader: int64(sc.MaxHeaderBytes), minSendRate: int64(sc.MinSendRate), maxConnsPerIP: sc.MaxConnsPerIP}
 }
 
 type listenerSpec struct {
@@ -458,9 +463,16 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()
+	var rules *headRules
+	if sp.role != "admin" {
+		ln = n.conns.listener(ln, lim)
+		rules = newHeadRules(lim.maxHeader, n.log)
+		srv.Handler = rules.handler(srv.Handler)
+	}
 	if sp.fast && sp.tls == nil {
 		handoff := newHandoffListener(acc.ln.Addr())
 		sv.front = newFastFront(ln, handoff, lim, n.log, n.fastRoute)
+		sv.front.rules = rules
 		go sv.front.acceptLoop()
 		ln = handoff
 	}
@@ -474,7 +486,11 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		// The manager's config itself, not a clone: certificates and
 		// ticket keys follow its reloads. TLSConfig stays nil on the
 		// server, which still turns HTTP/2 on for "h2" connections.
-		ln = tls.NewListener(ln, sp.tls)
+		if rules != nil {
+			ln = frontTLS(srv, ln, sp.tls, rules, lim)
+		} else {
+			ln = tls.NewListener(ln, sp.tls)
+		}
 	}
 	go func() {
 		defer close(sv.done)

@@ -118,6 +118,9 @@ func (v *validator) server() {
 	if s.MaxBodyBytes <= 0 {
 		v.fail("server.max_body_bytes", "must be positive")
 	}
+	if s.MaxConnsPerIP < 0 {
+		v.fail("server.max_conns_per_ip", "must not be negative (0 = no cap)")
+	}
 	s.trusted = nil
 	for _, p := range s.TrustedProxies {
 		prefix, err := parsePrefix(p)
