@@ -32,7 +32,7 @@ type Config struct {
 	Sites   []SiteConfig  `toml:"site"`
 	Cluster ClusterConfig `toml:"cluster"`
 	// Upstreams are the [[upstream]] application servers routes proxy to.
-	Upstreams []UpstreamConfig `toml:"-"` // decoded one by one onto DefaultUpstream
+	Upstreams []UpstreamConfig `toml:"-" table:"upstream"` // decoded one by one onto DefaultUpstream
 
 	index keyIndex
 }

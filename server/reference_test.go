@@ -29,9 +29,10 @@ const referencePath = "../docs/configuration.md"
 // elementDefaults gives the default of one element of an array of tables:
 // a new [[table]] needs its DefaultX here, or its defaults read as zero.
 var elementDefaults = map[reflect.Type]func() any{
-	reflect.TypeFor[SiteConfig]():  func() any { return DefaultSite() },
-	reflect.TypeFor[CGIConfig]():   func() any { return DefaultCGI() },
-	reflect.TypeFor[RouteConfig](): func() any { return DefaultRoute() },
+	reflect.TypeFor[SiteConfig]():     func() any { return DefaultSite() },
+	reflect.TypeFor[CGIConfig]():      func() any { return DefaultCGI() },
+	reflect.TypeFor[RouteConfig]():    func() any { return DefaultRoute() },
+	reflect.TypeFor[UpstreamConfig](): func() any { return DefaultUpstream() },
 }
 
 const reloadDefault = "applied by SIGHUP or `POST /api/reload`; requests already running finish on the old config"

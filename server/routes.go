@@ -123,7 +123,10 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 		st.errors.Serve(w, r, http.StatusForbidden)
 		return r, false
 	}
-	if !st.admit(rq, w, r, d) || !st.authenticate(rq, w, r, d) {
+	// A peer proxied a hop here after its own walk: its buckets counted
+	// the request already (and told the others), so it is not counted
+	// twice. Auth runs again (from the cache) for the user's name.
+	if !rq.hop && !st.admit(rq, w, r, d) || !st.authenticate(rq, w, r, d) {
 		return r, false
 	}
 	switch d.Action {

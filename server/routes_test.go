@@ -73,8 +73,10 @@ func writeUsers(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.htpasswd"), []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"users.htpasswd", "admin.htpasswd"} { // admin: docs/routes.md's name
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
