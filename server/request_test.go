@@ -25,7 +25,7 @@ func FuzzReadFast(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	st := &site{trusted: trusted, access: &handlers.AccessLog{}}
+	st := &site{trusted: trusted, access: &handlers.AccessLog{}, ids: newRequestIDs()}
 	const remote = "10.1.2.3:4567"
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := headEnd(b)
@@ -47,6 +47,12 @@ func FuzzReadFast(f *testing.F) {
 		want.Proto = "HTTP/1.1"
 		var rq request
 		readFast(&rq, st, &h, remote, "HTTP/1.1", headBlock(h.lines))
+		// The full chain's ID comes from the same function, with the
+		// header net/http read (remote is a trusted proxy).
+		if sent := r.Header.Get("X-Request-Id"); validRequestID(sent) && rq.RequestID != sent {
+			t.Fatalf("request ID %q, want the trusted proxy's %q", rq.RequestID, sent)
+		}
+		want.RequestID = rq.RequestID
 		if rq.Entry != want {
 			t.Fatalf("fast path books differ from the full chain's for %q:\nfast %+v\nfull %+v", b[:n], rq.Entry, want)
 		}
