@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,12 +37,14 @@ var (
 )
 
 // conn is one HTTP/2 connection. Its goroutine (serve) reads frames and
-// answers what Fast can; handlers write from their own goroutines.
+// answers what Fast can; handlers encode their frames from their own
+// goroutines; one writer goroutine (out.go) writes them to the socket.
 //
 // Locks: mu guards stream state and both directions' flow control; wmu
-// guards the writer. mu may be taken while wmu is held (the writer reads
-// the client's frame size), never wmu while mu is: waits for window
-// release mu before they flush.
+// guards the frames gathering for the socket, never held across a socket
+// write. mu may be taken while wmu is held (encoding reads the client's
+// frame size), never wmu while mu is: waits for window release mu before
+// they flush.
 type conn struct {
 	srv      *Server
 	nc       net.Conn
@@ -55,14 +56,17 @@ type conn struct {
 	br       *bufio.Reader
 	fr       *http2.Framer
 
-	wmu      sync.Mutex
-	bw       *connWriter
-	wfr      *http2.Framer // writes into bw
-	hbuf     []byte        // header block scratch, under wmu
-	date     []byte        // encoded date field, under wmu
-	dateSec  int64
-	werr     error // the first write error: nothing more goes out
-	wpending bool  // bw holds frames not yet flushed
+	wmu     sync.Mutex
+	wcond   *sync.Cond // on wmu: the writer made progress or failed
+	bw      *connWriter
+	wfr     *http2.Framer // writes into bw
+	hbuf    []byte        // header block scratch, under wmu
+	date    []byte        // encoded date field, under wmu
+	dateSec int64
+	werr    error // the first write error: nothing more goes out
+	writing bool  // the writer goroutine runs
+	wqueued int64 // bytes ever encoded
+	wsent   int64 // bytes ever written to the socket
 
 	mu          sync.Mutex
 	cond        *sync.Cond // flow-control waiters; signalled on any change
@@ -114,6 +118,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, cs *tls.ConnectionStat
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.cond = sync.NewCond(&c.mu)
+	c.wcond = sync.NewCond(&c.wmu)
 	c.bw = &connWriter{c: c}
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -156,6 +161,11 @@ func (c *conn) serve() {
 		}
 		if err := c.process(f); err != nil {
 			c.connError(err)
+			return
+		}
+		if c.overQueued() {
+			c.srv.logger().Warn("h2: closing a connection that reads nothing", "remote", c.remote)
+			c.goAwayNow(http2.ErrCodeEnhanceYourCalm)
 			return
 		}
 	}
@@ -438,8 +448,7 @@ func (c *conn) goAwayNow(code http2.ErrCode) {
 	last := c.maxID
 	c.mu.Unlock()
 	c.writeLocked(func() error { return c.wfr.WriteGoAway(last, code, nil) })
-	c.flush()
-	c.nc.Close()
+	c.drainAndClose()
 }
 
 // goAway starts a graceful end: no new streams, the open ones finish, then
@@ -455,10 +464,11 @@ func (c *conn) goAway() {
 	last, idle := c.lastID, len(c.streams) == 0
 	c.mu.Unlock()
 	c.writeLocked(func() error { return c.wfr.WriteGoAway(last, http2.ErrCodeNo, nil) })
-	c.flush()
 	if idle {
-		c.nc.Close()
+		c.drainAndClose()
+		return
 	}
+	c.flush()
 }
 
 // close ends everything still running on the connection.
@@ -505,53 +515,6 @@ func (c *conn) disarmIdleLocked() {
 	}
 }
 
-// writeLocked runs fn with the writer; after a failed write nothing more
-// is written.
-func (c *conn) writeLocked(fn func() error) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	c.wpending = true
-	if err := fn(); err != nil {
-		c.failWrite(err)
-		return err
-	}
-	return nil
-}
-
-// failWrite records a write error and closes the connection, which wakes
-// the reader. Under wmu.
-func (c *conn) failWrite(err error) {
-	if c.werr == nil {
-		c.werr = fmt.Errorf("h2: writing to %s: %w", c.remote, err)
-		c.nc.Close()
-	}
-}
-
-// flush sends what the writer holds.
-func (c *conn) flush() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.flushLocked()
-}
-
-func (c *conn) flushLocked() error {
-	if c.werr != nil {
-		return c.werr
-	}
-	if !c.wpending {
-		return nil
-	}
-	c.wpending = false
-	if err := c.bw.Flush(); err != nil {
-		c.failWrite(err)
-		return c.werr
-	}
-	return nil
-}
-
 // resetStream resets stream id, open or not: an open one's handler sees
 // its body and writes fail.
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
@@ -563,60 +526,6 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 		return
 	}
 	c.writeRST(id, code)
-}
-
-// connWriter buffers frames for the socket. Its buffer comes from the
-// server's pool at the first write and goes back at each flush, so an
-// idle connection holds none (browsers keep many open). Every write to
-// the socket, a flush or a full buffer's, gets WriteTimeout. Under wmu.
-type connWriter struct {
-	c   *conn
-	buf []byte
-}
-
-const connWriteBuf = 16 << 10
-
-func (w *connWriter) Write(p []byte) (int, error) {
-	if w.buf == nil {
-		w.buf = w.c.srv.connBufs.get(connWriteBuf)
-	}
-	total := len(p)
-	for len(p) > 0 {
-		if len(w.buf) == 0 && len(p) >= cap(w.buf) {
-			return total, w.send(p) // large and nothing waiting: no copy
-		}
-		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
-		w.buf, p = w.buf[:len(w.buf)+n], p[n:]
-		if len(w.buf) == cap(w.buf) {
-			if err := w.send(w.buf); err != nil {
-				return total - len(p), err
-			}
-			w.buf = w.buf[:0]
-		}
-	}
-	return total, nil
-}
-
-// Flush sends what is buffered and gives the buffer back.
-func (w *connWriter) Flush() error {
-	if w.buf == nil {
-		return nil
-	}
-	err := w.send(w.buf)
-	w.c.srv.connBufs.put(w.buf)
-	w.buf = nil
-	return err
-}
-
-func (w *connWriter) send(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	if d := w.c.srv.WriteTimeout; d > 0 {
-		w.c.nc.SetWriteDeadline(time.Now().Add(d))
-	}
-	_, err := w.c.nc.Write(p)
-	return err
 }
 
 func (c *conn) writeRST(id uint32, code http2.ErrCode) {

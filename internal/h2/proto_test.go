@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,7 +22,7 @@ import (
 type rawConn struct {
 	mu   sync.Mutex // for tests that write from two goroutines
 	t    *testing.T
-	c    *tls.Conn
+	c    net.Conn
 	fr   *http2.Framer
 	henc *hpack.Encoder
 	hbuf bytes.Buffer

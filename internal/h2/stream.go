@@ -105,7 +105,7 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 		body = nil
 	}
 	n := int64(len(body))
-	if !c.takeWindow(n) {
+	if !c.fastRoom(len(body)+len(a.Header)+len(a.Extra)+64) || !c.takeWindow(n) {
 		return false
 	}
 	if a.Sent != nil {
@@ -116,7 +116,6 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 	if c.werr != nil {
 		return true
 	}
-	c.wpending = true
 	blk := appendStatus(c.hbuf[:0], a.Status)
 	blk = append(blk, c.dateField(time.Now())...)
 	blk = append(blk, a.Header...)
@@ -363,7 +362,6 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 	if !st.endSent || code == http2.ErrCodeNo {
 		st.endSent = true
 		if c.werr == nil {
-			c.wpending = true
 			if werr := c.wfr.WriteRSTStream(st.id, code); werr != nil {
 				c.failWrite(werr)
 			}
@@ -411,7 +409,7 @@ func (st *stream) handlerFinished() {
 	if stillSending {
 		// The response goes out on its own first: some clients (curl)
 		// drop a response whose RST_STREAM(NO_ERROR) came in the same read.
-		c.flush()
+		c.flushWait()
 		st.reset(http2.ErrCodeNo, errStreamClosed)
 	}
 	if st.body != nil {
@@ -426,10 +424,11 @@ func (st *stream) handlerFinished() {
 		c.armIdleLocked()
 	}
 	c.mu.Unlock()
-	c.flush()
 	if last && goingAway {
-		c.nc.Close()
+		c.drainAndClose()
+		return
 	}
+	c.flush()
 }
 
 // consumed returns window for n body bytes the handler read (or that were
@@ -653,13 +652,13 @@ func (c *conn) writeStreamData(st *stream, data []byte, end bool) error {
 func (c *conn) writeOnStream(st *stream, end bool, write func() error) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.waitRoomLocked()
 	if c.werr != nil {
 		return c.werr
 	}
 	if st.endSent {
 		return errStreamClosed
 	}
-	c.wpending = true
 	if err := write(); err != nil {
 		c.failWrite(err)
 		return err

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"sync"
 	"testing"
 )
 
-// TestConnWriter: frames reach the socket in order and whole, large ones
-// without a copy; after a flush the connection holds no buffer.
+// TestConnWriter: frames reach the socket in order and whole through the
+// writer goroutine; once written the connection holds no buffer.
 func TestConnWriter(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
@@ -17,21 +18,28 @@ func TestConnWriter(t *testing.T) {
 		b, _ := io.ReadAll(client)
 		got <- b
 	}()
-	w := &connWriter{c: &conn{srv: &Server{}, nc: server}}
+	c := &conn{srv: &Server{}, nc: server}
+	c.wcond = sync.NewCond(&c.wmu)
+	c.bw = &connWriter{c: c}
 	var want bytes.Buffer
 	for _, n := range []int{10, 100, connWriteBuf - 50, 200, 3 * connWriteBuf, 1} {
 		p := bytes.Repeat([]byte{byte(n)}, n)
 		want.Write(p)
-		if k, err := w.Write(p); k != n || err != nil {
-			t.Fatalf("Write(%d bytes) = %d, %v", n, k, err)
+		if err := c.writeLocked(func() error { _, err := c.bw.Write(p); return err }); err != nil {
+			t.Fatalf("Write(%d bytes): %v", n, err)
+		}
+		if n == 200 {
+			c.flush()
 		}
 	}
-	if err := w.Flush(); err != nil {
+	if err := c.flushWait(); err != nil {
 		t.Fatal(err)
 	}
-	if w.buf != nil {
-		t.Error("the buffer is kept after Flush")
+	c.wmu.Lock()
+	if c.bw.buf != nil {
+		t.Error("the buffer is kept after everything was written")
 	}
+	c.wmu.Unlock()
 	server.Close()
 	if b := <-got; !bytes.Equal(b, want.Bytes()) {
 		t.Fatalf("the socket got %d bytes, not the %d written in order", len(b), want.Len())
