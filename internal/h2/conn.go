@@ -56,6 +56,10 @@ type conn struct {
 	br       *bufio.Reader
 	fr       *http2.Framer
 
+	// The rates of what the client sends that costs us work; only the
+	// read loop uses them.
+	resets, pings, settings bucket
+
 	wmu     sync.Mutex
 	wcond   *sync.Cond // on wmu: the writer made progress or failed
 	bw      *connWriter
@@ -81,8 +85,35 @@ type conn struct {
 	goingAway   bool
 	lastID      uint32 // after GOAWAY: streams above it are refused
 	idleArmed   bool
+	idleSince   time.Time // since when no request came
+	active      bool      // a request came since idleSince was set
+	waiting     int       // streams waiting for send window
+	stalledAt   time.Time // when a stream first waited with no window update since; zero: not stalled
+	stallTimer  *time.Timer
 	resetIDs    [32]uint32 // the streams we reset last, whose late DATA is ignored
 	resetNext   int
+	peerResets  [32]uint32 // the streams the client reset last: any frame on them is STREAM_CLOSED
+	peerNext    int
+}
+
+// errCalm ends a connection whose client sends too much of what costs us
+// work and it nothing.
+var errCalm = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+
+// notePeerReset remembers that the client reset stream id. Under mu.
+func (c *conn) notePeerReset(id uint32) {
+	c.peerResets[c.peerNext] = id
+	c.peerNext = (c.peerNext + 1) % len(c.peerResets)
+}
+
+// wasPeerReset reports whether the client reset stream id lately. Under mu.
+func (c *conn) wasPeerReset(id uint32) bool {
+	for _, r := range c.peerResets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // noteReset remembers that we reset stream id. Under mu.
@@ -115,6 +146,10 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, cs *tls.ConnectionStat
 		initWin:   defaultWindow,
 		peerFrame: maxFrame,
 		recvWin:   connRecvWindow,
+		idleSince: time.Now(),
+		resets:    newBucket(resetBurst, resetRate),
+		pings:     newBucket(pingBurst, pingRate),
+		settings:  newBucket(settingsBurst, settingsRate),
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.cond = sync.NewCond(&c.mu)
@@ -232,11 +267,17 @@ func (c *conn) process(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
+		if !c.settings.take(time.Now()) {
+			return errCalm
+		}
 		return c.onSettings(f)
 	case *http2.WindowUpdateFrame:
 		return c.onWindowUpdate(f)
 	case *http2.PingFrame:
 		if !f.IsAck() {
+			if !c.pings.take(time.Now()) {
+				return errCalm
+			}
 			data := f.Data
 			c.writeLocked(func() error { return c.wfr.WritePing(true, data) })
 		}
@@ -277,6 +318,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 			c.mu.Lock()
 			delta := int64(s.Val) - c.initWin
 			c.initWin = int64(s.Val)
+			if delta > 0 {
+				c.stalledAt = time.Time{} // the window moved
+			}
 			for _, st := range c.streams {
 				st.sendWin += delta
 				if st.sendWin > 1<<31-1 {
@@ -303,6 +347,9 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	incr := int64(f.Increment)
+	if incr > 0 {
+		c.stalledAt = time.Time{} // the window moved
+	}
 	if f.StreamID == 0 {
 		if c.sendWin+incr > 1<<31-1 {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
@@ -330,9 +377,15 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 func (c *conn) onReset(f *http2.RSTStreamFrame) error {
+	if !c.resets.take(time.Now()) {
+		return errCalm // rapid reset (CVE-2023-44487)
+	}
 	c.mu.Lock()
 	st := c.streams[f.StreamID]
 	idle := st == nil && f.StreamID > c.maxID
+	if !idle {
+		c.notePeerReset(f.StreamID)
+	}
 	c.mu.Unlock()
 	if idle {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -354,6 +407,15 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	}
 	c.recvWin -= n
 	st := c.streams[id]
+	if c.wasPeerReset(id) && !c.wasReset(id) {
+		// RFC 9113 5.1: a frame on a stream the client reset is a stream
+		// error STREAM_CLOSED (the RST_STREAM we send makes the next
+		// ones ignored).
+		c.mu.Unlock()
+		c.returnConnWindow(n)
+		c.writeRST(id, http2.ErrCodeStreamClosed)
+		return nil
+	}
 	if st != nil && st.resetErr != nil || st == nil && c.wasReset(id) {
 		// Frames in flight after our RST_STREAM are ignored (RFC 9113
 		// 5.4.2); their bytes go back to the connection's window.
@@ -439,6 +501,9 @@ func (c *conn) connError(err error) {
 	} else if err == io.EOF {
 		code = http2.ErrCodeNo
 	}
+	if code == http2.ErrCodeEnhanceYourCalm {
+		c.srv.logger().Warn("h2: closing a connection flooding resets, PINGs or SETTINGS", "remote", c.remote)
+	}
 	c.goAwayNow(code)
 }
 
@@ -475,6 +540,9 @@ func (c *conn) goAway() {
 func (c *conn) close() {
 	c.mu.Lock()
 	c.closed = true
+	if c.stallTimer != nil {
+		c.stallTimer.Stop()
+	}
 	streams := make([]*stream, 0, len(c.streams))
 	for _, st := range c.streams {
 		streams = append(streams, st)
@@ -488,15 +556,24 @@ func (c *conn) close() {
 	c.nc.Close()
 }
 
-// armIdleLocked (re)starts the idle deadline when no stream is open: the
+// armIdleLocked sets the idle deadline when no stream is open: the
 // reader calls it before each wait for frames, a handler when the last
-// stream ends. Under mu.
+// stream ends. The deadline counts from the last request, so PINGs and
+// other frames that are not requests do not keep a connection open.
+// Under mu.
 func (c *conn) armIdleLocked() {
 	if c.srv.IdleTimeout <= 0 || len(c.streams) > 0 || c.closed {
 		return
 	}
+	if c.active {
+		c.active, c.idleArmed = false, false
+		c.idleSince = time.Now()
+	}
+	if c.idleArmed {
+		return
+	}
 	c.idleArmed = true
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	c.nc.SetReadDeadline(c.idleSince.Add(c.srv.IdleTimeout))
 }
 
 func (c *conn) armIdle() {
@@ -593,4 +670,39 @@ func (c *conn) dateField(now time.Time) []byte {
 		c.date = AppendField(c.date[:0], "date", now.UTC().Format(http.TimeFormat))
 	}
 	return c.date
+}
+
+// noteStallLocked records that a stream waits for window the client has
+// not opened, and starts the watch that closes the connection when the
+// window stays shut past WriteTimeout. Under mu.
+func (c *conn) noteStallLocked() {
+	d := c.srv.WriteTimeout
+	if d <= 0 || !c.stalledAt.IsZero() {
+		return
+	}
+	c.stalledAt = time.Now()
+	if c.stallTimer == nil {
+		c.stallTimer = time.AfterFunc(d, c.checkStall)
+	} else {
+		c.stallTimer.Reset(d)
+	}
+}
+
+// checkStall closes the connection with GOAWAY when its window has stayed
+// shut since a stream began to wait, WriteTimeout ago: resetting only the
+// streams would let the client open new ones, each holding a file.
+func (c *conn) checkStall() {
+	c.mu.Lock()
+	if c.closed || c.stalledAt.IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	if left := c.srv.WriteTimeout - time.Since(c.stalledAt); left > 0 {
+		c.stallTimer.Reset(left)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.srv.logger().Warn("h2: closing a connection whose window stayed shut", "remote", c.remote, "timeout", c.srv.WriteTimeout)
+	c.goAwayNow(http2.ErrCodeNo)
 }

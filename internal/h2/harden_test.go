@@ -1,10 +1,13 @@
 package h2
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -161,4 +164,224 @@ func TestPingFloodUnread(t *testing.T) {
 		}
 	}
 	waitUntil(t, 10*time.Second, "the connection is still served", func() bool { return ps.served.Load() == 1 })
+}
+
+// serverSettings reads the server's first SETTINGS.
+func (rc *rawConn) serverSettings() map[http2.SettingID]uint32 {
+	rc.t.Helper()
+	f := rc.waitFor("SETTINGS", func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && !s.IsAck() }).(*http2.SettingsFrame)
+	m := map[http2.SettingID]uint32{}
+	f.ForeachSetting(func(s http2.Setting) error { m[s.ID] = s.Val; return nil })
+	return m
+}
+
+// TestDefaultMaxStreams: a client is told it may open 100 streams at
+// once (nginx: 128), not 250.
+func TestDefaultMaxStreams(t *testing.T) {
+	ts := protoServer(t, &Server{})
+	rc := dialRaw(t, ts)
+	if got := rc.serverSettings()[http2.SettingMaxConcurrentStreams]; got != 100 {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want 100", got)
+	}
+}
+
+// TestStalledStreamsBudget: with its window shut, one connection gets at
+// most MaxStalledStreams handlers (each would hold an open file); the
+// streams past that are refused, not started.
+func TestStalledStreamsBudget(t *testing.T) {
+	var in, most atomic.Int32
+	release := make(chan struct{})
+	s := &Server{Logger: discardLogger()}
+	ts := newServer(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := in.Add(1)
+		defer in.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		w.Write(make([]byte, 64<<10)) // waits for window
+		<-release
+	}))
+	defer close(release)
+	rc := dialRaw(t, ts, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	rc.waitFor("the server's SETTINGS ack", func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && s.IsAck() })
+	const streams = 100
+	for i := range streams {
+		rc.get(uint32(2*i+1), "/big")
+	}
+	refused := 0
+	rc.waitFor("the refusals", func(f http2.Frame) bool {
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.ErrCode == http2.ErrCodeRefusedStream {
+			refused++
+		}
+		return refused == streams-32
+	})
+	if m := most.Load(); m > 32 {
+		t.Fatalf("%d handlers ran at once on a connection with a shut window, want at most 32", m)
+	}
+}
+
+// TestShutWindowClosesConnection: a connection whose client keeps the
+// window shut past WriteTimeout is closed with GOAWAY, not only its
+// streams reset (the client would open new ones).
+func TestShutWindowClosesConnection(t *testing.T) {
+	s := &Server{WriteTimeout: 300 * time.Millisecond, Logger: discardLogger()}
+	ts := newServer(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 64<<10))
+	}))
+	rc := dialRaw(t, ts, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	rc.c.SetDeadline(time.Now().Add(5 * time.Second))
+	rc.get(1, "/big")
+	rc.waitFor("GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok })
+	for {
+		if _, err := rc.fr.ReadFrame(); err != nil {
+			break // closed
+		}
+	}
+}
+
+// TestPingKeepsNoConnection: PINGs are not requests: a connection that
+// sends only PINGs is closed after IdleTimeout (net/http: the same).
+func TestPingKeepsNoConnection(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	ts := protoServer(t, &Server{IdleTimeout: idle})
+	rc := dialRaw(t, ts)
+	rc.c.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	for i := 0; ; i++ {
+		rc.fr.WritePing(false, [8]byte{byte(i)})
+		f := rc.waitFor("PING ack or GOAWAY", func(f http2.Frame) bool {
+			switch f := f.(type) {
+			case *http2.PingFrame:
+				return f.IsAck()
+			case *http2.GoAwayFrame:
+				return true
+			}
+			return false
+		})
+		if _, ok := f.(*http2.GoAwayFrame); ok {
+			break
+		}
+		if time.Since(start) > 4*idle {
+			t.Fatalf("still open after %v of PINGs with IdleTimeout %v", time.Since(start), idle)
+		}
+		time.Sleep(idle / 10) // activity, not synchronisation
+	}
+}
+
+// flood writes n copies of what frame writes, in one write.
+func (rc *rawConn) flood(n int, frame func(fr *http2.Framer, i int)) error {
+	var buf bytes.Buffer
+	fr := http2.NewFramer(&buf, nil)
+	for i := range n {
+		frame(fr, i)
+	}
+	_, err := rc.c.Write(buf.Bytes())
+	return err
+}
+
+// peaks samples the goroutine count and the heap until stop is closed.
+func peaks(stop <-chan struct{}) (goroutines *atomic.Int64, heap *atomic.Uint64, done <-chan struct{}) {
+	goroutines, heap = &atomic.Int64{}, &atomic.Uint64{}
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		var ms runtime.MemStats
+		for {
+			if g := int64(runtime.NumGoroutine()); g > goroutines.Load() {
+				goroutines.Store(g)
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > heap.Load() {
+				heap.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return goroutines, heap, ch
+}
+
+// TestFloods: each flood ends in GOAWAY(ENHANCE_YOUR_CALM) (or, for
+// CONTINUATION, the framer's own limit), with goroutines and memory
+// bounded while it lasts: rapid reset (CVE-2023-44487), CONTINUATION
+// (CVE-2024-27316), PING and SETTINGS floods.
+func TestFloods(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		code  http2.ErrCode
+		flood func(rc *rawConn) error
+	}{
+		{"rapid reset", http2.ErrCodeEnhanceYourCalm, func(rc *rawConn) error {
+			blk := getBlock("/wait")
+			return rc.flood(5000, func(fr *http2.Framer, i int) {
+				id := uint32(2*i + 1)
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+				fr.WriteRSTStream(id, http2.ErrCodeCancel)
+			})
+		}},
+		{"PING", http2.ErrCodeEnhanceYourCalm, func(rc *rawConn) error {
+			return rc.flood(5000, func(fr *http2.Framer, i int) { fr.WritePing(false, [8]byte{byte(i)}) })
+		}},
+		{"SETTINGS", http2.ErrCodeEnhanceYourCalm, func(rc *rawConn) error {
+			return rc.flood(5000, func(fr *http2.Framer, i int) { fr.WriteSettings() })
+		}},
+		{"CONTINUATION", 0, func(rc *rawConn) error {
+			blk := getBlock("/hello")
+			junk := AppendField(nil, "x-junk", strings.Repeat("j", 8000))
+			if err := rc.flood(1, func(fr *http2.Framer, i int) {
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true})
+			}); err != nil {
+				return err
+			}
+			for range 100 { // 100 writes of 50 frames of 8 KB: 40 MB if never stopped
+				if err := rc.flood(50, func(fr *http2.Framer, i int) { fr.WriteContinuation(1, false, junk) }); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := protoServer(t, &Server{Logger: discardLogger()})
+			rc := dialRaw(t, ts)
+			rc.serverSettings()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			baseG, baseHeap := runtime.NumGoroutine(), ms.HeapAlloc
+			stop := make(chan struct{})
+			g, heap, sampled := peaks(stop)
+			go tc.flood(rc) // fails once the server closes; the reader sees why
+			var code http2.ErrCode = 0xff
+			for code == 0xff {
+				f, err := rc.fr.ReadFrame()
+				if err != nil {
+					if tc.code == 0 {
+						break // the connection was closed: also an answer
+					}
+					t.Fatalf("no GOAWAY before: %v", err)
+				}
+				if ga, ok := f.(*http2.GoAwayFrame); ok {
+					code = ga.ErrCode
+				}
+			}
+			close(stop)
+			<-sampled
+			t.Logf("GOAWAY %v; peaks: %d goroutines more, heap %+d KiB", code, g.Load()-int64(baseG), (int64(heap.Load())-int64(baseHeap))>>10)
+			if tc.code != 0 && code != tc.code {
+				t.Errorf("GOAWAY %v, want %v", code, tc.code)
+			}
+			if tc.code == 0 && code == http2.ErrCodeNo {
+				t.Errorf("GOAWAY %v, want an error", code)
+			}
+			if extra := g.Load() - int64(baseG); extra > 100+20 {
+				t.Errorf("%d goroutines more during the flood, want at most MaxConcurrentStreams+20", extra)
+			}
+			if grew := int64(heap.Load()) - int64(baseHeap); grew > 48<<20 {
+				t.Errorf("the heap grew by %d MiB during the flood", grew>>20)
+			}
+		})
+	}
 }

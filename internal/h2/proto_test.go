@@ -256,6 +256,25 @@ func TestProtocolErrors(t *testing.T) {
 			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndStream: true, EndHeaders: true})
 			rc.waitGoAway(http2.ErrCodeCompression)
 		}},
+		{"DATA on a stream the client reset: STREAM_CLOSED", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/echo")
+			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+			rc.fr.WriteData(1, true, []byte("test"))
+			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
+		{"HEADERS on a stream the client reset: STREAM_CLOSED", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/echo")
+			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+			rc.get(1, "/hello")
+			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
+		{"HEADERS on an answered stream the client reset: STREAM_CLOSED", func(rc *rawConn) {
+			rc.get(1, "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+			rc.get(1, "/hello")
+			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
 		{"client reset ends the handler", func(rc *rawConn) {
 			rc.get(1, "/wait")
 			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)

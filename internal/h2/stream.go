@@ -49,6 +49,11 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.mu.Lock()
+	if c.wasPeerReset(id) && !c.wasReset(id) {
+		c.mu.Unlock()
+		c.writeRST(id, http2.ErrCodeStreamClosed) // RFC 9113 5.1: the client reset it
+		return nil
+	}
 	if st := c.streams[id]; st != nil {
 		c.mu.Unlock()
 		return c.onTrailers(st, f)
@@ -58,15 +63,19 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 5.1.1
 	}
 	c.maxID = id
+	c.active = true
 	refuse := c.goingAway && id > c.lastID || uint32(len(c.streams)) >= c.srv.maxStreams()
+	// A stream that would wait for a shut window holds its handler's
+	// file: only so many may.
+	max := c.srv.maxStalled()
+	stalled := c.waiting >= max || (c.sendWin <= 0 || c.initWin <= 0) && len(c.streams) >= max
 	c.mu.Unlock()
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.writeRST(id, http2.ErrCodeProtocol) // RFC 9113 5.3.1: no stream depends on itself
 		return nil
 	}
 	if refuse {
-		c.writeRST(id, http2.ErrCodeRefusedStream)
-		return nil
+		return c.refuse(id)
 	}
 	if f.Truncated {
 		c.sendSimple(id, http.StatusRequestHeaderFieldsTooLarge, !f.StreamEnded())
@@ -75,12 +84,26 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if c.srv.Fast != nil && f.StreamEnded() && c.tryFast(id, f) {
 		return nil
 	}
+	if stalled {
+		return c.refuse(id)
+	}
 	req, declared, err := c.newRequest(f)
 	if err != nil {
 		c.writeRST(id, http2.ErrCodeProtocol)
 		return nil
 	}
 	c.start(id, req, declared, f.StreamEnded())
+	return nil
+}
+
+// refuse answers a new stream with REFUSED_STREAM (the client may retry
+// it); refusals count with resets, so a client that keeps opening what is
+// refused is told to calm down.
+func (c *conn) refuse(id uint32) error {
+	if !c.resets.take(time.Now()) {
+		return errCalm
+	}
+	c.writeRST(id, http2.ErrCodeRefusedStream)
 	return nil
 }
 
@@ -421,6 +444,7 @@ func (st *stream) handlerFinished() {
 	last := len(c.streams) == 0
 	goingAway := c.goingAway
 	if last && !goingAway {
+		c.active = true // idle from now on
 		c.armIdleLocked()
 	}
 	c.mu.Unlock()
@@ -469,9 +493,14 @@ func (st *stream) consumed(n int64) {
 // what there is (at most one frame).
 func (st *stream) reserve(want int) (int, error) {
 	c := st.c
-	flushed := false
+	flushed, waited := false, false
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() { // under mu: runs before the Unlock
+		if waited {
+			c.waiting--
+		}
+	}()
 	for {
 		switch {
 		case st.resetErr != nil:
@@ -493,6 +522,11 @@ func (st *stream) reserve(want int) (int, error) {
 			flushed = true
 			continue
 		}
+		if !waited {
+			waited = true
+			c.waiting++
+		}
+		c.noteStallLocked()
 		c.cond.Wait()
 	}
 }
