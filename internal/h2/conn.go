@@ -87,6 +87,7 @@ type conn struct {
 	idleArmed   bool
 	idleSince   time.Time // since when no request came
 	active      bool      // a request came since idleSince was set
+	lingering   int       // streams answered whose client side is open
 	waiting     int       // streams waiting for send window
 	stalledAt   time.Time // when a stream first waited with no window update since; zero: not stalled
 	stallTimer  *time.Timer
@@ -95,6 +96,9 @@ type conn struct {
 	peerResets  [32]uint32 // the streams the client reset last: any frame on them is STREAM_CLOSED
 	peerNext    int
 }
+
+// openLocked is the number of streams with a handler. Under mu.
+func (c *conn) openLocked() int { return len(c.streams) - c.lingering }
 
 // errCalm ends a connection whose client sends too much of what costs us
 // work and it nothing.
@@ -290,7 +294,7 @@ func (c *conn) process(f http2.Frame) error {
 		if c.lastID == 0 || c.lastID > c.maxID {
 			c.lastID = c.maxID
 		}
-		idle := len(c.streams) == 0
+		idle := c.openLocked() == 0
 		c.mu.Unlock()
 		if idle {
 			return io.EOF
@@ -366,8 +370,14 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return nil // a closed stream: ignored
 	}
 	if st.sendWin+incr > 1<<31-1 {
+		lingering := st.lingering
+		c.forgetLocked(st)
 		c.mu.Unlock()
-		st.reset(http2.ErrCodeFlowControl, errStreamClosed)
+		if lingering { // its response ended: reset cannot send
+			c.writeRST(st.id, http2.ErrCodeFlowControl)
+		} else {
+			st.reset(http2.ErrCodeFlowControl, errStreamClosed)
+		}
 		c.mu.Lock()
 		return nil
 	}
@@ -385,6 +395,10 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	idle := st == nil && f.StreamID > c.maxID
 	if !idle {
 		c.notePeerReset(f.StreamID)
+	}
+	if st != nil && st.lingering {
+		c.forgetLocked(st)
+		st = nil
 	}
 	c.mu.Unlock()
 	if idle {
@@ -414,6 +428,10 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		c.mu.Unlock()
 		c.returnConnWindow(n)
 		c.writeRST(id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	if st != nil && st.lingering {
+		c.onLingeringData(st, f, n)
 		return nil
 	}
 	if st != nil && st.resetErr != nil || st == nil && c.wasReset(id) {
@@ -526,7 +544,7 @@ func (c *conn) goAway() {
 	}
 	c.goingAway = true
 	c.lastID = c.maxID
-	last, idle := c.lastID, len(c.streams) == 0
+	last, idle := c.lastID, c.openLocked() == 0
 	c.mu.Unlock()
 	c.writeLocked(func() error { return c.wfr.WriteGoAway(last, http2.ErrCodeNo, nil) })
 	if idle {
@@ -562,7 +580,7 @@ func (c *conn) close() {
 // other frames that are not requests do not keep a connection open.
 // Under mu.
 func (c *conn) armIdleLocked() {
-	if c.srv.IdleTimeout <= 0 || len(c.streams) > 0 || c.closed {
+	if c.srv.IdleTimeout <= 0 || c.openLocked() > 0 || c.closed {
 		return
 	}
 	if c.active {

@@ -275,6 +275,38 @@ func TestProtocolErrors(t *testing.T) {
 			rc.get(1, "/hello")
 			rc.waitReset(1, http2.ErrCodeStreamClosed)
 		}},
+		{"answered before its body: the next DATA gets NO_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteData(1, false, []byte("more"))
+			rc.waitReset(1, http2.ErrCodeNo)
+		}},
+		{"answered before its body: a body over Content-Length is still PROTOCOL_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/hello", "content-length", "1")
+			rc.waitResponse(1)
+			rc.fr.WriteData(1, true, []byte("test"))
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
+		{"answered before its END_STREAM: window overflow is still FLOW_CONTROL_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteWindowUpdate(1, 1<<31-1)
+			rc.fr.WriteWindowUpdate(1, 1<<31-1)
+			rc.waitReset(1, http2.ErrCodeFlowControl)
+		}},
+		{"answered before its END_STREAM: the empty END_STREAM closes it quietly", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteData(1, true, nil)
+			rc.fr.WritePing(false, [8]byte{9})
+			rc.waitFor("PING ack", func(f http2.Frame) bool {
+				if r, ok := f.(*http2.RSTStreamFrame); ok {
+					t.Errorf("stream %d reset: %v", r.StreamID, r.ErrCode)
+				}
+				p, ok := f.(*http2.PingFrame)
+				return ok && p.IsAck()
+			})
+		}},
 		{"client reset ends the handler", func(rc *rawConn) {
 			rc.get(1, "/wait")
 			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)

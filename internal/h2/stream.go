@@ -34,6 +34,7 @@ type stream struct {
 	gotLen      int64
 	remoteDone  bool  // the client's END_STREAM came
 	handlerDone bool  // the handler returned and the response is out
+	lingering   bool  // half-closed (local): answered, the client's side still open
 	resetErr    error // set once the stream is reset, by either side
 	wdTimer     *time.Timer
 
@@ -55,6 +56,14 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if st := c.streams[id]; st != nil {
+		if st.lingering { // trailers after the response: the stream is done
+			c.forgetLocked(st)
+			c.mu.Unlock()
+			if !f.StreamEnded() {
+				c.writeRST(id, http2.ErrCodeProtocol)
+			}
+			return nil
+		}
 		c.mu.Unlock()
 		return c.onTrailers(st, f)
 	}
@@ -64,11 +73,11 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	c.maxID = id
 	c.active = true
-	refuse := c.goingAway && id > c.lastID || uint32(len(c.streams)) >= c.srv.maxStreams()
+	refuse := c.goingAway && id > c.lastID || uint32(len(c.streams)) >= c.srv.maxStreams() // lingering ones count (RFC 9113 5.1.2)
 	// A stream that would wait for a shut window holds its handler's
 	// file: only so many may.
 	max := c.srv.maxStalled()
-	stalled := c.waiting >= max || (c.sendWin <= 0 || c.initWin <= 0) && len(c.streams) >= max
+	stalled := c.waiting >= max || (c.sendWin <= 0 || c.initWin <= 0) && c.openLocked() >= max
 	c.mu.Unlock()
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.writeRST(id, http2.ErrCodeProtocol) // RFC 9113 5.3.1: no stream depends on itself
@@ -429,19 +438,25 @@ func (st *stream) handlerFinished() {
 		st.wdTimer.Stop()
 	}
 	c.mu.Unlock()
-	if stillSending {
-		// The response goes out on its own first: some clients (curl)
-		// drop a response whose RST_STREAM(NO_ERROR) came in the same read.
-		c.flushWait()
-		st.reset(http2.ErrCodeNo, errStreamClosed)
-	}
 	if st.body != nil {
 		st.body.Close()
 	}
 	st.cancel()
 	c.mu.Lock()
-	delete(c.streams, st.id)
-	last := len(c.streams) == 0
+	if stillSending && !st.remoteDone && st.resetErr == nil && !c.closed {
+		// Half-closed (local): the stream stays, without its handler,
+		// until the client ends or resets it; its next DATA gets
+		// RST_STREAM(NO_ERROR) (RFC 9113 8.1). Resetting it here would
+		// race frames the client sent before it saw the response: a
+		// WINDOW_UPDATE overflow or a body longer than its
+		// Content-Length would go unanswered. It counts against the
+		// client's MaxConcurrentStreams, not against idleness.
+		st.lingering = true
+		c.lingering++
+	} else {
+		delete(c.streams, st.id)
+	}
+	last := c.openLocked() == 0
 	goingAway := c.goingAway
 	if last && !goingAway {
 		c.active = true // idle from now on
@@ -451,6 +466,33 @@ func (st *stream) handlerFinished() {
 	if last && goingAway {
 		c.drainAndClose()
 		return
+	}
+	c.flush()
+}
+
+// forgetLocked drops a lingering stream. Under mu.
+func (c *conn) forgetLocked(st *stream) {
+	if st.lingering && c.streams[st.id] == st {
+		delete(c.streams, st.id)
+		c.lingering--
+	}
+}
+
+// onLingeringData ends a half-closed (local) stream that got DATA: a
+// body longer or shorter than its Content-Length is a PROTOCOL_ERROR as
+// on an open stream, more of a body nobody reads gets NO_ERROR. Under
+// mu, which it releases.
+func (c *conn) onLingeringData(st *stream, f *http2.DataFrame, n int64) {
+	st.gotLen += int64(len(f.Data()))
+	bad := st.declaredLen >= 0 && (st.gotLen > st.declaredLen || f.StreamEnded() && st.gotLen != st.declaredLen)
+	c.forgetLocked(st)
+	c.mu.Unlock()
+	c.returnConnWindow(n)
+	switch {
+	case bad:
+		c.writeRST(st.id, http2.ErrCodeProtocol)
+	case !f.StreamEnded():
+		c.writeRST(st.id, http2.ErrCodeNo)
 	}
 	c.flush()
 }
