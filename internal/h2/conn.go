@@ -187,7 +187,7 @@ func (c *conn) serve() {
 		return
 	}
 	for {
-		if c.br.Buffered() == 0 {
+		if !c.frameBuffered() {
 			c.flush() // a batch of requests is answered: send it
 			c.armIdle()
 		}
@@ -208,6 +208,19 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// frameBuffered reports whether a whole frame is read already, so the
+// next ReadFrame will not wait for the client: what was answered so far
+// may wait for the next answers and leave with them. A frame cut across
+// two reads must not hold back the answers before it.
+func (c *conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < 9 {
+		return false
+	}
+	hdr, _ := c.br.Peek(9)
+	return n >= 9+(int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
 }
 
 func (c *conn) readPreface() bool {
