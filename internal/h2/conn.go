@@ -628,6 +628,10 @@ func (c *conn) disarmIdleLocked() {
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	st := c.streams[id]
+	if st != nil && st.lingering { // its response ended: st.reset cannot send
+		c.forgetLocked(st)
+		st = nil
+	}
 	c.mu.Unlock()
 	if st != nil {
 		st.reset(code, errStreamClosed)

@@ -294,6 +294,13 @@ func TestProtocolErrors(t *testing.T) {
 			rc.fr.WriteWindowUpdate(1, 1<<31-1)
 			rc.waitReset(1, http2.ErrCodeFlowControl)
 		}},
+		{"answered before its END_STREAM: a WINDOW_UPDATE of 0 is still PROTOCOL_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.AllowIllegalWrites = true
+			rc.fr.WriteWindowUpdate(1, 0)
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
 		{"answered before its END_STREAM: the empty END_STREAM closes it quietly", func(rc *rawConn) {
 			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
 			rc.waitResponse(1)

@@ -40,6 +40,7 @@ type stream struct {
 
 	// Under c.wmu.
 	endSent bool // END_STREAM or RST_STREAM went out: nothing more may
+	closed  bool // RST_STREAM went out, or the stream ended without one
 }
 
 // onHeaders starts a stream, answers it at once when Fast can, or takes
@@ -389,10 +390,13 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 		st.resetErr = err // before the frame: DATA from now on is ignored
 	}
 	c.noteReset(st.id)
+	clientOpen := !st.remoteDone
 	c.mu.Unlock()
 	c.wmu.Lock()
-	if !st.endSent || code == http2.ErrCodeNo {
-		st.endSent = true
+	// After our END_STREAM the stream is half-closed (local): while the
+	// client's side is open, an error on it still gets RST_STREAM.
+	if !st.closed && (!st.endSent || clientOpen) {
+		st.endSent, st.closed = true, true
 		if c.werr == nil {
 			if werr := c.wfr.WriteRSTStream(st.id, code); werr != nil {
 				c.failWrite(werr)
@@ -418,7 +422,7 @@ func (st *stream) abort(err error) {
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.wmu.Lock()
-	st.endSent = true
+	st.endSent, st.closed = true, true
 	c.wmu.Unlock()
 	if st.body != nil {
 		st.body.closeWithError(err, nil)
