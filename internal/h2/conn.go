@@ -462,7 +462,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		}
 		c.returnConnWindow(n)
 		if st != nil {
-			st.reset(http2.ErrCodeStreamClosed, errStreamClosed)
+			st.closedFrame()
 		} else {
 			c.writeRST(id, http2.ErrCodeStreamClosed)
 		}

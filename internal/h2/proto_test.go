@@ -314,6 +314,11 @@ func TestProtocolErrors(t *testing.T) {
 				return ok && p.IsAck()
 			})
 		}},
+		{"HEADERS after END_STREAM: STREAM_CLOSED for the connection", func(rc *rawConn) {
+			rc.get(1, "/wait")
+			rc.get(1, "/wait")
+			rc.waitGoAway(http2.ErrCodeStreamClosed)
+		}},
 		{"client reset ends the handler", func(rc *rawConn) {
 			rc.get(1, "/wait")
 			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)

@@ -361,8 +361,11 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 	bad := st.declaredLen >= 0 && st.gotLen != st.declaredLen
 	c.mu.Unlock()
 	if done {
-		st.reset(http2.ErrCodeStreamClosed, errStreamClosed)
-		return nil
+		// HEADERS after the client's END_STREAM: a stream error would
+		// do while the stream is half-closed, a connection error once it
+		// is closed; the handler may not have let go of it yet, so both
+		// get the connection error (RFC 9113 5.4.1 allows it).
+		return http2.ConnectionError(http2.ErrCodeStreamClosed)
 	}
 	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || bad || st.body == nil {
 		st.reset(http2.ErrCodeProtocol, errStreamClosed)
@@ -382,8 +385,9 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 }
 
 // reset ends the stream with RST_STREAM code; err is what the handler's
-// writes and reads fail with from now on.
-func (st *stream) reset(code http2.ErrCode, err error) {
+// writes and reads fail with from now on. It reports whether the frame
+// went out: not on a stream already reset, nor on one both sides ended.
+func (st *stream) reset(code http2.ErrCode, err error) bool {
 	c := st.c
 	c.mu.Lock()
 	if st.resetErr == nil {
@@ -395,7 +399,8 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 	c.wmu.Lock()
 	// After our END_STREAM the stream is half-closed (local): while the
 	// client's side is open, an error on it still gets RST_STREAM.
-	if !st.closed && (!st.endSent || clientOpen) {
+	sent := !st.closed && (!st.endSent || clientOpen)
+	if sent {
 		st.endSent, st.closed = true, true
 		if c.werr == nil {
 			if werr := c.wfr.WriteRSTStream(st.id, code); werr != nil {
@@ -406,6 +411,16 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 	c.wmu.Unlock()
 	c.flush()
 	st.abort(err)
+	return sent
+}
+
+// closedFrame answers a frame on a stream both sides ended whose handler
+// has not yet let go of it: a stream error STREAM_CLOSED (RFC 9113 5.1),
+// as it gets once the stream is gone.
+func (st *stream) closedFrame() {
+	if !st.reset(http2.ErrCodeStreamClosed, errStreamClosed) {
+		st.c.writeRST(st.id, http2.ErrCodeStreamClosed)
+	}
 }
 
 // peerReset is the client's RST_STREAM.
