@@ -16,6 +16,12 @@ import (
 // the preface and SETTINGS, with the server's SETTINGS read.
 func benchConn(b *testing.B, s *Server, h http.Handler) (net.Conn, *http2.Framer) {
 	b.Helper()
+	return benchConnWith(b, func(nc net.Conn) { s.serveConn(b.Context(), nc, &tls.ConnectionState{}, h) })
+}
+
+// benchConnWith is benchConn for any server of one connection.
+func benchConnWith(b *testing.B, serve func(net.Conn)) (net.Conn, *http2.Framer) {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -28,7 +34,7 @@ func benchConn(b *testing.B, s *Server, h http.Handler) (net.Conn, *http2.Framer
 		if err != nil {
 			return
 		}
-		s.serveConn(b.Context(), nc, &tls.ConnectionState{}, h)
+		serve(nc)
 	}()
 	cc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -121,4 +127,22 @@ func BenchmarkHandler(b *testing.B) {
 	s := &Server{}
 	cc, fr := benchConn(b, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	runBatches(b, cc, fr, "/h", 16)
+}
+
+// BenchmarkStdHandler: BenchmarkHandler's requests on golang.org/x/net's
+// HTTP/2 server, for scale.
+func BenchmarkStdHandler(b *testing.B) {
+	body := bytes.Repeat([]byte("h"), 1024)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })
+	cc, fr := benchConnWith(b, func(nc net.Conn) { (&http2.Server{}).ServeConn(nc, &http2.ServeConnOpts{Handler: h}) })
+	runBatches(b, cc, fr, "/h", 16)
+}
+
+// BenchmarkStdOne: BenchmarkFastOne's round trip on x/net's server (its
+// handler path: it has no fast path).
+func BenchmarkStdOne(b *testing.B) {
+	body := bytes.Repeat([]byte("f"), 1024)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })
+	cc, fr := benchConnWith(b, func(nc net.Conn) { (&http2.Server{}).ServeConn(nc, &http2.ServeConnOpts{Handler: h}) })
+	runBatches(b, cc, fr, "/f", 1)
 }
