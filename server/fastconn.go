@@ -33,6 +33,10 @@ type fastFront struct {
 	limits  serverLimits
 	log     *slog.Logger
 
+	// peer, when set, turns a connection that opens with a TLS handshake
+	// into the cluster's peer TLS one (nil: leave it as it is).
+	peer func(c net.Conn, pending []byte) net.Conn
+
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
 	pagePool sync.Pool    // *pageResponse
@@ -80,19 +84,22 @@ func (n *Node) routeFast(h requestHead) fastAnswer {
 	case strings.Contains(h.target, "_shoal"):
 		return fastAnswer{}
 	case h.hop != "":
-		method := http.MethodGet
-		if h.head {
-			method = http.MethodHead
-		}
-		if a.client, a.hop = c.CheckHop(h.hop, method, h.host, h.path); !a.hop {
-			return fastAnswer{}
-		}
+		a.hop = true // checked once the fast path knows it answers: the check spends the nonce
 	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
 	a.file, a.page = st.fast(h.path, h.cond)
 	if a.page && a.cluster != nil {
 		return fastAnswer{}
+	}
+	if a.hop && a.ok() {
+		method := http.MethodGet
+		if h.head {
+			method = http.MethodHead
+		}
+		if a.client, a.hop = a.cluster.CheckHop(h.hop, method, h.host, h.target); !a.hop {
+			return fastAnswer{}
+		}
 	}
 	return a
 }
@@ -248,6 +255,9 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 		if _, err := fc.br.Peek(1); err != nil {
 			return 0, err
 		}
+		if first && fc.peek()[0] == tlsHandshakeRecord {
+			return 0, errHandOff // a peer's TLS (or a mistake): not for the fast path
+		}
 	}
 	if !fc.state.CompareAndSwap(connNew, connActive) && !fc.state.CompareAndSwap(connIdle, connActive) {
 		return 0, net.ErrClosed // a shutdown closed it
@@ -360,7 +370,13 @@ func (f *fastFront) handOff(fc *fastConn) {
 	pending := append([]byte(nil), fc.peek()...)
 	// net/http sets the deadlines it wants; none of ours may linger.
 	fc.tcp.SetDeadline(time.Time{})
-	f.handoff.give(&replayConn{TCPConn: fc.tcp, pending: pending})
+	var c net.Conn = &replayConn{TCPConn: fc.tcp, pending: pending}
+	if f.peer != nil {
+		if tc := f.peer(c, pending); tc != nil {
+			c = tc
+		}
+	}
+	f.handoff.give(c)
 }
 
 // shutdown stops taking connections, closes the idle ones and waits for

@@ -354,7 +354,7 @@ func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
 	}
 	if n.certs != nil {
 		specs = append(specs, listenerSpec{role: "https", addr: cfg.Server.HTTPS,
-			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.certs.TLSConfig(), fast: true})
+			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.cl.peerTLS(n.certs.TLSConfig()), fast: true})
 	} else {
 		specs = append(specs, listenerSpec{role: "https"}) // closes one a reload turned off
 	}
@@ -423,6 +423,7 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 	if sp.fast && sp.tls == nil {
 		handoff := newHandoffListener(acc.ln.Addr())
 		sv.front = newFastFront(ln, handoff, lim, n.log, n.fastRoute)
+		sv.front.peer = n.cl.peerConn
 		go sv.front.acceptLoop()
 		ln = handoff
 	}
