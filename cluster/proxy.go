@@ -140,6 +140,11 @@ func (c *Cluster) proxyTo(w http.ResponseWriter, r *http.Request, m *member) err
 	a.header = time.AfterFunc(c.opts.peerTimeout(), func() { cancel(errPeerTimeout) })
 	defer a.header.Stop()
 	life := m.lifeCtx()
+	if life.Err() != nil {
+		// choose just found m available: it came back since the last watch.
+		m.markUp()
+		life = m.lifeCtx()
+	}
 	stop := context.AfterFunc(life, func() { cancel(context.Cause(life)) })
 	defer stop()
 	m.sent.Add(1)

@@ -26,7 +26,9 @@ func (n *Node) loadCerts(cfg *Config) error {
 // serveHTTP is the plain-HTTP listener: redirect_http answers 308 to
 // https for hosts that have a certificate; everything else is served.
 func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := n.state.Load().redirect.Load(); h != nil {
+	// A request over TLS here came from a peer (peer TLS): no client to
+	// send to HTTPS.
+	if h := n.state.Load().redirect.Load(); h != nil && r.TLS == nil {
 		(*h).ServeHTTP(w, r)
 		return
 	}
