@@ -228,11 +228,16 @@ func TestPeerTLSProxies(t *testing.T) {
 	nodes := startCluster(t, 2, func(o *Options) { o.PeerTLS = true })
 	a, b := nodes[0], nodes[1]
 	full(t, nodes, a)
-	for i := 0; i < 3; i++ { // the second and third reuse the connection
+	var conn *tls.ConnectionState // net/http shares one per connection
+	for i := 0; i < 3; i++ {
 		if _, body := get(t, a.url+"/x?i=1"); body != b.name {
 			t.Fatalf("served by %q, want %s over peer TLS", body, b.name)
 		}
 		r := b.lastReq.Load()
+		if i > 0 && r.TLS != conn {
+			t.Fatalf("request %d took a new peer connection", i)
+		}
+		conn = r.TLS
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != a.name {
 			t.Fatalf("the hop did not come over peer TLS from %s: %+v", a.name, r.TLS)
 		}
@@ -279,6 +284,30 @@ func TestPeerTLSHopOnlyOverPeerTLS(t *testing.T) {
 	}}}
 	if res := send(peer); res.Header.Get(loadHeader) == "" || res.Header.Get("X-Seen-Remote") != "192.0.2.9:1" {
 		t.Fatal("a hop over peer TLS was not honoured")
+	}
+}
+
+// A new connection to a peer resumes the TLS session: no certificate
+// signatures, and the certificate is still checked (VerifyConnection runs
+// on resumption too).
+func TestPeerTLSResumes(t *testing.T) {
+	b := startCluster(t, 1, func(o *Options) { o.PeerTLS = true })[0]
+	own, err := newPeerTLS(testSecret, "friend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true} {
+		c, err := own.dial(t.Context(), &net.Dialer{}, "tcp", b.ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The session ticket comes after the handshake: read a response.
+		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		io.ReadAll(c)
+		if got := c.(*tls.Conn).ConnectionState().DidResume; got != want {
+			t.Fatalf("connection %d: resumed %v, want %v", i, got, want)
+		}
+		c.Close()
 	}
 }
 
