@@ -179,27 +179,25 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return cluster.Options{
-		Name:        p.Name,
-		Bind:        cc.Gossip,
-		Advertise:   cc.Advertise,
-		Join:        cc.Join,
-		Secret:      secret,
-		PeerURL:     peerURL,
-		PublicURL:   cc.PublicURL,
-		Mode:        tn.Mode,
-		Policy:      tn.Policy,
-		Capacity:    tn.Capacity,
-		Margin:      tn.Margin,
-		Sticky:      tn.Sticky,
-		Retries:     tn.Retries,
-		ConfigHash:  tn.ConfigHash,
-		PeerTimeout: cc.PeerTimeout,
-		PeerTLS:     cc.PeerTLS,
-		Version:     p.Version,
-		Logger:      log,
-		Observe:     routeObserver(p.Metrics),
-		ClientIP:    handlers.ClientIP,
+	opts := cluster.Options{
+		Name:       p.Name,
+		Bind:       cc.Gossip,
+		Advertise:  cc.Advertise,
+		Join:       cc.Join,
+		Secret:     secret,
+		PeerURL:    peerURL,
+		PublicURL:  cc.PublicURL,
+		Mode:       tn.Mode,
+		Policy:     tn.Policy,
+		Capacity:   tn.Capacity,
+		Margin:     tn.Margin,
+		Sticky:     tn.Sticky,
+		Retries:    tn.Retries,
+		ConfigHash: tn.ConfigHash,
+		Version:    p.Version,
+		Logger:     log,
+		Observe:    routeObserver(p.Metrics),
+		ClientIP:   handlers.ClientIP,
 		TrustedProxy: func(ip string) bool {
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
@@ -214,7 +212,9 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 			return false
 		},
 		ErrorPage: p.ErrorPage,
-	}, nil
+	}
+	opts.PeerTimeout, opts.PeerTLS = cc.PeerTimeout, cc.PeerTLS
+	return opts, nil
 }
 
 // routeObserver records where the cluster sent a request, for the access
