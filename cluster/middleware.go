@@ -67,13 +67,13 @@ func (c *Cluster) DoneLocal() {
 
 // CheckHop checks a request's X-Shoal-Hop value as Serve does: ok when a
 // peer signed it for this method, host, target (path and query, as
-// received) and this node within its validity, and its nonce was not seen
-// before. The nonce is spent: call it only when the request is answered on
-// the strength of the answer. With Options.PeerTLS on it is never ok, since
-// peers then reach this node only over peer TLS, which the caller's fast
-// path does not carry. client is the address the peer vouches for.
-func (c *Cluster) CheckHop(value, method, host, target string) (client string, ok bool) {
-	if c.peerTLS != nil {
+// received) and this node within its validity, its nonce was not seen
+// before, and (with Options.PeerTLS on) it came over a peer TLS
+// connection (overPeerTLS). The nonce is spent: call it only when the
+// request is answered on the strength of the answer. client is the
+// address the peer vouches for.
+func (c *Cluster) CheckHop(value, method, host, target string, overPeerTLS bool) (client string, ok bool) {
+	if c.peerTLS != nil && !overPeerTLS {
 		return "", false
 	}
 	h, ok := c.acceptHop(value, method, host, target, "fast path", time.Now())
@@ -137,7 +137,7 @@ func (c *Cluster) inspect(r *http.Request, restore bool) (*http.Request, *inboun
 	now := time.Now()
 	if v := h.Get(hopHeader); v != "" {
 		h.Del(hopHeader)
-		if c.peerTLS != nil && !fromPeer(r) {
+		if c.peerTLS != nil && !FromPeer(r) {
 			c.log.Debug("ignore hop header from outside peer TLS", "remote", r.RemoteAddr, "target", r.RequestURI)
 		} else if hp, ok := c.acceptHop(v, r.Method, r.Host, r.RequestURI, r.RemoteAddr, now); ok {
 			in.hop, in.from = true, hp.from

@@ -141,14 +141,29 @@ func (p *peerTLS) check(chain []*x509.Certificate, now time.Time) error {
 	return nil
 }
 
-// fromPeer reports whether r came over a peer TLS connection. The
-// handshake verified the certificate; here the issuer name suffices
+// FromPeer reports whether r came over a peer TLS connection: its own
+// (the handshake verified the certificate; the issuer name suffices here
 // because shoal's client-facing TLS never asks clients for certificates,
-// so any certificate on a connection came through the peer configuration.
-// (The hop's HMAC and nonce are checked on top.)
-func fromPeer(r *http.Request) bool {
-	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 &&
-		r.TLS.PeerCertificates[0].Issuer.CommonName == peerCAName
+// so any certificate on a connection came through the peer configuration),
+// or one a server marked with ContextFromPeer. The hop's HMAC and nonce
+// are checked on top.
+func FromPeer(r *http.Request) bool {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 &&
+		r.TLS.PeerCertificates[0].Issuer.CommonName == peerCAName {
+		return true
+	}
+	_, ok := r.Context().Value(peerConnKey{}).(bool)
+	return ok
+}
+
+type peerConnKey struct{}
+
+// ContextFromPeer marks ctx as a connection's that a peer opened over peer
+// TLS and whose handshake PeerServerConfig verified, for a server that
+// reads such a connection through something other than a *tls.Conn (its
+// requests then have no TLS state). Never use it for another connection.
+func ContextFromPeer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, peerConnKey{}, true)
 }
 
 // dial opens a TLS connection to a peer and completes the handshake

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -63,7 +64,7 @@ func (cr *clusterRef) guard(next http.Handler) http.Handler {
 // it is a peer's (or a stranger's, refused at the handshake), and the
 // result is the TLS server side of it; nil when peer TLS is off, so the
 // connection goes on as plain HTTP (net/http answers such bytes 400).
-func (cr *clusterRef) peerConn(c net.Conn, pending []byte) net.Conn {
+func (cr *clusterRef) peerConn(c net.Conn, pending []byte) *tls.Conn {
 	cl := cr.get()
 	if cl == nil || len(pending) == 0 || pending[0] != tlsHandshakeRecord {
 		return nil
@@ -73,6 +74,16 @@ func (cr *clusterRef) peerConn(c net.Conn, pending []byte) net.Conn {
 		return nil
 	}
 	return tls.Server(c, cfg)
+}
+
+// peerConnContext marks the requests of a peer's TLS connection that the
+// fast path handed to net/http (which sees no *tls.Conn then), so the
+// cluster still knows them for a peer's.
+func peerConnContext(ctx context.Context, c net.Conn) context.Context {
+	if _, ok := c.(*peerReplayConn); ok {
+		return cluster.ContextFromPeer(ctx)
+	}
+	return ctx
 }
 
 // tlsHandshakeRecord is the first byte of every TLS connection; no HTTP

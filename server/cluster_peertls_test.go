@@ -1,15 +1,19 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/cluster"
 )
 
 // peerNode runs a cluster node whose www/x.txt holds body; listeners is
@@ -55,6 +59,7 @@ func TestPeerTLSBetweenNodes(t *testing.T) {
 			c := &http.Client{Timeout: 10 * time.Second}
 			defer c.CloseIdleConnections()
 			served := map[string]int{}
+			before := b.fastAnswered()
 			for range 20 {
 				body, status := fetch(t, c, "http://"+a.Addrs()["http"]+"/x.txt")
 				if status != 200 {
@@ -64,6 +69,24 @@ func TestPeerTLSBetweenNodes(t *testing.T) {
 			}
 			if served["B"] == 0 {
 				t.Fatalf("no request reached b over peer TLS: %v", served)
+			}
+			if got := b.fastAnswered() - before; tc.role == "http" && got != int64(served["B"]) {
+				t.Errorf("b's fast path answered %d of the %d hops over peer TLS", got, served["B"])
+			}
+			// What the fast path declines (a range) goes on to net/http on
+			// the same peer connection.
+			for range 6 {
+				req, _ := http.NewRequest("GET", "http://"+a.Addrs()["http"]+"/x.txt", nil)
+				req.Header.Set("Range", "bytes=0-0")
+				res, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode/100 != 2 || (string(body) != "A" && string(body) != "B") {
+					t.Fatalf("range: %d %q", res.StatusCode, body)
+				}
 			}
 
 			addr := b.Addrs()[tc.role]
@@ -133,4 +156,22 @@ func tlsGet(addr string, cfg *tls.Config) (string, error) {
 	}
 	b, err := io.ReadAll(c)
 	return strings.TrimSpace(string(b)), err
+}
+
+// A peer connection the fast path hands to net/http carries no TLS state
+// any more; its context says it is a peer's, and nothing else's does.
+func TestPeerConnContext(t *testing.T) {
+	for _, tc := range []struct {
+		conn net.Conn
+		peer bool
+	}{
+		{&peerReplayConn{}, true},
+		{&replayConn{}, false},
+		{&net.TCPConn{}, false},
+	} {
+		r := httptest.NewRequest("GET", "/", nil).WithContext(peerConnContext(context.Background(), tc.conn))
+		if got := cluster.FromPeer(r); got != tc.peer {
+			t.Errorf("%T: from a peer %v, want %v", tc.conn, got, tc.peer)
+		}
+	}
 }

@@ -262,10 +262,10 @@ func (f *fastFront) answerPage(fc *fastConn, h *requestHead, a fastAnswer, closi
 	now := time.Now()
 	head, body, closeAfter := w.wire(h.head, fc.dateLine(now, closing))
 	if f.limits.send > 0 {
-		fc.tcp.SetWriteDeadline(now.Add(f.limits.send))
+		fc.conn().SetWriteDeadline(now.Add(f.limits.send))
 	}
 	fc.bufs = [5][]byte{head, body}
 	fc.wb = fc.bufs[:2]
-	n, err := fc.wb.WriteTo(fc.tcp)
+	n, err := fc.send()
 	return err == nil && n == int64(len(head)+len(body)) && !closeAfter && !closing
 }

@@ -417,6 +417,7 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		WriteTimeout:   lim.send,
 		MaxHeaderBytes: int(lim.maxHeader),
 		ErrorLog:       log.New(newServerErrorLog(n.log, sp.role), "", 0),
+		ConnContext:    peerConnContext,
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()

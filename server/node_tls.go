@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+
+	"shoal/cluster"
 )
 
 // loadCerts makes or reloads the certificate manager for cfg. A broken
@@ -28,7 +30,7 @@ func (n *Node) loadCerts(cfg *Config) error {
 func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// A request over TLS here came from a peer (peer TLS): no client to
 	// send to HTTPS.
-	if h := n.state.Load().redirect.Load(); h != nil && r.TLS == nil {
+	if h := n.state.Load().redirect.Load(); h != nil && !cluster.FromPeer(r) {
 		(*h).ServeHTTP(w, r)
 		return
 	}
