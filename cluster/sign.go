@@ -96,10 +96,13 @@ func fresh(ts string, validity time.Duration, now time.Time) bool {
 // peer is no trusted proxy of its own). Changing any of them, or sending
 // it to another node, breaks the signature.
 func (k *hmacKeys) hopValue(method, host, target, to, from, client string, now time.Time) string {
-	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	var raw [12]byte
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails
-	nonce := b64.EncodeToString(raw[:])
+	return k.hopWithNonce(method, host, target, to, from, client, now, b64.EncodeToString(raw[:]))
+}
+
+func (k *hmacKeys) hopWithNonce(method, host, target, to, from, client string, now time.Time, nonce string) string {
+	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	sig := sign(k.hop, "hop", method, host, target, to, ts, nonce, from, client)
 	return ts + "." + nonce + "." + b64.EncodeToString([]byte(from)) + "." + b64.EncodeToString([]byte(client)) + "." + sig
 }
@@ -118,8 +121,10 @@ func (k *hmacKeys) checkHop(v, method, host, target, self string, validity time.
 	if len(parts) != 5 || !fresh(parts[0], validity, now) {
 		return hop{}, false
 	}
-	f, err1 := b64.DecodeString(parts[2])
-	cl, err2 := b64.DecodeString(parts[3])
+	// Strict: one encoding per value, so no two headers carry one
+	// signature.
+	f, err1 := b64.Strict().DecodeString(parts[2])
+	cl, err2 := b64.Strict().DecodeString(parts[3])
 	if err1 != nil || err2 != nil {
 		return hop{}, false
 	}

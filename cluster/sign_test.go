@@ -150,3 +150,24 @@ func TestPurposeKeysDiffer(t *testing.T) {
 		t.Fatal("tampered load header accepted")
 	}
 }
+
+// FuzzCheckHop: no header but the one signed for this request verifies,
+// whatever its bytes; nothing panics.
+func FuzzCheckHop(f *testing.F) {
+	k := deriveKeys(testSecret)
+	now := time.UnixMilli(1_700_000_000_000)
+	valid := k.hopWithNonce("GET", "h", "/a?b=1", "n1", "n0", "192.0.2.1:5", now, "AAAAAAAAAAAAAAAA")
+	f.Add(valid)
+	f.Add("1.2.3.4.5")
+	f.Add("....")
+	f.Add(strings.Replace(valid, ".", "..", 1))
+	f.Fuzz(func(t *testing.T, v string) {
+		h, ok := k.checkHop(v, "GET", "h", "/a?b=1", "n1", 30*time.Second, now)
+		if ok && v != valid {
+			t.Fatalf("accepted a header nobody signed: %q (%+v)", v, h)
+		}
+		if v == valid && (!ok || h.from != "n0" || h.client != "192.0.2.1:5") {
+			t.Fatalf("refused or misread the signed header: %+v %v", h, ok)
+		}
+	})
+}
