@@ -64,6 +64,9 @@ type Cluster struct {
 
 	proxy     *httputil.ReverseProxy
 	transport *leanTransport
+	peerTLS   *peerTLS     // nil: peers talk plain HTTP
+	replay    *replayGuard // nonces of the hops accepted
+	refusals  logLimiter   // refused hops, logged at most once a second
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -108,7 +111,13 @@ func New(opts Options) (*Cluster, error) {
 	if c.meta, err = c.selfMeta().encode(); err != nil {
 		return nil, err
 	}
-	c.transport = newLeanTransport(newTransport(opts.Timings.dialTimeout()))
+	if opts.PeerTLS {
+		if c.peerTLS, err = newPeerTLS(opts.Secret, opts.Name); err != nil {
+			return nil, err
+		}
+	}
+	c.replay = newReplayGuard(opts.Timings.hopValidity())
+	c.transport = newLeanTransport(newTransport(opts.Timings.dialTimeout(), c.peerTLS), c.peerTLS != nil)
 	c.proxy = c.newProxy()
 	cfg, err := c.memberlistConfig()
 	if err != nil {
@@ -125,8 +134,9 @@ func New(opts Options) (*Cluster, error) {
 	c.log.Info("gossip started", "name", opts.Name, "addr", c.GossipAddr())
 
 	first := make(chan error, 1)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.loadLoop()
+	go c.watchLoop()
 	go c.joinLoop(first)
 	select {
 	case err := <-first:

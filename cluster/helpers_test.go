@@ -101,7 +101,7 @@ func tryStartNode(t testing.TB, name, bind string, join []string, opts ...nodeOp
 	}
 	n.c = c
 	n.srv = &http.Server{Handler: c.Guard(c.Middleware(nil)(http.HandlerFunc(n.backend)))}
-	go n.srv.Serve(ln)
+	go n.srv.Serve(peerListener(ln, c))
 	t.Cleanup(n.stop)
 	return n, nil
 }

@@ -7,22 +7,25 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
 
-// leanTransport carries GET and HEAD requests to peers over plain HTTP: the
-// request is written and the response read in the caller's goroutine, on
-// a pooled keep-alive connection. net/http's Transport spends two more
-// goroutines and several channel operations on every round trip, which is
-// a large part of a hop's CPU. Requests with a body, upgrades and HTTPS
-// peers go to next, as does nothing else: the wire format is net/http's
-// own (Request.Write, ReadResponse).
+// leanTransport carries GET and HEAD requests to peers over plain HTTP or
+// peer TLS: the request is written and the response read in the caller's
+// goroutine, on a pooled keep-alive connection. net/http's Transport spends
+// two more goroutines and several channel operations on every round trip,
+// which is a large part of a hop's CPU. Requests with a body, upgrades and
+// (without peer TLS) HTTPS peers go to next, as does nothing else: the wire
+// format is net/http's own (Request.Write, ReadResponse).
 type leanTransport struct {
 	next        *http.Transport
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle     int
 	idleTimeout time.Duration
+	// peerTLS: dial makes peer TLS connections, for either scheme.
+	peerTLS bool
 
 	// mu guards idle and closed.
 	mu     sync.Mutex
@@ -38,24 +41,25 @@ type leanConn struct {
 	idleAt time.Time
 }
 
-func newLeanTransport(next *http.Transport) *leanTransport {
+func newLeanTransport(next *http.Transport, peerTLS bool) *leanTransport {
 	return &leanTransport{next: next, dial: next.DialContext, maxIdle: next.MaxIdleConnsPerHost,
-		idleTimeout: next.IdleConnTimeout, idle: map[string][]*leanConn{}}
+		idleTimeout: next.IdleConnTimeout, peerTLS: peerTLS, idle: map[string][]*leanConn{}}
 }
 
 // lean reports whether req is one this transport carries.
-func lean(req *http.Request) bool {
+func (t *leanTransport) lean(req *http.Request) bool {
 	return (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
-		req.URL.Scheme == "http" && (req.Body == nil || req.Body == http.NoBody) &&
+		(req.URL.Scheme == "http" || t.peerTLS && req.URL.Scheme == "https") &&
+		(req.Body == nil || req.Body == http.NoBody) &&
 		req.ContentLength == 0 && len(req.TransferEncoding) == 0 && req.Header.Get("Upgrade") == "" &&
 		req.Header.Get("Expect") == ""
 }
 
 func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !lean(req) {
+	if !t.lean(req) {
 		return t.next.RoundTrip(req)
 	}
-	addr := canonicalAddr(req.URL.Host)
+	addr := canonicalAddr(req.URL)
 	for {
 		lc, reused, err := t.get(req.Context(), addr)
 		if err != nil {
@@ -75,11 +79,14 @@ func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-func canonicalAddr(host string) string {
-	if _, _, err := net.SplitHostPort(host); err == nil {
-		return host
+func canonicalAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
 	}
-	return net.JoinHostPort(host, "80")
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // exchange writes req on lc and reads the response head. The body, when

@@ -33,7 +33,7 @@ func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic
 
 func testLean(t *testing.T) *leanTransport {
 	t.Helper()
-	lt := newLeanTransport(newTransport(time.Second))
+	lt := newLeanTransport(newTransport(time.Second, nil), false)
 	t.Cleanup(lt.close)
 	return lt
 }
@@ -228,7 +228,7 @@ func TestLeanTransportDelegates(t *testing.T) {
 	}
 	for _, m := range []string{"GET", "HEAD"} {
 		r, _ := http.NewRequest(m, "http://x/", nil)
-		if !lean(r) {
+		if !lt.lean(r) {
 			t.Errorf("%s not carried by the lean transport", m)
 		}
 	}
@@ -241,7 +241,7 @@ func TestLeanTransportDelegates(t *testing.T) {
 			return r
 		}(),
 	} {
-		if lean(r) {
+		if lt.lean(r) {
 			t.Errorf("%s %s (upgrade %q) carried by the lean transport", r.Method, r.URL, r.Header.Get("Upgrade"))
 		}
 	}

@@ -58,6 +58,8 @@ type member struct {
 	sent0, done0 atomic.Int64
 	sickUntil    atomic.Int64 // unix nanos; passive health
 	fails        atomic.Int32 // consecutive failures
+
+	life atomic.Pointer[peerLife] // ends when the peer turns suspect or dead (peerwatch.go)
 }
 
 // load is the peer's in-flight count as last reported, plus what we sent
@@ -256,6 +258,8 @@ func (c *Cluster) rebuildPeers() {
 	for _, m := range c.members {
 		if m.state.Load() == stAlive && m.meta.Load() != nil {
 			live = append(live, m)
+		} else if m.state.Load() == stDead {
+			m.markDown(errPeerDead) // its attempts in flight end now, not at the next watch
 		}
 	}
 	slices.SortFunc(live, func(a, b *member) int { return strings.Compare(a.name, b.name) })

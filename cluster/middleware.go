@@ -83,11 +83,36 @@ func (c *Cluster) DoneLocal() {
 }
 
 // CheckHop checks a request's X-Shoal-Hop value as Serve does: ok when a
-// peer signed it for this method, host and path within its validity.
-// client is the address the peer vouches for ("" when none).
-func (c *Cluster) CheckHop(value, method, host, path string) (client string, ok bool) {
-	from, client, ok := c.keys.checkHop(value, method, host, path, c.opts.Timings.hopValidity(), time.Now())
-	return client, ok && from != c.opts.Name
+// peer signed it for this method, host, target (path and query, as
+// received) and this node within its validity, its nonce was not seen
+// before, and (with Options.PeerTLS on) it came over a peer TLS
+// connection (overPeerTLS). The nonce is spent: call it only when the
+// request is answered on the strength of the answer. client is the
+// address the peer vouches for.
+func (c *Cluster) CheckHop(value, method, host, target string, overPeerTLS bool) (client string, ok bool) {
+	if c.peerTLS != nil && !overPeerTLS {
+		return "", false
+	}
+	h, ok := c.acceptHop(value, method, host, target, "fast path", time.Now())
+	return h.client, ok
+}
+
+// acceptHop verifies a hop header and spends its nonce.
+func (c *Cluster) acceptHop(v, method, host, target, remote string, now time.Time) (hop, bool) {
+	h, ok := c.keys.checkHop(v, method, host, target, c.opts.Name, c.opts.Timings.hopValidity(), now)
+	if !ok || h.from == c.opts.Name {
+		c.log.Debug("ignore invalid hop header", "remote", remote, "target", target)
+		return hop{}, false
+	}
+	switch c.replay.admit(h.nonce, h.ts, now) {
+	case nonceSeen:
+		c.refusals.note(c.log, "refused a replayed hop header", "remote", remote, "from", h.from, "target", target)
+		return hop{}, false
+	case nonceFull:
+		c.refusals.note(c.log, "refused a hop header: too many hops within the validity window to check for replays", "remote", remote, "from", h.from)
+		return hop{}, false
+	}
+	return h, true
 }
 
 // LoadHeader is the header line Serve adds to its response to a proxied
@@ -127,18 +152,15 @@ func (c *Cluster) inspect(r *http.Request, restore bool) (*http.Request, *inboun
 	h := r.Header
 	h.Del(loadHeader)
 	now := time.Now()
-	validity := c.opts.Timings.hopValidity()
 	if v := h.Get(hopHeader); v != "" {
 		h.Del(hopHeader)
-		path, _, _ := strings.Cut(r.RequestURI, "?")
-		from, client, ok := c.keys.checkHop(v, r.Method, r.Host, path, validity, now)
-		if ok && from != c.opts.Name {
-			in.hop, in.from = true, from
-			if restore && client != "" {
-				out.RemoteAddr = client
+		if c.peerTLS != nil && !OverPeerTLS(r) {
+			c.log.Debug("ignore hop header from outside peer TLS", "remote", r.RemoteAddr, "target", r.RequestURI)
+		} else if hp, ok := c.acceptHop(v, r.Method, r.Host, r.RequestURI, r.RemoteAddr, now); ok {
+			in.hop, in.from = true, hp.from
+			if restore && hp.client != "" {
+				out.RemoteAddr = hp.client
 			}
-		} else {
-			c.log.Debug("ignore invalid hop header", "remote", r.RemoteAddr, "path", path)
 		}
 	}
 	if !in.hop && !c.trusted(r) {
@@ -156,7 +178,7 @@ func (c *Cluster) inspect(r *http.Request, restore bool) (*http.Request, *inboun
 		if rest != "" {
 			out.RequestURI += "?" + rest
 		}
-		in.marked = c.keys.checkMark(v, r.Method, c.opts.Name, validity, now)
+		in.marked = c.keys.checkMark(v, r.Method, c.opts.Name, c.opts.Timings.hopValidity(), now)
 	}
 	return out, in
 }

@@ -57,6 +57,15 @@ type Options struct {
 	// Retries is how many other nodes an idempotent request is tried on
 	// after a peer failed; 0 means none.
 	Retries int
+	// PeerTimeout bounds each attempt at a peer until its response header
+	// arrives (a frozen peer costs a client at most this); 0 means 5s. An
+	// attempt is also cancelled the moment its peer turns suspect or dead.
+	PeerTimeout time.Duration
+	// PeerTLS makes peer traffic mutual TLS with certificates every node
+	// derives from Secret, whatever PeerURL's scheme: a node without the
+	// secret cannot open a connection, and hop headers are honoured only
+	// on such connections. false sends plain HTTP (for a private network).
+	PeerTLS bool
 	// ConfigHash and Version are published for drift checks.
 	ConfigHash, Version string
 	// Logger receives this package's and memberlist's logs; nil means
@@ -118,6 +127,9 @@ type Timings struct {
 	// Forget is how long a dead or departed member is still listed; 0
 	// means 5m.
 	Forget time.Duration
+	// Watch is how often attempts in flight are checked against their
+	// peer's health; 0 means StaleAfter/10, at most 100ms.
+	Watch time.Duration
 }
 
 func (t Timings) loadInterval() time.Duration { return orDur(t.LoadInterval, 100*time.Millisecond) }
@@ -129,6 +141,9 @@ func (t Timings) joinBackoff() time.Duration  { return orDur(t.JoinBackoff, 500*
 func (t Timings) rejoin() time.Duration       { return orDur(t.Rejoin, 10*time.Second) }
 func (t Timings) hopValidity() time.Duration  { return orDur(t.HopValidity, 30*time.Second) }
 func (t Timings) forget() time.Duration       { return orDur(t.Forget, 5*time.Minute) }
+func (t Timings) watchEvery() time.Duration {
+	return orDur(t.Watch, min(t.staleAfter()/10, 100*time.Millisecond))
+}
 
 func (t Timings) directMax() int {
 	if t.DirectMax == 0 {
@@ -179,6 +194,8 @@ func (o *Options) policy() string    { return orStr(o.Policy, "least_loaded") }
 func (o *Options) label() string     { return orStr(o.Label, "shoal") }
 func (o *Options) bind() string      { return orStr(o.Bind, "0.0.0.0:7946") }
 func (o *Options) publicURL() string { return orStr(o.PublicURL, o.PeerURL) }
+
+func (o *Options) peerTimeout() time.Duration { return orDur(o.PeerTimeout, 5*time.Second) }
 
 func (o *Options) capacity() int {
 	if o.Capacity <= 0 {

@@ -21,6 +21,8 @@ type attempt struct {
 	host   string
 	cookie string // Set-Cookie to add (sticky), or ""
 	err    error  // the transport failed before any response was written
+	// header fires at peer_timeout unless the response header came first.
+	header *time.Timer
 }
 
 type attemptKey struct{}
@@ -32,10 +34,12 @@ func attemptOf(r *http.Request) *attempt {
 
 // newTransport keeps a deep idle pool per peer: with Go's default of two
 // idle connections per host most proxied requests under load would open a
-// new connection. No environment proxy ever sits between peers.
-func newTransport(dial time.Duration) *http.Transport {
+// new connection. No environment proxy ever sits between peers. With peer
+// TLS, every connection is a peer TLS one whatever the URL's scheme (the
+// dialer hands net/http a finished TLS connection for http URLs too).
+func newTransport(dial time.Duration, peer *peerTLS) *http.Transport {
 	d := &net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	t := &http.Transport{
 		DialContext:           d.DialContext,
 		MaxIdleConnsPerHost:   512,
 		IdleConnTimeout:       60 * time.Second, // below a peer's idle_timeout
@@ -46,6 +50,13 @@ func newTransport(dial time.Duration) *http.Transport {
 		// decompressed here, losing Content-Length and CPU.
 		DisableCompression: true,
 	}
+	if peer != nil {
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return peer.dial(ctx, d, network, addr)
+		}
+		t.DialTLSContext = t.DialContext
+	}
+	return t
 }
 
 func (c *Cluster) newProxy() *httputil.ReverseProxy {
@@ -116,17 +127,35 @@ func replayable(r *http.Request) bool {
 	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0
 }
 
-// proxyTo makes one attempt; an error means nothing was written to w.
+// proxyTo makes one attempt; an error means nothing was written to w. The
+// attempt is cancelled when no response header comes within peer_timeout
+// or the peer turns suspect or dead meanwhile.
 func (c *Cluster) proxyTo(w http.ResponseWriter, r *http.Request, m *member) error {
 	a := &attempt{peer: m, scheme: c.clientScheme(r), host: r.Host, cookie: c.stickyCookieFor(r, m.name)}
 	if a.host == "" {
 		a.host = m.peerURL.Load().Host
 	}
+	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), attemptKey{}, a))
+	defer cancel(nil)
+	a.header = time.AfterFunc(c.opts.peerTimeout(), func() { cancel(errPeerTimeout) })
+	defer a.header.Stop()
+	life := m.lifeCtx()
+	if life.Err() != nil {
+		// choose just found m available: it came back since the last watch.
+		m.markUp()
+		life = m.lifeCtx()
+	}
+	stop := context.AfterFunc(life, func() { cancel(context.Cause(life)) })
+	defer stop()
 	m.sent.Add(1)
 	defer m.done.Add(1)
-	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+	c.proxy.ServeHTTP(w, r.WithContext(ctx))
 	if a.err == nil {
 		m.markWell()
+		return nil
+	}
+	if cause := context.Cause(ctx); cause != nil && r.Context().Err() == nil {
+		return cause // say why: the transport only knows it was cancelled
 	}
 	return a.err
 }
@@ -185,8 +214,11 @@ func (c *Cluster) rewrite(pr *httputil.ProxyRequest) {
 	if host, port, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil && host == client {
 		clientAddr = net.JoinHostPort(client, port)
 	}
-	path, _, _ := strings.Cut(out.URL.RequestURI(), "?")
-	h.Set(hopHeader, c.keys.hopValue(out.Method, out.Host, path, c.opts.Name, clientAddr, time.Now()))
+	host := out.Host
+	if host == "" {
+		host = out.URL.Host // what Request.Write sends then
+	}
+	h.Set(hopHeader, c.keys.hopValue(out.Method, host, out.URL.RequestURI(), a.peer.name, c.opts.Name, clientAddr, time.Now()))
 }
 
 // modifyResponse takes the peer's signed load, points a Location at the
@@ -195,6 +227,9 @@ func (c *Cluster) modifyResponse(res *http.Response) error {
 	a := attemptOf(res.Request)
 	if a == nil {
 		return nil
+	}
+	if !a.header.Stop() {
+		return errPeerTimeout // too late: the attempt is being cancelled
 	}
 	if v := res.Header.Get(loadHeader); v != "" {
 		res.Header.Del(loadHeader)

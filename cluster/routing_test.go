@@ -112,11 +112,14 @@ func TestForgedHopIgnored(t *testing.T) {
 	full(t, nodes, a)
 	other := deriveKeys([]byte("ffffffffffffffffffffffffffffffff"))
 	now := time.Now()
+	host := "127.0.0.1:" + portOf(a.url)
 	for name, hop := range map[string]string{
 		"garbage":      "1.2.3.4",
-		"other secret": other.hopValue("GET", "127.0.0.1:"+portOf(a.url), "/x", b.name, "1.1.1.1:1", now),
-		"expired":      a.c.keys.hopValue("GET", "127.0.0.1:"+portOf(a.url), "/x", b.name, "1.1.1.1:1", now.Add(-time.Hour)),
-		"other path":   a.c.keys.hopValue("GET", "127.0.0.1:"+portOf(a.url), "/y", b.name, "1.1.1.1:1", now),
+		"other secret": other.hopValue("GET", host, "/x", a.name, b.name, "1.1.1.1:1", now),
+		"expired":      a.c.keys.hopValue("GET", host, "/x", a.name, b.name, "1.1.1.1:1", now.Add(-time.Hour)),
+		"other path":   a.c.keys.hopValue("GET", host, "/y", a.name, b.name, "1.1.1.1:1", now),
+		"other query":  a.c.keys.hopValue("GET", host, "/x?q=1", a.name, b.name, "1.1.1.1:1", now),
+		"other node":   a.c.keys.hopValue("GET", host, "/x", b.name, b.name, "1.1.1.1:1", now),
 	} {
 		res, body := get(t, a.url+"/x", hopHeader, hop)
 		if body != b.name {
@@ -126,10 +129,14 @@ func TestForgedHopIgnored(t *testing.T) {
 			t.Errorf("%s: hop header reached the handler", name)
 		}
 	}
-	// A genuine hop is served where it lands, however full that node.
-	valid := b.c.keys.hopValue("GET", "127.0.0.1:"+portOf(a.url), "/x", b.name, "1.1.1.1:1", now)
+	// A genuine hop is served where it lands, however full that node;
+	// once only: the same header again is a replay.
+	valid := b.c.keys.hopValue("GET", host, "/x", a.name, b.name, "1.1.1.1:1", now)
 	if _, body := get(t, a.url+"/x", hopHeader, valid); body != a.name {
 		t.Errorf("valid hop was forwarded again, served by %q", body)
+	}
+	if res, body := get(t, a.url+"/x", hopHeader, valid); body != b.name || res.Header.Get(loadHeader) != "" {
+		t.Errorf("replayed hop accepted: served by %q", body)
 	}
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"crypto/hkdf"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"hash"
@@ -88,29 +89,50 @@ func fresh(ts string, validity time.Duration, now time.Time) bool {
 	return d < validity && d > -validity
 }
 
-// hopValue signs a request being proxied: the method, host and path it is
-// sent with, the time, the sending node and the client's address (which
-// the receiver restores, since a peer is no trusted proxy of its own).
-func (k *hmacKeys) hopValue(method, host, path, from, client string, now time.Time) string {
-	ts := strconv.FormatInt(now.UnixMilli(), 10)
-	sig := sign(k.hop, "hop", method, host, path, ts, from, client)
-	return ts + "." + b64.EncodeToString([]byte(from)) + "." + b64.EncodeToString([]byte(client)) + "." + sig
+// hopValue signs a request being proxied: the method, host and target
+// (path and query, as sent) it goes out with, the node it goes to, the
+// time, a random nonce (the receiver accepts each one once), the sending
+// node and the client's address (which the receiver restores, since a
+// peer is no trusted proxy of its own). Changing any of them, or sending
+// it to another node, breaks the signature.
+func (k *hmacKeys) hopValue(method, host, target, to, from, client string, now time.Time) string {
+	var raw [12]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails
+	return k.hopWithNonce(method, host, target, to, from, client, now, b64.EncodeToString(raw[:]))
 }
 
-func (k *hmacKeys) checkHop(v, method, host, path string, validity time.Duration, now time.Time) (from, client string, ok bool) {
+func (k *hmacKeys) hopWithNonce(method, host, target, to, from, client string, now time.Time, nonce string) string {
+	ts := strconv.FormatInt(now.UnixMilli(), 10)
+	sig := sign(k.hop, "hop", method, host, target, to, ts, nonce, from, client)
+	return ts + "." + nonce + "." + b64.EncodeToString([]byte(from)) + "." + b64.EncodeToString([]byte(client)) + "." + sig
+}
+
+// hop is what a verified hop header says.
+type hop struct {
+	from, client string
+	nonce        string
+	ts           int64 // unix ms, as signed
+}
+
+// checkHop verifies a hop header for a request received by node self. It
+// does not look at the nonce: the caller admits it once.
+func (k *hmacKeys) checkHop(v, method, host, target, self string, validity time.Duration, now time.Time) (hop, bool) {
 	parts := strings.Split(v, ".")
-	if len(parts) != 4 || !fresh(parts[0], validity, now) {
-		return "", "", false
+	if len(parts) != 5 || !fresh(parts[0], validity, now) {
+		return hop{}, false
 	}
-	f, err1 := b64.DecodeString(parts[1])
-	cl, err2 := b64.DecodeString(parts[2])
+	// Strict: one encoding per value, so no two headers carry one
+	// signature.
+	f, err1 := b64.Strict().DecodeString(parts[2])
+	cl, err2 := b64.Strict().DecodeString(parts[3])
 	if err1 != nil || err2 != nil {
-		return "", "", false
+		return hop{}, false
 	}
-	if !verify(k.hop, parts[3], "hop", method, host, path, parts[0], string(f), string(cl)) {
-		return "", "", false
+	if !verify(k.hop, parts[4], "hop", method, host, target, self, parts[0], parts[1], string(f), string(cl)) {
+		return hop{}, false
 	}
-	return string(f), string(cl), true
+	ts, _ := strconv.ParseInt(parts[0], 10, 64) // fresh parsed it
+	return hop{from: string(f), client: string(cl), nonce: parts[1], ts: ts}, true
 }
 
 // loadValue signs this node's load report for a proxied response.

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -55,6 +57,53 @@ func (cr *clusterRef) guard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// peerConn takes a connection a plain-HTTP listener accepted whose first
+// byte, already read into pending, opens a TLS handshake: with peer TLS on,
+// it is a peer's (or a stranger's, refused at the handshake), and the
+// result is the TLS server side of it; nil when peer TLS is off, so the
+// connection goes on as plain HTTP (net/http answers such bytes 400).
+func (cr *clusterRef) peerConn(c net.Conn, pending []byte) *tls.Conn {
+	cl := cr.get()
+	if cl == nil || len(pending) == 0 || pending[0] != tlsHandshakeRecord {
+		return nil
+	}
+	cfg := cl.PeerServerConfig()
+	if cfg == nil {
+		return nil
+	}
+	return tls.Server(c, cfg)
+}
+
+// peerConnContext marks the requests of a peer's TLS connection that the
+// fast path handed to net/http (which sees no *tls.Conn then), so the
+// cluster still knows them for a peer's.
+func peerConnContext(ctx context.Context, c net.Conn) context.Context {
+	if _, ok := c.(*peerReplayConn); ok {
+		return cluster.ContextFromPeer(ctx)
+	}
+	return ctx
+}
+
+// tlsHandshakeRecord is the first byte of every TLS connection; no HTTP
+// request starts with it.
+const tlsHandshakeRecord = 0x16
+
+// peerTLS wraps a client-facing TLS configuration so that a peer's
+// ClientHello (one offering the peer ALPN) gets the peer configuration:
+// a peer_url with https reaches the node over peer TLS on its HTTPS
+// listener. Everybody else gets base itself, so its certificates and
+// session ticket keys still follow reloads.
+func (cr *clusterRef) peerTLS(base *tls.Config) *tls.Config {
+	return &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		if cl := cr.get(); cl != nil && cluster.IsPeerHello(h) {
+			if cfg := cl.PeerServerConfig(); cfg != nil {
+				return cfg, nil
+			}
+		}
+		return base, nil
+	}}
 }
 
 // serve routes one request of a site: served here by local, proxied or
@@ -145,7 +194,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return cluster.Options{
+	opts := cluster.Options{
 		Name:       p.Name,
 		Bind:       cc.Gossip,
 		Advertise:  cc.Advertise,
@@ -178,7 +227,9 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 			return false
 		},
 		ErrorPage: p.ErrorPage,
-	}, nil
+	}
+	opts.PeerTimeout, opts.PeerTLS = cc.PeerTimeout, cc.PeerTLS
+	return opts, nil
 }
 
 // routeObserver records where the cluster sent a request, for the access
@@ -428,6 +479,8 @@ func restartOnly(cfg, old *Config) []string {
 	add(a.Secret != b.Secret, "cluster.secret")
 	add(a.PeerURL != b.PeerURL, "cluster.peer_url")
 	add(a.PublicURL != b.PublicURL, "cluster.public_url")
+	add(a.PeerTimeout != b.PeerTimeout, "cluster.peer_timeout")
+	add(a.PeerTLS != b.PeerTLS, "cluster.peer_tls")
 	// A peer_url derived from a listener that moved would send peers to
 	// the old address.
 	add(a.PeerURL == "" && (cfg.Server.HTTP != old.Server.HTTP || cfg.Server.HTTPS != old.Server.HTTPS),

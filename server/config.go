@@ -337,6 +337,14 @@ type ClusterConfig struct {
 	Sticky bool `toml:"sticky"`
 	// Retries is how many other nodes an idempotent request is retried on after a peer fails.
 	Retries int `toml:"retries"`
+	// PeerTimeout bounds each proxied attempt until the peer's response
+	// header arrives, so a frozen peer costs a client at most this before
+	// the request is retried elsewhere.
+	PeerTimeout time.Duration `toml:"peer_timeout"`
+	// PeerTLS sends peer traffic over mutual TLS with certificates derived
+	// from the secret, so nobody without it can connect or replay a hop;
+	// false keeps plain HTTP, for a private network.
+	PeerTLS bool `toml:"peer_tls"`
 }
 
 // Defaults returns the built-in configuration: serve ./www on :8080.
@@ -365,6 +373,10 @@ func Defaults() *Config {
 			Capacity: 64,
 			Margin:   0.1,
 			Retries:  1,
+			// Room for a slow page or script to start its answer; a frozen
+			// peer costs a client at most this.
+			PeerTimeout: 5 * time.Second,
+			PeerTLS:     true,
 		},
 	}
 }

@@ -153,6 +153,11 @@ func TestConfigErrors(t *testing.T) {
 			want: []wantErr{{2, 1, "server.shutdown_grace"}},
 		},
 		{
+			name: "zero peer timeout",
+			src:  "[cluster]\npeer_timeout = \"0s\"\n",
+			want: []wantErr{{2, 1, "cluster.peer_timeout"}},
+		},
+		{
 			name: "bad size unit",
 			src:  "[server]\nmax_body_bytes = \"12QB\"\n",
 			want: []wantErr{{2, 1, "server.max_body_bytes"}},
@@ -427,6 +432,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"cluster.mode", cfg.Cluster.Mode, "proxy"},
 		{"cluster.policy", cfg.Cluster.Policy, "least_loaded"},
 		{"cluster.capacity", cfg.Cluster.Capacity, 64},
+		{"cluster.peer_timeout", cfg.Cluster.PeerTimeout, 5 * time.Second},
+		{"cluster.peer_tls", cfg.Cluster.PeerTLS, true},
 		{"sites", len(cfg.Sites), 1},
 	}
 	for _, c := range checks {

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -35,6 +36,10 @@ type fastFront struct {
 	// rules check every head the fast path hands to net/http, and those
 	// net/http reads after it (nil: none).
 	rules *headRules
+
+	// peer, when set, turns a connection that opens with a TLS handshake
+	// into the cluster's peer TLS one (nil: leave it as it is).
+	peer func(c net.Conn, pending []byte) *tls.Conn
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
@@ -82,13 +87,7 @@ func (n *Node) routeFast(h requestHead, scheme string) fastAnswer {
 	case strings.Contains(h.target, "_shoal"):
 		return fastAnswer{}
 	case h.hop != "":
-		method := http.MethodGet
-		if h.head {
-			method = http.MethodHead
-		}
-		if a.client, a.hop = c.CheckHop(h.hop, method, h.host, h.path); !a.hop {
-			return fastAnswer{}
-		}
+		a.hop = true // checked once the fast path knows it answers: the check spends the nonce
 	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
@@ -102,6 +101,15 @@ func (n *Node) routeFast(h requestHead, scheme string) fastAnswer {
 		return fastAnswer{}
 	}
 	a.file = st.fastVariant(st.fast(h.path, h.cond), a.routes)
+	if a.hop && a.ok() {
+		method := http.MethodGet
+		if h.head {
+			method = http.MethodHead
+		}
+		if a.client, a.hop = a.cluster.CheckHop(h.hop, method, h.host, h.target, h.peer); !a.hop {
+			return fastAnswer{}
+		}
+	}
 	return a
 }
 
@@ -136,8 +144,12 @@ const fastBufferSize = 4096
 type fastConn struct {
 	// conn is the counted connection (limits.go); tcp is its socket, which
 	// the fast path reads and writes directly.
-	conn     *limitConn
-	tcp      *net.TCPConn
+	conn *limitConn
+	tcp  *net.TCPConn
+	// peer is a cluster peer's TLS connection over tcp (peer_tls): the
+	// requests are read and answered through it.
+	peer     *tls.Conn
+	out      []byte // a peer connection's response, gathered for one TLS record
 	br       *bufio.Reader
 	state    atomic.Int32
 	accepted time.Time
@@ -217,6 +229,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		}
 		head := fc.peek()[:n]
 		h, ok := parseHead(head)
+		h.peer = fc.peer != nil
 		var a fastAnswer
 		if ok {
 			a = f.route(h)
@@ -252,14 +265,17 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 	if fc.br.Buffered() == 0 {
 		switch {
 		case first && f.limits.readHeader > 0:
-			fc.tcp.SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
+			fc.stream().SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
 		case !first && f.limits.idle > 0:
-			fc.tcp.SetReadDeadline(time.Now().Add(f.limits.idle))
+			fc.stream().SetReadDeadline(time.Now().Add(f.limits.idle))
 		case !first:
-			fc.tcp.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
+			fc.stream().SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
 		}
 		if _, err := fc.br.Peek(1); err != nil {
 			return 0, err
+		}
+		if first && fc.peer == nil && fc.peek()[0] == tlsHandshakeRecord {
+			return 0, errHandOff // a peer's TLS (or a mistake): not for the fast path
 		}
 	}
 	if !fc.state.CompareAndSwap(connNew, connActive) && !fc.state.CompareAndSwap(connIdle, connActive) {
@@ -272,7 +288,7 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 	if !first && f.limits.readHeader > 0 {
 		// From the request's first byte; a new connection's deadline runs
 		// from its accept already.
-		fc.tcp.SetReadDeadline(time.Now().Add(f.limits.readHeader))
+		fc.stream().SetReadDeadline(time.Now().Add(f.limits.readHeader))
 	}
 	for n < 0 {
 		have := fc.br.Buffered()
@@ -288,6 +304,33 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 		n = headEnd(fc.peek())
 	}
 	return n, nil
+}
+
+// stream is what requests are read from and answered on: the peer's TLS
+// connection, or the socket.
+func (fc *fastConn) stream() net.Conn {
+	if fc.peer != nil {
+		return fc.peer
+	}
+	return fc.tcp
+}
+
+// send writes fc.wb (and consumes it): with one writev on TCP, as one
+// record on a peer's TLS connection.
+func (fc *fastConn) send() (int64, error) {
+	if fc.peer == nil {
+		return fc.wb.WriteTo(fc.tcp)
+	}
+	out := fc.out[:0]
+	for _, b := range fc.wb {
+		out = append(out, b...)
+	}
+	fc.wb = nil
+	if cap(out) <= 64<<10 {
+		fc.out = out
+	}
+	n, err := fc.peer.Write(out)
+	return int64(n), err
 }
 
 func (fc *fastConn) peek() []byte {
@@ -327,7 +370,7 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {
-		fc.tcp.SetWriteDeadline(now.Add(f.limits.send))
+		fc.stream().SetWriteDeadline(now.Add(f.limits.send))
 	}
 	fc.bufs = [5][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), ff.Header, body}
 	var want int64
@@ -335,7 +378,7 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 		want += int64(len(b))
 	}
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
-	sent, err := fc.wb.WriteTo(fc.tcp)
+	sent, err := fc.send()
 	return err == nil && sent == want
 }
 
@@ -360,6 +403,9 @@ func (fc *fastConn) dateLine(now time.Time, closing bool) []byte {
 // could destroy the response in flight (net/http does the same).
 func (f *fastFront) closeGracefully(fc *fastConn) {
 	fc.state.Store(connClosed)
+	if fc.peer != nil {
+		fc.peer.CloseWrite() // close_notify, before TCP's FIN
+	}
 	fc.tcp.CloseWrite()
 	fc.tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	io.Copy(io.Discard, io.LimitReader(fc.tcp, 256<<10))
@@ -370,7 +416,17 @@ func (f *fastFront) closeGracefully(fc *fastConn) {
 func (f *fastFront) handOff(fc *fastConn) {
 	pending := fc.peek()
 	// net/http sets the deadlines it wants; none of ours may linger.
-	fc.tcp.SetDeadline(time.Time{})
+	fc.stream().SetDeadline(time.Time{})
+	if fc.peer != nil {
+		f.handoff.give(&peerReplayConn{Conn: fc.peer, pending: pending})
+		return
+	}
+	if f.peer != nil {
+		if tc := f.peer(&peerReplayConn{Conn: fc.conn, pending: pending}, pending); tc != nil {
+			f.servePeer(fc, tc)
+			return
+		}
+	}
 	rc := &replayConn{limitConn: fc.conn}
 	if f.rules != nil {
 		rc.guard = f.rules.guard(pending, fc.conn, fc.remote)
@@ -378,6 +434,38 @@ func (f *fastFront) handOff(fc *fastConn) {
 		rc.guard = &headGuard{src: fc.conn, state: guardBlind, buf: pending}
 	}
 	f.handoff.give(rc)
+}
+
+// servePeer serves a cluster peer's TLS connection (peer_tls) on the fast
+// path, as a plain one: the proxied requests for cached files are the
+// hop's bulk. The handshake runs at the first read, within the header
+// deadline; a stranger's fails there.
+func (f *fastFront) servePeer(fc *fastConn, tc *tls.Conn) {
+	pc := &fastConn{conn: fc.conn, tcp: fc.tcp, peer: tc, br: bufio.NewReaderSize(tc, fastBufferSize),
+		accepted: fc.accepted, remote: fc.remote}
+	if !f.track(pc) {
+		fc.tcp.Close()
+		return
+	}
+	f.serveConn(pc)
+}
+
+// peerReplayConn is a peer's TLS connection handed to net/http with the
+// bytes the fast path already read of it. net/http does not see a
+// *tls.Conn, so the server's ConnContext marks its requests as a peer's
+// (cluster.FromPeerContext).
+type peerReplayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *peerReplayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // shutdown stops taking connections, closes the idle ones and waits for

@@ -150,7 +150,7 @@ func TestFastPathInCluster(t *testing.T) {
 // records what B sends back to A.
 func TestFastPathServesHops(t *testing.T) {
 	relay := newRelay(t)
-	keys := "balance = \"all\"\npolicy = \"round_robin\""
+	keys := "balance = \"all\"\npolicy = \"round_robin\"\npeer_tls = false" // the relay reads the hop in the clear
 	a := startClusterNodeWith(t, "hop-a", "A", keys)
 	b := startClusterNodeWith(t, "hop-b", "B", keys+"\npeer_url = \"http://"+relay.addr()+"\"\njoin = [\""+a.cl.get().GossipAddr()+"\"]")
 	relay.target.Store(b.Addrs()["http"])

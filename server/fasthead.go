@@ -23,6 +23,8 @@ type requestHead struct {
 	forwarded bool
 	// hop is the X-Shoal-Hop header: a peer proxied the request here.
 	hop string
+	// peer: the request came over a cluster peer's TLS connection.
+	peer bool
 	// lines is the header block without the request line, for the access
 	// log (which wants the Referer, User-Agent and friends).
 	lines []byte

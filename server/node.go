@@ -397,7 +397,7 @@ func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
 	}
 	if n.certs != nil {
 		specs = append(specs, listenerSpec{role: "https", addr: cfg.Server.HTTPS,
-			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.certs.TLSConfig(), fast: true})
+			h: n.cl.guard(http.HandlerFunc(n.serveHTTPS)), tls: n.cl.peerTLS(n.certs.TLSConfig()), fast: true})
 	} else {
 		specs = append(specs, listenerSpec{role: "https"}) // closes one a reload turned off
 	}
@@ -460,6 +460,7 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		WriteTimeout:   lim.send,
 		MaxHeaderBytes: int(lim.maxHeader),
 		ErrorLog:       log.New(newServerErrorLog(n.log, sp.role), "", 0),
+		ConnContext:    peerConnContext,
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()
@@ -473,6 +474,7 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		handoff := newHandoffListener(acc.ln.Addr())
 		sv.front = newFastFront(ln, handoff, lim, n.log, n.fastRoute)
 		sv.front.rules = rules
+		sv.front.peer = n.cl.peerConn
 		go sv.front.acceptLoop()
 		ln = handoff
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+
+	"shoal/cluster"
 )
 
 // loadCerts makes or reloads the certificate manager for cfg. A broken
@@ -27,7 +29,9 @@ func (n *Node) loadCerts(cfg *Config) error {
 // https for hosts that have a certificate; everything else is served.
 func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := n.state.Load()
-	if h := rt.redirect.Load(); h != nil {
+	// A request over TLS here came from a peer (peer TLS): no client to
+	// send to HTTPS.
+	if h := rt.redirect.Load(); h != nil && !cluster.OverPeerTLS(r) {
 		// Inside the books of the site the request names, as every answer.
 		rt.vhosts.match(r.Host).serveBooked(w, r, *h)
 		return

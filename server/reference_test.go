@@ -68,6 +68,8 @@ var reloadNotes = map[string]string{
 	"cluster.secret":             "restart (a reload logs a warning naming it)",
 	"cluster.peer_url":           "restart (a reload logs a warning naming it)",
 	"cluster.public_url":         "restart (a reload logs a warning naming it)",
+	"cluster.peer_timeout":       "restart (a reload logs a warning naming it)",
+	"cluster.peer_tls":           "restart (a reload logs a warning naming it); change it on every node together",
 	"cluster.mode":               "reload: the next request routed follows it; a request already being routed finishes on the old setting",
 	"cluster.policy":             "reload: the next request routed follows it; a request already being routed finishes on the old setting",
 	"cluster.margin":             "reload: the next request routed follows it; a request already being routed finishes on the old setting",

@@ -407,6 +407,9 @@ func (v *validator) cluster() {
 	if c.Retries < 0 {
 		v.fail("cluster.retries", "must not be negative")
 	}
+	if c.PeerTimeout <= 0 {
+		v.fail("cluster.peer_timeout", "must be positive")
+	}
 	if c.Secret != "" {
 		b, err := base64.StdEncoding.DecodeString(c.Secret)
 		if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
