@@ -1,9 +1,6 @@
 package handlers
 
 import (
-	"bytes"
-	"slices"
-	"strings"
 	"testing"
 )
 
@@ -27,24 +24,5 @@ func TestNaturalCompare(t *testing.T) {
 		if got := NaturalCompare(tc.a, tc.b); got != tc.want {
 			t.Errorf("NaturalCompare(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
-	}
-}
-
-func TestFormatMembersNaturalOrder(t *testing.T) {
-	var ms []Member
-	for _, n := range []string{"n10", "n1", "n2", "n11", "n3"} {
-		ms = append(ms, Member{Name: n, State: StateAlive, Capacity: 1})
-	}
-	var buf bytes.Buffer
-	FormatMembers(&buf, ms)
-	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n")[1:] {
-		got = append(got, strings.Fields(line)[0])
-	}
-	if want := []string{"n1", "n2", "n3", "n10", "n11"}; !slices.Equal(got, want) {
-		t.Errorf("order %v, want %v", got, want)
-	}
-	if ms[0].Name != "n10" {
-		t.Error("FormatMembers reordered the caller's slice")
 	}
 }

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -407,49 +406,5 @@ func TestAdminDNSRebinding(t *testing.T) {
 				t.Errorf("Host %q: status %d, want %d", tc.host, resp.StatusCode, tc.want)
 			}
 		})
-	}
-}
-
-func TestFormatMembers(t *testing.T) {
-	ms := threeMembers()
-	ms[0].State = StateDead
-	ms[1].Draining = true
-	ms[2].Name = "evil\x1b[2Jname"
-	ms[0].Drift = []string{"shop.example", "default"}
-	var buf bytes.Buffer
-	FormatMembers(&buf, ms)
-	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("want header + 3 lines:\n%s", buf.String())
-	}
-	if f := strings.Fields(lines[0]); f[0] != "Name" || f[1] != "State" {
-		t.Errorf("header %q", lines[0])
-	}
-	for i, want := range [][]string{
-		{"evil?[2Jname", "alive", "0.50", "32/64", "http://127.0.0.1:8080", "c0ffee12", "-", "no"},
-		{"node-a", "alive", "0.25", "16/64", "http://127.0.0.1:8080", "c0ffee12", "-", "yes"},
-		{"node-c", "dead", "0.75", "48/64", "http://127.0.0.1:8080", "c0ffee12", "shop.example,default", "no"},
-	} {
-		if got := strings.Fields(lines[i+1]); !slices.Equal(got, want) {
-			t.Errorf("line %d = %q, want %q", i+1, got, want)
-		}
-	}
-}
-
-func TestFetchCluster(t *testing.T) {
-	view := &fakeView{self: "node-b"}
-	view.set(threeMembers())
-	srv := newAdminServer(t, &Admin{View: view})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := FetchCluster(ctx, nil, strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Self != "node-b" || len(st.Members) != 3 || st.Members[0].Name != "node-a" || st.Members[0].Load != 0.25 {
-		t.Errorf("got %+v", st)
-	}
-	if _, err := FetchCluster(ctx, nil, srv.URL+"/nope"); err == nil {
-		t.Error("a 404 base gave no error")
 	}
 }

@@ -315,7 +315,7 @@ func members(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := server.PrintMembers(ctx, *admin, stdout); err != nil {
+	if err := printMembers(ctx, *admin, stdout); err != nil {
 		fmt.Fprintln(stderr, "shoal members:", err)
 		if unreachable(err) {
 			fmt.Fprint(stderr, membersHint(*admin))
