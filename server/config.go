@@ -29,6 +29,7 @@ type Config struct {
 	Session SessionConfig `toml:"session"`
 	Sites   []SiteConfig  `toml:"site"`
 	Cluster ClusterConfig `toml:"cluster"`
+	ACME    ACMEConfig    `toml:"acme"`
 
 	index keyIndex
 }
@@ -136,6 +137,28 @@ type ClusterConfig struct {
 	Retries   int      `toml:"retries"`
 }
 
+// ACMEConfig is the [acme] table: automatic HTTPS for site hosts that have
+// no certificate of their own.
+type ACMEConfig struct {
+	// Enabled turns ordering and renewal on; off, nothing talks to a CA.
+	Enabled bool `toml:"enabled"`
+	// CA is the ACME directory URL (https); Let's Encrypt production by default.
+	CA string `toml:"ca"`
+	// CARoot is a PEM bundle trusted for the CA's own HTTPS (a private CA,
+	// Pebble); "" trusts the system roots.
+	CARoot string `toml:"ca_root"`
+	// Email is the ACME account contact the CA writes to about expiry; "" none.
+	Email string `toml:"email"`
+	// Challenges are the allowed challenge types: http-01 and/or tls-alpn-01.
+	Challenges []string `toml:"challenges"`
+	// Storage is the folder (relative to the config) for the account, keys
+	// and certificates, files 0600 in 0700 folders, kept across restarts.
+	Storage string `toml:"storage"`
+	// RenewBefore is how long before expiry a certificate is renewed; long
+	// enough to ride out a CA outage of days.
+	RenewBefore time.Duration `toml:"renew_before"`
+}
+
 // Defaults returns the built-in configuration: serve ./www on :8080.
 func Defaults() *Config {
 	return &Config{
@@ -162,6 +185,12 @@ func Defaults() *Config {
 			Capacity: 64,
 			Margin:   0.1,
 			Retries:  1,
+		},
+		ACME: ACMEConfig{
+			CA:          "https://acme-v02.api.letsencrypt.org/directory",
+			Challenges:  []string{"http-01", "tls-alpn-01"},
+			Storage:     ".shoal/acme",
+			RenewBefore: 720 * time.Hour,
 		},
 	}
 }
@@ -268,6 +297,7 @@ func (c *Config) decode(src string) ConfigErrors {
 		"tls":     &c.TLS,
 		"session": &c.Session,
 		"cluster": &c.Cluster,
+		"acme":    &c.ACME,
 	}
 	for _, name := range sortedKeys(raw) {
 		prim := raw[name]
