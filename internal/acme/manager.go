@@ -269,7 +269,9 @@ type orderRecord struct {
 	At   time.Time `json:"at"`
 }
 
-func orderKey(name string) string { return "shoal/orders/" + certmagic.StorageKeys.Safe(name) + ".json" }
+func orderKey(name string) string {
+	return "shoal/orders/" + certmagic.StorageKeys.Safe(name) + ".json"
+}
 
 func (m *Manager) orderedBy(name string) string {
 	b, err := m.storage.Load(m.ctx, orderKey(name))

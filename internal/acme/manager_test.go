@@ -304,4 +304,3 @@ func TestCADownServesFallbackAndRetries(t *testing.T) {
 	p.Start()
 	n.waitIssued(t, "down.shoal.test", p.IssuerRoots(), 60*time.Second)
 }
-
