@@ -21,13 +21,13 @@ func (n *Node) loadCerts(cfg *Config) error {
 			m.acceptACMEALPN()
 		}
 		n.certs = m
-		return nil
+		return n.shareTickets(cfg)
 	}
 	if err := n.certs.Reload(withACMEFallback(cfg), cfg.Sites); err != nil {
 		return err
 	}
 	n.certs.manageACME(cfg)
-	return nil
+	return n.shareTickets(cfg)
 }
 
 // serveHTTP is the plain-HTTP listener: ACME http-01 challenges first,
