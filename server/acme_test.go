@@ -69,16 +69,23 @@ root = "www"
 	return path
 }
 
-// TestNodeACME: a node orders its site's name from Pebble by http-01
-// through an http listener that redirects everything else to https,
-// serves it chaining to Pebble's root, keeps localhost on the self-signed
-// fallback, and lists both on /api/certificates.
+// TestNodeACME: a node orders its site's name from Pebble, by http-01
+// through an http listener that redirects everything else to https, or by
+// tls-alpn-01 on its https listener; serves it chaining to Pebble's root,
+// keeps localhost on the self-signed fallback, and lists both on
+// /api/certificates.
 func TestNodeACME(t *testing.T) {
+	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
+		t.Run(challenge, func(t *testing.T) { testNodeACME(t, challenge) })
+	}
+}
+
+func testNodeACME(t *testing.T, challenge string) {
 	hp, tp := freePort(t), freePort(t)
 	p := acmetest.Start(t, acmetest.Options{HTTPPort: hp, TLSPort: tp})
 	roots := p.IssuerRoots()
 	dir := t.TempDir()
-	path := acmeNodeConfig(t, dir, hp, tp, p.Directory(), p.CAPath(), `challenges = ["http-01"]`,
+	path := acmeNodeConfig(t, dir, hp, tp, p.Directory(), p.CAPath(), fmt.Sprintf("challenges = [%q]", challenge),
 		`["www.shoal.test", "localhost"]`)
 	n := runNode(t, path)
 	httpsAddr := n.Addrs()["https"]
