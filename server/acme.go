@@ -64,13 +64,30 @@ func (m *certManager) acceptACMEALPN() {
 	}
 }
 
+// acmeTransport is what the cluster implements to share ACME state
+// between nodes (the contract is internal/acme.Cluster's doc); ServeACME
+// hands it this node's storage, whose Receive it calls for every key a
+// peer publishes and whose Local answers a peer's Fetch. Until
+// *cluster.Cluster has these methods every node orders for itself.
+type acmeTransport interface {
+	acme.Cluster
+	ServeACME(s *acme.Storage)
+}
+
 // startACME makes the ACME manager once the listeners are bound (it needs
-// their ports) and starts ordering in the background: the node serves at
-// once, with fallback certificates until the CA has answered.
-func (n *Node) startACME(cfg *Config) error {
+// their ports) and the cluster runs, and starts ordering in the
+// background: the node serves at once, with fallback certificates until
+// the CA has answered. A failure leaves the fallbacks in place.
+func (n *Node) startACME(cfg *Config) {
 	if !cfg.ACME.Enabled || n.certs == nil {
-		return nil
+		return
 	}
+	if err := n.newACME(cfg); err != nil {
+		n.log.Error("acme: not started; serving fallback certificates", "err", err)
+	}
+}
+
+func (n *Node) newACME(cfg *Config) error {
 	var roots *x509.CertPool
 	if cfg.ACME.CARoot != "" {
 		pem, err := os.ReadFile(cfg.ACME.CARoot)
@@ -83,17 +100,30 @@ func (n *Node) startACME(cfg *Config) error {
 		}
 	}
 	addrs := n.Addrs()
-	m, err := acme.New(acme.Options{
+	o := acme.Options{
 		CA: cfg.ACME.CA, Roots: roots, Email: cfg.ACME.Email, Challenges: cfg.ACME.Challenges,
 		Storage: cfg.ACME.Storage, RenewBefore: cfg.ACME.RenewBefore, Node: n.state.Load().name,
 		Logger: n.log, HTTPAddr: addrs["http"], TLSAddr: addrs["https"],
-	})
+	}
+	var transport acmeTransport
+	shared := false
+	if c := n.cl.get(); c != nil {
+		transport, shared = any(c).(acmeTransport)
+	}
+	if shared {
+		o.Cluster = transport
+	}
+	m, err := acme.New(o)
 	if err != nil {
 		return fmt.Errorf("acme: %w", err)
 	}
+	if shared {
+		transport.ServeACME(m.Storage())
+	}
 	n.certs.acme.Store(m)
 	names := acmeNames(cfg.Sites)
-	n.log.Info("acme: managing certificates", "ca", cfg.ACME.CA, "names", names, "challenges", cfg.ACME.Challenges)
+	n.log.Info("acme: managing certificates", "ca", cfg.ACME.CA, "names", names,
+		"challenges", cfg.ACME.Challenges, "shared", shared)
 	m.Manage(names)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,18 +16,6 @@ import (
 	"shoal/handlers"
 	"shoal/internal/acme/acmetest"
 )
-
-// freePort is a loopback port that was free a moment ago: Pebble must be
-// told the node's ports in its config, before either starts.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // acmeNodeConfig writes a config serving www/ for hosts with [acme] on.
 func acmeNodeConfig(t *testing.T, dir string, httpPort, httpsPort int, ca, caRoot, acmeExtra string, hosts string) string {
@@ -81,7 +68,8 @@ func TestNodeACME(t *testing.T) {
 }
 
 func testNodeACME(t *testing.T, challenge string) {
-	hp, tp := freePort(t), freePort(t)
+	ports := acmetest.FreePorts(t, 2)
+	hp, tp := ports[0], ports[1]
 	p := acmetest.Start(t, acmetest.Options{HTTPPort: hp, TLSPort: tp})
 	roots := p.IssuerRoots()
 	dir := t.TempDir()
@@ -152,7 +140,7 @@ func TestNodeACMEFallbackWhileCADown(t *testing.T) {
 	dir := t.TempDir()
 	caRoot := filepath.Join(dir, "ca.pem")
 	writeFile(t, caRoot, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newTestCA(t).cert.Raw}))
-	path := acmeNodeConfig(t, dir, 0, 0, "https://127.0.0.1:"+strconv.Itoa(freePort(t))+"/dir", caRoot, "", `["down.shoal.test"]`)
+	path := acmeNodeConfig(t, dir, 0, 0, "https://127.0.0.1:"+strconv.Itoa(acmetest.FreePorts(t, 1)[0])+"/dir", caRoot, "", `["down.shoal.test"]`)
 	n := runNode(t, path)
 	conn, err := tls.Dial("tcp", n.Addrs()["https"], &tls.Config{ServerName: "down.shoal.test", InsecureSkipVerify: true})
 	if err != nil {

@@ -259,10 +259,6 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	rt := n.state.Load()
 	rt.setRedirect(n.redirectFor(cfg))
-	if err := n.startACME(cfg); err != nil {
-		n.stopListeners(context.Background())
-		return err
-	}
 	c, err := startCluster(cfg, clusterParams{Name: rt.name, ConfigHash: rt.hash, Version: n.version, Metrics: n.metrics,
 		Addrs: n.Addrs(), Logger: n.log, ErrorPage: n.errorPage})
 	if err != nil {
@@ -270,6 +266,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.cl.p.Store(c)
+	n.startACME(cfg)
 	n.running.Store(true)
 	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
 	close(n.ready)

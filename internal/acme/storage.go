@@ -105,8 +105,15 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 	return s.fetch(ctx, key)
 }
 
-// fetch gets key from the peers and keeps a copy.
+// fetch gets key from the peers and keeps a copy. Challenge tokens are
+// never fetched: they are published before the CA is asked, and any
+// client can make a node look one up (a GET of
+// /.well-known/acme-challenge/x with any Host), which must not turn into
+// a question to every peer.
 func (s *Storage) fetch(ctx context.Context, key string) ([]byte, error) {
+	if strings.Contains(key, "/challenge_tokens/") {
+		return nil, fs.ErrNotExist
+	}
 	b, err := s.cluster.Fetch(ctx, key)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,9 +46,10 @@ type Pebble struct {
 	RootsPEM []byte // trust for Pebble's own HTTPS (ca_root)
 	Roots    *x509.CertPool
 
-	// mu guards cmd.
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	// mu guards cmd and exited.
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
 }
 
 // Options for Start.
@@ -78,35 +80,72 @@ func Start(t testing.TB, o Options) *Pebble {
 	t.Helper()
 	p := &Pebble{t: t, dir: t.TempDir(), bin: tool(t, "pebble")}
 	p.dns = startDNS(t, tool(t, "pebble-challtestsrv"))
-	p.addr, p.mgmt = freeAddr(t), freeAddr(t)
-	p.writeConfig(o)
 	t.Cleanup(p.Stop)
-	if !o.Stopped {
-		p.Start()
+	for attempt := 1; ; attempt++ {
+		ports := FreePorts(t, 2, o.HTTPPort, o.TLSPort)
+		p.addr, p.mgmt = "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1])
+		p.writeConfig(o)
+		if o.Stopped {
+			return p
+		}
+		// A port freed by FreePorts may be taken again before Pebble
+		// binds it: then Pebble exits and another pair is tried.
+		if p.start() || attempt == 3 {
+			break
+		}
+	}
+	if p.cmd == nil {
+		t.Fatal("pebble did not start")
 	}
 	return p
 }
 
-// freeAddr returns a loopback TCP address that was free a moment ago
-// (Pebble takes fixed addresses in its config).
-func freeAddr(t testing.TB) string {
+// FreePorts returns n distinct loopback TCP ports that were free a
+// moment ago (Pebble and the node it validates take fixed ports from
+// their configs), none of them in avoid.
+func FreePorts(t testing.TB, n int, avoid ...int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	var ports []int
+	for len(ports) < n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln) // held open until all are chosen: no duplicates
+		if port := ln.Addr().(*net.TCPAddr).Port; !slices.Contains(avoid, port) {
+			ports = append(ports, port)
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return ports
 }
 
-func freeUDP(t testing.TB) string {
+func freeAddr(t testing.TB) string {
+	return "127.0.0.1:" + strconv.Itoa(FreePorts(t, 1)[0])
+}
+
+// freeDNSAddr is a loopback port free for both UDP and TCP: the DNS
+// server takes both, and Pebble asks over TCP.
+func freeDNSAddr(t testing.TB) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		c, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			c.Close()
+			return addr
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().String()
 }
 
 // startDNS runs pebble-challtestsrv answering every A query with
@@ -114,7 +153,7 @@ func freeUDP(t testing.TB) string {
 func startDNS(t testing.TB, bin string) string {
 	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		addr := freeUDP(t)
+		addr := freeDNSAddr(t)
 		cmd := exec.Command(bin, "-dnsserver", addr, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
 			"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "", "-management", freeAddr(t))
 		var out bytes.Buffer
@@ -134,9 +173,11 @@ func startDNS(t testing.TB, bin string) string {
 	return ""
 }
 
+// dnsAnswers reports whether the DNS server answers over TCP, as Pebble
+// asks.
 func dnsAnswers(addr string) bool {
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "udp", addr)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	}}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -205,13 +246,22 @@ func (p *Pebble) writeConfig(o Options) {
 // CAPath is a file holding the CA of Pebble's HTTPS, for acme.ca_root.
 func (p *Pebble) CAPath() string { return filepath.Join(p.dir, "ca.pem") }
 
-// Start runs Pebble (again, after Stop) and waits until its directory answers.
+// Start runs Pebble (again, after Stop) and waits until its directory
+// answers.
 func (p *Pebble) Start() {
+	if !p.start() {
+		p.t.Fatal("pebble did not start")
+	}
+}
+
+// start runs Pebble and reports whether its directory answers; false when
+// it exited first.
+func (p *Pebble) start() bool {
 	t := p.t
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
-		return
+		return true
 	}
 	cmd := exec.Command(p.bin, "-config", p.cfg, "-dnsserver", p.dns)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0",
@@ -220,20 +270,29 @@ func (p *Pebble) Start() {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	p.cmd, p.exited = cmd, exited
 	client := p.HTTPClient()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			p.cmd = nil
+			return false
+		default:
+		}
 		resp, err := client.Get(p.Directory())
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("pebble did not answer within 30s")
+	return false
 }
 
 // Stop ends Pebble (the CA goes down); Start brings it back.
@@ -244,7 +303,7 @@ func (p *Pebble) Stop() {
 		return
 	}
 	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
+	<-p.exited
 	p.cmd = nil
 }
 
