@@ -32,13 +32,17 @@ type Cluster struct {
 
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
+	// appHandler receives peers' SendToPeers payloads (exchange.go).
+	appHandler atomic.Pointer[func([]byte)]
 
 	// Hot counters: read on every request, so atomics, never copied.
 	inflight atomic.Int64  // requests this node is serving
+	served   atomic.Uint64 // requests served here since start (the books' count of local work)
 	draining atomic.Bool   // set once by SetDraining
 	seq      atomic.Uint64 // load report sequence of this boot
 	alive    atomic.Int32  // live peers, for the broadcast queue and mode choice
 	joinFail atomic.Int64  // failed join attempts while alone (tests wait on it)
+	joins    atomic.Int64  // join calls made (tests count them)
 	kick     chan struct{} // wakes the load sender after a change
 
 	// tune holds the settings Retune may swap; tuneMu orders Retunes.
@@ -48,6 +52,9 @@ type Cluster struct {
 	// peers is the sorted list of live peers, rebuilt under mu on every
 	// membership change and read lock-free by the request path.
 	peers atomic.Pointer[[]*member]
+
+	drift driftState // this node's site hashes (drift.go)
+	mlLog *mlWriter  // memberlist's log lines, rate-limited (logging.go)
 
 	// mu guards members, meta, conflict.
 	mu       sync.Mutex
@@ -165,7 +172,7 @@ func randomBoot() uint32 {
 
 func (c *Cluster) selfMeta() *nodeMeta {
 	t := c.tune.Load()
-	return &nodeMeta{
+	m := &nodeMeta{
 		Draining:  c.draining.Load(),
 		Capacity:  t.capacity,
 		Started:   c.started.UnixMilli(),
@@ -175,6 +182,8 @@ func (c *Cluster) selfMeta() *nodeMeta {
 		Version:   c.opts.Version,
 		Config:    t.set.ConfigHash,
 	}
+	m.Sites, m.More = c.publishedSites()
+	return m
 }
 
 func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
@@ -204,7 +213,7 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	// Gossip packets here are a few dozen bytes: LZW-compressing each one
 	// cost more CPU than it saved (measured: BenchmarkLoadSteady).
 	cfg.EnableCompression = false
-	cfg.Logger = newMemberlistLogger(c.opts.logger())
+	cfg.Logger, c.mlLog = newMemberlistLogger(c.opts.logger())
 	if c.opts.Tune != nil {
 		c.opts.Tune(cfg)
 	}

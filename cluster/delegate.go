@@ -52,7 +52,11 @@ func (c *Cluster) handleNodeMeta(limit int) []byte {
 }
 
 func (c *Cluster) handleLocalState() []byte {
-	return c.report().encode(msgState)
+	b := c.report().encode(msgState)
+	if l := c.moreSites(); l != nil {
+		b = l.appendTo(b)
+	}
+	return b
 }
 
 func (c *Cluster) handleMsg(b []byte) {
@@ -60,7 +64,26 @@ func (c *Cluster) handleMsg(b []byte) {
 		return
 	}
 	switch kind := b[0]; kind {
-	case msgLoad, msgLoadGossip, msgState:
+	case msgState:
+		l, sites, err := decodeState(b[1:])
+		if err != nil {
+			c.log.Debug("drop message", "kind", kind, "err", err)
+		}
+		if l != nil {
+			c.applyLoad(l)
+		}
+		if sites != nil {
+			c.handleSites(sites)
+		}
+	case msgSites:
+		r := reader{b: b[1:]}
+		l, err := decodeSiteList(&r)
+		if err != nil {
+			c.log.Debug("drop message", "kind", kind, "err", err)
+			return
+		}
+		c.handleSites(l)
+	case msgLoad, msgLoadGossip:
 		l, err := decodeLoad(b[1:])
 		if err != nil {
 			c.log.Debug("drop message", "kind", kind, "err", err)
@@ -71,6 +94,8 @@ func (c *Cluster) handleMsg(b []byte) {
 			// node replaces this one in the queue.
 			c.queue.QueueBroadcast(&loadBroadcast{name: l.Name, msg: b})
 		}
+	case msgApp:
+		c.handleApp(b[1:])
 	default:
 		c.log.Debug("drop message", "kind", kind)
 	}
@@ -121,7 +146,8 @@ func (c *Cluster) handleAlive(n *memberlist.Node) {
 	c.mu.Unlock()
 	if revived || !known {
 		c.log.Info("member alive", "name", n.Name, "addr", nodeAddr(n), "peer_url", meta.PeerURL)
-		c.kickLoad() // tell the newcomer our load now
+		c.kickLoad()         // tell the newcomer our load now
+		c.offerSites(n.Name) // and the site hashes beyond our meta
 	}
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net"
+	"reflect"
 	"testing"
 
 	"github.com/hashicorp/memberlist"
@@ -76,13 +77,14 @@ func TestHandlersWithoutNetwork(t *testing.T) {
 }
 
 func TestMetaRoundTripAndLimit(t *testing.T) {
-	m := &nodeMeta{Draining: true, Capacity: 64, Started: 1700000000000, Boot: 42, PeerURL: "http://a:1", PublicURL: "https://a", Version: "1.0", Config: "beef"}
+	m := &nodeMeta{Draining: true, Capacity: 64, Started: 1700000000000, Boot: 42, PeerURL: "http://a:1", PublicURL: "https://a", Version: "1.0", Config: "beef",
+		Sites: []siteHash{{ID: 1, Hash: 0xdeadbeef}, {ID: 7, Hash: 2}}}
 	b, err := m.encode()
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := decodeMeta(b)
-	if err != nil || *got != *m {
+	if err != nil || !reflect.DeepEqual(got, m) {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	if _, err := decodeMeta(b[:len(b)-2]); err == nil {

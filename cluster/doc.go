@@ -16,7 +16,9 @@
 // so a request takes at most one hop; a redirected client carries a signed
 // marker for the same reason. Peers that fail to answer are skipped for a
 // while (passive health) and idempotent requests are retried elsewhere, so
-// losing a node fails no GET.
+// losing a node fails no GET. A request for a site goes only to nodes that
+// publish this node's hash of that site (drift.go), so a rolling change
+// never mixes answers.
 //
 // Thread safety: a Cluster is safe for concurrent use. memberlist calls into
 // the package through a small delegate type that only forwards to handleX

@@ -2,26 +2,37 @@ package cluster
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
 )
 
 // joinLoop joins the configured peers with backoff while this node is
-// alone (it serves alone meanwhile), then keeps re-joining them and the
-// members it lost every Timings.Rejoin: memberlist does not heal a
-// partition by itself. The first attempt's outcome goes to first.
+// alone (it serves alone meanwhile). After that it joins only when there
+// is something to heal: members it saw die (a partition that may have
+// healed, a node restarting), checked every Timings.Rejoin; and, rarely
+// and with jitter, one address picked at random from every member and
+// configured peer, for two halves that have already forgotten each
+// other. A healthy cluster makes no join calls, and no seed carries the
+// re-joins of every node. The first attempt's outcome goes to first.
 func (c *Cluster) joinLoop(first chan<- error) {
 	defer c.wg.Done()
 	t := c.opts.Timings
 	backoff := t.joinBackoff()
 	attempt := 0
+	idle := time.Now().Add(idleRejoin(t.rejoin()))
+	// Read once: memberlist drops its own entry when another node takes
+	// our name, and the address never changes.
+	self := c.GossipAddr()
 	for {
 		wait := t.rejoin()
-		targets := c.joinTargets()
+		alone := c.alive.Load() == 0
+		targets := c.joinPlan(self, alone, time.Now(), &idle)
 		if len(targets) > 0 {
 			attempt++
-			alone := c.alive.Load() == 0
+			before := c.alive.Load()
+			c.joins.Add(1)
 			_, err := c.ml.Join(targets)
 			stale, cerr := c.checkConflict()
 			if first != nil {
@@ -45,6 +56,8 @@ func (c *Cluster) joinLoop(first chan<- error) {
 			default:
 				if alone {
 					c.log.Info("joined cluster", "members", c.alive.Load()+1)
+				} else if now := c.alive.Load(); now > before {
+					c.log.Info("rejoined lost members", "members", now+1)
 				}
 				backoff = t.joinBackoff()
 			}
@@ -53,6 +66,7 @@ func (c *Cluster) joinLoop(first chan<- error) {
 			first = nil
 		}
 		c.forget()
+		c.mlLog.flush(time.Now())
 		select {
 		case <-c.stop:
 			return
@@ -61,31 +75,92 @@ func (c *Cluster) joinLoop(first chan<- error) {
 	}
 }
 
-// joinTargets is the configured join list plus the gossip addresses of
-// members that died recently (not those that left on purpose), without
-// this node's own address.
-func (c *Cluster) joinTargets() []string {
-	self := c.GossipAddr()
+// maxRejoinTargets bounds one re-join of lost members: each unreachable
+// address may cost a TCP timeout, and a few are enough to heal through.
+const maxRejoinTargets = 3
+
+// joinPlan returns the addresses to join now, or none: everything known
+// while alone; else a few members seen dead plus one configured peer;
+// else, once idle has passed (then moved on), one random address of all.
+func (c *Cluster) joinPlan(self string, alone bool, now time.Time, idle *time.Time) []string {
+	configured := c.addrs(c.opts.Join, self)
+	dead, live := c.memberAddrs(self)
+	switch {
+	case alone:
+		return dedupe(append(configured, dead...))
+	case len(dead) > 0:
+		rand.Shuffle(len(dead), func(i, j int) { dead[i], dead[j] = dead[j], dead[i] })
+		out := dead[:min(len(dead), maxRejoinTargets)]
+		if len(configured) > 0 {
+			out = append(out, configured[rand.IntN(len(configured))])
+		}
+		*idle = now.Add(idleRejoin(c.opts.Timings.rejoin()))
+		return dedupe(out)
+	case now.After(*idle):
+		*idle = now.Add(idleRejoin(c.opts.Timings.rejoin()))
+		all := dedupe(append(configured, live...))
+		if len(all) == 0 {
+			return nil
+		}
+		i := rand.IntN(len(all))
+		return all[i : i+1]
+	}
+	return nil
+}
+
+// idleRejoin is the jittered wait before a re-join of a cluster that
+// looks whole: 6 to 12 Rejoin periods and at least a minute, so at 20
+// nodes the whole cluster makes one such join every few seconds.
+func idleRejoin(rejoin time.Duration) time.Duration {
+	base := max(6*rejoin, time.Minute)
+	return base + rand.N(base)
+}
+
+// addrs is list without this node's own address.
+func (c *Cluster) addrs(list []string, self string) []string {
 	var out []string
-	seen := map[string]bool{}
-	add := func(a string) {
-		if !seen[a] && !c.isSelfAddr(a, self) {
+	for _, a := range list {
+		if !c.isSelfAddr(a, self) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// memberAddrs returns the gossip addresses of the members that died
+// recently (not those that left on purpose) and of the live ones.
+func (c *Cluster) memberAddrs(self string) (dead, live []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.members {
+		n := m.node.Load()
+		if n == nil {
+			continue
+		}
+		a := nodeAddr(n)
+		if a == self {
+			continue
+		}
+		switch m.state.Load() {
+		case stDead:
+			dead = append(dead, a)
+		case stAlive:
+			live = append(live, a)
+		}
+	}
+	return dead, live
+}
+
+// dedupe drops repeated addresses, keeping the first of each.
+func dedupe(list []string) []string {
+	seen := make(map[string]bool, len(list))
+	out := list[:0:0]
+	for _, a := range list {
+		if !seen[a] {
 			seen[a] = true
 			out = append(out, a)
 		}
 	}
-	for _, a := range c.opts.Join {
-		add(a)
-	}
-	c.mu.Lock()
-	for _, m := range c.members {
-		if m.state.Load() == stDead {
-			if n := m.node.Load(); n != nil {
-				add(nodeAddr(n))
-			}
-		}
-	}
-	c.mu.Unlock()
 	return out
 }
 

@@ -33,6 +33,7 @@ type member struct {
 	name string
 
 	meta    atomic.Pointer[nodeMeta]
+	more    atomic.Pointer[siteList]        // site hashes beyond its meta (drift.go)
 	node    atomic.Pointer[memberlist.Node] // a copy, for sending and re-joining
 	peerURL atomic.Pointer[url.URL]
 	pubURL  atomic.Pointer[url.URL]
@@ -160,6 +161,13 @@ type Member struct {
 	Started   time.Time `json:"started"`
 	Addr      string    `json:"addr"`
 	Self      bool      `json:"self,omitempty"`
+
+	// Sites is the member's hash of each of this node's sites, by site
+	// name (absent: it published none for that site).
+	Sites map[string]string `json:"sites,omitempty"`
+	// Drift names this node's sites whose hash the member lacks or
+	// differs in: no requests for those go to it.
+	Drift []string `json:"drift,omitempty"`
 }
 
 // Members returns a copy of every known node, this one included, sorted by
@@ -195,6 +203,7 @@ func (c *Cluster) Members() []Member {
 			Started:   time.UnixMilli(meta.Started),
 		}
 		e.Load = float64(e.Inflight) / float64(max(e.Capacity, 1))
+		c.siteView(&e, m)
 		if n := m.node.Load(); n != nil {
 			e.Addr = n.Address()
 		}
@@ -208,7 +217,7 @@ func (c *Cluster) selfMember() Member {
 	t := c.tune.Load()
 	capacity := t.capacity
 	in := c.inflight.Load()
-	return Member{
+	e := Member{
 		Name:      c.opts.Name,
 		State:     StateAlive,
 		Load:      float64(in) / float64(capacity),
@@ -224,6 +233,8 @@ func (c *Cluster) selfMember() Member {
 		Addr:      c.GossipAddr(),
 		Self:      true,
 	}
+	c.siteView(&e, nil)
+	return e
 }
 
 func stateName(m *member, now int64, stale time.Duration) string {

@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -11,7 +13,7 @@ import (
 // metaVersion is the layout of nodeMeta on the wire. Newer layouts only
 // append fields, so an older node decodes the prefix it knows and ignores
 // the rest; the version byte says which fields are there at least.
-const metaVersion = 1
+const metaVersion = 2
 
 // nodeMeta is what a node publishes in its memberlist meta: facts that
 // change rarely (the in-flight count travels in load messages instead,
@@ -25,6 +27,12 @@ type nodeMeta struct {
 	PublicURL string
 	Version   string
 	Config    string
+	// Sites (layout 2 on) are the node's site hashes, sorted by ID; nil
+	// from an older node, which then agrees on no site (drift.go).
+	Sites []siteHash
+	// More, when not zero, is the digest of the sites that did not fit
+	// in the meta; they travel in msgSites and the state exchange.
+	More uint32
 }
 
 const flagDraining = 1
@@ -34,7 +42,7 @@ const flagDraining = 1
 var errMetaShort = errors.New("cluster: node meta truncated")
 
 func (m *nodeMeta) encode() ([]byte, error) {
-	b := make([]byte, 0, 64+len(m.PeerURL)+len(m.PublicURL)+len(m.Version)+len(m.Config))
+	b := make([]byte, 0, 64+len(m.PeerURL)+len(m.PublicURL)+len(m.Version)+len(m.Config)+siteEntryBytes*len(m.Sites))
 	var flags byte
 	if m.Draining {
 		flags |= flagDraining
@@ -46,6 +54,12 @@ func (m *nodeMeta) encode() ([]byte, error) {
 	for _, s := range []string{m.PeerURL, m.PublicURL, m.Version, m.Config} {
 		b = appendString(b, s)
 	}
+	b = binary.AppendUvarint(b, uint64(len(m.Sites)))
+	for _, h := range m.Sites {
+		b = binary.BigEndian.AppendUint32(b, h.ID)
+		b = binary.BigEndian.AppendUint32(b, h.Hash)
+	}
+	b = binary.BigEndian.AppendUint32(b, m.More)
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d: shorten peer_url or public_url", len(b), memberlist.MetaMaxSize)
 	}
@@ -65,6 +79,10 @@ func decodeMeta(b []byte) (*nodeMeta, error) {
 	m.PublicURL = r.string()
 	m.Version = r.string()
 	m.Config = r.string()
+	if b[0] >= 2 {
+		m.Sites = r.sites()
+		m.More = r.uint32()
+	}
 	if r.bad {
 		return nil, errMetaShort
 	}
@@ -121,6 +139,28 @@ func (r *reader) byte() byte {
 	v := r.b[0]
 	r.b = r.b[1:]
 	return v
+}
+
+// sites reads a count and that many siteHash entries, refusing a count
+// the buffer cannot hold before allocating for it.
+func (r *reader) sites() []siteHash {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.b)/siteEntryBytes) {
+		r.bad = true
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]siteHash, n)
+	for i := range out {
+		out[i] = siteHash{ID: r.uint32(), Hash: r.uint32()}
+	}
+	if !slices.IsSortedFunc(out, func(a, b siteHash) int { return cmp.Compare(a.ID, b.ID) }) {
+		r.bad = true // binary search needs the order
+		return nil
+	}
+	return out
 }
 
 func (r *reader) string() string {

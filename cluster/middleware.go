@@ -56,7 +56,24 @@ func (c *Cluster) Middleware(covered func(*http.Request) bool) func(http.Handler
 // the response is out.
 func (c *Cluster) ServingLocal() {
 	c.inflight.Add(1)
+	c.served.Add(1)
 	c.kickLoad()
+}
+
+// Accounting is this node's own count of local work: requests being
+// served here now, and served here since start (through Serve or
+// ServingLocal alike). Tests compare it across entry paths.
+func (c *Cluster) Accounting() (inflight int64, served uint64) {
+	return c.inflight.Load(), c.served.Load()
+}
+
+// FromPeer reports whether a peer proxied r here with a valid hop header,
+// as Guard or Serve checked it, and which peer.
+func FromPeer(r *http.Request) (peer string, ok bool) {
+	if in, found := r.Context().Value(inboundKey{}).(*inbound); found && in.hop {
+		return in.from, true
+	}
+	return "", false
 }
 
 // DoneLocal ends what ServingLocal started.
@@ -202,7 +219,8 @@ func (c *Cluster) choose(t *tuning, r *http.Request, inflight int64, skip []*mem
 	now := time.Now().UnixNano()
 	stale := c.opts.Timings.staleAfter()
 	peers := *c.peers.Load()
-	usable := func(m *member) bool { return m.available(now, stale) && !contains(skip, m) }
+	site := c.siteOf(r) // only peers with this node's hash of r's site (drift.go)
+	usable := func(m *member) bool { return m.available(now, stale) && !contains(skip, m) && m.agrees(site) }
 	draining := c.draining.Load()
 	if t.set.Sticky {
 		if name, ok := c.stickyNode(r); ok {
@@ -254,6 +272,7 @@ func (c *Cluster) serveLocal(w http.ResponseWriter, r *http.Request, next http.H
 	if !reserved {
 		c.inflight.Add(1)
 	}
+	c.served.Add(1)
 	c.kickLoad()
 	defer func() {
 		c.inflight.Add(-1)

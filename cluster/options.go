@@ -24,8 +24,9 @@ type Options struct {
 	Advertise string
 	// Join lists gossip addresses of peers. They are tried in the
 	// background with backoff while the node already serves alone; after
-	// that, a periodic re-join to them and to recently lost members heals
-	// partitions.
+	// that, the node re-joins only members it lost (a partition healing)
+	// and, about once a minute or two, one address picked at random among
+	// every member and these.
 	Join []string
 	// Secret (16, 24 or 32 bytes) encrypts gossip and is the root of the
 	// keys that sign hops, load reports, redirect markers and affinity
@@ -107,8 +108,9 @@ type Timings struct {
 	// JoinBackoff is the first wait after a failed join; it doubles up to
 	// 30s. 0 means 500ms.
 	JoinBackoff time.Duration
-	// Rejoin is how often the node re-joins its join addresses and the
-	// members it lost, to heal partitions; 0 means 10s.
+	// Rejoin is how often the node looks for members it lost and re-joins
+	// them, to heal partitions; a cluster that lost none re-joins only
+	// every 6 to 12 Rejoin periods (at least a minute). 0 means 10s.
 	Rejoin time.Duration
 	// HopValidity is how long a signed hop or redirect marker is accepted
 	// (either way, to allow clock skew); 0 means 30s.

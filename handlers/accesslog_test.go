@@ -3,13 +3,18 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the log's flusher goroutine.
@@ -39,7 +44,10 @@ func serveLogged(t *testing.T, format string, req *http.Request) string {
 		SetKind(r, KindStatic)
 		rec.WriteHeader(201)
 		rec.Write([]byte("hello"))
-		log.Log(r, rec)
+		e := Entry{Info: *InfoFrom(r), Started: rec.Started, Status: rec.Status, Bytes: rec.Bytes}
+		e.Read(r, nil)
+		e.ReadLogged(r)
+		log.Log(&e)
 	})
 	r, _ := Begin(req, "example.com", nil)
 	h.ServeHTTP(httptest.NewRecorder(), r)
@@ -101,5 +109,76 @@ func TestClientIPTrustedProxies(t *testing.T) {
 		if got := ClientIP(r); got != tc.want {
 			t.Errorf("%s / %q: %s, want %s", tc.remote, tc.xff, got, tc.want)
 		}
+	}
+}
+
+// TestAccessLogNeverBlocks: with a destination nobody reads (a pipe whose
+// buffer is full), Log still returns at once; lines beyond the queue are
+// dropped and counted, and Close gives up instead of hanging.
+func TestAccessLogNeverBlocks(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	var hooked atomic.Int64
+	log := OpenAccessLog(pw, AccessLogOptions{QueueLines: 64, OnDrop: func() { hooked.Add(1) }})
+	e := &Entry{Method: "GET", URI: "/" + strings.Repeat("x", 2000), Proto: "HTTP/1.1", Status: 200, Started: time.Now()}
+	// 2000 lines of 2 KB: far more than the pipe (64 KiB), the writer's
+	// buffer (64 KiB) and the queue (64 lines) hold.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			log.Log(e)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Log blocked on a stalled destination")
+	}
+	if log.Dropped() == 0 || uint64(hooked.Load()) != log.Dropped() {
+		t.Fatalf("dropped %d, OnDrop called %d times; want equal and > 0", log.Dropped(), hooked.Load())
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- log.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung on a stalled destination")
+	}
+}
+
+// TestAccessLogReopen: after the file is renamed (logrotate), Reopen sends
+// later lines to a new file under the old name; earlier lines stay in the
+// renamed one.
+func TestAccessLogReopen(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "access.log")
+	open := func() (io.Writer, error) { return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644) }
+	f, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := OpenAccessLog(f, AccessLogOptions{Open: open})
+	log.Log(&Entry{Method: "GET", URI: "/before", Proto: "HTTP/1.1", Started: time.Now()})
+	if err := os.Rename(name, name+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	log.Log(&Entry{Method: "GET", URI: "/after", Proto: "HTTP/1.1", Started: time.Now()})
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(name + ".1")
+	cur, _ := os.ReadFile(name)
+	if !strings.Contains(string(old), "/before") || strings.Contains(string(old), "/after") {
+		t.Errorf("rotated file holds %q; want only /before", old)
+	}
+	if !strings.Contains(string(cur), "/after") || strings.Contains(string(cur), "/before") {
+		t.Errorf("new file holds %q; want only /after", cur)
 	}
 }

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -42,6 +41,12 @@ type Member struct {
 	RequestsPerSec float64   `json:"requests_per_sec"`
 	ErrorsPerSec   float64   `json:"errors_per_sec"` // 5xx answers per second
 	CGIRunning     int       `json:"cgi_running"`
+
+	// Sites is the member's hash of each of this node's sites, by site
+	// name; Drift names the sites whose hash differs from this node's
+	// (their requests are never sent to that member).
+	Sites map[string]string `json:"sites,omitempty"`
+	Drift []string          `json:"drift,omitempty"`
 }
 
 // ClusterView is what the admin pages need from the cluster. A node
@@ -97,6 +102,9 @@ type Admin struct {
 	// Describe, when set, is asked for the sites and listeners on every
 	// page view instead of Sites and Listeners, so a reload shows at once.
 	Describe func() (sites []AdminSite, listeners []string)
+	// Upstreams returns the list /api/upstreams answers under "upstreams"
+	// (each upstream's targets and health); nil answers an empty list.
+	Upstreams func() any
 	// Version is shown on the status page.
 	Version string
 	// Certificates lists what the https listener serves, for
@@ -115,6 +123,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("/{$}", onlyMethod(http.MethodGet, http.HandlerFunc(s.page)))
 	mux.Handle("/static/", onlyMethod(http.MethodGet, s.static()))
 	mux.Handle("/api/cluster", onlyMethod(http.MethodGet, http.HandlerFunc(s.cluster)))
+	mux.Handle("/api/upstreams", onlyMethod(http.MethodGet, http.HandlerFunc(s.upstreams)))
 	mux.Handle("/metrics", onlyMethod(http.MethodGet, s.metrics()))
 	mux.Handle("/healthz", onlyMethod(http.MethodGet, http.HandlerFunc(s.healthz)))
 	mux.Handle("/api/certificates", onlyMethod(http.MethodGet, http.HandlerFunc(s.certificates)))
@@ -150,7 +159,7 @@ func (s *adminServer) status() ClusterStatus {
 	if ms := s.View.Members(); ms != nil {
 		st.Members = slices.Clone(ms)
 	}
-	slices.SortStableFunc(st.Members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(st.Members, func(a, b Member) int { return NaturalCompare(a.Name, b.Name) })
 	return st
 }
 
@@ -170,6 +179,15 @@ func (s *adminServer) certificates(w http.ResponseWriter, r *http.Request) {
 func (s *adminServer) cluster(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, s.status())
+}
+
+func (s *adminServer) upstreams(w http.ResponseWriter, r *http.Request) {
+	var list any = []any{}
+	if s.Upstreams != nil {
+		list = s.Upstreams()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"upstreams": list})
 }
 
 func (s *adminServer) healthz(w http.ResponseWriter, r *http.Request) {

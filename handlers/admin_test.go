@@ -415,6 +415,7 @@ func TestFormatMembers(t *testing.T) {
 	ms[0].State = StateDead
 	ms[1].Draining = true
 	ms[2].Name = "evil\x1b[2Jname"
+	ms[0].Drift = []string{"shop.example", "default"}
 	var buf bytes.Buffer
 	FormatMembers(&buf, ms)
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
@@ -425,9 +426,9 @@ func TestFormatMembers(t *testing.T) {
 		t.Errorf("header %q", lines[0])
 	}
 	for i, want := range [][]string{
-		{"node-c", "dead", "0.75", "48/64", "http://127.0.0.1:8080", "c0ffee12", "no"},
-		{"node-a", "alive", "0.25", "16/64", "http://127.0.0.1:8080", "c0ffee12", "yes"},
-		{"evil?[2Jname", "alive", "0.50", "32/64", "http://127.0.0.1:8080", "c0ffee12", "no"},
+		{"evil?[2Jname", "alive", "0.50", "32/64", "http://127.0.0.1:8080", "c0ffee12", "-", "no"},
+		{"node-a", "alive", "0.25", "16/64", "http://127.0.0.1:8080", "c0ffee12", "-", "yes"},
+		{"node-c", "dead", "0.75", "48/64", "http://127.0.0.1:8080", "c0ffee12", "shop.example,default", "no"},
 	} {
 		if got := strings.Fields(lines[i+1]); !slices.Equal(got, want) {
 			t.Errorf("line %d = %q, want %q", i+1, got, want)

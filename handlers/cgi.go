@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,9 +34,20 @@ type CGI struct {
 	// script's path is its last argument. A script without one must be
 	// executable, else 403.
 	Interpreters map[string]string
-	// Timeout bounds a script's run; then its whole process group gets
+	// Program, when set, is the one program every path under Prefix runs
+	// (the rest of the path is PATH_INFO), as Apache's ScriptAlias to a
+	// file; Dir is then not used.
+	Program string
+	// Timeout bounds how long a script may go without a byte read from its
+	// stdout or written to its stdin (as Apache and lighttpd count it, so a
+	// long download keeps going); then its whole process group gets
 	// SIGTERM, and SIGKILL after KillGrace. Zero: 30s.
 	Timeout time.Duration
+	// MaxTime caps a run as a whole, however busy. Zero: no cap.
+	MaxTime time.Duration
+	// FollowSymlinks lets a script's path use symlinks that leave the
+	// folder (Apache's FollowSymLinks); off, such a link gets 403.
+	FollowSymlinks bool
 	// KillGrace is the wait between SIGTERM and SIGKILL. Zero: 2s.
 	KillGrace time.Duration
 	// MaxConcurrent bounds the scripts running at once through this
@@ -115,10 +128,51 @@ func (h *CGI) Match(urlPath string) bool {
 // static handler refuses such files even when reached by another URL.
 func (h *CGI) IsScript(file string) bool {
 	st := h.state()
-	if st.dir != "" && cgiWithin(file, st.dir) {
+	if st.dir != "" && cgiWithin(file, st.dir) || st.program != "" && file == st.program {
 		return true
 	}
 	return st.hasExt(file)
+}
+
+// CGIIndex finds the script that serves a URL path ending in "/" when the
+// site's index names one (index = ["index.cgi", "doku.php"]): the first
+// name of index that exists in that folder under root wins, and when it is
+// a script of one of the mappings, CGIIndex returns the mapping and the
+// script's URL path. A page or file found first wins as it is, so the
+// order of index stays the site's. No name a mapping runs: no file is
+// looked at.
+func CGIIndex(root string, index []string, urlPath string, cgis []*CGI) (*CGI, string) {
+	if !strings.HasSuffix(urlPath, "/") || !cgiIndexNamesScript(index, cgis) {
+		return nil, ""
+	}
+	if strings.IndexByte(urlPath, 0) >= 0 || cgiDotSegment(urlPath) {
+		return nil, ""
+	}
+	dir := filepath.Join(root, filepath.FromSlash(urlPath))
+	for _, name := range index {
+		file := filepath.Join(dir, name)
+		if fi, err := os.Stat(file); err != nil || fi.IsDir() {
+			continue
+		}
+		for _, c := range cgis {
+			if c.Match(urlPath+name) && c.IsScript(file) {
+				return c, urlPath + name
+			}
+		}
+		return nil, ""
+	}
+	return nil, ""
+}
+
+func cgiIndexNamesScript(index []string, cgis []*CGI) bool {
+	for _, name := range index {
+		for _, c := range cgis {
+			if c.state().hasExt(name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ServeHTTP reads top to bottom: find the script, check it may run, take
@@ -161,11 +215,12 @@ func (h *CGI) runInSlot(w http.ResponseWriter, r *http.Request, sc *cgiScript, i
 	return h.run(w, r, sc, in)
 }
 
-// refuse answers status without running anything; 4xx caused by the
-// request are logged at debug, everything else as a warning.
+// refuse answers status without running anything; 400 and 404 are logged
+// at debug, everything else (a 413 too: a limit an operator may need to
+// raise) as a warning.
 func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why string, sc *cgiScript) {
 	lvl := slog.LevelWarn
-	if status == http.StatusNotFound || status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest {
+	if status == http.StatusNotFound || status == http.StatusBadRequest {
 		lvl = slog.LevelDebug
 	}
 	args := []any{"status", status, "reason", why, "method", r.Method, "uri", r.RequestURI, "remote", ClientIP(r)}

@@ -26,16 +26,33 @@ func (h *CGI) environ(r *http.Request, sc *cgiScript, contentLength int64, sessi
 	env = append(env, st.env...)
 	add := func(k, v string) { env = append(env, k+"="+strings.ReplaceAll(v, "\x00", "")) }
 
-	add("REQUEST_METHOD", r.Method)
-	add("SERVER_PROTOCOL", r.Proto)
-	add("REQUEST_URI", cgiRequestURI(r))
-	add("QUERY_STRING", r.URL.RawQuery)
 	add("SCRIPT_NAME", sc.name)
 	add("SCRIPT_FILENAME", sc.file)
 	if sc.pathInfo != "" {
 		add("PATH_INFO", sc.pathInfo)
 		add("PATH_TRANSLATED", filepath.Join(st.root, filepath.FromSlash(sc.pathInfo)))
 	}
+	if contentLength >= 0 {
+		add("CONTENT_LENGTH", strconv.FormatInt(contentLength, 10))
+	}
+	if session != "" {
+		add("HTTP_SESSION", session)
+	}
+	CGIRequestVars(r, add)
+	return env
+}
+
+// CGIRequestVars adds the meta-variables that depend on the request alone
+// (RFC 3875 and Apache's usual extensions: REQUEST_METHOD, SERVER_*,
+// REQUEST_URI, QUERY_STRING, REMOTE_*, HTTPS, CONTENT_TYPE, HTTP_HOST and
+// the client's headers as HTTP_*, never HTTP_PROXY, HTTP_SESSION nor
+// HTTP_AUTHORIZATION), for CGI and FastCGI alike. The script's names,
+// CONTENT_LENGTH and the session are the caller's.
+func CGIRequestVars(r *http.Request, add func(name, value string)) {
+	add("REQUEST_METHOD", r.Method)
+	add("SERVER_PROTOCOL", r.Proto)
+	add("REQUEST_URI", cgiRequestURI(r))
+	add("QUERY_STRING", r.URL.RawQuery)
 	name, port := cgiServerNamePort(r)
 	add("SERVER_NAME", name)
 	add("SERVER_PORT", port)
@@ -48,14 +65,12 @@ func (h *CGI) environ(r *http.Request, sc *cgiScript, contentLength int64, sessi
 	if r.TLS != nil {
 		add("HTTPS", "on")
 	}
-	if contentLength >= 0 {
-		add("CONTENT_LENGTH", strconv.FormatInt(contentLength, 10))
+	if info := InfoFrom(r); info != nil && info.AuthType != "" {
+		add("AUTH_TYPE", info.AuthType) // a route's auth checked the user
+		add("REMOTE_USER", info.User)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		add("CONTENT_TYPE", ct)
-	}
-	if session != "" {
-		add("HTTP_SESSION", session)
 	}
 	if r.Host != "" {
 		add("HTTP_HOST", r.Host)
@@ -70,7 +85,6 @@ func (h *CGI) environ(r *http.Request, sc *cgiScript, contentLength int64, sessi
 		}
 		add(cgiVarName(k), strings.Join(vs, sep))
 	}
-	return env
 }
 
 // cgiHeaderName accepts only letters, digits and '-' in a header name (as

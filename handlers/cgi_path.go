@@ -17,6 +17,8 @@ import (
 type cgiState struct {
 	prefix       string // with its trailing slash; "" when there is no prefix mapping
 	dir, realDir string // Dir made absolute, and with symlinks resolved
+	program      string // Program made absolute; "" when the prefix maps to Dir
+	follow       bool   // FollowSymlinks
 	root         string // Root made absolute
 	realRoot     string
 	exts         []string            // lower case
@@ -25,6 +27,7 @@ type cgiState struct {
 	env          []string            // the variables every request shares
 	slots        chan struct{}
 	timeout      time.Duration
+	maxTime      time.Duration
 	grace        time.Duration
 	queueTimeout time.Duration
 	maxBody      int64
@@ -63,6 +66,8 @@ func (h *CGI) state() *cgiState {
 func (h *CGI) newState() *cgiState {
 	st := &cgiState{
 		timeout:      cgiDuration(h.Timeout, 30*time.Second),
+		maxTime:      h.MaxTime,
+		follow:       h.FollowSymlinks,
 		grace:        cgiDuration(h.KillGrace, 2*time.Second),
 		queueTimeout: cgiDuration(h.QueueTimeout, time.Second),
 		maxBody:      h.MaxBodyBytes,
@@ -78,15 +83,19 @@ func (h *CGI) newState() *cgiState {
 	}
 	st.slots = make(chan struct{}, n)
 	st.root, st.realRoot = cgiAbsReal(h.Root)
-	if h.Prefix != "" && h.Dir == "" {
-		h.logger().Error("cgi: prefix without dir; the prefix mapping is off", "prefix", h.Prefix)
+	if h.Prefix != "" && h.Dir == "" && h.Program == "" {
+		h.logger().Error("cgi: prefix without dir or program; the prefix mapping is off", "prefix", h.Prefix)
 	}
-	if h.Prefix != "" && h.Dir != "" {
+	if h.Prefix != "" && (h.Dir != "" || h.Program != "") {
 		st.prefix = h.Prefix
 		if !strings.HasSuffix(st.prefix, "/") {
 			st.prefix += "/"
 		}
-		st.dir, st.realDir = cgiAbsReal(h.Dir)
+		if h.Program != "" {
+			st.program, _ = cgiAbsReal(h.Program)
+		} else {
+			st.dir, st.realDir = cgiAbsReal(h.Dir)
+		}
 	}
 	for _, e := range h.Ext {
 		st.exts = append(st.exts, strings.ToLower(e))
@@ -207,7 +216,15 @@ func (st *cgiState) resolve(p string) (*cgiScript, int, string) {
 	if strings.IndexByte(p, 0) >= 0 || !strings.HasPrefix(p, "/") || cgiDotSegment(p) {
 		return nil, http.StatusNotFound, "unclean path"
 	}
-	if st.prefix != "" {
+	if st.program != "" {
+		switch {
+		case strings.HasPrefix(p, st.prefix):
+			return st.programScript(p[:len(st.prefix)-1], p[len(st.prefix)-1:])
+		case p == st.prefix[:len(st.prefix)-1]:
+			return st.programScript(p, "")
+		}
+	}
+	if st.prefix != "" && st.program == "" {
 		switch {
 		case strings.HasPrefix(p, st.prefix):
 			return st.walk(p, len(st.prefix), st.dir, st.realDir, -1)
@@ -219,6 +236,22 @@ func (st *cgiState) resolve(p string) (*cgiScript, int, string) {
 		return st.walk(p, 1, st.root, st.realRoot, end)
 	}
 	return nil, http.StatusNotFound, "not a script of this mapping"
+}
+
+// programScript is the one program of a mapping, run for every path under
+// its prefix: SCRIPT_NAME is the prefix, PATH_INFO the rest.
+func (st *cgiState) programScript(name, pathInfo string) (*cgiScript, int, string) {
+	sc := &cgiScript{name: name, file: st.program, pathInfo: pathInfo, ext: strings.ToLower(filepath.Ext(st.program))}
+	fi, err := os.Stat(st.program)
+	switch {
+	case err != nil:
+		return sc, http.StatusInternalServerError, "program: " + err.Error()
+	case !fi.Mode().IsRegular():
+		return sc, http.StatusInternalServerError, "program is not a regular file"
+	case fi.Mode()&0o111 != 0:
+		sc.argv = []string{st.program}
+	}
+	return sc, 0, ""
 }
 
 // walk looks up p[start:] below base. With want < 0 the first regular
@@ -250,7 +283,7 @@ func (st *cgiState) walk(p string, start int, base, realBase string, want int) (
 			if err != nil {
 				return nil, http.StatusNotFound, "dangling symlink"
 			}
-			if !cgiWithin(real, realBase) {
+			if !st.follow && !cgiWithin(real, realBase) {
 				return &cgiScript{file: cur}, http.StatusForbidden, "symlink leaves the folder"
 			}
 			if fi, err = os.Stat(real); err != nil {

@@ -23,7 +23,8 @@ import (
 // Why a script was stopped before it finished on its own.
 const (
 	cgiRunning       int32 = iota
-	cgiStopTimeout         // it overran Timeout
+	cgiStopTimeout         // it went Timeout without any I/O
+	cgiStopMaxTime         // it ran past MaxTime
 	cgiStopClient          // the client went away
 	cgiStopAbandoned       // its output is of no further use (a malformed header)
 )
@@ -46,7 +47,14 @@ type cgiProc struct {
 	stderrDone chan struct{}
 
 	reason    atomic.Int32 // one of the stop constants
-	stopTimer func() bool
+	idle      time.Duration
+	lastIO    atomic.Int64 // unix nanoseconds of the last byte moved through stdin or stdout
+	idleTimer *time.Timer
+	// stdinFile is a buffered body the script reads straight from the
+	// file; the offset it shares with the script shows its reads.
+	stdinFile *os.File
+	stdinPos  int64
+	maxTimer  *time.Timer // nil without MaxTime
 	stopCtx   func() bool
 
 	// mu guards reaped and killTimer: once the leader is reaped its pid,
@@ -156,6 +164,7 @@ func (s cgiStdin) release() {
 func (p *cgiProc) stdinFor(in *cgiInput, st *cgiState) (cgiStdin, io.Reader, error) {
 	switch {
 	case in.file != nil:
+		p.stdinFile = in.file
 		return cgiStdin{fd: in.file.Fd(), file: in.file, own: -1}, nil, nil
 	case in.cgiStream == nil && in.mem == nil:
 		null, err := st.devNull()
@@ -184,7 +193,7 @@ func (p *cgiProc) feedStdin(src io.Reader) {
 	defer close(p.stdinDone)
 	defer p.stdinW.Close()
 	// Hide the pipe's ReadFrom so the copy uses a small buffer of its own.
-	io.CopyBuffer(struct{ io.Writer }{p.stdinW}, src, make([]byte, 16<<10))
+	io.CopyBuffer(cgiTouchWriter{p.stdinW, p}, src, make([]byte, 16<<10))
 }
 
 // logStderr logs each line the script writes to stderr, tagged with the
@@ -213,10 +222,78 @@ func (p *cgiProc) logStderr(r *os.File, logger func() *slog.Logger) {
 	}
 }
 
-// watch stops the script when it overruns timeout or the client leaves.
-func (p *cgiProc) watch(ctx context.Context, timeout time.Duration) {
-	p.stopTimer = time.AfterFunc(timeout, func() { p.terminate(cgiStopTimeout) }).Stop
+// watch stops the script when it goes idle longer than idle, runs past
+// maxTime (0: never) or the client leaves.
+func (p *cgiProc) watch(ctx context.Context, idle, maxTime time.Duration) {
+	p.idle = idle
+	p.touch()
+	// Made stopped and then armed, so checkIdle never sees the field unset.
+	p.idleTimer = time.AfterFunc(time.Hour, p.checkIdle)
+	p.idleTimer.Stop()
+	p.idleTimer.Reset(idle)
+	if maxTime > 0 {
+		p.maxTimer = time.AfterFunc(maxTime, func() { p.terminate(cgiStopMaxTime) })
+	}
 	p.stopCtx = context.AfterFunc(ctx, func() { p.terminate(cgiStopClient) })
+}
+
+// touch notes that a byte moved between the server and the script.
+func (p *cgiProc) touch() { p.lastIO.Store(time.Now().UnixNano()) }
+
+// checkIdle stops the script when nothing moved for the whole idle time,
+// and otherwise looks again when that time will be up: one timer per run,
+// not one reset per read.
+func (p *cgiProc) checkIdle() {
+	if p.stdinFile != nil {
+		if pos, err := p.stdinFile.Seek(0, io.SeekCurrent); err == nil && pos != p.stdinPos {
+			p.stdinPos = pos
+			p.touch()
+		}
+	}
+	quiet := time.Since(time.Unix(0, p.lastIO.Load()))
+	if quiet >= p.idle {
+		p.terminate(cgiStopTimeout)
+		return
+	}
+	p.idleTimer.Reset(p.idle - quiet)
+}
+
+// stopTimers ends the watch of the idle time and of MaxTime.
+func (p *cgiProc) stopTimers() {
+	if p.idleTimer != nil {
+		p.idleTimer.Stop()
+	}
+	if p.maxTimer != nil {
+		p.maxTimer.Stop()
+	}
+}
+
+// cgiTouchReader notes each read that brings bytes from the script.
+type cgiTouchReader struct {
+	r io.Reader
+	p *cgiProc
+}
+
+func (t cgiTouchReader) Read(b []byte) (int, error) {
+	n, err := t.r.Read(b)
+	if n > 0 {
+		t.p.touch()
+	}
+	return n, err
+}
+
+// cgiTouchWriter notes each write that hands bytes to the script.
+type cgiTouchWriter struct {
+	w io.Writer
+	p *cgiProc
+}
+
+func (t cgiTouchWriter) Write(b []byte) (int, error) {
+	n, err := t.w.Write(b)
+	if n > 0 {
+		t.p.touch()
+	}
+	return n, err
 }
 
 // terminate sends SIGTERM to the whole group, SIGKILL after the grace, and
@@ -260,7 +337,7 @@ func (p *cgiProc) finish(rc *http.ResponseController) {
 		return
 	}
 	cgiWaitExited(p.pid)
-	p.stopTimer()
+	p.stopTimers()
 	p.stopCtx()
 	p.mu.Lock()
 	// The leader is a zombie, so its group id is still ours: stragglers

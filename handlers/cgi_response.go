@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -82,26 +83,16 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgi
 	}
 	rc := http.NewResponseController(w)
 	defer p.finish(rc) // also when a panic unwinds
-	p.watch(r.Context(), st.timeout)
+	p.watch(r.Context(), st.timeout, st.maxTime)
 
-	bb := st.buffers(p.stdout)
+	bb := st.buffers(cgiTouchReader{p.stdout, p})
 	defer st.release(bb)
-	hdr, err := readCGIHeader(bb.r)
+	if cgiIsNPH(sc.file) {
+		return h.relayNPH(w, r, rc, sc, p, bb)
+	}
+	hdr, err := readCGIHeader(bb.r, h.droppedHeader(r, sc))
 	if err == nil {
-		var status int
-		var redirect string
-		if status, redirect, err = h.prepareHeader(w, r, hdr); err == nil {
-			if redirect != "" {
-				io.Copy(io.Discard, bb.r) // RFC 3875 6.2.2: the body is not sent
-				if p.finish(rc); p.reason.Load() == cgiRunning {
-					return redirect
-				}
-				h.failed(w, r, sc, p, nil)
-				return ""
-			}
-			h.relay(w, r, rc, p, bb, status)
-			return ""
-		}
+		return h.respond(w, r, rc, sc, p, bb, hdr)
 	}
 	if errors.Is(err, errCGIBadHeader) {
 		p.terminate(cgiStopAbandoned)
@@ -111,12 +102,42 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgi
 	return ""
 }
 
+// respond answers with the script's parsed header block, then its body;
+// or returns the path of a local redirect.
+func (h *CGI) respond(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers, hdr http.Header) string {
+	status, redirect, err := ApplyCGIHeader(w, r, hdr, h.Sessions, h.logger())
+	switch {
+	case err != nil:
+		p.terminate(cgiStopAbandoned)
+		p.finish(rc)
+		h.failed(w, r, sc, p, err)
+	case redirect != "":
+		io.Copy(io.Discard, bb.r) // RFC 3875 6.2.2: the body is not sent
+		if p.finish(rc); p.reason.Load() == cgiRunning {
+			return redirect
+		}
+		h.failed(w, r, sc, p, nil)
+	default:
+		h.relay(w, r, rc, sc, p, bb, status)
+	}
+	return ""
+}
+
+// droppedHeader logs a header line of sc's whose name is not a token: the
+// line is left out and the response goes on, as Apache does.
+func (h *CGI) droppedHeader(r *http.Request, sc *cgiScript) func(line []byte) {
+	return func(line []byte) {
+		h.logger().Warn("cgi: header with an invalid name dropped", "line", string(cgiTruncate(line, 80)),
+			"script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+	}
+}
+
 // failed answers a script that produced no usable header block.
 func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *cgiProc, err error) {
 	log := h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 	switch p.reason.Load() {
-	case cgiStopTimeout:
-		log.Warn("cgi: script timed out; process group killed", "timeout", h.state().timeout)
+	case cgiStopTimeout, cgiStopMaxTime:
+		h.logLimit(log, p, "before its header; 504")
 		h.timedOut()
 		h.Errors.Serve(w, r, http.StatusGatewayTimeout)
 	case cgiStopClient:
@@ -130,8 +151,19 @@ func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *c
 	}
 }
 
+// logLimit says which limit stopped the script: timeout (no I/O for that
+// long) or max_time (the whole run).
+func (h *CGI) logLimit(log *slog.Logger, p *cgiProc, when string) {
+	st := h.state()
+	if p.reason.Load() == cgiStopMaxTime {
+		log.Warn("cgi: script ran past max_time; process group killed "+when, "limit", "max_time", "max_time", st.maxTime)
+		return
+	}
+	log.Warn("cgi: script timed out: no I/O for timeout; process group killed "+when, "limit", "timeout", "timeout", st.timeout)
+}
+
 // relay writes the status and header, then streams the body.
-func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, p *cgiProc, bb *cgiBuffers, status int) {
+func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers, status int) {
 	w.WriteHeader(status)
 	var err error
 	if r.Method == http.MethodHead || !cgiBodyAllowed(status) {
@@ -141,10 +173,10 @@ func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 	}
 	p.finish(rc)
 	if reason := p.reason.Load(); reason != cgiRunning || err != nil {
-		if reason == cgiStopTimeout {
+		if reason == cgiStopTimeout || reason == cgiStopMaxTime {
 			h.timedOut()
-			h.logger().Warn("cgi: script timed out after its header; response cut short",
-				"method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+			h.logLimit(h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r)),
+				p, "after its header; response cut short")
 		}
 		// Close the connection rather than end the response cleanly: the
 		// client must not take a truncated body for a complete one.
@@ -184,6 +216,7 @@ func cgiStream(w http.ResponseWriter, rc *http.ResponseController, bb *cgiBuffer
 				p.terminate(cgiStopClient)
 				return werr
 			}
+			p.touch() // the client took it: a slow download is not idle
 			pending = true
 		}
 		if err == io.EOF {
@@ -199,9 +232,16 @@ func cgiBodyAllowed(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// readCGIHeader reads the header block: "Name: value" lines ended by LF or
-// CRLF, up to an empty line.
-func readCGIHeader(br *bufio.Reader) (http.Header, error) {
+// ReadCGIHeader reads a CGI-style header block (a CGI script's, a FastCGI
+// responder's): "Name: value" lines ended by LF or CRLF, up to an empty
+// line. A line whose name is not a token is left out and handed to
+// dropped (nil: such a line is an error); a line without a colon, an
+// overlong line or too many lines are errors (errCGIBadHeader).
+func ReadCGIHeader(br *bufio.Reader, dropped func(line []byte)) (http.Header, error) {
+	return readCGIHeader(br, dropped)
+}
+
+func readCGIHeader(br *bufio.Reader, dropped func(line []byte)) (http.Header, error) {
 	hdr := make(http.Header, 4)
 	for n := 0; ; n++ {
 		line, err := br.ReadSlice('\n')
@@ -227,6 +267,10 @@ func readCGIHeader(br *bufio.Reader) (http.Header, error) {
 			return nil, fmt.Errorf("%w: more than %d lines", errCGIBadHeader, cgiHeaderLines)
 		}
 		colon := bytes.IndexByte(line, ':')
+		if colon > 0 && !cgiToken(line[:colon]) && dropped != nil {
+			dropped(line)
+			continue
+		}
 		if colon <= 0 || !cgiToken(line[:colon]) {
 			return nil, fmt.Errorf("%w: %q", errCGIBadHeader, cgiTruncate(line, 80))
 		}
@@ -254,10 +298,12 @@ func cgiToken(b []byte) bool {
 // cgiHopHeaders belong to one connection and are the server's to set.
 var cgiHopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
 
-// prepareHeader turns the script's header block into the response header
-// (RFC 3875 6.2, 6.3): the status, a local redirect to dispatch, or a
-// client redirect; X-Replace-Session is applied and removed.
-func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Header) (int, string, error) {
+// ApplyCGIHeader turns a script's header block into the response header
+// on w (RFC 3875 6.2, 6.3) and returns the status, or the path of a local
+// redirect to dispatch instead; X-Replace-Session is applied through
+// sessions (nil: dropped with a log line) and never reaches the client.
+// It writes nothing: the caller calls WriteHeader.
+func ApplyCGIHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, sessions SessionCodec, log *slog.Logger) (status int, localRedirect string, err error) {
 	status, hadStatus := http.StatusOK, false
 	if s, ok := hdr["Status"]; ok {
 		code, err := parseCGIStatus(s[0])
@@ -271,7 +317,7 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 	// what the script just stored.
 	if vs, ok := hdr["X-Replace-Session"]; ok {
 		delete(hdr, "X-Replace-Session")
-		h.replaceSession(w, r, vs[len(vs)-1])
+		cgiReplaceSession(w, r, vs[len(vs)-1], sessions, log)
 	}
 	if loc := hdr.Get("Location"); loc != "" {
 		if cgiLocalPath(loc) && status == http.StatusOK {
@@ -303,13 +349,13 @@ func (h *CGI) prepareHeader(w http.ResponseWriter, r *http.Request, hdr http.Hea
 	return status, "", nil
 }
 
-func (h *CGI) replaceSession(w http.ResponseWriter, r *http.Request, encoded string) {
-	if h.Sessions == nil {
-		h.logger().Warn("cgi: X-Replace-Session from a script, but sessions are off", "uri", cgiRequestURI(r))
+func cgiReplaceSession(w http.ResponseWriter, r *http.Request, encoded string, sessions SessionCodec, log *slog.Logger) {
+	if sessions == nil {
+		log.Warn("cgi: X-Replace-Session from a script, but sessions are off", "uri", cgiRequestURI(r))
 		return
 	}
-	if err := h.Sessions.Replace(w, r, encoded); err != nil {
-		h.logger().Error("cgi: replacing session", "error", err, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+	if err := sessions.Replace(w, r, encoded); err != nil {
+		log.Error("cgi: replacing session", "error", err, "uri", cgiRequestURI(r), "remote", ClientIP(r))
 	}
 }
 
@@ -335,14 +381,21 @@ type cgiHopsKey struct{}
 // localRedirect serves a local redirect as a fresh GET of the new path
 // through Dispatch (the site's chain), as Apache's mod_cgi does.
 func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) {
+	LocalRedirect(w, r, loc, h.Dispatch, h.Errors, h.logger())
+}
+
+// LocalRedirect serves a script's local redirect (RFC 3875 6.2.2, a bare
+// "Location: /path") as a fresh GET of that path through dispatch, at most
+// a few hops deep; nil dispatch: the client gets a 302 to the path.
+func LocalRedirect(w http.ResponseWriter, r *http.Request, loc string, dispatch http.Handler, errs *ErrorPages, log *slog.Logger) {
 	hops, _ := r.Context().Value(cgiHopsKey{}).(int)
 	u, err := url.ParseRequestURI(loc)
 	if err != nil || hops >= cgiMaxHops {
-		h.logger().Warn("cgi: local redirect refused", "location", loc, "hops", hops, "uri", cgiRequestURI(r))
-		h.Errors.Serve(w, r, http.StatusBadGateway)
+		log.Warn("cgi: local redirect refused", "location", loc, "hops", hops, "uri", cgiRequestURI(r))
+		errs.Serve(w, r, http.StatusBadGateway)
 		return
 	}
-	if h.Dispatch == nil {
+	if dispatch == nil {
 		w.Header().Set("Location", loc)
 		w.WriteHeader(http.StatusFound)
 		return
@@ -354,5 +407,5 @@ func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) 
 	r2.Body, r2.ContentLength, r2.TransferEncoding = http.NoBody, 0, nil
 	r2.Header.Del("Content-Length")
 	r2.Header.Del("Content-Type")
-	h.Dispatch.ServeHTTP(w, r2)
+	dispatch.ServeHTTP(w, r2)
 }

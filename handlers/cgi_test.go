@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"shoal/internal/testenv"
 )
 
 // cgiFixture is a CGI over testdata/cgi: ScriptAlias /cgi-bin/ -> bin and
@@ -748,9 +750,7 @@ func TestCGISessionRoundTrip(t *testing.T) {
 }
 
 func TestCGIInterpreters(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Fatalf("python3 is needed for this test: %v", err)
-	}
+	testenv.LookPath(t, "python3", "python3")
 	f := newCGIFixture(t, func(h *CGI) { h.Interpreters = map[string]string{".py": "python3 -u"} })
 	if resp, body := f.get(t, "/cgi-bin/script.py"); resp.StatusCode != 200 || body != "py ok\n" {
 		t.Errorf("script.py (not executable, run by python3): %d %q", resp.StatusCode, body)
@@ -764,12 +764,7 @@ func TestCGIInterpreters(t *testing.T) {
 // TestCGIPHP runs a real PHP page through php-cgi. On CI the package must
 // be there (.ci/run installs it), so its absence fails the test.
 func TestCGIPHP(t *testing.T) {
-	if _, err := exec.LookPath("php-cgi"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("php-cgi is not installed but CI=true: %v", err)
-		}
-		t.Skip("php-cgi not installed (apt-get install php-cgi); skipping the PHP page test")
-	}
+	testenv.LookPath(t, "php-cgi", "php-cgi")
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "page.php"), []byte(`<?php
 header("X-Powered: shoal-test");
@@ -814,6 +809,7 @@ func BenchmarkCGIHelloSh(b *testing.B) {
 // TestCGIDemoScripts runs the repository's demo scripts: cgi-bin/env.sh,
 // cgi-bin/guestbook.pl (with a session) and www/hello.php.
 func TestCGIDemoScripts(t *testing.T) {
+	testenv.LookPath(t, "perl", "perl") // cgi-bin/guestbook.pl
 	h := &CGI{
 		Root: cgiAbs(t, "../www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "../cgi-bin"),
 		Ext: []string{".php"}, PassEnv: []string{"PATH"}, NodeName: "demo-node", Sessions: cgiTestSessions{},
@@ -857,10 +853,7 @@ func TestCGIDemoScripts(t *testing.T) {
 	}
 
 	if h.Interpreters == nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("php-cgi is not installed but CI=true")
-		}
-		t.Skip("php-cgi not installed; www/hello.php not tried")
+		testenv.Missing(t, "php-cgi not found: apt-get install php-cgi (www/hello.php not tried)")
 	}
 	req, _ = http.NewRequest("GET", srv.URL+"/hello.php?name=%3Ci%3E", nil)
 	resp, body = cgiDo(t, req)

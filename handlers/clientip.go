@@ -27,11 +27,20 @@ func RealIP(trusted []netip.Prefix) func(http.Handler) http.Handler {
 }
 
 func clientAddr(r *http.Request, trusted []netip.Prefix) string {
-	peer := hostOnly(r.RemoteAddr)
+	return ClientAddr(r.RemoteAddr, trusted, func() []string { return r.Header.Values("X-Forwarded-For") })
+}
+
+// ClientAddr is the client address of a request from remote (host:port or
+// host) whose X-Forwarded-For values forwardedFor returns: remote's host,
+// or the last untrusted hop when remote is a trusted proxy. forwardedFor
+// is called only then, so a caller without a header map pays nothing for
+// the common case.
+func ClientAddr(remote string, trusted []netip.Prefix, forwardedFor func() []string) string {
+	peer := hostOnly(remote)
 	if len(trusted) == 0 || !isTrusted(peer, trusted) {
 		return peer
 	}
-	hops := r.Header.Values("X-Forwarded-For")
+	hops := forwardedFor()
 	var addrs []string
 	for _, h := range hops {
 		for _, a := range strings.Split(h, ",") {
@@ -74,4 +83,10 @@ func hostOnly(addr string) string {
 		return addr
 	}
 	return host
+}
+
+// TrustedPeer reports whether the connection's peer (remote, host:port)
+// is one of the trusted proxies, whose forwarding headers are believed.
+func TrustedPeer(remote string, trusted []netip.Prefix) bool {
+	return len(trusted) > 0 && isTrusted(hostOnly(remote), trusted)
 }

@@ -34,6 +34,9 @@ func (st *renderState) begin(p *Pages, set *pageSet, w http.ResponseWriter, r *h
 	st.p, st.set, st.w, st.r = p, set, w, r
 	st.req = requestData{r: r, Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header,
 		RemoteAddr: r.RemoteAddr, ClientIP: ClientIP(r), TLS: r.TLS != nil}
+	if info := InfoFrom(r); info != nil && info.AuthType != "" {
+		st.req.User = info.User
+	}
 	st.sess = pageSession{store: p.Sessions, r: r}
 	st.data = pageDot{Request: &st.req, Session: &st.sess, Node: nodeData{info: p.Node}, Now: time.Now()}
 }
@@ -63,6 +66,8 @@ type requestData struct {
 	RemoteAddr string
 	ClientIP   string // the client's address, trusted_proxies applied
 	TLS        bool
+	// User is the user a route's Basic auth checked; "" when none did.
+	User string
 
 	r     *http.Request
 	query url.Values

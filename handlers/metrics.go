@@ -32,6 +32,10 @@ type Metrics struct {
 
 	members *membersCollector
 
+	// accessDropped counts access-log lines dropped because the log's
+	// destination fell behind (it never makes a request wait).
+	accessDropped prometheus.Counter
+
 	// seriesMu guards series and gauges, the children of the request
 	// metrics already looked up.
 	seriesMu sync.RWMutex
@@ -103,7 +107,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CGI requests refused with 503 because max_concurrent and the queue were full.",
 		}),
 		members: newMembersCollector(),
+		accessDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_access_log_dropped_total",
+			Help: "Access-log lines dropped because the log's destination could not keep up.",
+		}),
 	}
+	reg.MustRegister(m.accessDropped)
 	reg.MustRegister(m.requests, m.duration, m.bytesOut, m.inflight,
 		m.proxied, m.redirects, m.retries, m.peerFails,
 		m.cgiRuns, m.cgiTimeouts, m.cgiRejected, m.members,
@@ -175,19 +184,26 @@ type Span struct {
 }
 
 // Start counts a request of site in flight.
-func (m *Metrics) Start(site string) Span {
+func (m *Metrics) Start(site string) Span { return m.StartAt(site, time.Now()) }
+
+// StartAt is Start for a request that arrived at start: a caller that
+// read the clock already passes its reading instead of a second one.
+func (m *Metrics) StartAt(site string, start time.Time) Span {
 	site = siteLabel(site)
-	sp := Span{m: m, site: site, gauge: m.siteGauge(site), start: time.Now()}
+	sp := Span{m: m, site: site, gauge: m.siteGauge(site), start: start}
 	sp.gauge.Inc()
 	m.inflightTotal.Add(1)
 	return sp
 }
 
 // End records the answered request. Status 0 counts as 200.
-func (sp Span) End(info *Info, status int, bytes int64) {
+func (sp Span) End(info *Info, status int, bytes int64) { sp.EndAt(info, status, bytes, time.Now()) }
+
+// EndAt is End for a request answered at now.
+func (sp Span) EndAt(info *Info, status int, bytes int64, now time.Time) {
 	sp.gauge.Dec()
 	sp.m.inflightTotal.Add(-1)
-	sp.m.observe(info, sp.site, status, bytes, time.Since(sp.start))
+	sp.m.observe(info, sp.site, status, bytes, now.Sub(sp.start))
 }
 
 func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took time.Duration) {
@@ -323,6 +339,10 @@ func (m *Metrics) CGITimedOut() { m.cgiTimeouts.Inc() }
 
 // CGIRejected counts one CGI request refused because every slot was busy.
 func (m *Metrics) CGIRejected() { m.cgiRejected.Inc() }
+
+// AccessLogDropped counts one access-log line dropped (the log's queue
+// was full).
+func (m *Metrics) AccessLogDropped() { m.accessDropped.Inc() }
 
 // Retried counts a request retried elsewhere because peer failed it.
 func (m *Metrics) Retried(peer string) { m.retries.WithLabelValues(peer).Inc() }

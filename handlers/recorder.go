@@ -19,6 +19,11 @@ type Recorder struct {
 	// Defaults are headers added to the response when the handler did not
 	// set them (a site's extra headers; a proxied peer's own win).
 	Defaults http.Header
+	// Edit, when set, changes the header last, once the status is known:
+	// the routes' header rules, which win over the handler's and remove
+	// what shoal itself sets (ETag, Last-Modified...), error pages and
+	// 304s included.
+	Edit func(http.Header)
 
 	// sendTimeout is the longest wait for one write; 0: no deadline.
 	sendTimeout time.Duration
@@ -31,8 +36,15 @@ type Recorder struct {
 // WriteTimeout = send_timeout), so a small response costs no extra call
 // here; a long one has its deadline moved forward as it goes.
 func NewRecorder(w http.ResponseWriter, sendTimeout time.Duration) *Recorder {
-	now := time.Now()
-	return &Recorder{ResponseWriter: w, Started: now, sendTimeout: sendTimeout, extendedAt: now}
+	rec := &Recorder{}
+	rec.Init(w, sendTimeout, time.Now())
+	return rec
+}
+
+// Init is NewRecorder for a Recorder embedded in a caller's own struct
+// (one allocation for a request's books), started at now.
+func (rec *Recorder) Init(w http.ResponseWriter, sendTimeout time.Duration, now time.Time) {
+	*rec = Recorder{ResponseWriter: w, Started: now, sendTimeout: sendTimeout, extendedAt: now}
 }
 
 // extend moves the write deadline sendTimeout past now. It is called at
@@ -62,6 +74,9 @@ func (rec *Recorder) WriteHeader(code int) {
 }
 
 func (rec *Recorder) addDefaults() {
+	if rec.Edit != nil {
+		defer rec.Edit(rec.ResponseWriter.Header())
+	}
 	if len(rec.Defaults) == 0 {
 		return
 	}

@@ -12,6 +12,7 @@ const (
 	KindTemplate = "template"
 	KindCGI      = "cgi"
 	KindProxy    = "proxy"
+	KindUpstream = "upstream"
 	KindRedirect = "redirect"
 	KindAdmin    = "admin"
 )
@@ -24,6 +25,15 @@ type Info struct {
 	Handler  string // one of the Kind constants
 	Peer     string // the node that served a proxied or redirected request
 	ClientIP string // the client's address, trusted_proxies applied
+	// User is who the request says it is: the Basic auth name for now,
+	// the checked user once a site's auth has run.
+	User string
+	// AuthType is "Basic" once a site's auth checked User; "" while User
+	// is only what the client claims.
+	AuthType string
+	// RequestID names the request across nodes and logs; "" until a
+	// layer assigns one.
+	RequestID string
 }
 
 type infoKey struct{}

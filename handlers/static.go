@@ -28,8 +28,11 @@ type StaticOptions struct {
 	Browse bool
 	// Compress turns on gzip/zstd on the fly and precompressed sidecars.
 	Compress bool
-	// FollowSymlinks allows links that stay inside Root; links leaving
-	// Root are refused either way.
+	// FollowSymlinks follows symlinks, also those leaving Root (Apache's
+	// FollowSymLinks: Debian's packaged apps link their assets from
+	// /usr/share); off, every symlink is refused. Either way the target
+	// must be servable: no dot segment anywhere in its real path, no
+	// template source, nothing Hidden names.
 	FollowSymlinks bool
 	// Errors writes error responses; nil gives generic pages.
 	Errors *ErrorPages
@@ -55,7 +58,7 @@ type StaticOptions struct {
 // request so a change is seen at once.
 type Static struct {
 	opts     StaticOptions
-	root     *os.Root
+	root     fileRoot
 	rootReal string
 	cache    *fileCache
 	log      *slog.Logger
@@ -68,7 +71,7 @@ func NewStatic(o StaticOptions) (*Static, error) {
 	if err != nil {
 		return nil, fmt.Errorf("static: root: %w", err)
 	}
-	root, err := os.OpenRoot(real)
+	root, err := openFileRoot(real, o.FollowSymlinks)
 	if err != nil {
 		return nil, fmt.Errorf("static: root: %w", err)
 	}
@@ -89,6 +92,44 @@ func NewStatic(o StaticOptions) (*Static, error) {
 
 // Close releases the root folder.
 func (s *Static) Close() error { return s.root.Close() }
+
+// fileRoot is the folder files are read from, by slash-separated names
+// relative to it: an *os.Root, which refuses any way out, or with
+// follow_symlinks a looseRoot.
+type fileRoot interface {
+	Open(name string) (*os.File, error)
+	Stat(name string) (fs.FileInfo, error)
+	Lstat(name string) (fs.FileInfo, error)
+	Close() error
+}
+
+func openFileRoot(dir string, follow bool) (fileRoot, error) {
+	if !follow {
+		return os.OpenRoot(dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a folder", dir)
+	}
+	return looseRoot(dir), nil
+}
+
+// looseRoot follows symlinks wherever they lead, as follow_symlinks asks.
+// Names come cleaned from cleanURLPath (no "..", no dot segment), so only
+// a symlink the site's owner made can lead out, and load checks its target.
+type looseRoot string
+
+func (r looseRoot) path(name string) string {
+	return filepath.Join(string(r), filepath.FromSlash(name))
+}
+
+func (r looseRoot) Open(name string) (*os.File, error)     { return os.Open(r.path(name)) }
+func (r looseRoot) Stat(name string) (fs.FileInfo, error)  { return os.Stat(r.path(name)) }
+func (r looseRoot) Lstat(name string) (fs.FileInfo, error) { return os.Lstat(r.path(name)) }
+func (r looseRoot) Close() error                           { return nil }
 
 // errNotFound and friends are the outcomes of resolving a URL path; each
 // maps to one status in fail.
@@ -212,21 +253,19 @@ func (s *Static) load(rel string) (*fileEntry, error) {
 		return nil, err
 	}
 	if s.opts.FollowSymlinks {
-		// os.Root refuses absolute links even when they stay inside the
-		// root: resolve them here, then work on the link-free path.
 		real, err := filepath.EvalSymlinks(abs)
 		if err != nil {
 			return nil, err
 		}
+		// The link's target must itself be servable: no dot segment and no
+		// template, checked on its path inside the root or, for a target
+		// outside, on its whole real path (a link to ~/.ssh is refused).
+		target := filepath.ToSlash(real)
 		inside, err := filepath.Rel(s.rootReal, real)
-		if err != nil || inside == ".." || strings.HasPrefix(inside, "../") {
-			return nil, errHidden
+		if err == nil && inside != ".." && !strings.HasPrefix(inside, "../") {
+			target = "/" + filepath.ToSlash(inside)
 		}
-		if inside == "." {
-			inside = ""
-		}
-		// The link's target must itself be servable (no dotfile, no template).
-		if rel, err = cleanURLPath("/" + filepath.ToSlash(inside)); err != nil {
+		if _, err := cleanURLPath(target); err != nil {
 			return nil, errHidden
 		}
 		abs = real

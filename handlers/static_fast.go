@@ -1,8 +1,10 @@
 package handlers
 
 import (
+	"bytes"
 	"net/http"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,6 +28,79 @@ type FastFile struct {
 
 	// h2 is the header in the form HTTP/2 sends it, made on first use.
 	h2 atomic.Pointer[[]byte]
+	// variants are this response with route header rules applied, by key.
+	variants atomic.Pointer[[]fastVariant]
+}
+
+type fastVariant struct {
+	key uint64
+	f   *FastFile
+}
+
+// maxVariants bounds the variants of one file: a site whose header routes
+// combine in more ways than this serves the rest through the full chain.
+const maxVariants = 8
+
+// Variant returns this response with edit applied to its header, made once
+// per key (the set of routes whose fixed header rules edit makes) and
+// kept with the file, so it goes when the file changes; nil when the file
+// already has maxVariants others.
+func (f *FastFile) Variant(key uint64, edit func(http.Header)) *FastFile {
+	for {
+		cur := f.variants.Load()
+		var list []fastVariant
+		if cur != nil {
+			list = *cur
+		}
+		for _, v := range list {
+			if v.key == key {
+				return v.f
+			}
+		}
+		if len(list) >= maxVariants {
+			return nil
+		}
+		v := fastVariant{key: key, f: f.withHeader(edit)}
+		next := append(slices.Clip(list), v)
+		if f.variants.CompareAndSwap(cur, &next) {
+			return v.f
+		}
+	}
+}
+
+// withHeader is a copy of f whose header lines went through edit.
+func (f *FastFile) withHeader(edit func(http.Header)) *FastFile {
+	h := http.Header{}
+	var order []string
+	for rest := f.Header; ; {
+		line, more, ok := bytes.Cut(rest, []byte("\r\n"))
+		if !ok || len(line) == 0 {
+			break
+		}
+		rest = more
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		k := http.CanonicalHeaderKey(string(name))
+		if _, seen := h[k]; !seen {
+			order = append(order, k)
+		}
+		h[k] = append(h[k], string(bytes.TrimSpace(value)))
+	}
+	edit(h)
+	var added []string
+	for k := range h {
+		if !slices.Contains(order, k) {
+			added = append(added, k)
+		}
+	}
+	sort.Strings(added)
+	var b []byte
+	for _, k := range append(order, added...) {
+		for _, v := range h[k] {
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	b = append(b, "\r\n"...)
+	return &FastFile{Status: f.Status, StatusLine: f.StatusLine, Header: b, Body: f.Body}
 }
 
 // H2Header returns the header as HTTP/2 sends it: build(Header) the first

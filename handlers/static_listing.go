@@ -84,6 +84,9 @@ func (s *Static) serveListing(w http.ResponseWriter, r *http.Request, rel string
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
+	// The page echoes file names an uploader chose: never let a browser
+	// sniff it into anything but the HTML it is.
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		fmt.Fprint(w, b.String())

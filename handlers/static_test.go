@@ -176,14 +176,35 @@ func TestStaticBasics(t *testing.T) {
 	}
 }
 
+// follow_symlinks = true is Apache's FollowSymLinks: links are followed
+// also out of the root (Debian's packaged apps link their assets from
+// /usr/share), but a target on a dot path or a template never is.
 func TestStaticFollowSymlinks(t *testing.T) {
 	f := newStaticFixture(t, StaticOptions{FollowSymlinks: true})
-	if resp, body := f.do(t, "GET", "/inside.txt", nil); resp.StatusCode != 200 || body != "hello, world\n" {
-		t.Errorf("link inside root: %d %q", resp.StatusCode, body)
+	outside := t.TempDir()
+	os.MkdirAll(filepath.Join(outside, "assets"), 0o755)
+	os.WriteFile(filepath.Join(outside, "assets", "logo.svg"), []byte("<svg/>"), 0o644)
+	os.MkdirAll(filepath.Join(outside, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(outside, ".ssh", "id"), []byte(secretText), 0o600)
+	os.WriteFile(filepath.Join(outside, "page.tmpl"), []byte(secretText), 0o644)
+	root := f.static.opts.Root
+	os.Symlink(filepath.Join(outside, "assets"), filepath.Join(root, "lib"))
+	os.Symlink(filepath.Join(outside, ".ssh"), filepath.Join(root, "keys"))
+	os.Symlink(filepath.Join(outside, ".ssh", "id"), filepath.Join(root, "id.txt"))
+	os.Symlink(filepath.Join(outside, "page.tmpl"), filepath.Join(root, "page.txt"))
+
+	for _, tt := range []struct{ path, body string }{
+		{"/inside.txt", "hello, world\n"},
+		{"/escape.txt", secretText}, // a link the site's owner made, as Apache
+		{"/lib/logo.svg", "<svg/>"},
+	} {
+		if resp, body := f.do(t, "GET", tt.path, nil); resp.StatusCode != 200 || body != tt.body {
+			t.Errorf("%s: %d %q, want 200 %q", tt.path, resp.StatusCode, body, tt.body)
+		}
 	}
-	for _, p := range []string{"/escape.txt", "/updir/secret.txt"} {
+	for _, p := range []string{"/keys/id", "/id.txt", "/page.txt"} {
 		if resp, body := f.do(t, "GET", p, nil); resp.StatusCode != 404 || strings.Contains(body, secretText) {
-			t.Errorf("%s: %d %q", p, resp.StatusCode, body)
+			t.Errorf("%s: %d %q, want 404", p, resp.StatusCode, body)
 		}
 	}
 }
@@ -267,6 +288,9 @@ func TestStaticListing(t *testing.T) {
 	resp, body := f.do(t, "GET", "/list/", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff: a listing echoes file names", got)
 	}
 	if strings.Contains(body, "<script>") {
 		t.Error("file name not escaped")

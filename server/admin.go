@@ -77,7 +77,7 @@ func nodeName(cfg *Config) string {
 
 // adminHandler builds the admin listener's handler.
 func (n *Node) adminHandler() *handlers.Admin {
-	return &handlers.Admin{
+	a := &handlers.Admin{
 		View:     n.clusterView(),
 		Draining: n.Draining,
 		Reload:   n.Reload,
@@ -88,6 +88,8 @@ func (n *Node) adminHandler() *handlers.Admin {
 		// n.certs is set in New before the admin handler is built.
 		Certificates: n.certificates,
 	}
+	a.Upstreams = func() any { return n.state.Load().upstreams.snapshot() }
+	return a
 }
 
 // clusterView is the cluster as this node sees it; without a cluster, the

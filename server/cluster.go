@@ -60,13 +60,17 @@ func (cr *clusterRef) guard(next http.Handler) http.Handler {
 // serve routes one request of a site: served here by local, proxied or
 // redirected. dynamic says whether the site serves r by a template or CGI
 // (what balance = "dynamic" covers).
-func (cr *clusterRef) serve(w http.ResponseWriter, r *http.Request, local http.Handler, balance string, dynamic bool) {
+func (cr *clusterRef) serve(w http.ResponseWriter, r *http.Request, local http.Handler, site, balance string, dynamic bool) {
 	c := cr.get()
 	if c == nil {
 		local.ServeHTTP(w, r)
 		return
 	}
-	c.Serve(w, r, local, balanced(balance, dynamic))
+	covered := balanced(balance, dynamic)
+	if covered {
+		r = cluster.WithSite(r, site) // only to peers with this node's hash of the site (sitehash.go)
+	}
+	c.Serve(w, r, local, covered)
 }
 
 // balanced applies cluster.balance to one request.
@@ -352,6 +356,8 @@ func (v clusterView) Members() []handlers.Member {
 			PeerURL:   m.PeerURL,
 			PublicURL: m.PublicURL,
 			Config:    m.Config,
+			Sites:     m.Sites,
+			Drift:     m.Drift,
 			Version:   m.Version,
 			Started:   m.Started,
 		}
@@ -360,6 +366,7 @@ func (v clusterView) Members() []handlers.Member {
 			own.State, own.Draining = m.State, m.Draining || own.Draining
 			own.PeerURL, own.PublicURL = m.PeerURL, m.PublicURL
 			own.Capacity = m.Capacity
+			own.Sites = m.Sites
 			hm = own
 		}
 		out = append(out, hm)

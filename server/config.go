@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"shoal/handlers/route"
 )
 
 // Config is a node's whole configuration, parsed once into typed values.
@@ -29,26 +31,51 @@ type Config struct {
 	Session SessionConfig `toml:"session"`
 	Sites   []SiteConfig  `toml:"site"`
 	Cluster ClusterConfig `toml:"cluster"`
-	ACME    ACMEConfig    `toml:"acme"`
+	// Upstreams are the [[upstream]] application servers routes proxy to.
+	Upstreams []UpstreamConfig `toml:"-" table:"upstream"` // decoded one by one onto DefaultUpstream
+	ACME      ACMEConfig       `toml:"acme"`
 
 	index keyIndex
 }
 
 // ServerConfig is the [server] table.
 type ServerConfig struct {
-	Name              string        `toml:"name"`
-	HTTP              string        `toml:"http"`
-	HTTPS             string        `toml:"https"`
-	Admin             string        `toml:"admin"`
+	// Name is the node's name in the cluster, logs and the status page; "" means hostname:http-port.
+	Name string `toml:"name"`
+	// HTTP is the plain-HTTP listen address, such as ":8080"; "" disables it.
+	HTTP string `toml:"http"`
+	// HTTPS is the TLS listen address, such as ":8443"; "" disables it.
+	HTTPS string `toml:"https"`
+	// Admin is the listen address of the status page, /metrics, /healthz and the JSON API; "" disables it.
+	Admin string `toml:"admin"`
+	// ReadHeaderTimeout bounds the reading of a request's header block (against slowloris).
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
-	IdleTimeout       time.Duration `toml:"idle_timeout"`
-	BodyTimeout       time.Duration `toml:"body_timeout"`
-	SendTimeout       time.Duration `toml:"send_timeout"`
-	MaxHeaderBytes    Size          `toml:"max_header_bytes"`
-	MaxBodyBytes      Size          `toml:"max_body_bytes"`
-	ShutdownGrace     time.Duration `toml:"shutdown_grace"`
-	DrainDelay        time.Duration `toml:"drain_delay"`
-	TrustedProxies    []string      `toml:"trusted_proxies"`
+	// IdleTimeout closes a keep-alive connection that waits this long for its next request.
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// BodyTimeout is the longest wait between two reads of a request body (a trickled body is cut off, a steady upload is not).
+	BodyTimeout time.Duration `toml:"body_timeout"`
+	// SendTimeout is the longest wait for one write to a client (a stalled reader is cut off, a long download is not).
+	SendTimeout time.Duration `toml:"send_timeout"`
+	// MaxHeaderBytes caps a request's header block; a larger one gets 431.
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+	// MaxBodyBytes caps a request body; a larger Content-Length gets 413 before any body is read.
+	MaxBodyBytes Size `toml:"max_body_bytes"`
+	// ShutdownGrace is how long a stopping node lets in-flight requests finish.
+	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+	// DrainDelay is how long a node publishes draining on SIGTERM before it leaves and stops accepting.
+	DrainDelay time.Duration `toml:"drain_delay"`
+	// TrustedProxies lists the CIDRs (or single IPs) whose X-Forwarded-For is believed.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// MinSendRate is the slowest a client may accept a response, in bytes
+	// per second averaged over send_timeout of blocked writes; slower ones
+	// are cut (slow read). "" or 0 = off (the default, as SPEC; "1KiB/s"
+	// is what nginx users set).
+	MinSendRate Rate `toml:"min_send_rate"`
+	// MaxConnsPerIP caps the open connections of one client address on
+	// the http and https listeners (trusted_proxies and peers exempt);
+	// beyond it new ones are closed at once (one host cannot take every
+	// descriptor). 0 = no cap (the default, as SPEC).
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 
 	// trusted is TrustedProxies parsed.
 	trusted []netip.Prefix
@@ -59,46 +86,75 @@ func (s ServerConfig) Trusted() []netip.Prefix { return s.trusted }
 
 // LogConfig is the [log] table.
 type LogConfig struct {
+	// Access is where the access log goes: stdout, stderr, a file path, or off.
 	Access string `toml:"access"`
+	// Format is the access log's format: combined (Apache/NCSA) or json.
 	Format string `toml:"format"`
-	Level  string `toml:"level"`
+	// Level is the error log's level (on stderr): debug, info, warn or error.
+	Level string `toml:"level"`
 }
 
 // TLSConfig is the [tls] table.
 type TLSConfig struct {
-	Cert         string `toml:"cert"`
-	Key          string `toml:"key"`
-	SelfSigned   bool   `toml:"self_signed"`
-	MinVersion   string `toml:"min_version"`
-	RedirectHTTP bool   `toml:"redirect_http"`
-	HSTS         string `toml:"hsts"`
-	HTTP3        bool   `toml:"http3"`
+	// Cert is the PEM certificate chain (leaf first) for sites without their own.
+	Cert string `toml:"cert"`
+	// Key is the PEM private key (PKCS#1, PKCS#8 or EC) of tls.cert.
+	Key string `toml:"key"`
+	// SelfSigned makes an in-memory certificate for the site hosts and localhost (development only).
+	SelfSigned bool `toml:"self_signed"`
+	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	MinVersion string `toml:"min_version"`
+	// RedirectHTTP makes the http listener answer 308 to https.
+	RedirectHTTP bool `toml:"redirect_http"`
+	// HSTS is the Strict-Transport-Security value sent over TLS; "" sends none.
+	HSTS string `toml:"hsts"`
+	// HTTP3 serves HTTP/3 (QUIC) on the https port's UDP and announces it with Alt-Svc.
+	HTTP3 bool `toml:"http3"`
 }
 
 // SessionConfig is the [session] table.
 type SessionConfig struct {
-	Cookie   string        `toml:"cookie"`
-	Keys     []string      `toml:"keys"`
-	KeyFile  string        `toml:"key_file"`
-	MaxAge   time.Duration `toml:"max_age"`
-	SameSite string        `toml:"same_site"`
+	// Cookie is the session cookie's name.
+	Cookie string `toml:"cookie"`
+	// Keys are base64 key pairs, newest first: a hash key (32 or 64 bytes), then a block key (16, 24 or 32); older pairs still decode.
+	Keys []string `toml:"keys"`
+	// KeyFile keeps a generated key pair (mode 0600) when neither keys nor a cluster secret give one; relative to the config.
+	KeyFile string `toml:"key_file"`
+	// MaxAge is the session cookie's lifetime, counted from the session's last change.
+	MaxAge time.Duration `toml:"max_age"`
+	// SameSite is the session cookie's SameSite attribute: lax, strict or none.
+	SameSite string `toml:"same_site"`
 }
 
 // SiteConfig is one [[site]] (virtual host).
 type SiteConfig struct {
-	Hosts          []string          `toml:"hosts"`
-	Root           string            `toml:"root"`
-	Templates      string            `toml:"templates"`
-	Index          []string          `toml:"index"`
-	Browse         bool              `toml:"browse"`
-	Compress       bool              `toml:"compress"`
-	FollowSymlinks bool              `toml:"follow_symlinks"`
-	ErrorPages     map[string]string `toml:"error_pages"`
-	Cert           string            `toml:"cert"`
-	Key            string            `toml:"key"`
-	Headers        map[string]string `toml:"headers"`
-	Dev            bool              `toml:"dev"`
-	CGI            []CGIConfig       `toml:"-"` // decoded one by one onto defaults
+	// Hosts are the names this site answers, such as "*.example.com"; [] answers any name.
+	Hosts []string `toml:"hosts"`
+	// Root is the folder the site's files and pages are served from.
+	Root string `toml:"root"`
+	// Templates is the folder of layouts and partials parsed into every page.
+	Templates string `toml:"templates"`
+	// Index lists the files tried, in order, for a URL ending in /.
+	Index []string `toml:"index"`
+	// Browse turns on directory listings for folders without an index file.
+	Browse bool `toml:"browse"`
+	// Compress turns on gzip/zstd of text types and serves precompressed .br/.zst/.gz sidecars.
+	Compress bool `toml:"compress"`
+	// FollowSymlinks follows symlinks wherever they lead, also out of root (Apache's FollowSymLinks), for static files and CGI scripts; false refuses every static link and CGI links leaving their folder.
+	FollowSymlinks bool `toml:"follow_symlinks"`
+	// ErrorPages maps a status to a file under root served with it, such as {404 = "404.html"}.
+	ErrorPages map[string]string `toml:"error_pages"`
+	// Cert is this site's own PEM certificate, chosen by SNI.
+	Cert string `toml:"cert"`
+	// Key is the private key of this site's cert.
+	Key string `toml:"key"`
+	// Headers are extra response headers sent on every response of the site.
+	Headers map[string]string `toml:"headers"`
+	// Dev re-parses changed templates per request and shows template errors in the page (development only).
+	Dev bool `toml:"dev"`
+	// CGI are the site's [[site.cgi]] mappings.
+	CGI    []CGIConfig   `toml:"-" table:"cgi"`   // decoded one by one onto defaults
+	Routes []RouteConfig `toml:"-" table:"route"` // [[site.route]], decoded one by one
 
 	// errorPages is ErrorPages keyed by status code.
 	errorPages map[int]string
@@ -109,32 +165,179 @@ func (s SiteConfig) StatusPages() map[int]string { return s.errorPages }
 
 // CGIConfig is one [[site.cgi]] mapping.
 type CGIConfig struct {
-	Prefix        string            `toml:"prefix"`
-	Dir           string            `toml:"dir"`
-	Ext           []string          `toml:"ext"`
-	Interpreters  map[string]string `toml:"interpreters"`
-	Timeout       time.Duration     `toml:"timeout"`
-	MaxConcurrent int               `toml:"max_concurrent"`
-	Env           map[string]string `toml:"env"`
-	PassEnv       []string          `toml:"pass_env"`
+	// Prefix is the URL prefix whose paths run scripts from dir (ScriptAlias style).
+	Prefix string `toml:"prefix"`
+	// Dir is the folder of scripts for prefix, relative to the config.
+	Dir string `toml:"dir"`
+	// Ext lists extensions of files under root that run as scripts (AddHandler style).
+	Ext []string `toml:"ext"`
+	// Interpreters maps an extension to the program that runs it, such as {".php" = "php-cgi"}.
+	Interpreters map[string]string `toml:"interpreters"`
+	// Program is one program run for every path under prefix (the rest is
+	// PATH_INFO), as Apache's ScriptAlias to a file; "" = scripts in dir.
+	Program string `toml:"program"`
+	// Timeout kills a script (its whole process group; 504 to the client)
+	// that moved no byte on stdin or stdout for this long, while a long
+	// steady download goes on.
+	Timeout time.Duration `toml:"timeout"`
+	// MaxTime caps a whole run however busy the script is; 0 = no cap.
+	MaxTime time.Duration `toml:"max_time"`
+	// MaxBodyBytes caps this mapping's request bodies (git pushes exceed
+	// the server's); 0 (written "") = server.max_body_bytes.
+	MaxBodyBytes InheritSize `toml:"max_body_bytes"`
+	// MaxConcurrent caps the mapping's scripts running at once on a node; beyond the queue, 503.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// QueueTimeout is the longest a request waits for a free slot before
+	// 503 + Retry-After (a burst of clones waits instead of failing).
+	QueueTimeout time.Duration `toml:"queue_timeout"`
+	// Env are extra environment variables given to every script.
+	Env map[string]string `toml:"env"`
+	// PassEnv names the server's environment variables passed to scripts.
+	PassEnv []string `toml:"pass_env"`
+}
+
+// InheritSize is a size where "" (or 0) means "the enclosing default".
+type InheritSize Size
+
+// UnmarshalTOML accepts "" as 0, else what Size accepts.
+func (s *InheritSize) UnmarshalTOML(v any) error {
+	if str, ok := v.(string); ok && strings.TrimSpace(str) == "" {
+		*s = 0
+		return nil
+	}
+	return (*Size)(s).UnmarshalTOML(v)
+}
+
+// RouteConfig is one [[site.route]]: per-path rules evaluated in file
+// order (see handlers/route for what each key does).
+type RouteConfig struct {
+	// Path is the pattern: "/exact", "/prefix/*", "*.ext" or "~regexp".
+	Path string `toml:"path"`
+	// Methods limits the route to these methods; [] = any (GET takes HEAD).
+	Methods []string `toml:"methods"`
+	// Scheme limits the route to "http" or "https" requests; "" = both.
+	// (shoal's addition to SPEC: it makes per-path http->https redirects.)
+	Scheme string `toml:"scheme"`
+	// Headers sets response headers ("Name" = "v") or removes them ("-Name" = "").
+	Headers map[string]string `toml:"headers"`
+	// Allow lists client CIDRs; when not empty, other clients get 403.
+	Allow []string `toml:"allow"`
+	// Deny lists client CIDRs answered 403 (checked before allow).
+	Deny []string `toml:"deny"`
+	// Auth is an htpasswd file of bcrypt hashes: HTTP Basic auth, 401 without.
+	Auth string `toml:"auth"`
+	// AuthRealm is the realm the 401 names.
+	AuthRealm string `toml:"auth_realm"`
+	// Rate is a per-client limit across the cluster ("20/s", "600/m"); beyond it 429.
+	Rate string `toml:"rate"`
+	// Burst is how many requests above rate a client may send at once.
+	Burst int `toml:"burst"`
+	// Redirect answers with this URL or path (placeholders allowed).
+	Redirect string `toml:"redirect"`
+	// Status is the redirect's status: 301, 302, 303, 307 or 308.
+	Status int `toml:"status"`
+	// Respond answers this status with the site's error page.
+	Respond int `toml:"respond"`
+	// Rewrite changes the path (and query) internally, then routes again.
+	Rewrite string `toml:"rewrite"`
+	// TryFiles serves the first candidate that exists; a last "=404" entry
+	// is the answer when none does.
+	TryFiles []string `toml:"try_files"`
+	// Upstream proxies the request to the named [[upstream]].
+	Upstream string `toml:"upstream"`
+}
+
+// DefaultRoute is a [[site.route]] with every key at its default.
+func DefaultRoute() RouteConfig {
+	return RouteConfig{AuthRealm: "restricted"}
+}
+
+// UpstreamConfig is one [[upstream]]: application servers a route's
+// `upstream` proxies to (see handlers/upstream).
+type UpstreamConfig struct {
+	// Name is what routes call the upstream; required and unique.
+	Name string `toml:"name"`
+	// Targets are "http://h:p", "https://h:p", "unix:/path.sock",
+	// "fastcgi://h:p" or "fastcgi+unix:/path.sock"; at least one.
+	Targets []string `toml:"targets"`
+	// Policy picks a target per request: least_loaded, round_robin,
+	// ip_hash, random or first.
+	Policy string `toml:"policy"`
+	// Health is a path checked with GET every health_interval (2xx-3xx is
+	// healthy); "" = passive health only.
+	Health string `toml:"health"`
+	// HealthInterval is the time between active checks.
+	HealthInterval time.Duration `toml:"health_interval"`
+	// FailTimeout is how long a target that refused or timed out is
+	// skipped (requests do not queue behind a dead application).
+	FailTimeout time.Duration `toml:"fail_timeout"`
+	// ConnectTimeout bounds a connect to a target.
+	ConnectTimeout time.Duration `toml:"connect_timeout"`
+	// Timeout bounds the wait for the response header (a frozen
+	// application gives 504 instead of holding the request).
+	Timeout time.Duration `toml:"timeout"`
+	// Retries is how many other targets an idempotent request is tried on
+	// when a connection fails before any response.
+	Retries int `toml:"retries"`
+	// StripPrefix is removed from the path before forwarding.
+	StripPrefix string `toml:"strip_prefix"`
+	// Headers are set on requests toward the target; "-Name" removes one.
+	Headers map[string]string `toml:"headers"`
+	// Root is the document root as a FastCGI server sees it (required
+	// with fastcgi targets): SCRIPT_FILENAME = root + script.
+	Root string `toml:"root"`
+	// Index is the FastCGI script for a path ending in /.
+	Index string `toml:"index"`
+	// Split ends SCRIPT_NAME (the rest is PATH_INFO) for FastCGI.
+	Split string `toml:"split"`
+	// Env holds extra FastCGI parameters.
+	Env map[string]string `toml:"env"`
+}
+
+// DefaultUpstream is an [[upstream]] with every key at its default.
+func DefaultUpstream() UpstreamConfig {
+	return UpstreamConfig{
+		Policy:         "least_loaded",
+		HealthInterval: 5 * time.Second,
+		FailTimeout:    10 * time.Second,
+		ConnectTimeout: 5 * time.Second,
+		Timeout:        60 * time.Second,
+		Retries:        1,
+		Index:          "index.php",
+		Split:          ".php",
+	}
 }
 
 // ClusterConfig is the [cluster] table.
 type ClusterConfig struct {
-	Enabled   bool     `toml:"enabled"`
-	Gossip    string   `toml:"gossip"`
-	Advertise string   `toml:"advertise"`
-	Join      []string `toml:"join"`
-	Secret    string   `toml:"secret"`
-	PeerURL   string   `toml:"peer_url"`
-	PublicURL string   `toml:"public_url"`
-	Mode      string   `toml:"mode"`
-	Policy    string   `toml:"policy"`
-	Balance   string   `toml:"balance"`
-	Capacity  int      `toml:"capacity"`
-	Margin    float64  `toml:"margin"`
-	Sticky    bool     `toml:"sticky"`
-	Retries   int      `toml:"retries"`
+	// Enabled turns clustering on (so do the -gossip and -join flags).
+	Enabled bool `toml:"enabled"`
+	// Gossip is memberlist's bind address (TCP and UDP).
+	Gossip string `toml:"gossip"`
+	// Advertise is the address peers use to reach this node's gossip; "" means the bound one.
+	Advertise string `toml:"advertise"`
+	// Join lists peers to join, retried with backoff until one answers.
+	Join []string `toml:"join"`
+	// Secret is the base64 cluster key (16, 24 or 32 bytes): encrypts gossip and signs proxied requests; "" means $SHOAL_SECRET, else .shoal/cluster-secret.
+	Secret string `toml:"secret"`
+	// PeerURL is how peers reach this node's HTTP; "" derives it from the HTTP listener and advertise.
+	PeerURL string `toml:"peer_url"`
+	// PublicURL is how clients reach this node, for mode = "redirect".
+	PublicURL string `toml:"public_url"`
+	// Mode is how work goes to a peer: proxy or redirect (307).
+	Mode string `toml:"mode"`
+	// Policy picks the peer: least_loaded, round_robin, ip_hash or random.
+	Policy string `toml:"policy"`
+	// Balance is what requests are shared: dynamic (pages and CGI), all or none.
+	Balance string `toml:"balance"`
+	// Capacity is the number of in-flight requests at which this node counts as full.
+	Capacity int `toml:"capacity"`
+	// Margin is how much less loaded (fraction of capacity) a peer must be to win under least_loaded.
+	Margin float64 `toml:"margin"`
+	// Sticky keeps a client on the node that served it with an affinity cookie.
+	Sticky bool `toml:"sticky"`
+	// Retries is how many other nodes an idempotent request is retried on after a peer fails.
+	Retries int `toml:"retries"`
 }
 
 // ACMEConfig is the [acme] table: automatic HTTPS for site hosts that have
@@ -210,6 +413,7 @@ func DefaultCGI() CGIConfig {
 	return CGIConfig{
 		Timeout:       30 * time.Second,
 		MaxConcurrent: 16,
+		QueueTimeout:  time.Second,
 		PassEnv:       []string{"PATH"},
 	}
 }
@@ -259,9 +463,12 @@ func LoadConfig(path string) (*Config, error) {
 		cfg.Dir = wd
 		return cfg, nil
 	}
-	src, err := os.ReadFile(path)
+	src, err := readConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
+	}
+	if err := checkNesting(path, src); err != nil {
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -269,7 +476,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	cfg.Path = path
 	cfg.Dir = filepath.Dir(abs)
-	if errs := cfg.decode(string(src)); len(errs) > 0 {
+	if errs := cfg.decode(src); len(errs) > 0 {
 		if cfg.index.pos == nil {
 			return nil, errs // a syntax error: nothing was decoded
 		}
@@ -306,6 +513,8 @@ func (c *Config) decode(src string) ConfigErrors {
 			d.table(name, prim, dst)
 		case name == "site":
 			d.sites(prim)
+		case name == "upstream":
+			d.upstreams(prim)
 		default:
 			d.errs = append(d.errs, c.errAt(name, fmt.Sprintf("unknown key %q", name)))
 		}
@@ -333,6 +542,10 @@ func (d *decoder) sites(prim toml.Primitive) {
 			delete(keys, "cgi")
 			site.CGI = d.cgis(path+".cgi", cgi)
 		}
+		if routes, ok := keys["route"]; ok {
+			delete(keys, "route")
+			site.Routes = d.routes(path+".route", routes)
+		}
 		d.fields(path, keys, &site)
 		d.c.Sites = append(d.c.Sites, site)
 	}
@@ -350,6 +563,33 @@ func (d *decoder) cgis(path string, prim toml.Primitive) []CGIConfig {
 		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
 	}
 	return out
+}
+
+func (d *decoder) routes(path string, prim toml.Primitive) []RouteConfig {
+	var tables []map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &tables); err != nil {
+		d.errs = append(d.errs, d.c.errAt(path, path+": must be an array of tables ([[site.route]])"))
+		return nil
+	}
+	out := make([]RouteConfig, len(tables))
+	for j, keys := range tables {
+		out[j] = DefaultRoute()
+		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
+	}
+	return out
+}
+
+func (d *decoder) upstreams(prim toml.Primitive) {
+	var tables []map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &tables); err != nil {
+		d.errs = append(d.errs, d.c.errAt("upstream", "upstream: must be an array of tables ([[upstream]])"))
+		return
+	}
+	for i, keys := range tables {
+		up := DefaultUpstream()
+		d.fields(fmt.Sprintf("upstream.%d", i), keys, &up)
+		d.c.Upstreams = append(d.c.Upstreams, up)
+	}
 }
 
 func (d *decoder) table(path string, prim toml.Primitive, dst any) {
@@ -376,6 +616,10 @@ func (d *decoder) fields(path string, keys map[string]toml.Primitive, dst any) {
 		field, ok := byTag[k]
 		if !ok {
 			d.errs = append(d.errs, d.c.errAt(key, fmt.Sprintf("unknown key %q", stripIndices(key))))
+			continue
+		}
+		if msg := d.typeProblem(key, field, keys[k]); msg != "" {
+			d.errs = append(d.errs, d.c.errAt(key, key+": "+msg))
 			continue
 		}
 		if field.Type() == durationType && !d.isString(keys[k]) {
@@ -514,4 +758,28 @@ func stripIndices(key string) string {
 		out = append(out, p)
 	}
 	return strings.Join(out, ".")
+}
+
+// RouteSpecs returns the site's routes as the route package takes them.
+func (s SiteConfig) RouteSpecs() []route.Spec {
+	specs := make([]route.Spec, len(s.Routes))
+	for i, r := range s.Routes {
+		specs[i] = route.Spec{
+			Path: r.Path, Methods: r.Methods, Scheme: r.Scheme, Headers: r.Headers, Allow: r.Allow, Deny: r.Deny,
+			Auth: r.Auth, AuthRealm: r.AuthRealm, Rate: r.Rate, Burst: r.Burst,
+			Redirect: r.Redirect, Status: r.Status, Respond: r.Respond, Rewrite: r.Rewrite,
+			TryFiles: r.TryFiles, Upstream: r.Upstream,
+		}
+	}
+	return specs
+}
+
+// hasUpstream reports whether an [[upstream]] of that name is configured.
+func (c *Config) hasUpstream(name string) bool {
+	for _, u := range c.Upstreams {
+		if u.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -163,6 +163,16 @@ func TestConfigErrors(t *testing.T) {
 			want: []wantErr{{2, 1, "server.max_body_bytes"}},
 		},
 		{
+			name: "bad min_send_rate",
+			src:  "[server]\nmin_send_rate = \"1KiB\"\n",
+			want: []wantErr{{2, 1, "server.min_send_rate"}},
+		},
+		{
+			name: "negative max_conns_per_ip",
+			src:  "[server]\nmax_conns_per_ip = -1\n",
+			want: []wantErr{{2, 1, "server.max_conns_per_ip"}},
+		},
+		{
 			name: "negative size string",
 			src:  "[server]\nmax_header_bytes = \"-4KiB\"\n",
 			want: []wantErr{{2, 1, "server.max_header_bytes"}},
@@ -404,6 +414,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"max_body_bytes", s.MaxBodyBytes, server.Size(32 << 20)},
 		{"shutdown_grace", s.ShutdownGrace, 30 * time.Second},
 		{"drain_delay", s.DrainDelay, time.Second},
+		{"min_send_rate", s.MinSendRate, server.Rate(0)},
+		{"max_conns_per_ip", s.MaxConnsPerIP, 0},
 		{"log.access", cfg.Log.Access, "stdout"},
 		{"log.format", cfg.Log.Format, "combined"},
 		{"log.level", cfg.Log.Level, "info"},
@@ -518,6 +530,81 @@ func TestConfigDefaultedKeyPositions(t *testing.T) {
 			if e.Pos.Line < tc.from || e.Pos.Line > tc.to || e.Pos.Col < 1 {
 				t.Errorf("error placed at %d:%d, want a line in %d-%d: %v", e.Pos.Line, e.Pos.Col, tc.from, tc.to, e)
 			}
+		})
+	}
+}
+
+// TestConfigTypeErrorsInWords: a value of the wrong TOML type is reported
+// with the full key path and what it should look like, never with toml's
+// Go type names.
+func TestConfigTypeErrorsInWords(t *testing.T) {
+	cases := []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"string for an int", "[server]\nhttp = 8080\n", 2, `server.http: must be a string such as ":8080"`},
+		{"site root as int", "[[site]]\nroot = 1\n", 2, `site.0.root: must be a string such as "www"`},
+		{"second site", "[[site]]\nroot = \"www\"\n[[site]]\nhosts = [\"b.example\"]\nroot = true\n", 5, `site.1.root: must be a string such as "www"`},
+		{"bool", "[tls]\nself_signed = \"yes\"\n", 2, "tls.self_signed: must be true or false"},
+		{"int", "[cluster]\ncapacity = \"many\"\n", 2, "cluster.capacity: must be a whole number such as 64"},
+		{"float", "[cluster]\nmargin = \"a bit\"\n", 2, "cluster.margin: must be a number such as 0.1"},
+		{"list", "[[site]]\nroot = \"www\"\nindex = \"index.html\"\n", 3, `site.0.index: must be a list of strings such as ["index.html", "index.tmpl"]`},
+		{"list of ints", "[cluster]\njoin = [1, 2]\n", 2, `cluster.join: must be a list of strings such as ["10.0.0.5:7946"]`},
+		{"table", "[[site]]\nroot = \"www\"\nheaders = \"X-A: b\"\n", 3, `site.0.headers: must be a table of strings such as {X-Frame-Options = "DENY"}`},
+		{"table value", "[[site]]\nroot = \"www\"\nheaders = {X-A = 1}\n", 3, `site.0.headers: "X-A" must be a string`},
+		{"cgi duration", "[[site]]\nroot = \"www\"\n[[site.cgi]]\nprefix = \"/c/\"\ndir = \"www\"\ntimeout = 30\n", 6, `site.0.cgi.0.timeout: must be a duration string such as "30s"`},
+		{"size", "[server]\nmax_body_bytes = true\n", 2, `server.max_body_bytes: must be a size such as "64KiB"`},
+		{"empty default", "[server]\nname = 7\n", 2, `server.name: must be a string such as "node-a"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			_, err := loadValid(path)
+			checkErrors(t, path, err, []wantErr{{tc.line, 1, tc.want}})
+			for _, e := range configErrors(t, err) {
+				if strings.Contains(e.Msg, "incompatible types") || strings.Contains(e.Msg, "int64") {
+					t.Errorf("error speaks Go types: %v", e.Msg)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckClashes: `shoal check` refuses what `shoal serve` would trip
+// over later: a host two sites claim, and two listeners on one port.
+func TestCheckClashes(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []wantErr
+	}{
+		{"duplicate host", "[[site]]\nhosts = [\"a.example\"]\nroot = \"www\"\n[[site]]\nhosts = [\"b.example\", \"A.example\"]\nroot = \"www\"\n",
+			[]wantErr{{5, 1, `site.1.hosts: host "A.example" is already served by site 0`}}},
+		{"duplicate wildcard", "[[site]]\nhosts = [\"*.x.test\"]\nroot = \"www\"\n[[site]]\nroot = \"www\"\n[[site]]\nhosts = [\"*.x.test\"]\nroot = \"www\"\n",
+			[]wantErr{{7, 1, `site.2.hosts: host "*.x.test" is already served by site 0`}}},
+		{"distinct hosts", "[[site]]\nhosts = [\"a.example\"]\nroot = \"www\"\n[[site]]\nhosts = [\"b.example\"]\nroot = \"www\"\n", nil},
+		{"http and https on one port", "[server]\nhttp = \":8443\"\nhttps = \":8443\"\n[tls]\nself_signed = true\n",
+			[]wantErr{{3, 1, `server.https: ":8443" uses the same port as server.http`}}},
+		{"admin on the http port", "[server]\nhttp = \"0.0.0.0:8080\"\nadmin = \"127.0.0.1:8080\"\n",
+			[]wantErr{{3, 1, `server.admin: "127.0.0.1:8080" uses the same port as server.http`}}},
+		{"admin default port taken by http", "[server]\nhttp = \"127.0.0.1:9180\"\n",
+			[]wantErr{{2, 1, `server.http: "127.0.0.1:9180" uses the same port as server.admin (its default "127.0.0.1:9180")`}}},
+		{"gossip on the http port", "[server]\nhttp = \":7946\"\n[cluster]\nenabled = true\nsecret = \"AAAAAAAAAAAAAAAAAAAAAA==\"\n",
+			[]wantErr{{2, 1, `server.http: ":7946" uses the same port as cluster.gossip (its default "0.0.0.0:7946")`}}},
+		{"same port, other hosts", "[server]\nhttp = \"127.0.0.1:8080\"\nadmin = \"127.0.0.2:8080\"\n", nil},
+		{"port 0 twice", "[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.src)
+			_, err := loadValid(path)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			checkErrors(t, path, err, tc.want)
 		})
 	}
 }

@@ -32,10 +32,12 @@ type fastFront struct {
 	route   func(requestHead) fastAnswer
 	limits  serverLimits
 	log     *slog.Logger
+	// rules check every head the fast path hands to net/http, and those
+	// net/http reads after it (nil: none).
+	rules *headRules
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
-	pagePool sync.Pool    // *pageResponse
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[*fastConn]struct{}
@@ -51,12 +53,12 @@ type fastAnswer struct {
 	// node's load and the access log the client the peer vouched for.
 	hop    bool
 	client string
-	// page: no file, but a template page, which the site's chain renders
-	// (only while no cluster runs: the cluster may route pages elsewhere).
-	page bool
+	// routes is the set of header routes whose rules the file carries
+	// (0: none; see fastRoutes).
+	routes uint64
 }
 
-func (a fastAnswer) ok() bool { return a.file != nil || a.page }
+func (a fastAnswer) ok() bool { return a.file != nil }
 
 // fastRoute is the HTTP/1.1 fast path's way into the sites: the answer for
 // h, or one without a file when the request takes the full chain:
@@ -68,11 +70,11 @@ func (n *Node) fastRoute(h requestHead) fastAnswer {
 	if n.state.Load().redirect.Load() != nil {
 		return fastAnswer{}
 	}
-	return n.routeFast(h)
+	return n.routeFast(h, "http")
 }
 
 // routeFast is fastRoute for any listener: what redirect_http leaves alone.
-func (n *Node) routeFast(h requestHead) fastAnswer {
+func (n *Node) routeFast(h requestHead, scheme string) fastAnswer {
 	st := n.state.Load().vhosts.match(h.host)
 	a := fastAnswer{site: st, cluster: n.cl.get()}
 	switch c := a.cluster; {
@@ -90,10 +92,16 @@ func (n *Node) routeFast(h requestHead) fastAnswer {
 	case h.forwarded || balanced(st.balance, false):
 		return fastAnswer{}
 	}
-	a.file, a.page = st.fast(h.path, h.cond)
-	if a.page && a.cluster != nil {
+	method := http.MethodGet
+	if h.head {
+		method = http.MethodHead
+	}
+	var ok bool
+	if a.routes, ok = st.fastRoutes(method, scheme, h.path); !ok || a.hop && st.routes != nil {
+		// A hop's scheme is the client's, which only the full chain reads.
 		return fastAnswer{}
 	}
+	a.file = st.fastVariant(st.fast(h.path, h.cond), a.routes)
 	return a
 }
 
@@ -126,6 +134,9 @@ const (
 const fastBufferSize = 4096
 
 type fastConn struct {
+	// conn is the counted connection (limits.go); tcp is its socket, which
+	// the fast path reads and writes directly.
+	conn     *limitConn
 	tcp      *net.TCPConn
 	br       *bufio.Reader
 	state    atomic.Int32
@@ -136,7 +147,7 @@ type fastConn struct {
 	date    []byte // "Date: ...\r\n"
 	bufs    [5][]byte
 	wb      net.Buffers
-	info    handlers.Info
+	req     request // the books of the request being answered
 }
 
 func newFastFront(ln net.Listener, handoff *handoffListener, lim serverLimits, log *slog.Logger,
@@ -152,15 +163,20 @@ func (f *fastFront) acceptLoop() {
 		if err != nil {
 			return // the acceptor retries its own errors; this one means closed
 		}
-		tcp, ok := c.(*net.TCPConn)
+		lc, ok := c.(*limitConn)
 		if !ok {
-			f.handoff.give(c)
-			continue
+			tcp, isTCP := c.(*net.TCPConn)
+			if !isTCP {
+				f.handoff.give(c)
+				continue
+			}
+			lc = &limitConn{TCPConn: tcp} // not counted: no limiter in front
 		}
-		fc := &fastConn{tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+		tcp := lc.TCPConn
+		fc := &fastConn{conn: lc, tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
 			remote: tcp.RemoteAddr().String()}
 		if !f.track(fc) {
-			tcp.Close()
+			lc.Close()
 			continue
 		}
 		go f.serveConn(fc)
@@ -187,13 +203,16 @@ func (f *fastFront) forget(fc *fastConn) {
 func (f *fastFront) serveConn(fc *fastConn) {
 	for first := true; ; first = false {
 		n, err := f.readHead(fc, first)
+		if err == nil && int64(n) > f.limits.maxHeader {
+			err = errHandOff // the rules answer it: max_header_bytes is exact
+		}
 		if err != nil {
 			f.forget(fc)
 			if errors.Is(err, errHandOff) {
 				f.handOff(fc)
 				return
 			}
-			fc.tcp.Close()
+			fc.conn.Close()
 			return
 		}
 		head := fc.peek()[:n]
@@ -209,13 +228,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		}
 		fc.br.Discard(n)
 		closing := h.close || f.closing.Load()
-		var keep bool
-		if a.page {
-			keep = f.answerPage(fc, &h, a, closing)
-		} else {
-			keep = f.answer(fc, &h, a, closing) && !closing
-		}
-		if !keep {
+		if keep := f.answer(fc, &h, a, closing) && !closing; !keep {
 			f.forget(fc)
 			f.closeGracefully(fc)
 			return
@@ -223,7 +236,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		fc.state.Store(connIdle)
 		if f.closing.Load() && fc.state.CompareAndSwap(connIdle, connClosed) {
 			f.forget(fc)
-			fc.tcp.Close()
+			fc.conn.Close()
 			return
 		}
 	}
@@ -282,37 +295,35 @@ func (fc *fastConn) peek() []byte {
 	return b
 }
 
-// answer writes ff as the response to h, with the site's bookkeeping
-// (metrics, access log) as site.ServeHTTP does it. The books are written
-// before the response, as on the full path, where net/http sends a small
-// response only once the handler has returned: a client that reads its
-// response and then the metrics finds its request counted. It reports
-// whether the whole response went out.
+// answer writes ff as the response to h, with the request's books
+// (server/request.go) kept in the connection's state. The books are
+// written before the response, as on the full path, where net/http sends
+// a small response only once the handler has returned: a client that
+// reads its response and then the metrics finds its request counted. It
+// reports whether the whole response went out.
 func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing bool) bool {
-	if a.cluster != nil {
-		a.cluster.ServingLocal()
-		defer a.cluster.DoneLocal()
-	}
 	st, ff := a.site, a.file
-	now := time.Now()
-	var load string
 	remote := fc.remote
-	if a.hop {
-		load = a.cluster.LoadHeader()
-		if a.client != "" {
-			remote = a.client
-		}
+	if a.hop && a.client != "" {
+		remote = a.client // the client the peer vouched for
 	}
 	body := ff.Body
 	if h.head {
 		body = nil
 	}
-	span := st.metrics.Start(st.label)
-	fc.info = handlers.Info{Site: st.label, Handler: handlers.KindStatic}
-	span.End(&fc.info, ff.Status, int64(len(body)))
-	if st.access != nil {
-		st.logFast(remote, h, nil, now, ff.Status, int64(len(body)))
+	rq := &fc.req
+	*rq = request{hop: a.hop}
+	rq.Started = time.Now()
+	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.lines))
+	rq.Handler = handlers.KindStatic
+	rq.begin(st, a.cluster)
+	var load string
+	if a.hop {
+		load = a.cluster.LoadHeader() // counts this request: between begin and finish
 	}
+	rq.Status, rq.Bytes = ff.Status, int64(len(body))
+	now := rq.Started
+	rq.finish()
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {
@@ -352,15 +363,21 @@ func (f *fastFront) closeGracefully(fc *fastConn) {
 	fc.tcp.CloseWrite()
 	fc.tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	io.Copy(io.Discard, io.LimitReader(fc.tcp, 256<<10))
-	fc.tcp.Close()
+	fc.conn.Close()
 }
 
 // handOff gives the connection and what was read of it to net/http.
 func (f *fastFront) handOff(fc *fastConn) {
-	pending := append([]byte(nil), fc.peek()...)
+	pending := fc.peek()
 	// net/http sets the deadlines it wants; none of ours may linger.
 	fc.tcp.SetDeadline(time.Time{})
-	f.handoff.give(&replayConn{TCPConn: fc.tcp, pending: pending})
+	rc := &replayConn{limitConn: fc.conn}
+	if f.rules != nil {
+		rc.guard = f.rules.guard(pending, fc.conn, fc.remote)
+	} else {
+		rc.guard = &headGuard{src: fc.conn, state: guardBlind, buf: pending}
+	}
+	f.handoff.give(rc)
 }
 
 // shutdown stops taking connections, closes the idle ones and waits for
@@ -394,7 +411,7 @@ func (f *fastFront) closeIdle() int {
 	for fc := range f.conns {
 		if fc.state.CompareAndSwap(connIdle, connClosed) ||
 			fc.accepted.Before(old) && fc.state.CompareAndSwap(connNew, connClosed) {
-			fc.tcp.Close()
+			fc.conn.Close()
 			delete(f.conns, fc)
 		}
 	}
@@ -409,7 +426,7 @@ func (f *fastFront) close() {
 	defer f.mu.Unlock()
 	for fc := range f.conns {
 		fc.state.Store(connClosed)
-		fc.tcp.Close()
+		fc.conn.Close()
 		delete(f.conns, fc)
 	}
 }
@@ -453,34 +470,21 @@ func (l *handoffListener) Close() error {
 func (l *handoffListener) Addr() net.Addr { return l.addr }
 
 // replayConn is a connection handed to net/http: the bytes the fast path
-// already read come first. Embedding the *net.TCPConn keeps sendfile
-// (ReadFrom) and CloseWrite, which net/http looks for.
+// already read come first, and every request head passes the rules
+// (limits_head.go). Embedding the *limitConn keeps sendfile (ReadFrom)
+// and CloseWrite, which net/http looks for.
 type replayConn struct {
-	*net.TCPConn
-	pending []byte
+	*limitConn
+	guard *headGuard
 }
 
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.TCPConn.Read(p)
-}
+func (c *replayConn) Read(p []byte) (int, error) { return c.guard.Read(p) }
 
-// WriteTo keeps io.Copy from the connection (splice) from skipping the
-// replayed bytes.
+// WriteTo keeps io.Copy from the connection (splice, for a tunnelled
+// upgrade) from skipping the guard while it holds or watches bytes.
 func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	if len(c.pending) > 0 {
-		m, err := w.Write(c.pending)
-		n += int64(m)
-		c.pending = c.pending[m:]
-		if err != nil {
-			return n, err
-		}
+	if c.guard.passthrough() {
+		return c.TCPConn.WriteTo(w)
 	}
-	m, err := c.TCPConn.WriteTo(w)
-	return n + m, err
+	return io.Copy(w, struct{ io.Reader }{c.guard})
 }

@@ -12,34 +12,47 @@ import (
 
 // h2Fast is the HTTP/2 fast path's way into the sites, as fastRoute is
 // HTTP/1.1's: a GET or HEAD of a cached file is answered from memory on
-// the connection's goroutine, with the site's books kept (metrics, access
-// log) and the headers serveHTTPS adds (HSTS, Alt-Svc). Anything else,
-// and anything the HTTP/1.1 fast path would decline, returns nil and goes
-// through the full chain.
+// the connection's goroutine, with the request's books (server/request.go)
+// and the headers serveHTTPS adds (HSTS, Alt-Svc). Anything else, and
+// anything the HTTP/1.1 fast path would decline, returns nil and goes
+// through the full chain. The books open and close in Sent, once the
+// answer is sure to go out: an answer internal/h2 drops (it does not fit
+// the client's window) leaves no trace, and the full chain keeps the
+// books of the request instead.
 func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	h, ok := h2Head(r)
 	if !ok {
 		return nil
 	}
-	a := n.routeFast(h)
+	a := n.routeFast(h, "https")
 	if a.file == nil || a.hop {
 		return nil
 	}
 	st, ff := a.site, a.file
-	sent := func() {
-		size := int64(len(ff.Body))
-		if h.head {
-			size = 0
-		}
-		span := st.metrics.Start(st.label)
-		info := handlers.Info{Site: st.label, Handler: handlers.KindStatic}
-		span.End(&info, ff.Status, size)
-		if st.access != nil {
-			st.logFast(r.RemoteAddr, &h, h2Header(r), time.Now(), ff.Status, size)
-		}
+	x := &h2Answer{Answer: h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(),
+		Body: ff.Body}}
+	rq := &x.rq
+	*rq = request{}
+	rq.Started = time.Now()
+	readFast(rq, st, &h, r.RemoteAddr, "HTTP/2.0", fieldList(r.Fields))
+	rq.Handler = handlers.KindStatic
+	rq.Status, rq.Bytes = ff.Status, int64(len(ff.Body))
+	if h.head {
+		rq.Bytes = 0
+	}
+	x.Sent = func() {
+		rq.begin(st, a.cluster)
+		rq.finish()
 		n.h2Answered.Add(1)
 	}
-	return &h2.Answer{Status: ff.Status, Header: ff.H2Header(h2Block), Extra: n.h2HTTPSFields(), Body: ff.Body, Sent: sent}
+	return &x.Answer
+}
+
+// h2Answer is a fast answer and the books of its request in one
+// allocation.
+type h2Answer struct {
+	h2.Answer
+	rq request
 }
 
 // h2Head reads what the fast path needs from an HTTP/2 request, with the
@@ -72,15 +85,6 @@ func h2Head(r *h2.Request) (requestHead, bool) {
 		return h, false // let the full chain judge Host against :authority
 	}
 	return h, validHost(h.host)
-}
-
-// h2Header is the request's header as the access log reads it.
-func h2Header(r *h2.Request) http.Header {
-	hdr := make(http.Header, len(r.Fields))
-	for _, f := range r.Fields {
-		hdr.Add(f.Name, f.Value)
-	}
-	return hdr
 }
 
 // h2Block turns a cached file's HTTP/1.1 header lines into an HPACK block.

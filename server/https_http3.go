@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -43,6 +44,13 @@ type http3Listener struct {
 	conn net.PacketConn
 	port int
 	done chan struct{}
+	// inflight counts the requests being handled and lastDone (unix
+	// nanoseconds) is when one last ended: quic-go's Shutdown waits for
+	// every client to close its connection, which a client that went away
+	// never does, so Shutdown closes once no request was in flight for a
+	// while.
+	inflight atomic.Int64
+	lastDone atomic.Int64
 }
 
 // startHTTP3 binds the UDP socket now, so a port in use is a start error,
@@ -59,10 +67,11 @@ func startHTTP3(o http3Options) (*http3Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http3: %w", err)
 	}
-	h := &http3Listener{
+	h := &http3Listener{}
+	*h = http3Listener{
 		srv: &http3.Server{
 			TLSConfig:      o.TLS,
-			Handler:        o.Handler,
+			Handler:        h.counted(o.Handler),
 			MaxHeaderBytes: o.MaxHeaderBytes,
 			IdleTimeout:    o.IdleTimeout,
 			QUICConfig:     &quic.Config{Allow0RTT: false},
@@ -81,6 +90,31 @@ func startHTTP3(o http3Options) (*http3Listener, error) {
 	return h, nil
 }
 
+// cancelWhenIdle calls cancel once no request was in flight for
+// http3Settle, polling as net/http's Shutdown does; a request that starts
+// meanwhile is refused by the GOAWAY the shutdown sent first.
+func (h *http3Listener) cancelWhenIdle(ctx context.Context, cancel context.CancelFunc) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			since := start
+			if last := time.Unix(0, h.lastDone.Load()); last.After(since) {
+				since = last
+			}
+			quiet := now.Sub(since)
+			if h.inflight.Load() == 0 && quiet >= http3Settle {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
 // Addr is the bound UDP address.
 func (h *http3Listener) Addr() net.Addr { return h.conn.LocalAddr() }
 
@@ -89,10 +123,36 @@ func (h *http3Listener) AltSvc() string {
 	return fmt.Sprintf(`h3=":%d"; ma=%d`, h.port, int(altSvcMaxAge.Seconds()))
 }
 
-// Shutdown sends GOAWAY, waits for requests in flight until ctx ends (then
-// closes what is left), and releases the socket.
+// counted wraps next to count the requests in flight.
+func (h *http3Listener) counted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.inflight.Add(1)
+		defer func() {
+			h.lastDone.Store(time.Now().UnixNano())
+			h.inflight.Add(-1)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// http3Settle is how long Shutdown waits with no request in flight (since
+// its GOAWAY, and since the last request ended) before it closes every
+// connection: clients that behave close theirs, and the last responses,
+// which may still sit in QUIC's send buffers when their handler returns,
+// reach their clients (closing discards what is not yet acknowledged).
+const http3Settle = time.Second
+
+// Shutdown sends GOAWAY, waits for requests in flight until ctx ends,
+// then closes every connection (a client that went away would otherwise
+// hold the shutdown until ctx ends) and releases the socket.
 func (h *http3Listener) Shutdown(ctx context.Context) error {
-	err := h.srv.Shutdown(ctx)
+	idle, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go h.cancelWhenIdle(idle, cancel)
+	err := h.srv.Shutdown(idle)
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		err = nil // closed early: no request was left
+	}
 	if cerr := h.conn.Close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		err = cerr
 	}

@@ -10,9 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"shoal/server"
 )
 
 func TestMaxHeaderBytes(t *testing.T) {
@@ -327,5 +330,252 @@ func TestTrickledBodyToCGI(t *testing.T) {
 	}
 	if resp, body := tn.get("/index.html", ""); resp.StatusCode != 200 {
 		t.Fatalf("node not serving after stalled bodies: %d %q", resp.StatusCode, body)
+	}
+}
+
+// dialFrom opens a raw connection to addr from the loopback address src
+// (127.0.0.2 plays another host: the cap counts per address).
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot dial from %s (no 127.0.0.0/8 on lo?): %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedAtOnce reports whether the server closes c within d without
+// sending a byte.
+func closedAtOnce(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	n, err := c.Read(make([]byte, 64))
+	return n == 0 && closedByPeer(err)
+}
+
+// TestMaxConnsPerIP: beyond max_conns_per_ip, counted over the http and
+// https listeners together, a new connection from that address is closed
+// at once while other addresses are served; a closed one frees its place.
+func TestMaxConnsPerIP(t *testing.T) {
+	tn := startNode(t, "max_conns_per_ip = 4\ntrusted_proxies = [\"127.0.0.3\"]\nhttps = \"127.0.0.1:0\"\n\n[tls]\nself_signed = true\n")
+	httpsAddr := tn.node.Addrs()["https"]
+	var held []net.Conn
+	for i := 0; i < 4; i++ {
+		addr := tn.addr
+		if i%2 == 1 {
+			addr = httpsAddr
+		}
+		held = append(held, dialFrom(t, "127.0.0.2", addr))
+	}
+	for _, addr := range []string{tn.addr, httpsAddr} {
+		if c := dialFrom(t, "127.0.0.2", addr); !closedAtOnce(c, 2*time.Second) {
+			t.Errorf("connection over the cap to %s not closed at once", addr)
+		}
+	}
+	if resp, _ := tn.get("/index.html", ""); resp.StatusCode != 200 {
+		t.Fatalf("another address refused: %d", resp.StatusCode)
+	}
+	for i := 0; i < 6; i++ { // a trusted proxy carries many clients
+		c := dialFrom(t, "127.0.0.3", tn.addr)
+		fmt.Fprintf(c, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("trusted proxy's connection %d refused: %v", i+1, err)
+		}
+	}
+	held[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dialFrom(t, "127.0.0.2", tn.addr)
+		fmt.Fprintf(c, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection did not free its place: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll until the server saw the close
+	}
+}
+
+// streamScript is a CGI script that streams big.bin through net/http's
+// Write path (no sendfile, so send_timeout alone is moved forward by each
+// write).
+func streamScript(t *testing.T, dir string) {
+	t.Helper()
+	cgiDir := filepath.Join(dir, "cgi-bin")
+	if err := os.MkdirAll(cgiDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\nexec cat '" +
+		filepath.Join(dir, "www", "big.bin") + "'\n"
+	if err := os.WriteFile(filepath.Join(cgiDir, "stream.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const cgiSite = "[[site]]\nroot = \"www\"\n[[site.cgi]]\nprefix = \"/cgi-bin/\"\ndir = \"cgi-bin\"\n"
+
+// readSlowly reads c's response at about 64 KiB/s for at most d and
+// returns the bytes read and the error that ended it (nil: still open).
+func readSlowly(c net.Conn, d time.Duration) (int64, error) {
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	end := time.Now().Add(d)
+	var got int64
+	buf := make([]byte, 4<<10)
+	for time.Now().Before(end) {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		got += int64(n)
+		if err != nil {
+			return got, err
+		}
+		time.Sleep(60 * time.Millisecond) // the slow reader's pace
+	}
+	return got, nil
+}
+
+// TestMinSendRate: a client that reads steadily but below min_send_rate
+// is cut after about two windows of send_timeout; with the rate off, the
+// same client holds its connection (every write moves send_timeout).
+func TestMinSendRate(t *testing.T) {
+	cases := []struct {
+		name string
+		rate string
+		cut  bool
+	}{
+		{"off", "0", false},
+		{"above the reader's pace", "512KiB/s", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := newSiteDir(t)
+			streamScript(t, dir)
+			tn := startNodeIn(t, dir, fmt.Sprintf("send_timeout = \"1s\"\nmin_send_rate = %q\n", tc.rate)+cgiSite)
+			c := tn.dial(30 * time.Second)
+			fmt.Fprintf(c, "GET /cgi-bin/stream.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+			start := time.Now()
+			got, err := readSlowly(c, 6*time.Second)
+			switch {
+			case tc.cut && err == nil:
+				t.Fatalf("slow reader not cut after %v (%d bytes)", time.Since(start), got)
+			case tc.cut && !closedByPeer(err):
+				t.Fatalf("slow reader ended by %v, want the server's close", err)
+			case !tc.cut && err != nil:
+				t.Fatalf("reader cut after %v (%d bytes) with the rate off: %v", time.Since(start), got, err)
+			}
+		})
+	}
+}
+
+// TestSlowClientsTogether: slowloris, slow bodies, slow readers and
+// connections over the cap, all from one address at once, while another
+// address keeps getting answers; the slow headers and readers are cut.
+func TestSlowClientsTogether(t *testing.T) {
+	dir := newSiteDir(t)
+	streamScript(t, dir)
+	tn := startNodeIn(t, dir, "max_conns_per_ip = 12\nread_header_timeout = \"1s\"\nsend_timeout = \"1s\"\n"+
+		"min_send_rate = \"256KiB/s\"\n"+cgiSite)
+	stop := make(chan struct{})
+	var attackers sync.WaitGroup
+	t.Cleanup(func() { close(stop); attackers.Wait() })
+	trickle := func(c net.Conn, first string, each func(i int) string) {
+		attackers.Add(1)
+		go func() {
+			defer attackers.Done()
+			io.WriteString(c, first)
+			for i := 0; i < 100; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond): // the attack's pace
+				}
+				if _, err := io.WriteString(c, each(i)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var loris, readers []net.Conn
+	for i := 0; i < 4; i++ {
+		c := dialFrom(t, "127.0.0.2", tn.addr)
+		loris = append(loris, c)
+		trickle(c, "GET / HTTP/1.1\r\nHost: x\r\n", func(i int) string { return fmt.Sprintf("X-%d: y\r\n", i) })
+	}
+	for i := 0; i < 4; i++ {
+		c := dialFrom(t, "127.0.0.2", tn.addr)
+		trickle(c, "POST /cgi-bin/stream.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", func(int) string { return "x" })
+	}
+	for i := 0; i < 4; i++ {
+		c := dialFrom(t, "127.0.0.2", tn.addr)
+		fmt.Fprintf(c, "GET /cgi-bin/stream.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+		readers = append(readers, c)
+	}
+	type result struct {
+		got int64
+		err error
+	}
+	cut := make(chan result, len(readers))
+	for _, c := range readers {
+		go func() {
+			got, err := readSlowly(c, 10*time.Second)
+			cut <- result{got, err}
+		}()
+	}
+	for i := 0; i < 5; i++ {
+		if c := dialFrom(t, "127.0.0.2", tn.addr); !closedAtOnce(c, 2*time.Second) {
+			t.Errorf("connection %d over the cap not closed at once", i+1)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		path := "/index.html"
+		if i%5 == 0 {
+			path = "/big.bin"
+		}
+		if resp, _ := tn.get(path, ""); resp.StatusCode != 200 {
+			t.Fatalf("GET %s from another address during the attack: %d", path, resp.StatusCode)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("GET %s from another address took %v during the attack", path, took)
+		}
+	}
+	for range readers {
+		if r := <-cut; !closedByPeer(r.err) {
+			t.Errorf("slow reader not cut (%d bytes, %v)", r.got, r.err)
+		}
+	}
+	for i, c := range loris {
+		if !closedAtOnce(c, 3*time.Second) {
+			t.Errorf("slowloris %d still open past read_header_timeout", i)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"", 0, true},
+		{"0", 0, true},
+		{"512/s", 512, true},
+		{"1KiB/s", 1 << 10, true},
+		{"2 MiB/s", 2 << 20, true},
+		{"1KiB", 0, false},
+		{"1KiB/m", 0, false},
+		{"-1KiB/s", 0, false},
+		{"/s", 0, false},
+	}
+	for _, tc := range cases {
+		got, err := server.ParseRate(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseRate(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
 	}
 }

@@ -43,18 +43,26 @@ type Node struct {
 	registry   *prometheus.Registry
 	cl         clusterRef   // the cluster once Run started it (server/cluster.go)
 	certs      *certManager // nil without an https listener
+	conns      *connLimiter // open connections per client address
 	http3      *http3Listener
 	altSvc     atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
 	h2fields   atomic.Pointer[h2Fields]
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
 	metrics    *handlers.Metrics
 	compress   *handlers.Compressor
+	routes     *routeState // rate buckets and the auth guard, kept across reloads
+	ids        *requestIDs
 
 	admin   http.Handler
 	running atomic.Bool
 
 	// reloadMu makes reloads one at a time.
 	reloadMu sync.Mutex
+	// stopped: Shutdown retired the last runtime; reloads are refused.
+	stopped atomic.Bool
+	// retiring counts what reloads leave running: retired runtimes not
+	// yet closed and listeners still shutting down. Shutdown waits for it.
+	retiring sync.WaitGroup
 	// mu guards listeners.
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -72,6 +80,12 @@ type runtime struct {
 	sites    []*site
 	vhosts   *vhosts
 	access   *handlers.AccessLog
+	// accessRef is access with the other runtimes that share it.
+	accessRef *sharedLog
+	// runtimeRefs closes the runtime after its last request (retire.go).
+	runtimeRefs
+	// upstreams are the [[upstream]]s, closed with the runtime.
+	upstreams *upstreamSet
 }
 
 // Options for New.
@@ -95,6 +109,8 @@ func New(load Loader, o Options) (*Node, error) {
 	n.registry = prometheus.NewRegistry()
 	n.metrics = handlers.NewMetrics(n.registry)
 	n.compress = &handlers.Compressor{}
+	n.routes = newRouteState()
+	n.ids = newRequestIDs()
 	if o.ProcessMetrics {
 		if _, err := cluster.InstallGoMetrics(n.registry); err != nil {
 			return nil, err
@@ -103,6 +119,8 @@ func New(load Loader, o Options) (*Node, error) {
 	if n.log == nil {
 		n.log = slog.Default()
 	}
+	n.conns = newConnLimiter(n.log)
+	n.conns.exempt = n.capExempt
 	if n.level == nil {
 		n.level = new(slog.LevelVar)
 	}
@@ -170,11 +188,11 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 		rt.name = prev.name // a node's name never changes under a reload it did not ask for
 	}
 	if prev != nil && prev.cfg.Log.Access == cfg.Log.Access && prev.cfg.Log.Format == cfg.Log.Format {
-		rt.access = prev.access
-	} else if access, err := openAccessLog(cfg.Log); err != nil {
+		rt.access, rt.accessRef = prev.access, prev.accessRef.share()
+	} else if access, err := openAccessLog(cfg.Log, n.metrics.AccessLogDropped); err != nil {
 		return nil, err
 	} else {
-		rt.access = access
+		rt.access, rt.accessRef = access, newSharedLog(access)
 	}
 	configAbs := ""
 	if cfg.Path != "" {
@@ -182,15 +200,21 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	}
 	sessions, err := sessionStore(cfg, configAbs, n.log)
 	if err != nil {
+		rt.close()
+		return nil, err
+	}
+	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, prev.upstreamSet(), rt.name, n.log, upstreamHooks{}); err != nil {
+		rt.close()
 		return nil, err
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
 		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
-		sessions: sessions, node: nodeInfo{n}}
+		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.hasUpstream,
+		upstreams: rt.upstreams}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
 		if err != nil {
-			rt.close(prev)
+			rt.close()
 			return nil, err
 		}
 		rt.sites = append(rt.sites, st)
@@ -199,14 +223,14 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	return rt, nil
 }
 
-// close releases the runtime's resources except those shared with next.
-func (rt *runtime) close(next *runtime) {
+// close releases the runtime's resources; its access log closes with the
+// last runtime that shares it.
+func (rt *runtime) close() {
 	for _, st := range rt.sites {
 		st.close()
 	}
-	if rt.access != nil && (next == nil || next.access != rt.access) {
-		rt.access.Close()
-	}
+	rt.upstreams.close()
+	rt.accessRef.drop()
 }
 
 func parseLevel(s string) slog.Level {
@@ -217,7 +241,10 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
-func openAccessLog(lc LogConfig) (*handlers.AccessLog, error) {
+// openAccessLog opens log.access; onDrop counts the lines it drops when
+// its destination falls behind.
+func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
+	o := handlers.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
 	var out io.Writer
 	switch lc.Access {
 	case "off", "":
@@ -227,21 +254,33 @@ func openAccessLog(lc LogConfig) (*handlers.AccessLog, error) {
 	case "stderr":
 		out = nopCloser{os.Stderr}
 	default:
-		f, err := os.OpenFile(lc.Access, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		// Reopen (SIGUSR1) opens the path again: after logrotate moved
+		// the file, lines go to a new one under the configured name.
+		o.Open = func() (io.Writer, error) {
+			f, err := os.OpenFile(lc.Access, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				return nil, fmt.Errorf("log.access: %w", err)
+			}
+			return f, nil
+		}
+		f, err := o.Open()
 		if err != nil {
-			return nil, fmt.Errorf("log.access: %w", err)
+			return nil, err
 		}
 		out = f
 	}
-	return handlers.NewAccessLog(out, lc.Format), nil
+	return handlers.OpenAccessLog(out, o), nil
 }
 
 // nopCloser keeps the access log from closing stdout.
 type nopCloser struct{ io.Writer }
 
-// ServeHTTP routes a request to its site by Host.
+// ServeHTTP routes a request to its site by Host, holding the runtime
+// until the request is done, so a reload closes it only after.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n.state.Load().vhosts.match(r.Host).ServeHTTP(w, r)
+	rt := n.acquire()
+	defer rt.release()
+	rt.vhosts.match(r.Host).ServeHTTP(w, r)
 }
 
 // Run opens the listeners and serves until ctx is cancelled, then shuts
@@ -265,10 +304,12 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	watchSites(c, n.Config)    // before routing starts: peers learn the site hashes (sitehash.go)
+	go n.exchangeRates(ctx, c) // rates hold across the cluster (ratesync.go)
 	n.cl.p.Store(c)
 	n.startACME(cfg)
 	n.running.Store(true)
-	n.log.Info("shoal serving", "listeners", n.Addrs(), "sites", len(cfg.Sites))
+	n.log.Info(servingMessage(n.Addrs()), "sites", len(cfg.Sites))
 	close(n.ready)
 	select {
 	case <-ctx.Done():
@@ -334,11 +375,13 @@ func (sv *serving) close() {
 type serverLimits struct {
 	readHeader, idle, send time.Duration
 	maxHeader              int64
+	minSendRate            int64
+	maxConnsPerIP          int
 }
 
 func limitsOf(sc ServerConfig) serverLimits {
 	return serverLimits{readHeader: sc.ReadHeaderTimeout, idle: sc.IdleTimeout, send: sc.SendTimeout,
-		maxHeader: int64(sc.MaxHeaderBytes)}
+		maxHeader: int64(sc.MaxHeaderBytes), minSendRate: int64(sc.MinSendRate), maxConnsPerIP: sc.MaxConnsPerIP}
 }
 
 type listenerSpec struct {
@@ -393,15 +436,15 @@ func (n *Node) syncListeners(cfg *Config) error {
 		case isNew:
 			n.listeners[sp.role] = &listener{role: sp.role, addr: sp.addr, acc: acc, srv: n.serve(sp, acc, lim)}
 			if old != nil {
-				go n.retire(old.srv, old.acc, grace)
+				n.retiring.Go(func() { n.retire(old.srv, old.acc, grace) })
 			}
 		case sp.addr == "" && old != nil:
 			delete(n.listeners, sp.role)
-			go n.retire(old.srv, old.acc, grace)
+			n.retiring.Go(func() { n.retire(old.srv, old.acc, grace) })
 		case old != nil && old.srv.limits != lim:
 			prev := old.srv
 			old.srv = n.serve(sp, old.acc, lim)
-			go n.retire(prev, nil, grace)
+			n.retiring.Go(func() { n.retire(prev, nil, grace) })
 		}
 	}
 	return nil
@@ -421,9 +464,16 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()
+	var rules *headRules
+	if sp.role != "admin" {
+		ln = n.conns.listener(ln, lim)
+		rules = newHeadRules(lim.maxHeader, n.log)
+		srv.Handler = rules.handler(srv.Handler)
+	}
 	if sp.fast && sp.tls == nil {
 		handoff := newHandoffListener(acc.ln.Addr())
 		sv.front = newFastFront(ln, handoff, lim, n.log, n.fastRoute)
+		sv.front.rules = rules
 		go sv.front.acceptLoop()
 		ln = handoff
 	}
@@ -437,7 +487,11 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		// The manager's config itself, not a clone: certificates and
 		// ticket keys follow its reloads. TLSConfig stays nil on the
 		// server, which still turns HTTP/2 on for "h2" connections.
-		ln = tls.NewListener(ln, sp.tls)
+		if rules != nil {
+			ln = frontTLS(srv, ln, sp.tls, rules, lim)
+		} else {
+			ln = tls.NewListener(ln, sp.tls)
+		}
 	}
 	go func() {
 		defer close(sv.done)
@@ -506,7 +560,16 @@ func (n *Node) shutdown() error {
 	if c := n.cl.get(); c != nil {
 		c.Shutdown()
 	}
-	n.state.Load().close(nil)
+	n.reloadMu.Lock()
+	if !n.stopped.Swap(true) {
+		n.retireRuntime(n.state.Load())
+	}
+	n.reloadMu.Unlock()
+	// Listeners are closed: what still runs is a handler finishing after
+	// its connection was cut, or a reload's old listener.
+	if !n.waitRetired(retireWait) {
+		n.log.Warn("requests still running after shutdown: closing without them", "waited", retireWait)
+	}
 	n.log.Info("shoal stopped")
 	return nil
 }
@@ -517,6 +580,9 @@ func (n *Node) shutdown() error {
 func (n *Node) Reload() error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
+	if n.stopped.Load() {
+		return errStopped
+	}
 	cfg, err := n.loadValid()
 	if err != nil {
 		n.log.Error("reload refused: keeping the running config", "err", err)
@@ -534,7 +600,7 @@ func (n *Node) Reload() error {
 	}
 	if n.running.Load() && !n.draining.Load() {
 		if err := n.syncListeners(cfg); err != nil {
-			rt.close(old)
+			rt.close()
 			n.log.Error("reload refused: keeping the running config", "err", err)
 			return err
 		}
@@ -547,9 +613,30 @@ func (n *Node) Reload() error {
 		n.cl.retune(cfg, old.cfg, n.log)
 	}
 	n.state.Store(rt)
-	// Requests that started on the old config finish on it.
-	time.AfterFunc(cfg.Server.ShutdownGrace+time.Second, func() { old.close(rt) })
+	n.cl.refreshSites() // the site hashes follow the new config
+	// Requests that started on the old config finish on it; the last one
+	// closes it.
+	n.retireRuntime(old)
 	n.log.Info("config reloaded", "sites", len(cfg.Sites))
+	return nil
+}
+
+// errStopped: a reload after Shutdown retired the last runtime.
+var errStopped = errors.New("node stopped: reload refused")
+
+// retireWait bounds how long Shutdown waits, after the listeners are
+// closed, for handlers still running on a cut connection.
+const retireWait = 5 * time.Second
+
+// ReopenLogs opens the access log file again, as `nginx -s reopen` does:
+// after logrotate renamed it, later lines go to a new file under the
+// configured name (SIGUSR1). Other destinations are left as they are.
+func (n *Node) ReopenLogs() error {
+	n.reloadMu.Lock() // not while a reload swaps the log
+	defer n.reloadMu.Unlock()
+	if access := n.state.Load().access; access != nil {
+		return access.Reopen()
+	}
 	return nil
 }
 

@@ -123,7 +123,8 @@ func readOne(b *testing.B, conn net.Conn) []byte {
 
 // BenchmarkNodeWirePage serves bench/page/page.tmpl (the page bench/run.sh
 // compares with a static file of the same bytes) over a real keep-alive
-// connection: the fast path's page answer, allocations reported.
+// connection, through net/http (pages never take the fast path),
+// allocations reported.
 func BenchmarkNodeWirePage(b *testing.B) {
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)

@@ -37,8 +37,10 @@ func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if n.certs != nil && n.certs.answerACME(w, r) {
 		return
 	}
-	if h := n.state.Load().redirect.Load(); h != nil {
-		(*h).ServeHTTP(w, r)
+	rt := n.state.Load()
+	if h := rt.redirect.Load(); h != nil {
+		// Inside the books of the site the request names, as every answer.
+		rt.vhosts.match(r.Host).serveBooked(w, r, *h)
 		return
 	}
 	n.ServeHTTP(w, r)

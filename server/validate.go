@@ -13,6 +13,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"shoal/handlers/route"
+	"shoal/handlers/upstream"
 )
 
 // Validate resolves relative paths and checks every value, returning all
@@ -26,9 +30,12 @@ func (c *Config) Validate() error {
 	v.log()
 	v.tls()
 	v.session()
+	v.upstreams()
 	for i := range c.Sites {
 		v.site(i, &c.Sites[i])
 	}
+	v.duplicateHosts()
+	v.listenerClash()
 	v.cluster()
 	v.acme()
 	if len(v.errs) == 0 {
@@ -112,6 +119,9 @@ func (v *validator) server() {
 	}
 	if s.MaxBodyBytes <= 0 {
 		v.fail("server.max_body_bytes", "must be positive")
+	}
+	if s.MaxConnsPerIP < 0 {
+		v.fail("server.max_conns_per_ip", "must not be negative (0 = no cap)")
 	}
 	s.trusted = nil
 	for _, p := range s.TrustedProxies {
@@ -284,6 +294,25 @@ func (v *validator) site(i int, s *SiteConfig) {
 	for j := range s.CGI {
 		v.cgi(fmt.Sprintf("site.%d.cgi.%d.", i, j), &s.CGI[j])
 	}
+	v.routes(i, s)
+}
+
+// routes resolves the routes' auth files and compiles them once, so that
+// every route error is reported with its place; the node compiles them
+// again with its shared buckets when it builds the site.
+func (v *validator) routes(i int, s *SiteConfig) {
+	for j := range s.Routes {
+		if a := s.Routes[j].Auth; a != "" {
+			s.Routes[j].Auth = v.path(a)
+		}
+	}
+	_, errs := route.Compile(s.RouteSpecs(), route.Options{HasUpstream: v.c.hasUpstream})
+	for _, err := range errs {
+		var fe *route.FieldError
+		if errors.As(err, &fe) {
+			v.fail(fmt.Sprintf("site.%d.route.%d.%s", i, fe.Route, fe.Key), "%v", fe.Err)
+		}
+	}
 }
 
 func validHostPattern(h string) error {
@@ -295,10 +324,12 @@ func validHostPattern(h string) error {
 }
 
 func (v *validator) cgi(prefix string, c *CGIConfig) {
-	if c.Prefix == "" && len(c.Ext) == 0 {
-		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir) or ext")
+	if c.Prefix == "" && len(c.Ext) == 0 && c.Program == "" {
+		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir or program) or ext")
 	}
-	if c.Prefix != "" {
+	if c.Program != "" {
+		v.cgiProgram(prefix, c)
+	} else if c.Prefix != "" {
 		if !strings.HasPrefix(c.Prefix, "/") {
 			v.fail(prefix+"prefix", "must start with /")
 		}
@@ -328,6 +359,36 @@ func (v *validator) cgi(prefix string, c *CGIConfig) {
 	}
 	if c.MaxConcurrent <= 0 {
 		v.fail(prefix+"max_concurrent", "must be positive")
+	}
+	if c.MaxTime < 0 {
+		v.fail(prefix+"max_time", "must not be negative (0 = no cap)")
+	}
+	if c.QueueTimeout <= 0 {
+		v.fail(prefix+"queue_timeout", "must be positive")
+	}
+}
+
+// cgiProgram checks a mapping that runs one program for its whole prefix.
+func (v *validator) cgiProgram(prefix string, c *CGIConfig) {
+	if c.Prefix == "" {
+		v.fail(prefix+"program", "needs prefix: the URL path the program answers")
+	} else {
+		if !strings.HasPrefix(c.Prefix, "/") {
+			v.fail(prefix+"prefix", "must start with /")
+		}
+		if !strings.HasSuffix(c.Prefix, "/") {
+			c.Prefix += "/"
+		}
+	}
+	if v.defined(prefix + "dir") {
+		v.fail(prefix+"dir", "a mapping has either dir or program, not both")
+	}
+	if len(c.Ext) > 0 {
+		v.fail(prefix+"ext", "a mapping has either ext or program, not both")
+	}
+	c.Program = v.path(c.Program)
+	if fi, err := os.Stat(c.Program); err != nil || !fi.Mode().IsRegular() {
+		v.fail(prefix+"program", "program %s is not a file", c.Program)
 	}
 }
 
@@ -361,6 +422,65 @@ func (v *validator) cluster() {
 		u, err := url.Parse(k.val)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.fail(k.key, "must be an absolute http(s) URL, not %q", k.val)
+		}
+	}
+}
+
+// upstreams checks each [[upstream]]: a unique name, targets that parse,
+// a root for FastCGI, a known policy, positive durations.
+func (v *validator) upstreams() {
+	seen := map[string]bool{}
+	for i := range v.c.Upstreams {
+		u := &v.c.Upstreams[i]
+		key := func(k string) string { return fmt.Sprintf("upstream.%d.%s", i, k) }
+		switch {
+		case u.Name == "":
+			v.fail(key("name"), "required: routes name the upstream")
+		case seen[u.Name]:
+			v.fail(key("name"), "%q is already the name of another [[upstream]]", u.Name)
+		}
+		seen[u.Name] = true
+		if len(u.Targets) == 0 {
+			v.fail(key("targets"), "needs at least one target")
+		}
+		fastcgi := false
+		for _, t := range u.Targets {
+			e, err := upstream.ParseTarget(t)
+			if err != nil {
+				v.fail(key("targets"), "%v", err)
+			}
+			fastcgi = fastcgi || e.FastCGI
+		}
+		if fastcgi && u.Root == "" {
+			v.fail(key("root"), "a fastcgi target needs root: the document root as the FastCGI server sees it")
+		}
+		v.oneOf(key("policy"), u.Policy, upstream.Policies...)
+		for k, d := range map[string]time.Duration{"health_interval": u.HealthInterval, "fail_timeout": u.FailTimeout,
+			"connect_timeout": u.ConnectTimeout, "timeout": u.Timeout} {
+			if d <= 0 {
+				v.fail(key(k), "must be positive")
+			}
+		}
+		if u.Retries < 0 {
+			v.fail(key("retries"), "must not be negative")
+		}
+		if u.Health != "" && !strings.HasPrefix(u.Health, "/") {
+			v.fail(key("health"), "must be a path starting with /, not %q", u.Health)
+		}
+		if u.StripPrefix != "" && !strings.HasPrefix(u.StripPrefix, "/") {
+			v.fail(key("strip_prefix"), "must start with /, not %q", u.StripPrefix)
+		}
+		if u.Index == "" || strings.ContainsAny(u.Index, "/\\") {
+			v.fail(key("index"), "must be a plain file name, not %q", u.Index)
+		}
+		for name, value := range u.Headers {
+			n := strings.TrimPrefix(name, "-")
+			if n == "" || strings.ContainsAny(n, " :\t\r\n") {
+				v.fail(key("headers"), "invalid header name %q", name)
+			}
+			if strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+				v.fail(key("headers"), "header %q: control characters in the value", name)
+			}
 		}
 	}
 }

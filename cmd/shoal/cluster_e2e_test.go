@@ -74,8 +74,14 @@ type ccluster struct {
 // the first as everybody's join address.
 func newCCluster(t *testing.T, n int, policy, mode string, sticky bool) *ccluster {
 	t.Helper()
+	return newCClusterWith(t, n, fmt.Sprintf(clusterConfig, policy, mode, sticky))
+}
+
+// newCClusterWith is newCCluster with a config of the test's own.
+func newCClusterWith(t *testing.T, n int, config string) *ccluster {
+	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "config.toml"), fmt.Sprintf(clusterConfig, policy, mode, sticky))
+	writeFile(t, filepath.Join(dir, "config.toml"), config)
 	if err := os.MkdirAll(filepath.Join(dir, "cgi-bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/internal/sdnotify"
 	"shoal/server"
 )
 
@@ -94,11 +96,11 @@ type overrides struct {
 }
 
 func (o *overrides) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.config, "config", "", "config file (default ./config.toml when it exists, else built-in defaults)")
+	fs.StringVar(&o.config, "config", "", "config file (default ./config.toml when it exists and -root is not given, else built-in defaults)")
 	fs.StringVar(&o.name, "name", "", "node name (server.name)")
-	fs.StringVar(&o.http, "http", "", "HTTP listen address (server.http); \"\" keeps the config's")
-	fs.StringVar(&o.https, "https", "", "HTTPS listen address (server.https)")
-	fs.StringVar(&o.admin, "admin", "", "admin listen address (server.admin)")
+	fs.StringVar(&o.http, "http", "", "HTTP listen address (server.http), e.g. :8080; -http \"\" disables the HTTP listener")
+	fs.StringVar(&o.https, "https", "", "HTTPS listen address (server.https), e.g. :8443; -https \"\" disables it")
+	fs.StringVar(&o.admin, "admin", "", "admin listen address (server.admin), e.g. 127.0.0.1:9180; -admin \"\" disables it")
 	fs.StringVar(&o.root, "root", "", "document root of the first site (site.root)")
 	fs.StringVar(&o.gossip, "gossip", "", "gossip bind address (cluster.gossip); turns the cluster on")
 	fs.StringVar(&o.join, "join", "", "peers to join, ADDR[,ADDR] (cluster.join); turns the cluster on")
@@ -119,13 +121,26 @@ func (o *overrides) parse(fs *flag.FlagSet, args []string) error {
 }
 
 func (o *overrides) configPath() string {
-	if o.config != "" {
-		return o.config
+	path, _ := o.configSource()
+	return path
+}
+
+// configSource names the config file to read ("" for the built-in
+// defaults) and why, for the log: a node that silently picked up
+// ./config.toml from the folder it was started in is a riddle.
+func (o *overrides) configSource() (path, why string) {
+	switch {
+	case o.config != "":
+		return o.config, "named by -config"
+	case o.set["root"]:
+		// -root serves a folder: a config.toml that happens to sit in the
+		// working directory (its error pages, its root) is not read.
+		return "", "built-in defaults: -root without -config, ./config.toml not read"
 	}
 	if _, err := os.Stat("config.toml"); err == nil {
-		return "config.toml"
+		return "config.toml", "found as ./config.toml in the working directory"
 	}
-	return ""
+	return "", "built-in defaults: no -config and no ./config.toml in the working directory"
 }
 
 // load reads the config file and applies the flags over it.
@@ -188,23 +203,45 @@ func serve(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	level := new(slog.LevelVar)
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	errLog := newErrorLogWriter(stderr) // a stalled stderr must not block requests that log
+	defer errLog.Close(5 * time.Second)
+	logger := slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: level}))
 	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level, ProcessMetrics: true})
 	if err != nil {
 		printConfigError(stderr, err)
 		return exitUsage
+	}
+	if path, why := o.configSource(); path != "" {
+		logger.Info("config "+path+" ("+why+")", "file", path)
+	} else {
+		logger.Info("config: " + why)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	notify := sdnotify.New(os.Getenv("NOTIFY_SOCKET"), logger) // systemd Type=notify; nil otherwise
 	go func() {
+		ready := node.Ready()
 		for {
 			select {
+			case <-ready:
+				notify.Ready()
+				ready = nil
 			case <-hup:
+				notify.Reloading()
 				_ = node.Reload() // logged by Reload; the old config keeps serving
+				if ready == nil {
+					notify.Ready() // back from reloading; never before the first start
+				}
+			case <-usr1:
+				reopenLogs(node, logger)
 			case <-ctx.Done():
+				notify.Stopping()
 				return
 			}
 		}
@@ -214,6 +251,16 @@ func serve(args []string, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// reopenLogs answers SIGUSR1 (logrotate's postrotate): the access log
+// file is opened again under its configured name.
+func reopenLogs(node *server.Node, logger *slog.Logger) {
+	if err := node.ReopenLogs(); err != nil {
+		logger.Error("reopening log files failed: still writing to the old file", "err", err)
+		return
+	}
+	logger.Info("log files reopened")
 }
 
 func printConfigError(w io.Writer, err error) {
@@ -240,11 +287,11 @@ func check(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return exitUsage
 	}
-	name := o.configPath()
+	name, why := o.configSource()
 	if name == "" {
 		name = "built-in defaults"
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", name)
+	fmt.Fprintf(stdout, "%s: ok (%s)\n", name, why)
 	return exitOK
 }
 
@@ -270,7 +317,27 @@ func members(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	if err := server.PrintMembers(ctx, *admin, stdout); err != nil {
 		fmt.Fprintln(stderr, "shoal members:", err)
+		if unreachable(err) {
+			fmt.Fprint(stderr, membersHint(*admin))
+		}
 		return exitFailure
 	}
 	return exitOK
+}
+
+// unreachable reports whether err means no node answered at all (as
+// opposed to a node that answered badly).
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// membersHint says what to check when no node answered at addr.
+func membersHint(addr string) string {
+	return fmt.Sprintf(`no shoal node answered on the admin address %s. Check:
+  - is a node running? start one with: shoal serve
+  - is -admin right? it must be the node's server.admin (default 127.0.0.1:9180),
+    e.g. shoal members -admin 127.0.0.1:9180
+  - is the node's admin listener on? server.admin = "" (or -admin "") turns it off
+`, addr)
 }

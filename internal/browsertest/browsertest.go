@@ -13,21 +13,20 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"shoal/internal/testenv"
 )
 
 // Open starts Chromium for one test, within budget, and returns a tab
 // context plus a function that reports the console errors seen so far
 // (CSP violations are console errors). It skips, saying why, when chromium
-// is missing, but fails under CI=true: CI must run the browser tests.
+// is missing, but fails under SHOAL_REQUIRE_TOOLS=1: CI must run the
+// browser tests.
 func Open(t *testing.T, budget time.Duration) (context.Context, func() []string) {
 	t.Helper()
 	path := Chromium()
 	if path == "" {
-		msg := "BROWSER TEST NOT RUN: no chromium found (looked for $SHOAL_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser, google-chrome); install Debian's chromium"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI=true: browser tests must run)")
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "BROWSER TEST NOT RUN: chromium not found (looked for $SHOAL_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser, google-chrome): apt-get install chromium")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),

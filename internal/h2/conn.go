@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,12 +37,14 @@ var (
 )
 
 // conn is one HTTP/2 connection. Its goroutine (serve) reads frames and
-// answers what Fast can; handlers write from their own goroutines.
+// answers what Fast can; handlers encode their frames from their own
+// goroutines; one writer goroutine (out.go) writes them to the socket.
 //
 // Locks: mu guards stream state and both directions' flow control; wmu
-// guards the writer. mu may be taken while wmu is held (the writer reads
-// the client's frame size), never wmu while mu is: waits for window
-// release mu before they flush.
+// guards the frames gathering for the socket, never held across a socket
+// write. mu may be taken while wmu is held (encoding reads the client's
+// frame size), never wmu while mu is: waits for window release mu before
+// they flush.
 type conn struct {
 	srv      *Server
 	nc       net.Conn
@@ -55,14 +56,21 @@ type conn struct {
 	br       *bufio.Reader
 	fr       *http2.Framer
 
-	wmu      sync.Mutex
-	bw       *connWriter
-	wfr      *http2.Framer // writes into bw
-	hbuf     []byte        // header block scratch, under wmu
-	date     []byte        // encoded date field, under wmu
-	dateSec  int64
-	werr     error // the first write error: nothing more goes out
-	wpending bool  // bw holds frames not yet flushed
+	// The rates of what the client sends that costs us work; only the
+	// read loop uses them.
+	resets, pings, settings bucket
+
+	wmu     sync.Mutex
+	wcond   *sync.Cond // on wmu: the writer made progress or failed
+	bw      *connWriter
+	wfr     *http2.Framer // writes into bw
+	hbuf    []byte        // header block scratch, under wmu
+	date    []byte        // encoded date field, under wmu
+	dateSec int64
+	werr    error // the first write error: nothing more goes out
+	writing bool  // the writer goroutine runs
+	wqueued int64 // bytes ever encoded
+	wsent   int64 // bytes ever written to the socket
 
 	mu          sync.Mutex
 	cond        *sync.Cond // flow-control waiters; signalled on any change
@@ -77,8 +85,39 @@ type conn struct {
 	goingAway   bool
 	lastID      uint32 // after GOAWAY: streams above it are refused
 	idleArmed   bool
+	idleSince   time.Time // since when no request came
+	active      bool      // a request came since idleSince was set
+	lingering   int       // streams answered whose client side is open
+	waiting     int       // streams waiting for send window
+	stalledAt   time.Time // when a stream first waited with no window update since; zero: not stalled
+	stallTimer  *time.Timer
 	resetIDs    [32]uint32 // the streams we reset last, whose late DATA is ignored
 	resetNext   int
+	peerResets  [32]uint32 // the streams the client reset last: any frame on them is STREAM_CLOSED
+	peerNext    int
+}
+
+// openLocked is the number of streams with a handler. Under mu.
+func (c *conn) openLocked() int { return len(c.streams) - c.lingering }
+
+// errCalm ends a connection whose client sends too much of what costs us
+// work and it nothing.
+var errCalm = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+
+// notePeerReset remembers that the client reset stream id. Under mu.
+func (c *conn) notePeerReset(id uint32) {
+	c.peerResets[c.peerNext] = id
+	c.peerNext = (c.peerNext + 1) % len(c.peerResets)
+}
+
+// wasPeerReset reports whether the client reset stream id lately. Under mu.
+func (c *conn) wasPeerReset(id uint32) bool {
+	for _, r := range c.peerResets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // noteReset remembers that we reset stream id. Under mu.
@@ -111,9 +150,14 @@ func newConn(s *Server, ctx context.Context, nc net.Conn, cs *tls.ConnectionStat
 		initWin:   defaultWindow,
 		peerFrame: maxFrame,
 		recvWin:   connRecvWindow,
+		idleSince: time.Now(),
+		resets:    newBucket(resetBurst, resetRate),
+		pings:     newBucket(pingBurst, pingRate),
+		settings:  newBucket(settingsBurst, settingsRate),
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.cond = sync.NewCond(&c.mu)
+	c.wcond = sync.NewCond(&c.wmu)
 	c.bw = &connWriter{c: c}
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -143,7 +187,7 @@ func (c *conn) serve() {
 		return
 	}
 	for {
-		if c.br.Buffered() == 0 {
+		if !c.frameBuffered() {
 			c.flush() // a batch of requests is answered: send it
 			c.armIdle()
 		}
@@ -158,7 +202,25 @@ func (c *conn) serve() {
 			c.connError(err)
 			return
 		}
+		if c.overQueued() {
+			c.srv.logger().Warn("h2: closing a connection that reads nothing", "remote", c.remote)
+			c.goAwayNow(http2.ErrCodeEnhanceYourCalm)
+			return
+		}
 	}
+}
+
+// frameBuffered reports whether a whole frame is read already, so the
+// next ReadFrame will not wait for the client: what was answered so far
+// may wait for the next answers and leave with them. A frame cut across
+// two reads must not hold back the answers before it.
+func (c *conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < 9 {
+		return false
+	}
+	hdr, _ := c.br.Peek(9)
+	return n >= 9+(int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
 }
 
 func (c *conn) readPreface() bool {
@@ -222,11 +284,17 @@ func (c *conn) process(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
+		if !c.settings.take(time.Now()) {
+			return errCalm
+		}
 		return c.onSettings(f)
 	case *http2.WindowUpdateFrame:
 		return c.onWindowUpdate(f)
 	case *http2.PingFrame:
 		if !f.IsAck() {
+			if !c.pings.take(time.Now()) {
+				return errCalm
+			}
 			data := f.Data
 			c.writeLocked(func() error { return c.wfr.WritePing(true, data) })
 		}
@@ -239,7 +307,7 @@ func (c *conn) process(f http2.Frame) error {
 		if c.lastID == 0 || c.lastID > c.maxID {
 			c.lastID = c.maxID
 		}
-		idle := len(c.streams) == 0
+		idle := c.openLocked() == 0
 		c.mu.Unlock()
 		if idle {
 			return io.EOF
@@ -267,6 +335,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 			c.mu.Lock()
 			delta := int64(s.Val) - c.initWin
 			c.initWin = int64(s.Val)
+			if delta > 0 {
+				c.stalledAt = time.Time{} // the window moved
+			}
 			for _, st := range c.streams {
 				st.sendWin += delta
 				if st.sendWin > 1<<31-1 {
@@ -293,6 +364,9 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	incr := int64(f.Increment)
+	if incr > 0 {
+		c.stalledAt = time.Time{} // the window moved
+	}
 	if f.StreamID == 0 {
 		if c.sendWin+incr > 1<<31-1 {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
@@ -309,8 +383,14 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return nil // a closed stream: ignored
 	}
 	if st.sendWin+incr > 1<<31-1 {
+		lingering := st.lingering
+		c.forgetLocked(st)
 		c.mu.Unlock()
-		st.reset(http2.ErrCodeFlowControl, errStreamClosed)
+		if lingering { // its response ended: reset cannot send
+			c.writeRST(st.id, http2.ErrCodeFlowControl)
+		} else {
+			st.reset(http2.ErrCodeFlowControl, errStreamClosed)
+		}
 		c.mu.Lock()
 		return nil
 	}
@@ -320,9 +400,19 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 func (c *conn) onReset(f *http2.RSTStreamFrame) error {
+	if !c.resets.take(time.Now()) {
+		return errCalm // rapid reset (CVE-2023-44487)
+	}
 	c.mu.Lock()
 	st := c.streams[f.StreamID]
 	idle := st == nil && f.StreamID > c.maxID
+	if !idle {
+		c.notePeerReset(f.StreamID)
+	}
+	if st != nil && st.lingering {
+		c.forgetLocked(st)
+		st = nil
+	}
 	c.mu.Unlock()
 	if idle {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -344,6 +434,19 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	}
 	c.recvWin -= n
 	st := c.streams[id]
+	if c.wasPeerReset(id) && !c.wasReset(id) {
+		// RFC 9113 5.1: a frame on a stream the client reset is a stream
+		// error STREAM_CLOSED (the RST_STREAM we send makes the next
+		// ones ignored).
+		c.mu.Unlock()
+		c.returnConnWindow(n)
+		c.writeRST(id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	if st != nil && st.lingering {
+		c.onLingeringData(st, f, n)
+		return nil
+	}
 	if st != nil && st.resetErr != nil || st == nil && c.wasReset(id) {
 		// Frames in flight after our RST_STREAM are ignored (RFC 9113
 		// 5.4.2); their bytes go back to the connection's window.
@@ -359,7 +462,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		}
 		c.returnConnWindow(n)
 		if st != nil {
-			st.reset(http2.ErrCodeStreamClosed, errStreamClosed)
+			st.closedFrame()
 		} else {
 			c.writeRST(id, http2.ErrCodeStreamClosed)
 		}
@@ -429,6 +532,9 @@ func (c *conn) connError(err error) {
 	} else if err == io.EOF {
 		code = http2.ErrCodeNo
 	}
+	if code == http2.ErrCodeEnhanceYourCalm {
+		c.srv.logger().Warn("h2: closing a connection flooding resets, PINGs or SETTINGS", "remote", c.remote)
+	}
 	c.goAwayNow(code)
 }
 
@@ -438,8 +544,7 @@ func (c *conn) goAwayNow(code http2.ErrCode) {
 	last := c.maxID
 	c.mu.Unlock()
 	c.writeLocked(func() error { return c.wfr.WriteGoAway(last, code, nil) })
-	c.flush()
-	c.nc.Close()
+	c.drainAndClose()
 }
 
 // goAway starts a graceful end: no new streams, the open ones finish, then
@@ -452,19 +557,23 @@ func (c *conn) goAway() {
 	}
 	c.goingAway = true
 	c.lastID = c.maxID
-	last, idle := c.lastID, len(c.streams) == 0
+	last, idle := c.lastID, c.openLocked() == 0
 	c.mu.Unlock()
 	c.writeLocked(func() error { return c.wfr.WriteGoAway(last, http2.ErrCodeNo, nil) })
-	c.flush()
 	if idle {
-		c.nc.Close()
+		c.drainAndClose()
+		return
 	}
+	c.flush()
 }
 
 // close ends everything still running on the connection.
 func (c *conn) close() {
 	c.mu.Lock()
 	c.closed = true
+	if c.stallTimer != nil {
+		c.stallTimer.Stop()
+	}
 	streams := make([]*stream, 0, len(c.streams))
 	for _, st := range c.streams {
 		streams = append(streams, st)
@@ -478,15 +587,24 @@ func (c *conn) close() {
 	c.nc.Close()
 }
 
-// armIdleLocked (re)starts the idle deadline when no stream is open: the
+// armIdleLocked sets the idle deadline when no stream is open: the
 // reader calls it before each wait for frames, a handler when the last
-// stream ends. Under mu.
+// stream ends. The deadline counts from the last request, so PINGs and
+// other frames that are not requests do not keep a connection open.
+// Under mu.
 func (c *conn) armIdleLocked() {
-	if c.srv.IdleTimeout <= 0 || len(c.streams) > 0 || c.closed {
+	if c.srv.IdleTimeout <= 0 || c.openLocked() > 0 || c.closed {
+		return
+	}
+	if c.active {
+		c.active, c.idleArmed = false, false
+		c.idleSince = time.Now()
+	}
+	if c.idleArmed {
 		return
 	}
 	c.idleArmed = true
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	c.nc.SetReadDeadline(c.idleSince.Add(c.srv.IdleTimeout))
 }
 
 func (c *conn) armIdle() {
@@ -505,118 +623,21 @@ func (c *conn) disarmIdleLocked() {
 	}
 }
 
-// writeLocked runs fn with the writer; after a failed write nothing more
-// is written.
-func (c *conn) writeLocked(fn func() error) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	c.wpending = true
-	if err := fn(); err != nil {
-		c.failWrite(err)
-		return err
-	}
-	return nil
-}
-
-// failWrite records a write error and closes the connection, which wakes
-// the reader. Under wmu.
-func (c *conn) failWrite(err error) {
-	if c.werr == nil {
-		c.werr = fmt.Errorf("h2: writing to %s: %w", c.remote, err)
-		c.nc.Close()
-	}
-}
-
-// flush sends what the writer holds.
-func (c *conn) flush() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.flushLocked()
-}
-
-func (c *conn) flushLocked() error {
-	if c.werr != nil {
-		return c.werr
-	}
-	if !c.wpending {
-		return nil
-	}
-	c.wpending = false
-	if err := c.bw.Flush(); err != nil {
-		c.failWrite(err)
-		return c.werr
-	}
-	return nil
-}
-
 // resetStream resets stream id, open or not: an open one's handler sees
 // its body and writes fail.
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	st := c.streams[id]
+	if st != nil && st.lingering { // its response ended: st.reset cannot send
+		c.forgetLocked(st)
+		st = nil
+	}
 	c.mu.Unlock()
 	if st != nil {
 		st.reset(code, errStreamClosed)
 		return
 	}
 	c.writeRST(id, code)
-}
-
-// connWriter buffers frames for the socket. Its buffer comes from the
-// server's pool at the first write and goes back at each flush, so an
-// idle connection holds none (browsers keep many open). Every write to
-// the socket, a flush or a full buffer's, gets WriteTimeout. Under wmu.
-type connWriter struct {
-	c   *conn
-	buf []byte
-}
-
-const connWriteBuf = 16 << 10
-
-func (w *connWriter) Write(p []byte) (int, error) {
-	if w.buf == nil {
-		w.buf = w.c.srv.connBufs.get(connWriteBuf)
-	}
-	total := len(p)
-	for len(p) > 0 {
-		if len(w.buf) == 0 && len(p) >= cap(w.buf) {
-			return total, w.send(p) // large and nothing waiting: no copy
-		}
-		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
-		w.buf, p = w.buf[:len(w.buf)+n], p[n:]
-		if len(w.buf) == cap(w.buf) {
-			if err := w.send(w.buf); err != nil {
-				return total - len(p), err
-			}
-			w.buf = w.buf[:0]
-		}
-	}
-	return total, nil
-}
-
-// Flush sends what is buffered and gives the buffer back.
-func (w *connWriter) Flush() error {
-	if w.buf == nil {
-		return nil
-	}
-	err := w.send(w.buf)
-	w.c.srv.connBufs.put(w.buf)
-	w.buf = nil
-	return err
-}
-
-func (w *connWriter) send(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	if d := w.c.srv.WriteTimeout; d > 0 {
-		w.c.nc.SetWriteDeadline(time.Now().Add(d))
-	}
-	_, err := w.c.nc.Write(p)
-	return err
 }
 
 func (c *conn) writeRST(id uint32, code http2.ErrCode) {
@@ -684,4 +705,39 @@ func (c *conn) dateField(now time.Time) []byte {
 		c.date = AppendField(c.date[:0], "date", now.UTC().Format(http.TimeFormat))
 	}
 	return c.date
+}
+
+// noteStallLocked records that a stream waits for window the client has
+// not opened, and starts the watch that closes the connection when the
+// window stays shut past WriteTimeout. Under mu.
+func (c *conn) noteStallLocked() {
+	d := c.srv.WriteTimeout
+	if d <= 0 || !c.stalledAt.IsZero() {
+		return
+	}
+	c.stalledAt = time.Now()
+	if c.stallTimer == nil {
+		c.stallTimer = time.AfterFunc(d, c.checkStall)
+	} else {
+		c.stallTimer.Reset(d)
+	}
+}
+
+// checkStall closes the connection with GOAWAY when its window has stayed
+// shut since a stream began to wait, WriteTimeout ago: resetting only the
+// streams would let the client open new ones, each holding a file.
+func (c *conn) checkStall() {
+	c.mu.Lock()
+	if c.closed || c.stalledAt.IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	if left := c.srv.WriteTimeout - time.Since(c.stalledAt); left > 0 {
+		c.stallTimer.Reset(left)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.srv.logger().Warn("h2: closing a connection whose window stayed shut", "remote", c.remote, "timeout", c.srv.WriteTimeout)
+	c.goAwayNow(http2.ErrCodeNo)
 }

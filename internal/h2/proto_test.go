@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,7 +22,7 @@ import (
 type rawConn struct {
 	mu   sync.Mutex // for tests that write from two goroutines
 	t    *testing.T
-	c    *tls.Conn
+	c    net.Conn
 	fr   *http2.Framer
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
@@ -254,6 +255,69 @@ func TestProtocolErrors(t *testing.T) {
 		{"HPACK garbage", func(rc *rawConn) {
 			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndStream: true, EndHeaders: true})
 			rc.waitGoAway(http2.ErrCodeCompression)
+		}},
+		{"DATA on a stream the client reset: STREAM_CLOSED", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/echo")
+			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+			rc.fr.WriteData(1, true, []byte("test"))
+			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
+		{"HEADERS on a stream the client reset: STREAM_CLOSED", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/echo")
+			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+			rc.get(1, "/hello")
+			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
+		{"HEADERS on an answered stream the client reset: STREAM_CLOSED", func(rc *rawConn) {
+			rc.get(1, "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+			rc.get(1, "/hello")
+			rc.waitReset(1, http2.ErrCodeStreamClosed)
+		}},
+		{"answered before its body: the next DATA gets NO_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteData(1, false, []byte("more"))
+			rc.waitReset(1, http2.ErrCodeNo)
+		}},
+		{"answered before its body: a body over Content-Length is still PROTOCOL_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "x", ":path", "/hello", "content-length", "1")
+			rc.waitResponse(1)
+			rc.fr.WriteData(1, true, []byte("test"))
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
+		{"answered before its END_STREAM: window overflow is still FLOW_CONTROL_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteWindowUpdate(1, 1<<31-1)
+			rc.fr.WriteWindowUpdate(1, 1<<31-1)
+			rc.waitReset(1, http2.ErrCodeFlowControl)
+		}},
+		{"answered before its END_STREAM: a WINDOW_UPDATE of 0 is still PROTOCOL_ERROR", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.AllowIllegalWrites = true
+			rc.fr.WriteWindowUpdate(1, 0)
+			rc.waitReset(1, http2.ErrCodeProtocol)
+		}},
+		{"answered before its END_STREAM: the empty END_STREAM closes it quietly", func(rc *rawConn) {
+			rc.headers(1, false, ":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/hello")
+			rc.waitResponse(1)
+			rc.fr.WriteData(1, true, nil)
+			rc.fr.WritePing(false, [8]byte{9})
+			rc.waitFor("PING ack", func(f http2.Frame) bool {
+				if r, ok := f.(*http2.RSTStreamFrame); ok {
+					t.Errorf("stream %d reset: %v", r.StreamID, r.ErrCode)
+				}
+				p, ok := f.(*http2.PingFrame)
+				return ok && p.IsAck()
+			})
+		}},
+		{"HEADERS after END_STREAM: STREAM_CLOSED for the connection", func(rc *rawConn) {
+			rc.get(1, "/wait")
+			rc.get(1, "/wait")
+			rc.waitGoAway(http2.ErrCodeStreamClosed)
 		}},
 		{"client reset ends the handler", func(rc *rawConn) {
 			rc.get(1, "/wait")

@@ -15,6 +15,20 @@
 // CONTINUATION frames and decodes HPACK); response header blocks are
 // encoded here, from the static table only, so a cached block is valid on
 // every connection.
+//
+// What one client may cost is bounded per connection: streams open at
+// once (MaxConcurrentStreams), streams stalled on a window the client
+// keeps shut (MaxStalledStreams; the whole connection is closed when its
+// window stays shut past WriteTimeout), frames queued for a client that
+// reads nothing, and the rate of resets, PINGs and SETTINGS (past it,
+// GOAWAY(ENHANCE_YOUR_CALM), as net/http and nginx answer rapid reset).
+// A PING or any other frame that is not a request does not keep an idle
+// connection open.
+//
+// Rule: every security release of golang.org/x/net/http2 (and of
+// net/http's bundled copy) is reviewed against this package, which shares
+// its Framer but not its server: each fixed attack gets a test here
+// (harden_test.go) before the release is called done for shoal.
 package h2
 
 import (
@@ -32,8 +46,14 @@ import (
 // Server holds the settings shared by the connections it serves.
 type Server struct {
 	// MaxConcurrentStreams bounds the streams a client may have open on a
-	// connection. Zero: 250.
+	// connection. Zero: 100.
 	MaxConcurrentStreams uint32
+	// MaxStalledStreams bounds the streams of a connection whose
+	// responses wait for a window the client keeps shut, each holding
+	// what its handler holds (an open file): while that many wait, or a
+	// shut window would make a new stream wait too, new streams are
+	// refused. Zero: 32.
+	MaxStalledStreams int
 	// MaxHeaderBytes bounds a request's header list, as
 	// SETTINGS_MAX_HEADER_LIST_SIZE; a larger one gets 431. Zero: 1 MiB.
 	MaxHeaderBytes int
@@ -164,9 +184,16 @@ func (s *Server) logger() *slog.Logger {
 
 func (s *Server) maxStreams() uint32 {
 	if s.MaxConcurrentStreams == 0 {
-		return 250
+		return 100
 	}
 	return s.MaxConcurrentStreams
+}
+
+func (s *Server) maxStalled() int {
+	if s.MaxStalledStreams <= 0 {
+		return 32
+	}
+	return s.MaxStalledStreams
 }
 
 func (s *Server) maxHeaderBytes() uint32 {

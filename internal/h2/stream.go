@@ -34,11 +34,13 @@ type stream struct {
 	gotLen      int64
 	remoteDone  bool  // the client's END_STREAM came
 	handlerDone bool  // the handler returned and the response is out
+	lingering   bool  // half-closed (local): answered, the client's side still open
 	resetErr    error // set once the stream is reset, by either side
 	wdTimer     *time.Timer
 
 	// Under c.wmu.
 	endSent bool // END_STREAM or RST_STREAM went out: nothing more may
+	closed  bool // RST_STREAM went out, or the stream ended without one
 }
 
 // onHeaders starts a stream, answers it at once when Fast can, or takes
@@ -49,7 +51,20 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.mu.Lock()
+	if c.wasPeerReset(id) && !c.wasReset(id) {
+		c.mu.Unlock()
+		c.writeRST(id, http2.ErrCodeStreamClosed) // RFC 9113 5.1: the client reset it
+		return nil
+	}
 	if st := c.streams[id]; st != nil {
+		if st.lingering { // trailers after the response: the stream is done
+			c.forgetLocked(st)
+			c.mu.Unlock()
+			if !f.StreamEnded() {
+				c.writeRST(id, http2.ErrCodeProtocol)
+			}
+			return nil
+		}
 		c.mu.Unlock()
 		return c.onTrailers(st, f)
 	}
@@ -58,15 +73,19 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 5.1.1
 	}
 	c.maxID = id
-	refuse := c.goingAway && id > c.lastID || uint32(len(c.streams)) >= c.srv.maxStreams()
+	c.active = true
+	refuse := c.goingAway && id > c.lastID || uint32(len(c.streams)) >= c.srv.maxStreams() // lingering ones count (RFC 9113 5.1.2)
+	// A stream that would wait for a shut window holds its handler's
+	// file: only so many may.
+	max := c.srv.maxStalled()
+	stalled := c.waiting >= max || (c.sendWin <= 0 || c.initWin <= 0) && c.openLocked() >= max
 	c.mu.Unlock()
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.writeRST(id, http2.ErrCodeProtocol) // RFC 9113 5.3.1: no stream depends on itself
 		return nil
 	}
 	if refuse {
-		c.writeRST(id, http2.ErrCodeRefusedStream)
-		return nil
+		return c.refuse(id)
 	}
 	if f.Truncated {
 		c.sendSimple(id, http.StatusRequestHeaderFieldsTooLarge, !f.StreamEnded())
@@ -75,12 +94,26 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if c.srv.Fast != nil && f.StreamEnded() && c.tryFast(id, f) {
 		return nil
 	}
+	if stalled {
+		return c.refuse(id)
+	}
 	req, declared, err := c.newRequest(f)
 	if err != nil {
 		c.writeRST(id, http2.ErrCodeProtocol)
 		return nil
 	}
 	c.start(id, req, declared, f.StreamEnded())
+	return nil
+}
+
+// refuse answers a new stream with REFUSED_STREAM (the client may retry
+// it); refusals count with resets, so a client that keeps opening what is
+// refused is told to calm down.
+func (c *conn) refuse(id uint32) error {
+	if !c.resets.take(time.Now()) {
+		return errCalm
+	}
+	c.writeRST(id, http2.ErrCodeRefusedStream)
 	return nil
 }
 
@@ -105,7 +138,7 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 		body = nil
 	}
 	n := int64(len(body))
-	if !c.takeWindow(n) {
+	if !c.fastRoom(len(body)+len(a.Header)+len(a.Extra)+64) || !c.takeWindow(n) {
 		return false
 	}
 	if a.Sent != nil {
@@ -116,7 +149,6 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 	if c.werr != nil {
 		return true
 	}
-	c.wpending = true
 	blk := appendStatus(c.hbuf[:0], a.Status)
 	blk = append(blk, c.dateField(time.Now())...)
 	blk = append(blk, a.Header...)
@@ -329,8 +361,11 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 	bad := st.declaredLen >= 0 && st.gotLen != st.declaredLen
 	c.mu.Unlock()
 	if done {
-		st.reset(http2.ErrCodeStreamClosed, errStreamClosed)
-		return nil
+		// HEADERS after the client's END_STREAM: a stream error would
+		// do while the stream is half-closed, a connection error once it
+		// is closed; the handler may not have let go of it yet, so both
+		// get the connection error (RFC 9113 5.4.1 allows it).
+		return http2.ConnectionError(http2.ErrCodeStreamClosed)
 	}
 	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || bad || st.body == nil {
 		st.reset(http2.ErrCodeProtocol, errStreamClosed)
@@ -350,20 +385,24 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 }
 
 // reset ends the stream with RST_STREAM code; err is what the handler's
-// writes and reads fail with from now on.
-func (st *stream) reset(code http2.ErrCode, err error) {
+// writes and reads fail with from now on. It reports whether the frame
+// went out: not on a stream already reset, nor on one both sides ended.
+func (st *stream) reset(code http2.ErrCode, err error) bool {
 	c := st.c
 	c.mu.Lock()
 	if st.resetErr == nil {
 		st.resetErr = err // before the frame: DATA from now on is ignored
 	}
 	c.noteReset(st.id)
+	clientOpen := !st.remoteDone
 	c.mu.Unlock()
 	c.wmu.Lock()
-	if !st.endSent || code == http2.ErrCodeNo {
-		st.endSent = true
+	// After our END_STREAM the stream is half-closed (local): while the
+	// client's side is open, an error on it still gets RST_STREAM.
+	sent := !st.closed && (!st.endSent || clientOpen)
+	if sent {
+		st.endSent, st.closed = true, true
 		if c.werr == nil {
-			c.wpending = true
 			if werr := c.wfr.WriteRSTStream(st.id, code); werr != nil {
 				c.failWrite(werr)
 			}
@@ -372,6 +411,16 @@ func (st *stream) reset(code http2.ErrCode, err error) {
 	c.wmu.Unlock()
 	c.flush()
 	st.abort(err)
+	return sent
+}
+
+// closedFrame answers a frame on a stream both sides ended whose handler
+// has not yet let go of it: a stream error STREAM_CLOSED (RFC 9113 5.1),
+// as it gets once the stream is gone.
+func (st *stream) closedFrame() {
+	if !st.reset(http2.ErrCodeStreamClosed, errStreamClosed) {
+		st.c.writeRST(st.id, http2.ErrCodeStreamClosed)
+	}
 }
 
 // peerReset is the client's RST_STREAM.
@@ -388,7 +437,7 @@ func (st *stream) abort(err error) {
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.wmu.Lock()
-	st.endSent = true
+	st.endSent, st.closed = true, true
 	c.wmu.Unlock()
 	if st.body != nil {
 		st.body.closeWithError(err, nil)
@@ -408,28 +457,63 @@ func (st *stream) handlerFinished() {
 		st.wdTimer.Stop()
 	}
 	c.mu.Unlock()
-	if stillSending {
-		// The response goes out on its own first: some clients (curl)
-		// drop a response whose RST_STREAM(NO_ERROR) came in the same read.
-		c.flush()
-		st.reset(http2.ErrCodeNo, errStreamClosed)
-	}
 	if st.body != nil {
 		st.body.Close()
 	}
 	st.cancel()
 	c.mu.Lock()
-	delete(c.streams, st.id)
-	last := len(c.streams) == 0
+	if stillSending && !st.remoteDone && st.resetErr == nil && !c.closed {
+		// Half-closed (local): the stream stays, without its handler,
+		// until the client ends or resets it; its next DATA gets
+		// RST_STREAM(NO_ERROR) (RFC 9113 8.1). Resetting it here would
+		// race frames the client sent before it saw the response: a
+		// WINDOW_UPDATE overflow or a body longer than its
+		// Content-Length would go unanswered. It counts against the
+		// client's MaxConcurrentStreams, not against idleness.
+		st.lingering = true
+		c.lingering++
+	} else {
+		delete(c.streams, st.id)
+	}
+	last := c.openLocked() == 0
 	goingAway := c.goingAway
 	if last && !goingAway {
+		c.active = true // idle from now on
 		c.armIdleLocked()
 	}
 	c.mu.Unlock()
-	c.flush()
 	if last && goingAway {
-		c.nc.Close()
+		c.drainAndClose()
+		return
 	}
+	c.flush()
+}
+
+// forgetLocked drops a lingering stream. Under mu.
+func (c *conn) forgetLocked(st *stream) {
+	if st.lingering && c.streams[st.id] == st {
+		delete(c.streams, st.id)
+		c.lingering--
+	}
+}
+
+// onLingeringData ends a half-closed (local) stream that got DATA: a
+// body longer or shorter than its Content-Length is a PROTOCOL_ERROR as
+// on an open stream, more of a body nobody reads gets NO_ERROR. Under
+// mu, which it releases.
+func (c *conn) onLingeringData(st *stream, f *http2.DataFrame, n int64) {
+	st.gotLen += int64(len(f.Data()))
+	bad := st.declaredLen >= 0 && (st.gotLen > st.declaredLen || f.StreamEnded() && st.gotLen != st.declaredLen)
+	c.forgetLocked(st)
+	c.mu.Unlock()
+	c.returnConnWindow(n)
+	switch {
+	case bad:
+		c.writeRST(st.id, http2.ErrCodeProtocol)
+	case !f.StreamEnded():
+		c.writeRST(st.id, http2.ErrCodeNo)
+	}
+	c.flush()
 }
 
 // consumed returns window for n body bytes the handler read (or that were
@@ -470,9 +554,14 @@ func (st *stream) consumed(n int64) {
 // what there is (at most one frame).
 func (st *stream) reserve(want int) (int, error) {
 	c := st.c
-	flushed := false
+	flushed, waited := false, false
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() { // under mu: runs before the Unlock
+		if waited {
+			c.waiting--
+		}
+	}()
 	for {
 		switch {
 		case st.resetErr != nil:
@@ -494,6 +583,11 @@ func (st *stream) reserve(want int) (int, error) {
 			flushed = true
 			continue
 		}
+		if !waited {
+			waited = true
+			c.waiting++
+		}
+		c.noteStallLocked()
 		c.cond.Wait()
 	}
 }
@@ -653,13 +747,13 @@ func (c *conn) writeStreamData(st *stream, data []byte, end bool) error {
 func (c *conn) writeOnStream(st *stream, end bool, write func() error) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.waitRoomLocked()
 	if c.werr != nil {
 		return c.werr
 	}
 	if st.endSent {
 		return errStreamClosed
 	}
-	c.wpending = true
 	if err := write(); err != nil {
 		c.failWrite(err)
 		return err

@@ -86,7 +86,7 @@ func (w *responseWriter) write(n int, p []byte, s string) (int, error) {
 		return 0, http.ErrContentLength
 	}
 	w.written += int64(n)
-	if w.isHead || n == 0 {
+	if n == 0 {
 		return n, nil
 	}
 	if w.buf == nil {
@@ -167,7 +167,7 @@ func (w *responseWriter) finish() {
 		w.WriteHeader(http.StatusOK)
 	}
 	trailers := w.trailerBlock()
-	if !w.sentHeader && w.declared < 0 && trailers == nil && bodyAllowed(w.status) && (len(w.buf) > 0 || !w.isHead) {
+	if !w.sentHeader && w.declared < 0 && bodyAllowed(w.status) && (len(w.buf) > 0 || !w.isHead) {
 		w.declared = int64(len(w.buf))
 		w.snap.Set("Content-Length", strconv.Itoa(len(w.buf)))
 	}
@@ -192,6 +192,9 @@ func (w *responseWriter) release() {
 // buffered; end marks the last of the stream.
 func (w *responseWriter) flushBody(end bool) error {
 	st, c := w.st, w.st.c
+	if w.isHead {
+		return w.flushHead(end)
+	}
 	if !w.sentHeader {
 		endHeaders := end && len(w.buf) == 0
 		if err := w.sendHeader(endHeaders); err != nil {
@@ -220,6 +223,23 @@ func (w *responseWriter) flushBody(end bool) error {
 		}
 	}
 	w.buf = w.buf[:0]
+	return nil
+}
+
+// flushHead is flushBody for HEAD: the body is gathered as for GET, so
+// that the header says what GET's would (the sniffed Content-Type, the
+// Content-Length of a body that fits), and then dropped.
+func (w *responseWriter) flushHead(end bool) error {
+	sent := w.sentHeader
+	if !sent {
+		if err := w.sendHeader(end); err != nil {
+			return err
+		}
+	}
+	w.buf = w.buf[:0]
+	if sent && end {
+		return w.st.c.writeStreamData(w.st, nil, true)
+	}
 	return nil
 }
 
