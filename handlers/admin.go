@@ -65,6 +65,17 @@ type AdminSite struct {
 	CGI   []string // URL prefixes or extensions that run CGI
 }
 
+// Certificate is one certificate a node serves, as /api/certificates
+// lists it.
+type Certificate struct {
+	Names     []string  `json:"names"`
+	Issuer    string    `json:"issuer"`
+	NotAfter  time.Time `json:"not_after"`
+	Source    string    `json:"source"`               // file | self_signed | acme
+	OrderedBy string    `json:"ordered_by,omitempty"` // acme: the node that ordered it
+	Serial    string    `json:"serial"`               // hex
+}
+
 // ClusterStatus is the body of /api/cluster.
 type ClusterStatus struct {
 	Self    string    `json:"self"`
@@ -96,6 +107,9 @@ type Admin struct {
 	Upstreams func() any
 	// Version is shown on the status page.
 	Version string
+	// Certificates lists what the https listener serves, for
+	// /api/certificates and the status page; nil lists none.
+	Certificates func() []Certificate
 	// Logger gets reload results and failures; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -112,6 +126,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("/api/upstreams", onlyMethod(http.MethodGet, http.HandlerFunc(s.upstreams)))
 	mux.Handle("/metrics", onlyMethod(http.MethodGet, s.metrics()))
 	mux.Handle("/healthz", onlyMethod(http.MethodGet, http.HandlerFunc(s.healthz)))
+	mux.Handle("/api/certificates", onlyMethod(http.MethodGet, http.HandlerFunc(s.certificates)))
 	// A web page the admin's browser visits must not be able to trigger a
 	// reload on a loopback admin port: refuse cross-origin POSTs.
 	mux.Handle("/api/reload", onlyMethod(http.MethodPost,
@@ -146,6 +161,19 @@ func (s *adminServer) status() ClusterStatus {
 	}
 	slices.SortStableFunc(st.Members, func(a, b Member) int { return NaturalCompare(a.Name, b.Name) })
 	return st
+}
+
+func (s *adminServer) certList() []Certificate {
+	certs := []Certificate{}
+	if s.Certificates != nil {
+		certs = append(certs, s.Certificates()...)
+	}
+	return certs
+}
+
+func (s *adminServer) certificates(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string][]Certificate{"certificates": s.certList()})
 }
 
 func (s *adminServer) cluster(w http.ResponseWriter, r *http.Request) {

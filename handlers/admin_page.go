@@ -24,12 +24,13 @@ type pageData struct {
 	Version   string
 	Sites     []AdminSite
 	Listeners []string
+	Certs     []Certificate
 }
 
 // page renders the shell of the status page: this node's sites and
 // listeners. The member table is filled in by status.js from /api/cluster.
 func (s *adminServer) page(w http.ResponseWriter, r *http.Request) {
-	data := pageData{Version: s.Version, Sites: s.Sites, Listeners: s.Listeners}
+	data := pageData{Version: s.Version, Sites: s.Sites, Listeners: s.Listeners, Certs: s.certList()}
 	if s.Describe != nil {
 		data.Sites, data.Listeners = s.Describe()
 	}

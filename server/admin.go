@@ -85,6 +85,8 @@ func (n *Node) adminHandler() *handlers.Admin {
 		Describe: n.describe,
 		Version:  n.version,
 		Logger:   n.log,
+		// n.certs is set in New before the admin handler is built.
+		Certificates: n.certificates,
 	}
 	a.Upstreams = func() any { return n.state.Load().upstreams.snapshot() }
 	return a

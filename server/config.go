@@ -33,6 +33,7 @@ type Config struct {
 	Cluster ClusterConfig `toml:"cluster"`
 	// Upstreams are the [[upstream]] application servers routes proxy to.
 	Upstreams []UpstreamConfig `toml:"-" table:"upstream"` // decoded one by one onto DefaultUpstream
+	ACME      ACMEConfig       `toml:"acme"`
 
 	index keyIndex
 }
@@ -347,6 +348,28 @@ type ClusterConfig struct {
 	PeerTLS bool `toml:"peer_tls"`
 }
 
+// ACMEConfig is the [acme] table: automatic HTTPS for site hosts that have
+// no certificate of their own.
+type ACMEConfig struct {
+	// Enabled turns ordering and renewal on; off, nothing talks to a CA.
+	Enabled bool `toml:"enabled"`
+	// CA is the ACME directory URL (https); Let's Encrypt production by default.
+	CA string `toml:"ca"`
+	// CARoot is a PEM bundle trusted for the CA's own HTTPS (a private CA,
+	// Pebble); "" trusts the system roots.
+	CARoot string `toml:"ca_root"`
+	// Email is the ACME account contact the CA writes to about expiry; "" none.
+	Email string `toml:"email"`
+	// Challenges are the allowed challenge types: http-01 and/or tls-alpn-01.
+	Challenges []string `toml:"challenges"`
+	// Storage is the folder (relative to the config) for the account, keys
+	// and certificates, files 0600 in 0700 folders, kept across restarts.
+	Storage string `toml:"storage"`
+	// RenewBefore is how long before expiry a certificate is renewed; long
+	// enough to ride out a CA outage of days.
+	RenewBefore time.Duration `toml:"renew_before"`
+}
+
 // Defaults returns the built-in configuration: serve ./www on :8080.
 func Defaults() *Config {
 	return &Config{
@@ -377,6 +400,12 @@ func Defaults() *Config {
 			// peer costs a client at most this.
 			PeerTimeout: 5 * time.Second,
 			PeerTLS:     true,
+		},
+		ACME: ACMEConfig{
+			CA:          "https://acme-v02.api.letsencrypt.org/directory",
+			Challenges:  []string{"http-01", "tls-alpn-01"},
+			Storage:     ".shoal/acme",
+			RenewBefore: 720 * time.Hour,
 		},
 	}
 }
@@ -487,6 +516,7 @@ func (c *Config) decode(src string) ConfigErrors {
 		"tls":     &c.TLS,
 		"session": &c.Session,
 		"cluster": &c.Cluster,
+		"acme":    &c.ACME,
 	}
 	for _, name := range sortedKeys(raw) {
 		prim := raw[name]

@@ -307,6 +307,7 @@ func (n *Node) Run(ctx context.Context) error {
 	watchSites(c, n.Config)    // before routing starts: peers learn the site hashes (sitehash.go)
 	go n.exchangeRates(ctx, c) // rates hold across the cluster (ratesync.go)
 	n.cl.p.Store(c)
+	n.startACME(cfg)
 	n.running.Store(true)
 	n.log.Info(servingMessage(n.Addrs()), "sites", len(cfg.Sites))
 	close(n.ready)

@@ -15,19 +15,30 @@ func (n *Node) loadCerts(cfg *Config) error {
 		return nil // an existing manager stays idle until a restart
 	}
 	if n.certs == nil {
-		m, err := newCertManager(cfg.TLS, cfg.Sites, n.log)
+		m, err := newCertManager(withACMEFallback(cfg), cfg.Sites, n.log)
 		if err != nil {
 			return err
 		}
+		if cfg.ACME.Enabled {
+			m.acceptACMEALPN()
+		}
 		n.certs = m
-		return nil
+		return n.shareTickets(cfg)
 	}
-	return n.certs.Reload(cfg.TLS, cfg.Sites)
+	if err := n.certs.Reload(withACMEFallback(cfg), cfg.Sites); err != nil {
+		return err
+	}
+	n.certs.manageACME(cfg)
+	return n.shareTickets(cfg)
 }
 
-// serveHTTP is the plain-HTTP listener: redirect_http answers 308 to
-// https for hosts that have a certificate; everything else is served.
+// serveHTTP is the plain-HTTP listener: ACME http-01 challenges first,
+// then redirect_http answers 308 to https for hosts that have a
+// certificate; everything else is served.
 func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if n.certs != nil && n.certs.answerACME(w, r) {
+		return
+	}
 	rt := n.state.Load()
 	// A request over TLS here came from a peer (peer TLS): no client to
 	// send to HTTPS.

@@ -77,6 +77,13 @@ var reloadNotes = map[string]string{
 	"cluster.retries":            "reload: the next request routed follows it; a request already being routed finishes on the old setting",
 	"cluster.capacity":           "reload: used by the next request; peers see it within about a second",
 	"cluster.balance":            "reload: the sites are rebuilt with it",
+	"acme.enabled":               "restart; while on, a reload hands new site hosts to the running ACME client",
+	"acme.ca":                    "restart",
+	"acme.ca_root":               "restart",
+	"acme.email":                 "restart",
+	"acme.challenges":            "restart",
+	"acme.storage":               "restart",
+	"acme.renew_before":          "restart",
 }
 
 // referenceExamples are example values for keys whose default says
@@ -127,6 +134,11 @@ var referenceExamples = map[string]string{
 	"cluster.peer_url":       `"http://10.0.0.2:8080"`,
 	"cluster.public_url":     `"https://web2.example.com"`,
 	"cluster.sticky":         `true`,
+	"acme.enabled":           `true`,
+	"acme.ca":                `"https://acme-staging-v02.api.letsencrypt.org/directory"`,
+	"acme.ca_root":           `"pebble-ca.pem"`,
+	"acme.email":             `"ops@example.com"`,
+	"acme.challenges":        `["tls-alpn-01"]`,
 }
 
 func TestReference(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"shoal/internal/acme"
 )
 
 // certManager owns the certificates of the https (and HTTP/3) listener. It
@@ -42,6 +44,9 @@ type certManager struct {
 
 	tickets *ticketKeyRing
 	config  *tls.Config
+	// acme serves [acme] certificates for names no site cert matches;
+	// nil until Node.startACME, or with [acme] off.
+	acme atomic.Pointer[acme.Manager]
 }
 
 // newCertManager loads every configured certificate (and makes the
@@ -117,6 +122,11 @@ func (m *certManager) HasTLS(host string) bool {
 // Covers reports whether the certificate served for host names it, so a
 // browser would accept it.
 func (m *certManager) Covers(host string) bool {
+	if a := m.acme.Load(); a != nil && m.certs.Load().matchSite(normalizeHost(host)) == nil {
+		if c := a.Certificate(normalizeHost(host)); c != nil {
+			return c.Leaf != nil && c.Leaf.VerifyHostname(normalizeHost(host)) == nil
+		}
+	}
 	cert, ok := m.certs.Load().lookup(host)
 	if !ok || cert == nil || cert.Leaf == nil {
 		return false
@@ -124,11 +134,24 @@ func (m *certManager) Covers(host string) bool {
 	return cert.Leaf.VerifyHostname(normalizeHost(host)) == nil
 }
 
-// Close stops session ticket key rotation. It is idempotent.
-func (m *certManager) Close() { m.tickets.close() }
+// Close stops session ticket key rotation and ACME. It is idempotent.
+func (m *certManager) Close() {
+	m.tickets.close()
+	if a := m.acme.Load(); a != nil {
+		a.Close()
+	}
+}
 
 func (m *certManager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	cert, _ := m.certs.Load().lookup(hello.ServerName)
+	set := m.certs.Load()
+	// A site's own cert (rules 1-2) wins over ACME, which wins over the
+	// fallbacks (rules 3-6).
+	if set.matchSite(normalizeHost(hello.ServerName)) == nil || acme.IsChallenge(hello) {
+		if cert, ok, err := m.acmeCertificate(hello); ok {
+			return cert, err
+		}
+	}
+	cert, _ := set.lookup(hello.ServerName)
 	if cert == nil {
 		return nil, fmt.Errorf("tls: no certificate for %q", hello.ServerName)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ func (c *Config) Validate() error {
 	v.duplicateHosts()
 	v.listenerClash()
 	v.cluster()
+	v.acme()
 	if len(v.errs) == 0 {
 		// Files exist and paths are resolved: now parse the certificates.
 		var terrs ConfigErrors
@@ -168,7 +170,7 @@ func (v *validator) tls() {
 	t := &v.c.TLS
 	v.oneOf("tls.min_version", t.MinVersion, "1.2", "1.3")
 	v.certPair("tls", &t.Cert, &t.Key)
-	if v.c.Server.HTTPS != "" && t.Cert == "" && !t.SelfSigned && !v.anySiteCert() {
+	if v.c.Server.HTTPS != "" && t.Cert == "" && !t.SelfSigned && !v.anySiteCert() && !v.c.ACME.Enabled {
 		v.fail("server.https", "needs a certificate: set tls.cert/tls.key, a site cert, or tls.self_signed = true")
 	}
 	if t.RedirectHTTP && v.c.Server.HTTPS == "" {
@@ -482,6 +484,51 @@ func (v *validator) upstreams() {
 			if strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
 				v.fail(key("headers"), "header %q: control characters in the value", name)
 			}
+		}
+	}
+}
+
+// acme checks [acme]. Paths are resolved even when it is off, so a later
+// reload that turns it on finds them where the file says.
+func (v *validator) acme() {
+	a := &v.c.ACME
+	a.Storage = v.path(a.Storage)
+	if a.Storage == "" {
+		v.fail("acme.storage", "must not be empty")
+	}
+	if a.RenewBefore <= 0 {
+		v.fail("acme.renew_before", "must be positive")
+	}
+	if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.fail("acme.ca", "must be an https URL of an ACME directory, not %q", a.CA)
+	}
+	if a.CARoot != "" {
+		a.CARoot = v.path(a.CARoot)
+		if pem, err := os.ReadFile(a.CARoot); err != nil {
+			v.fail("acme.ca_root", "cannot read %s: %v", a.CARoot, unwrapPathErr(err))
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			v.fail("acme.ca_root", "%s holds no PEM certificate", a.CARoot)
+		}
+	}
+	if len(a.Challenges) == 0 {
+		v.fail("acme.challenges", "must name at least one of \"http-01\", \"tls-alpn-01\"")
+	}
+	for _, c := range a.Challenges {
+		v.oneOf("acme.challenges", c, "http-01", "tls-alpn-01")
+	}
+	if !a.Enabled {
+		return
+	}
+	if v.c.Server.HTTPS == "" {
+		v.fail("acme.enabled", "needs server.https (the certificates are served there)")
+	}
+	if v.c.Server.HTTP == "" && slices.Contains(a.Challenges, "http-01") {
+		if v.defined("acme.challenges") || len(a.Challenges) == 1 {
+			v.fail("acme.challenges", "http-01 needs server.http")
+		} else {
+			// The default lists both; without an http listener only
+			// tls-alpn-01 can be answered.
+			a.Challenges = slices.DeleteFunc(slices.Clone(a.Challenges), func(c string) bool { return c == "http-01" })
 		}
 	}
 }
