@@ -207,10 +207,11 @@ func (n *cnode) waitUp() {
 }
 
 type apiMember struct {
-	Name     string    `json:"name"`
-	State    string    `json:"state"`
-	Draining bool      `json:"draining"`
-	Started  time.Time `json:"started"`
+	Name     string            `json:"name"`
+	State    string            `json:"state"`
+	Draining bool              `json:"draining"`
+	Started  time.Time         `json:"started"`
+	Sites    map[string]string `json:"sites"`
 }
 
 func (n *cnode) members() map[string]apiMember {

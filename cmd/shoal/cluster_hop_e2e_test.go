@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -263,6 +264,17 @@ func startRecorder(t *testing.T, cl *ccluster, peerTLS bool) *recorder {
 		ln.Close()
 		t.Fatal(err)
 	}
+	// The recorder publishes the nodes' site hashes: a member whose sites
+	// differ gets none of their requests (drift).
+	hashes := map[string]uint32{}
+	for site, h := range cl.nodes["a"].members()["a"].Sites {
+		v, err := strconv.ParseUint(h, 16, 32)
+		if err != nil {
+			t.Fatalf("site hash %q: %v", h, err)
+		}
+		hashes[site] = uint32(v)
+	}
+	r.c.WatchSites(time.Minute, func() map[string]uint32 { return hashes })
 	inner := r.c.Guard(r.c.Middleware(nil)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "node=rec\n")
 	})))
