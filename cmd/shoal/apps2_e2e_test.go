@@ -6,9 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -404,5 +411,211 @@ func TestE2EClusterPHPRecipe(t *testing.T) {
 	p := startArgs(t, dir, func() []string { return []string{"-gossip", freeAddr(t)} })
 	if resp, body := p.get("/hello.php"); resp.StatusCode != 200 || string(body) != "hello from /hello.php" {
 		t.Errorf("/hello.php: %d %q", resp.StatusCode, body)
+	}
+}
+
+const (
+	dokuShare = "/usr/share/dokuwiki"
+	dokuData  = "/var/lib/dokuwiki/data"
+	dokuConf  = "/etc/dokuwiki"
+)
+
+// newDokuWiki copies Debian's DokuWiki into a folder the test owns:
+// the code from /usr/share/dokuwiki (lib/tpl and lib/plugins stay links
+// into /var/lib, as Debian has them), conf/ from /etc/dokuwiki with a
+// local.php pointing savedir at its own data/, and users.auth.php with
+// alice (password s3cret, admin). Debian's inc/preload.php, which
+// points DokuWiki at /etc/dokuwiki, is left out of the copy.
+func newDokuWiki(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(dokuShare + "/doku.php"); err != nil {
+		testenv.Missing(t, "DokuWiki not found: apt-get install dokuwiki")
+	}
+	wiki := filepath.Join(t.TempDir(), "wiki")
+	for _, c := range [][]string{
+		{"cp", "-a", dokuShare, wiki},
+		{"cp", "-a", dokuData, filepath.Join(wiki, "data")},
+		{"cp", "-a", dokuConf, filepath.Join(wiki, "conf")},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	for _, f := range []string{"inc/preload.php", "conf/acl.auth.php", "conf/users.auth.php", "conf/local.php"} {
+		if err := os.Remove(filepath.Join(wiki, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(wiki, "conf", "local.php"), fmt.Sprintf(`<?php
+$conf['title'] = 'shoal test wiki';
+$conf['savedir'] = %q;
+$conf['useacl'] = 1;
+$conf['superuser'] = '@admin';
+$conf['updatecheck'] = 0;
+`, filepath.Join(wiki, "data")))
+	writeFile(t, filepath.Join(wiki, "conf", "acl.auth.php"), "*\t@ALL\t1\n*\t@user\t16\n")
+	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(wiki, "conf", "users.auth.php"), fmt.Sprintf("alice:%s:Alice:alice@example.test:admin,user\n", h))
+	return wiki
+}
+
+var (
+	inputRE = regexp.MustCompile(`<input[^>]*>`)
+	attrRE  = regexp.MustCompile(`(name|value|type)="([^"]*)"`)
+)
+
+// formFields returns the hidden inputs of the form whose id is id in
+// page, HTML entities decoded.
+func formFields(t *testing.T, page, id string) url.Values {
+	t.Helper()
+	start := strings.Index(page, `id="`+id+`"`)
+	if start < 0 {
+		t.Fatalf("no form %s in:\n%.2000s", id, page)
+	}
+	form := page[start:]
+	if end := strings.Index(form, "</form>"); end >= 0 {
+		form = form[:end]
+	}
+	v := url.Values{}
+	for _, in := range inputRE.FindAllString(form, -1) {
+		a := map[string]string{}
+		for _, m := range attrRE.FindAllStringSubmatch(in, -1) {
+			a[m[1]] = html.UnescapeString(m[2])
+		}
+		if a["type"] == "hidden" && a["name"] != "" {
+			v.Set(a["name"], a["value"])
+		}
+	}
+	return v
+}
+
+// wikiUser is a browser: a cookie jar against one shoal.
+type wikiUser struct {
+	t    *testing.T
+	c    *http.Client
+	base string
+}
+
+func (u *wikiUser) do(req *http.Request) (int, string) {
+	u.t.Helper()
+	resp, err := u.c.Do(req)
+	if err != nil {
+		u.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func (u *wikiUser) get(path string) (int, string) {
+	u.t.Helper()
+	req, _ := http.NewRequest("GET", u.base+path, nil)
+	return u.do(req)
+}
+
+func (u *wikiUser) post(path string, v url.Values) (int, string) {
+	u.t.Helper()
+	req, _ := http.NewRequest("POST", u.base+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return u.do(req)
+}
+
+// tinyPNG is a valid 2x2 PNG (DokuWiki checks what it is given).
+func tinyPNG(t *testing.T) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
+	img.Set(1, 1, color.RGBA{200, 10, 10, 255})
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestE2EDokuWiki: the DokuWiki recipe on php-fpm, driven as a user: log
+// in, edit and save a page with the form's security token, see it
+// rendered, upload an image through the media manager and fetch it back;
+// the wiki's data, conf and inc folders are never served.
+func TestE2EDokuWiki(t *testing.T) {
+	wiki := newDokuWiki(t)
+	sock := filepath.Join(t.TempDir(), "fpm.sock")
+	startPHPFPM(t, sock)
+	p := startShoal(t, recipeDir(t, appRecipe(t, "dokuwiki", "/run/php/php8.2-fpm.sock", sock, "/srv/dokuwiki", wiki)))
+	jar, _ := cookiejar.New(nil)
+	u := &wikiUser{t: t, c: &http.Client{Jar: jar, Timeout: 20 * time.Second}, base: p.url}
+
+	if code, body := u.get("/"); code != 200 || !strings.Contains(body, "shoal test wiki") {
+		t.Fatalf("/: %d %.1000s", code, body)
+	}
+	if code, _ := u.get("/lib/tpl/dokuwiki/images/logo.png"); code != 200 {
+		t.Errorf("template image through Debian's symlink: %d", code)
+	}
+
+	_, page := u.get("/doku.php?id=start&do=login")
+	login := formFields(t, page, "dw__login")
+	login.Set("u", "alice")
+	login.Set("p", "s3cret")
+	if code, body := u.post("/doku.php?id=start", login); code != 200 || !strings.Contains(body, "do=logout") {
+		t.Fatalf("login: %d, no logout link:\n%.2000s", code, body)
+	}
+
+	const text = "Shoal serves this wiki through php-fpm."
+	_, page = u.get("/doku.php?id=playground:shoal&do=edit")
+	edit := formFields(t, page, "dw__editform")
+	if edit.Get("sectok") == "" {
+		t.Fatalf("no sectok in the edit form: %v", edit)
+	}
+	edit.Set("wikitext", "====== Shoal ======\n"+text+"\n")
+	edit.Set("summary", "e2e")
+	edit.Set("do[save]", "Save")
+	if code, body := u.post("/doku.php?id=playground:shoal", edit); code != 200 || !strings.Contains(body, text) {
+		t.Fatalf("save: %d, page without the text:\n%.2000s", code, body)
+	}
+	if code, body := u.get("/doku.php?id=playground:shoal"); code != 200 || !strings.Contains(body, "<h1") || !strings.Contains(body, text) {
+		t.Errorf("page after save: %d %.1000s", code, body)
+	}
+	if src, err := os.ReadFile(filepath.Join(wiki, "data", "pages", "playground", "shoal.txt")); err != nil || !strings.Contains(string(src), text) {
+		t.Errorf("page source on disk: %q %v", src, err)
+	}
+
+	img := tinyPNG(t)
+	var mp bytes.Buffer
+	w := multipart.NewWriter(&mp)
+	for k, v := range map[string]string{"sectok": edit.Get("sectok"), "ns": "playground", "mediaid": "shoal.png"} {
+		w.WriteField(k, v)
+	}
+	fw, _ := w.CreateFormFile("upload", "shoal.png")
+	fw.Write(img)
+	w.Close()
+	req, _ := http.NewRequest("POST", p.url+"/lib/exe/mediamanager.php?ns=playground", &mp)
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	if code, body := u.do(req); code != 200 {
+		t.Errorf("upload: %d %.1000s", code, body)
+	}
+	if got, err := os.ReadFile(filepath.Join(wiki, "data", "media", "playground", "shoal.png")); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("uploaded file on disk: %v (%d bytes)", err, len(got))
+	}
+	if code, body := u.get("/lib/exe/fetch.php?media=playground:shoal.png"); code != 200 || body != string(img) {
+		t.Errorf("fetch of the upload: %d (%d bytes)", code, len(body))
+	}
+
+	for _, path := range []string{
+		"/data/pages/playground/shoal.txt",
+		"/data/media/playground/shoal.png",
+		"/conf/users.auth.php",
+		"/conf/local.php",
+		"/inc/init.php",
+		"/bin/dwpage.php",
+		"/vendor/autoload.php",
+	} {
+		if code, body := u.get(path); code != 404 || strings.Contains(body, "alice") || strings.Contains(body, text) {
+			t.Errorf("%s: %d, want 404 and nothing of the file", path, code)
+		}
 	}
 }
