@@ -240,8 +240,12 @@ func TestE2EWebSocket(t *testing.T) {
 }
 
 // startPHPFPM runs php-fpm with its own pool config listening on listen
-// (a unix socket path or host:port) and waits until it accepts.
-func startPHPFPM(t *testing.T, listen string) {
+// (a unix socket path or host:port) with children workers, and waits
+// until it accepts. shoal keeps FastCGI connections open and each holds
+// a worker, so children must cover every connection shoal may open (16
+// per node and target): fewer, and a request on a connection php-fpm has
+// not accepted waits until a kept one closes.
+func startPHPFPM(t *testing.T, listen string, children int) {
 	t.Helper()
 	bin := testenv.LookPath(t, "php-fpm8.2", "php-fpm")
 	dir := t.TempDir()
@@ -249,8 +253,8 @@ func startPHPFPM(t *testing.T, listen string) {
 	if os.Getuid() == 0 {
 		user = "user = root\ngroup = root\n"
 	}
-	conf := fmt.Sprintf("[global]\nerror_log = %s/fpm.log\ndaemonize = no\n[www]\n%slisten = %s\npm = static\npm.max_children = 2\ncatch_workers_output = yes\n",
-		dir, user, listen)
+	conf := fmt.Sprintf("[global]\nerror_log = %s/fpm.log\ndaemonize = no\n[www]\n%slisten = %s\npm = static\npm.max_children = %d\ncatch_workers_output = yes\n",
+		dir, user, listen, children)
 	confPath := filepath.Join(dir, "fpm.conf")
 	writeFile(t, confPath, conf)
 	args := []string{"-F", "-y", confPath, "-p", dir}
@@ -301,7 +305,7 @@ func startPHPFPM(t *testing.T, listen string) {
 // index.php, files are files, scripts run by name.
 func TestE2EPHPFrontController(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "fpm.sock")
-	startPHPFPM(t, sock)
+	startPHPFPM(t, sock, 4)
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "index.php"), `<?php echo "front ", $_SERVER['REQUEST_URI'], " ", $_SERVER['SCRIPT_NAME'], " ", $_GET['p'] ?? "";`)
 	writeFile(t, filepath.Join(root, "info.php"), `<?php echo "info ", $_SERVER['SCRIPT_NAME'], " ", $_GET['q'] ?? "";`)
@@ -394,23 +398,30 @@ func TestE2ECgitRecipe(t *testing.T) {
 }
 
 // TestE2EClusterPHPRecipe: the one-php-fpm-per-node recipe passes
-// `shoal check`, and a node of it (alone, gossiping on a free port)
-// serves a script from its php-fpm on 127.0.0.1.
+// `shoal check` as written; then two nodes run it from one config file
+// (on one machine both name the same php-fpm on 127.0.0.1, and SHOAL_NODE
+// tells which node ran a script). With capacity lowered to 2, six slow
+// PHP requests at a time sent to node a are spread to node b too.
 func TestE2EClusterPHPRecipe(t *testing.T) {
 	fpm := freeAddr(t)
-	startPHPFPM(t, fpm)
+	startPHPFPM(t, fpm, 40)
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "hello.php"), `<?php echo "hello from ", $_SERVER['SCRIPT_NAME'];`)
+	writeFile(t, filepath.Join(root, "work.php"), "<?php usleep(300000); echo \"node=\", $_SERVER['SHOAL_NODE'], \"\\n\";")
 	cfg := appRecipe(t, "cluster-php", "127.0.0.1:9000", fpm, "/srv/www", root)
 	dir := recipeDir(t, cfg)
 	if code, out, errOut := runShoal(t, dir, "check", "-config", "config.toml"); code != 0 {
 		t.Fatalf("shoal check: %d %s %s", code, out, errOut)
 	}
-	// Alone: no peers to join, gossip on a free port.
-	writeFile(t, filepath.Join(dir, "config.toml"), strings.Replace(cfg, `join = ["10.0.0.1:7946", "10.0.0.2:7946"]`, "join = []", 1))
-	p := startArgs(t, dir, func() []string { return []string{"-gossip", freeAddr(t)} })
-	if resp, body := p.get("/hello.php"); resp.StatusCode != 200 || string(body) != "hello from /hello.php" {
-		t.Errorf("/hello.php: %d %q", resp.StatusCode, body)
+	// The nodes join by flag; capacity 2 makes six requests overflow.
+	cfg = strings.Replace(cfg, `join = ["10.0.0.1:7946", "10.0.0.2:7946"]`, "join = []\ncapacity = 2", 1)
+	cl := newCClusterWith(t, 2, "[log]\naccess = \"off\"\n"+cfg)
+	served, failures := cl.load(cl.nodes["a"], 6, 5, "/work.php", nil)
+	if len(failures) > 0 {
+		t.Fatalf("%d requests failed: %v", len(failures), failures[:min(5, len(failures))])
+	}
+	t.Logf("served %v", served)
+	if served["a"]+served["b"] != 30 || served["b"] < 5 || served["a"] < 5 {
+		t.Errorf("served %v: want 30 spread over a and b (at least 5 each)", served)
 	}
 }
 
@@ -545,7 +556,7 @@ func tinyPNG(t *testing.T) []byte {
 func TestE2EDokuWiki(t *testing.T) {
 	wiki := newDokuWiki(t)
 	sock := filepath.Join(t.TempDir(), "fpm.sock")
-	startPHPFPM(t, sock)
+	startPHPFPM(t, sock, 4)
 	p := startShoal(t, recipeDir(t, appRecipe(t, "dokuwiki", "/run/php/php8.2-fpm.sock", sock, "/srv/dokuwiki", wiki)))
 	jar, _ := cookiejar.New(nil)
 	u := &wikiUser{t: t, c: &http.Client{Jar: jar, Timeout: 20 * time.Second}, base: p.url}
