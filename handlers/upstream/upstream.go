@@ -118,7 +118,7 @@ func New(o Options) (*Upstream, error) {
 		return nil, err
 	}
 	u := &Upstream{opts: o, policy: pol, byName: map[string]*target{}, buffers: newBufferPool(),
-		log: cmp.Or(o.Logger, slog.Default()).With("upstream", o.Name)}
+		log: cmp.Or(o.Logger, slog.Default()).With("upstream", o.Name), via: viaToken(o)}
 	for _, raw := range o.Targets {
 		e, err := ParseTarget(raw)
 		if err != nil {
@@ -143,6 +143,19 @@ func New(o Options) (*Upstream, error) {
 		go u.checkLoop()
 	}
 	return u, nil
+}
+
+// viaToken names this server's upstream in Via: random, so that only a
+// request this process sent out is taken for a loop (an empty token
+// matched every Via, and a peer's or a CDN's request got 508); kept
+// across a reload so a loop under way is still seen.
+func viaToken(o Options) string {
+	if o.Previous != nil && o.Previous.via != "" {
+		return o.Previous.via
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "1.1 shoal-" + hex.EncodeToString(b)
 }
 
 // Name is the upstream's name.

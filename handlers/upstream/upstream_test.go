@@ -679,3 +679,31 @@ func TestCheckClearsSkip(t *testing.T) {
 		t.Errorf("%q", body)
 	}
 }
+
+// TestViaFromElsewhere: a request that passed other proxies (a CDN, a
+// cluster peer: each adds Via) is proxied, not taken for a loop; what
+// reaches the target names this upstream in a Via of its own.
+func TestViaFromElsewhere(t *testing.T) {
+	var gotVia atomic.Value
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotVia.Store(strings.Join(r.Header.Values("Via"), ", "))
+		io.WriteString(w, "app")
+	}))
+	defer app.Close()
+	u, err := New(Options{Name: "app", Targets: []string{app.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	req := httptest.NewRequest("GET", "/x", nil)
+	req.Header.Add("Via", "1.1 cdn-edge, 1.1 web1")
+	rec := httptest.NewRecorder()
+	u.ServeHTTP(rec, req)
+	via, _ := gotVia.Load().(string)
+	if rec.Code != 200 || rec.Body.String() != "app" {
+		t.Fatalf("with a Via from elsewhere: %d %q, want the app's answer", rec.Code, rec.Body)
+	}
+	if !strings.HasPrefix(via, "1.1 cdn-edge, 1.1 web1, ") || len(via) <= len("1.1 cdn-edge, 1.1 web1, ") {
+		t.Errorf("Via at the target %q: want the prior hops and a token of this upstream", via)
+	}
+}
