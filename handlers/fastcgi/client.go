@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,13 @@ type Client struct {
 	// Dialed, when set, is told each connect's outcome (nil: connected),
 	// so an upstream can skip a target that refuses. Nil: nobody.
 	Dialed func(err error)
+
+	// starved counts requests sent that have had no answer for
+	// starveAfter: php-fpm may have no worker for their connection,
+	// because its workers sit on the pool's idle kept connections.
+	starved atomic.Int64
+	// relieved counts connections closed to free a worker for them.
+	relieved atomic.Int64
 
 	// mu guards idle, open and waiters.
 	mu   sync.Mutex
@@ -175,9 +183,22 @@ func (cn *conn) alive() bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
+// starveAfter is how long a request may wait for the application's first
+// record before the pool suspects it has no worker (see put).
+const starveAfter = 200 * time.Millisecond
+
 // put gives a connection whose request ended cleanly to the first waiter,
-// or to the idle list.
+// or to the idle list. While a request is starved, it is closed instead:
+// php-fpm binds a worker to a connection until the connection closes, so
+// with fewer workers than the pool's connections, kept connections would
+// hold every worker while a newer one waits forever; closing one frees a
+// worker for it (nginx's fastcgi_keep_conn has no such remedy).
 func (c *Client) put(cn *conn) {
+	if c.starved.Load() > 0 {
+		c.relieved.Add(1)
+		c.discard(cn)
+		return
+	}
 	cn.idleFrom = time.Now()
 	c.mu.Lock()
 	if len(c.waiters) > 0 {

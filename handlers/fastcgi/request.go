@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // requestID is the id of every request: a connection carries one request
@@ -48,6 +50,30 @@ type Response struct {
 	done     bool  // END_REQUEST was read
 	err      error // the first failure; sticky
 	released bool  // the connection went back to the pool or was closed
+
+	// starve marks the request starved (Client.starved) when no record
+	// came within starveAfter; answered stops it (first record or end).
+	starve   *time.Timer
+	starving atomic.Bool
+}
+
+// watchStarve starts the starvation watch of a request just sent.
+func (r *Response) watchStarve() {
+	r.starve = time.AfterFunc(starveAfter, func() {
+		r.starving.Store(true)
+		r.c.starved.Add(1)
+	})
+}
+
+// answered ends the starvation watch: the application answers.
+func (r *Response) answered() {
+	if r.starve == nil {
+		return
+	}
+	if !r.starve.Stop() && r.starving.Swap(false) {
+		r.c.starved.Add(-1)
+	}
+	r.starve = nil
 }
 
 // errProtocol: the application broke the protocol; its connection is closed.
@@ -77,6 +103,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		}
 	}
 	cn := resp.cn
+	resp.watchStarve()
 	resp.stopCtx = context.AfterFunc(ctx, func() { cn.nc.Close() })
 	resp.writer.Add(1)
 	go resp.writeStdin(req.Stdin)
@@ -153,6 +180,7 @@ func (r *Response) Read(p []byte) (int, error) {
 // next reads one record and acts on it.
 func (r *Response) next() {
 	h, content, err := readRecord(r.cn.br, r.cn.rbuf())
+	r.answered()
 	if err != nil {
 		if r.ctx.Err() != nil {
 			err = r.ctx.Err()
@@ -232,6 +260,7 @@ func (r *Response) release(reuse bool) {
 		return
 	}
 	r.released = true
+	r.answered()
 	if r.stopCtx != nil && !r.stopCtx() {
 		reuse = false // the context ended meanwhile: the connection is closed
 	}
