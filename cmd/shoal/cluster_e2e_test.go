@@ -170,7 +170,7 @@ func (n *cnode) startFresh() {
 		if n.up() {
 			return
 		}
-		if attempt == 5 || !strings.Contains(n.out.String(), "address already in use") {
+		if attempt == 5 || !portTaken(n.out.String()) {
 			n.t.Fatalf("node %s exited:\n%s", n.name, n.out)
 		}
 		n.http, n.admin, n.gossip = freeAddr(n.t), freeAddr(n.t), freeAddr(n.t)

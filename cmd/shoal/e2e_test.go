@@ -143,7 +143,7 @@ func startArgs(t *testing.T, dir string, args func() []string) *proc {
 		if p.waitUp(15 * time.Second) {
 			return p
 		}
-		if !strings.Contains(p.stderr.String(), "address already in use") {
+		if !portTaken(p.stderr.String()) {
 			t.Fatalf("shoal did not come up: %v\nstderr:\n%s", p.err, p.stderr)
 		}
 	}
@@ -515,4 +515,11 @@ func TestE2EPathsRelativeToConfig(t *testing.T) {
 	if code != 0 {
 		t.Errorf("check from another folder: exit %d\n%s%s", code, stdout, stderr)
 	}
+}
+
+// portTaken reports whether a node's output says a port found free was
+// not: another process took it first, or two listeners were handed the
+// same one (a port closed by freeAddr is free again at once).
+func portTaken(out string) bool {
+	return strings.Contains(out, "address already in use") || strings.Contains(out, "uses the same port as")
 }

@@ -105,6 +105,12 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	cn := resp.cn
 	resp.watchStarve()
 	resp.stopCtx = context.AfterFunc(ctx, func() { cn.nc.Close() })
+	if req.Stdin == nil {
+		// begin ended the stdin stream already: nothing to write, and no
+		// goroutine whose exit could race with the answer (finish).
+		close(resp.writeDone)
+		return resp, nil
+	}
 	resp.writer.Add(1)
 	go resp.writeStdin(req.Stdin)
 	return resp, nil
@@ -247,9 +253,20 @@ func (r *Response) finish() {
 	select {
 	case <-r.writeDone:
 		r.release(r.writerErr == nil)
+		return
 	default:
-		// The application answered without reading the whole body: the
-		// rest of stdin cannot be taken back, so the connection goes.
+	}
+	// The writer may be a step from done (its last flush returned, the
+	// application answered at once): a moment's grace, so such a
+	// connection is kept. Still not done: the application answered
+	// without reading the whole body, the rest of stdin cannot be taken
+	// back, and the connection goes.
+	t := time.NewTimer(20 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-r.writeDone:
+		r.release(r.writerErr == nil)
+	case <-t.C:
 		r.release(false)
 	}
 }
