@@ -239,66 +239,12 @@ func TestE2EWebSocket(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 }
 
-// startPHPFPM runs php-fpm with its own pool config listening on listen
-// (a unix socket path or host:port) with children workers, and waits
-// until it accepts. shoal keeps FastCGI connections open and each holds
-// a worker, so children must cover every connection shoal may open (16
-// per node and target): fewer, and a request on a connection php-fpm has
-// not accepted waits until a kept one closes.
+// startPHPFPM runs php-fpm listening on listen (a unix socket path or
+// host:port) with children workers, and waits until it accepts; with its
+// php.ini, for the extensions DokuWiki needs.
 func startPHPFPM(t *testing.T, listen string, children int) {
 	t.Helper()
-	bin := testenv.LookPath(t, "php-fpm8.2", "php-fpm")
-	dir := t.TempDir()
-	user := ""
-	if os.Getuid() == 0 {
-		user = "user = root\ngroup = root\n"
-	}
-	conf := fmt.Sprintf("[global]\nerror_log = %s/fpm.log\ndaemonize = no\n[www]\n%slisten = %s\npm = static\npm.max_children = %d\ncatch_workers_output = yes\n",
-		dir, user, listen, children)
-	confPath := filepath.Join(dir, "fpm.conf")
-	writeFile(t, confPath, conf)
-	args := []string{"-F", "-y", confPath, "-p", dir}
-	if os.Getuid() == 0 {
-		args = append(args, "-R")
-	}
-	cmd := exec.Command(bin, args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "fpm.log"))
-			t.Logf("php-fpm log:\n%s%s", out, log)
-		}
-	})
-	network := "tcp"
-	if strings.HasPrefix(listen, "/") {
-		network = "unix"
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial(network, listen); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("php-fpm exited: %s", out)
-		case <-time.After(20 * time.Millisecond): // poll interval
-		}
-	}
-	t.Fatalf("php-fpm did not listen within 10s: %s", out)
+	testenv.StartPHPFPM(t, testenv.FPMOptions{Listen: listen, Children: children})
 }
 
 // TestE2EPHPFrontController: the php-fpm recipe: a pretty URL runs

@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,108 +26,19 @@ import (
 	"shoal/internal/testenv"
 )
 
-const fpmBinary = "php-fpm8.2"
-
 // fpm is a php-fpm started by a test with its own config.
 type fpm struct {
 	network, address string
 	dir              string
 }
 
-// startFPM starts php-fpm listening on a unix socket in a temp folder, or
-// on a free loopback port (php-fpm cannot take port 0: a port is picked by
-// listening and closing, and another tried when it was taken meanwhile).
+// startFPM starts php-fpm on a unix socket in a temp folder, or on a
+// free loopback port ("tcp"), with 3 workers and no output buffering.
 func startFPM(t *testing.T, network string) *fpm {
 	t.Helper()
-	bin := testenv.LookPath(t, fpmBinary, "php-fpm")
-	for attempt := 0; attempt < 5; attempt++ {
-		f := &fpm{network: network, dir: t.TempDir()}
-		if network == "unix" {
-			f.address = filepath.Join(f.dir, "fpm.sock")
-		} else {
-			f.address = freePort(t)
-		}
-		if f.start(t, bin) {
-			return f
-		}
-	}
-	t.Fatal("php-fpm did not start in 5 attempts")
-	return nil
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// start runs php-fpm and waits until it accepts connections; false when
-// it exited first (the port was taken).
-func (f *fpm) start(t *testing.T, bin string) bool {
-	t.Helper()
-	user := ""
-	if os.Getuid() == 0 {
-		user = "user = root\ngroup = root\n"
-	}
-	conf := fmt.Sprintf(`[global]
-error_log = %s/fpm.log
-daemonize = no
-[www]
-%slisten = %s
-pm = static
-pm.max_children = 3
-pm.status_path = /fpm-status
-catch_workers_output = yes
-`, f.dir, user, f.address)
-	confPath := filepath.Join(f.dir, "fpm.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-n", "-F", "-y", confPath, "-p", f.dir, "-d", "output_buffering=0"}
-	if os.Getuid() == 0 {
-		args = append(args, "-R")
-	}
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop := func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(f.dir, "fpm.log"))
-			t.Logf("php-fpm exited: %s %s", out.String(), log)
-			return false
-		default:
-		}
-		if c, err := net.DialTimeout(f.network, f.address, time.Second); err == nil {
-			c.Close()
-			t.Cleanup(stop)
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	t.Fatalf("php-fpm did not listen on %s within 10s: %s", f.address, out.String())
-	return false
+	p := testenv.StartPHPFPM(t, testenv.FPMOptions{Listen: network, Children: 3, NoIni: true,
+		Pool: "pm.status_path = /fpm-status", Args: []string{"-d", "output_buffering=0"}})
+	return &fpm{network: p.Network, address: p.Address, dir: p.Dir}
 }
 
 func phpRoot(t *testing.T) string {
@@ -596,4 +506,16 @@ func TestFPMFewerWorkersThanConnections(t *testing.T) {
 			t.Errorf("round %d: %s", round, e)
 		}
 	}
+}
+
+// freePort is a loopback address nothing listens on (found free).
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

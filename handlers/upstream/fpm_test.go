@@ -1,11 +1,6 @@
 package upstream
 
 import (
-	"bytes"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,58 +9,10 @@ import (
 	"shoal/internal/testenv"
 )
 
-// startFPM runs php-fpm with its own config on a unix socket in a temp
-// folder and returns the socket's path once it accepts connections.
+// startFPM runs php-fpm on a unix socket and returns the socket's path.
 func startFPM(t *testing.T) string {
 	t.Helper()
-	bin := testenv.LookPath(t, "php-fpm8.2", "php-fpm")
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "fpm.sock")
-	user := ""
-	if os.Getuid() == 0 {
-		user = "user = root\ngroup = root\n"
-	}
-	conf := fmt.Sprintf("[global]\nerror_log = %s/fpm.log\ndaemonize = no\n[www]\n%slisten = %s\npm = static\npm.max_children = 2\n",
-		dir, user, sock)
-	confPath := filepath.Join(dir, "fpm.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-n", "-F", "-y", confPath, "-p", dir}
-	if os.Getuid() == 0 {
-		args = append(args, "-R")
-	}
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return sock
-		}
-		select {
-		case <-exited:
-			t.Fatalf("php-fpm exited: %s", out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("php-fpm did not listen within 10s: %s", out.String())
-	return ""
+	return testenv.StartPHPFPM(t, testenv.FPMOptions{Children: 2, NoIni: true}).Address
 }
 
 // TestFastCGIUpstream: an upstream of a php-fpm and a dead FastCGI target
