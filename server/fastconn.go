@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,16 +19,18 @@ import (
 	"shoal/handlers"
 )
 
-// fastFront owns the connections of a plain-HTTP listener. It answers
-// the requests whose whole response is a cached static file itself: the
-// header block parsed in place, the response written with one writev, no
-// http.Request and no goroutine beyond the connection's own. At the first
-// request that needs anything more it hands the connection, with the bytes
-// it has read, to net/http for the rest of its life. The two paths give the
-// same answers; the fast one only skips work (bench/run.sh static measures
-// it against nginx).
+// fastFront owns the HTTP/1.1 connections of a listener: plain ones it
+// accepts itself, TLS ones the tlsFront gives it after their handshake
+// (limits_tls.go). It answers the requests whose whole response is a
+// cached static file itself: the header block parsed in place, the
+// response written with one writev (one Write over TLS), no http.Request
+// and no goroutine beyond the connection's own. At the first request that
+// needs anything more it hands the connection, with the bytes it has
+// read, to net/http for the rest of its life. The two paths give the same
+// answers; the fast one only skips work (bench/run.sh static measures it
+// against nginx).
 type fastFront struct {
-	ln      net.Listener // connections from the acceptor
+	ln      net.Listener // connections from the acceptor; nil: the tlsFront gives them
 	handoff *handoffListener
 	route   func(requestHead) fastAnswer
 	limits  serverLimits
@@ -35,6 +38,9 @@ type fastFront struct {
 	// rules check every head the fast path hands to net/http, and those
 	// net/http reads after it (nil: none).
 	rules *headRules
+	// scratch holds the buffers a TLS answer is gathered in (tlsGather),
+	// so that an idle connection keeps none.
+	scratch sync.Pool
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
@@ -56,6 +62,9 @@ type fastAnswer struct {
 	// routes is the set of header routes whose rules the file carries
 	// (0: none; see fastRoutes).
 	routes uint64
+	// listener: header lines the listener adds to every answer, as the
+	// full chain's serveHTTPS does (HSTS and Alt-Svc over TLS).
+	listener []byte
 }
 
 func (a fastAnswer) ok() bool { return a.file != nil }
@@ -71,6 +80,46 @@ func (n *Node) fastRoute(h requestHead) fastAnswer {
 		return fastAnswer{}
 	}
 	return n.routeFast(h, "http")
+}
+
+// fastRouteTLS is fastRoute for HTTPS/1.1: routes see the scheme
+// "https", and every answer carries the header lines serveHTTPS adds.
+func (n *Node) fastRouteTLS(h requestHead) fastAnswer {
+	a := n.routeFast(h, "https")
+	if a.ok() {
+		a.listener = n.httpsLines()
+	}
+	return a
+}
+
+// httpsFields caches the HSTS and Alt-Svc header lines for the values in
+// force.
+type httpsFields struct {
+	hsts, alt string
+	lines     []byte
+}
+
+// httpsLines are the Strict-Transport-Security and Alt-Svc lines of an
+// HTTPS/1.1 answer, built again only when a reload or HTTP/3 changes
+// their values.
+func (n *Node) httpsLines() []byte {
+	hsts := n.state.Load().cfg.TLS.HSTS
+	alt := ""
+	if p := n.altSvc.Load(); p != nil {
+		alt = *p
+	}
+	if c := n.h1fields.Load(); c != nil && c.hsts == hsts && c.alt == alt {
+		return c.lines
+	}
+	c := &httpsFields{hsts: hsts, alt: alt}
+	if hsts != "" {
+		c.lines = append(c.lines, "Strict-Transport-Security: "+hsts+"\r\n"...)
+	}
+	if alt != "" {
+		c.lines = append(c.lines, "Alt-Svc: "+alt+"\r\n"...)
+	}
+	n.h1fields.Store(c)
+	return c.lines
 }
 
 // routeFast is fastRoute for any listener: what redirect_http leaves alone.
@@ -134,10 +183,14 @@ const (
 const fastBufferSize = 4096
 
 type fastConn struct {
-	// conn is the counted connection (limits.go); tcp is its socket, which
-	// the fast path reads and writes directly.
+	// conn is the counted connection (limits.go). rw is what the fast
+	// path reads, writes and sets deadlines on: conn's socket itself
+	// (tcp, written with writev), or the TLS connection over conn (tls),
+	// whose writes pass conn's min_send_rate.
 	conn     *limitConn
 	tcp      *net.TCPConn
+	tls      *tls.Conn
+	rw       net.Conn
 	br       *bufio.Reader
 	state    atomic.Int32
 	accepted time.Time
@@ -145,7 +198,7 @@ type fastConn struct {
 
 	dateSec int64
 	date    []byte // "Date: ...\r\n"
-	bufs    [5][]byte
+	bufs    [6][]byte
 	wb      net.Buffers
 	req     request // the books of the request being answered
 }
@@ -173,7 +226,7 @@ func (f *fastFront) acceptLoop() {
 			lc = &limitConn{TCPConn: tcp} // not counted: no limiter in front
 		}
 		tcp := lc.TCPConn
-		fc := &fastConn{conn: lc, tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+		fc := &fastConn{conn: lc, tcp: tcp, rw: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
 			remote: tcp.RemoteAddr().String()}
 		if !f.track(fc) {
 			lc.Close()
@@ -181,6 +234,29 @@ func (f *fastFront) acceptLoop() {
 		}
 		go f.serveConn(fc)
 	}
+}
+
+// serveTLS serves an HTTP/1.1 connection whose handshake is done, on the
+// caller's goroutine, as serveConn a plain one. Its read_header_timeout
+// runs from now, as net/http's does after a handshake.
+func (f *fastFront) serveTLS(tc *tls.Conn, lc *limitConn) {
+	fc := &fastConn{conn: lc, tls: tc, rw: tc, br: bufio.NewReaderSize(tc, fastBufferSize), accepted: time.Now(),
+		remote: lc.RemoteAddr().String()}
+	if !f.track(fc) {
+		tc.Close()
+		return
+	}
+	f.serveConn(fc)
+}
+
+// close closes the connection: over TLS with a close_notify first, as
+// net/http does.
+func (fc *fastConn) close() {
+	if fc.tls != nil {
+		fc.tls.Close()
+		return
+	}
+	fc.conn.Close()
 }
 
 func (f *fastFront) track(fc *fastConn) bool {
@@ -212,7 +288,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 				f.handOff(fc)
 				return
 			}
-			fc.conn.Close()
+			fc.close()
 			return
 		}
 		head := fc.peek()[:n]
@@ -236,7 +312,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		fc.state.Store(connIdle)
 		if f.closing.Load() && fc.state.CompareAndSwap(connIdle, connClosed) {
 			f.forget(fc)
-			fc.conn.Close()
+			fc.close()
 			return
 		}
 	}
@@ -252,11 +328,11 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 	if fc.br.Buffered() == 0 {
 		switch {
 		case first && f.limits.readHeader > 0:
-			fc.tcp.SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
+			fc.rw.SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
 		case !first && f.limits.idle > 0:
-			fc.tcp.SetReadDeadline(time.Now().Add(f.limits.idle))
+			fc.rw.SetReadDeadline(time.Now().Add(f.limits.idle))
 		case !first:
-			fc.tcp.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
+			fc.rw.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
 		}
 		if _, err := fc.br.Peek(1); err != nil {
 			return 0, err
@@ -272,7 +348,7 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 	if !first && f.limits.readHeader > 0 {
 		// From the request's first byte; a new connection's deadline runs
 		// from its accept already.
-		fc.tcp.SetReadDeadline(time.Now().Add(f.limits.readHeader))
+		fc.rw.SetReadDeadline(time.Now().Add(f.limits.readHeader))
 	}
 	for n < 0 {
 		have := fc.br.Buffered()
@@ -327,9 +403,12 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {
-		fc.tcp.SetWriteDeadline(now.Add(f.limits.send))
+		fc.rw.SetWriteDeadline(now.Add(f.limits.send))
 	}
-	fc.bufs = [5][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), ff.Header, body}
+	fc.bufs = [6][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), a.listener, ff.Header, body}
+	if fc.tls != nil {
+		return f.writeTLS(fc)
+	}
 	var want int64
 	for _, b := range fc.bufs {
 		want += int64(len(b))
@@ -337,6 +416,38 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
 	sent, err := fc.wb.WriteTo(fc.tcp)
 	return err == nil && sent == want
+}
+
+// tlsGather is how much of a response goes out in one Write over TLS:
+// one full record. writev is not available under TLS, and a Write per
+// part would seal (and send) a record per part.
+const tlsGather = 16 << 10
+
+// writeTLS writes the response in fc.bufs over TLS: the header lines and
+// as much of the body as fills tlsGather in one Write, the rest of a
+// larger body straight from the cache.
+func (f *fastFront) writeTLS(fc *fastConn) bool {
+	bp, _ := f.scratch.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, tlsGather)
+		bp = &b
+	}
+	b := (*bp)[:0]
+	last := len(fc.bufs) - 1
+	for _, part := range fc.bufs[:last] {
+		b = append(b, part...)
+	}
+	body := fc.bufs[last]
+	k := min(len(body), max(0, tlsGather-len(b)))
+	b = append(b, body[:k]...)
+	_, err := fc.tls.Write(b)
+	*bp = b[:0]
+	f.scratch.Put(bp)
+	if err == nil && k < len(body) {
+		_, err = fc.tls.Write(body[k:])
+	}
+	fc.bufs = [6][]byte{}
+	return err == nil
 }
 
 // dateLine is the Date header (formatted once a second per connection)
@@ -360,17 +471,25 @@ func (fc *fastConn) dateLine(now time.Time, closing bool) []byte {
 // could destroy the response in flight (net/http does the same).
 func (f *fastFront) closeGracefully(fc *fastConn) {
 	fc.state.Store(connClosed)
-	fc.tcp.CloseWrite()
-	fc.tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	io.Copy(io.Discard, io.LimitReader(fc.tcp, 256<<10))
-	fc.conn.Close()
+	if fc.tls != nil {
+		fc.tls.CloseWrite() // close_notify: the TLS way to end the write side
+	} else {
+		fc.tcp.CloseWrite()
+	}
+	fc.rw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(fc.rw, 256<<10))
+	fc.close()
 }
 
 // handOff gives the connection and what was read of it to net/http.
 func (f *fastFront) handOff(fc *fastConn) {
 	pending := fc.peek()
 	// net/http sets the deadlines it wants; none of ours may linger.
-	fc.tcp.SetDeadline(time.Time{})
+	fc.rw.SetDeadline(time.Time{})
+	if fc.tls != nil {
+		f.handoff.give(&tlsHTTP1Conn{Conn: fc.tls, guard: f.rules.guard(pending, fc.tls, fc.remote)})
+		return
+	}
 	rc := &replayConn{limitConn: fc.conn}
 	if f.rules != nil {
 		rc.guard = f.rules.guard(pending, fc.conn, fc.remote)
@@ -384,7 +503,9 @@ func (f *fastFront) handOff(fc *fastConn) {
 // the others to finish their request, until ctx ends.
 func (f *fastFront) shutdown(ctx context.Context) error {
 	f.closing.Store(true)
-	f.ln.Close()
+	if f.ln != nil {
+		f.ln.Close()
+	}
 	wait := time.Millisecond
 	for {
 		if f.closeIdle() == 0 {
@@ -411,7 +532,7 @@ func (f *fastFront) closeIdle() int {
 	for fc := range f.conns {
 		if fc.state.CompareAndSwap(connIdle, connClosed) ||
 			fc.accepted.Before(old) && fc.state.CompareAndSwap(connNew, connClosed) {
-			fc.conn.Close()
+			fc.close()
 			delete(f.conns, fc)
 		}
 	}
@@ -421,12 +542,14 @@ func (f *fastFront) closeIdle() int {
 // close closes every connection at once.
 func (f *fastFront) close() {
 	f.closing.Store(true)
-	f.ln.Close()
+	if f.ln != nil {
+		f.ln.Close()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for fc := range f.conns {
 		fc.state.Store(connClosed)
-		fc.conn.Close()
+		fc.close()
 		delete(f.conns, fc)
 	}
 }
