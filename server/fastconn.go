@@ -532,7 +532,7 @@ func (f *fastFront) closeIdle() int {
 	for fc := range f.conns {
 		if fc.state.CompareAndSwap(connIdle, connClosed) ||
 			fc.accepted.Before(old) && fc.state.CompareAndSwap(connNew, connClosed) {
-			fc.close()
+			fc.conn.Close() // the socket: a TLS close_notify could block under f.mu
 			delete(f.conns, fc)
 		}
 	}
@@ -549,7 +549,7 @@ func (f *fastFront) close() {
 	defer f.mu.Unlock()
 	for fc := range f.conns {
 		fc.state.Store(connClosed)
-		fc.close()
+		fc.conn.Close()
 		delete(f.conns, fc)
 	}
 }

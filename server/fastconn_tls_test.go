@@ -257,3 +257,26 @@ func TestFastPathTLSScheme(t *testing.T) {
 		})
 	}
 }
+
+// TestFastPathTLSShutdown: an idle HTTPS/1.1 connection the fast path
+// serves does not hold a graceful shutdown up, and is closed by it.
+func TestFastPathTLSShutdown(t *testing.T) {
+	tn := startNodeIn(t, newFastSiteDir(t), "shutdown_grace = \"20s\"\n"+fastTLSConfig+fastSiteConfig)
+	conn := tn.dialTLS(30 * time.Second)
+	before := server.FastAnswered(tn.node)
+	io.WriteString(conn, "GET /tiny.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	if r := readRaw(t, br, false); string(r.body) != "tiny\n" || server.FastAnswered(tn.node)-before != 1 {
+		t.Fatalf("body %q, fast answers %d", r.body, server.FastAnswered(tn.node)-before)
+	}
+	start := time.Now()
+	if err := tn.stop(15 * time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("Run took %v to return with one idle connection", el)
+	}
+	if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+		t.Errorf("idle connection after shutdown: %v, want closed", err)
+	}
+}
