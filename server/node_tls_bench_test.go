@@ -52,10 +52,13 @@ func BenchmarkNodeWireTLS(b *testing.B) {
 	resp.Body.Close()
 	tr.CloseIdleConnections()
 	etag := resp.Header.Get("Etag")
-	for _, bc := range []struct{ name, req string }{
-		{"200", "GET /1k.html HTTP/1.1\r\nHost: x\r\n\r\n"},
-		{"304", "GET /1k.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\n\r\n"},
-		{"304-net/http", "GET /1k.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\nRange: bytes=0-1\r\nIf-Range: \"other\"\r\n\r\n"},
+	for _, bc := range []struct {
+		name, req string
+		fast      bool
+	}{
+		{"200", "GET /1k.html HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"304", "GET /1k.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\n\r\n", true},
+		{"304-net/http", "GET /1k.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\nRange: bytes=0-1\r\nIf-Range: \"other\"\r\n\r\n", false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			conn, err := tls.Dial("tcp", addr, cfg)
@@ -67,6 +70,7 @@ func BenchmarkNodeWireTLS(b *testing.B) {
 			conn.Write(req)
 			first := readOne(b, conn)
 			buf := make([]byte, len(first))
+			before := n.fastAnswered()
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu0 := cpuTime()
@@ -80,6 +84,43 @@ func BenchmarkNodeWireTLS(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			if fast := n.fastAnswered()-before == int64(b.N); fast != bc.fast {
+				b.Fatalf("fast path used: %v, want %v", fast, bc.fast)
+			}
+		})
+	}
+	// A new connection per request: a full handshake (ECDSA P-256,
+	// TLS 1.3), or one resumed from the session cache.
+	for _, resume := range []bool{false, true} {
+		b.Run(map[bool]string{false: "new-conn", true: "resumed-conn"}[resume], func(b *testing.B) {
+			c := cfg.Clone()
+			if resume {
+				c.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			}
+			req := []byte("GET /1k.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			resumed := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				conn, err := tls.Dial("tcp", addr, c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Write(req)
+				if _, err := io.Copy(io.Discard, conn); err != nil {
+					b.Fatal(err)
+				}
+				if conn.ConnectionState().DidResume {
+					resumed++
+				}
+				conn.Close()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			if resume && resumed < b.N-1 {
+				b.Fatalf("%d of %d connections resumed", resumed, b.N)
+			}
 		})
 	}
 }
