@@ -30,7 +30,9 @@ import (
 // answers; the fast one only skips work (bench/run.sh static measures it
 // against nginx).
 type fastFront struct {
-	ln      net.Listener // connections from the acceptor; nil: the tlsFront gives them
+	// ln: connections from the acceptor; over TLS the tlsFront's, which
+	// gives them after their handshake (acceptLoop does not run).
+	ln      net.Listener
 	handoff *handoffListener
 	route   func(requestHead) fastAnswer
 	limits  serverLimits
@@ -243,7 +245,7 @@ func (f *fastFront) serveTLS(tc *tls.Conn, lc *limitConn) {
 	fc := &fastConn{conn: lc, tls: tc, rw: tc, br: bufio.NewReaderSize(tc, fastBufferSize), accepted: time.Now(),
 		remote: lc.RemoteAddr().String()}
 	if !f.track(fc) {
-		tc.Close()
+		f.handOff(fc) // shutting down: net/http serves it until it stops too
 		return
 	}
 	f.serveConn(fc)
@@ -503,9 +505,7 @@ func (f *fastFront) handOff(fc *fastConn) {
 // the others to finish their request, until ctx ends.
 func (f *fastFront) shutdown(ctx context.Context) error {
 	f.closing.Store(true)
-	if f.ln != nil {
-		f.ln.Close()
-	}
+	f.ln.Close()
 	wait := time.Millisecond
 	for {
 		if f.closeIdle() == 0 {
@@ -542,9 +542,7 @@ func (f *fastFront) closeIdle() int {
 // close closes every connection at once.
 func (f *fastFront) close() {
 	f.closing.Store(true)
-	if f.ln != nil {
-		f.ln.Close()
-	}
+	f.ln.Close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for fc := range f.conns {

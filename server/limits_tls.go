@@ -39,7 +39,10 @@ func frontTLS(srv *http.Server, ln net.Listener, cfg *tls.Config, rules *headRul
 	f := &tlsFront{ln: ln, cfg: cfg, handoff: newHandoffListener(ln.Addr()), rules: rules,
 		handshake: handshakeTimeout(lim), errLog: srv.ErrorLog}
 	if route != nil {
-		f.fast = newFastFront(nil, f.handoff, lim, log, route)
+		// The fast path's shutdown closes ln: the tlsFront stops taking
+		// connections, and net/http keeps serving what it hands over
+		// until its own Shutdown.
+		f.fast = newFastFront(ln, f.handoff, lim, log, route)
 		f.fast.rules = rules
 	}
 	go f.acceptLoop()
@@ -68,11 +71,17 @@ func (l *tlsFrontListener) Close() error {
 	return l.ln.Close()
 }
 
+// acceptLoop takes connections until ln closes. Without a fast path it
+// then closes the handoff too, which ends srv.Serve; with one, that waits
+// for srv's Shutdown, so that connections the fast path hands over while
+// it drains still reach net/http.
 func (f *tlsFront) acceptLoop() {
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
-			f.handoff.Close()
+			if f.fast == nil {
+				f.handoff.Close()
+			}
 			return
 		}
 		go f.serveConn(c)
