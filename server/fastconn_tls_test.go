@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
@@ -278,5 +279,60 @@ func TestFastPathTLSShutdown(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err == nil || isTimeout(err) {
 		t.Errorf("idle connection after shutdown: %v, want closed", err)
+	}
+}
+
+// TestFastPathTLSConcurrent: HTTPS/1.1 keep-alive connections at once,
+// each asking in turn for a small file and one larger than the buffer an
+// answer is gathered in (shared between connections), get every body
+// whole and their own.
+func TestFastPathTLSConcurrent(t *testing.T) {
+	dir := newFastSiteDir(t)
+	tn := startNodeIn(t, dir, fastTLSConfig+fastSiteConfig)
+	want := map[string][]byte{}
+	for _, name := range []string{"tiny.txt", "data.bin", "app.js"} {
+		b, err := os.ReadFile(filepath.Join(dir, "www", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want["/"+name] = b
+	}
+	paths := []string{"/tiny.txt", "/data.bin", "/app.js"}
+	before := server.FastAnswered(tn.node)
+	const conns, each = 6, 30
+	errs := make(chan error, conns)
+	for i := range conns {
+		conn := tn.dialTLS(20 * time.Second) // here: dialTLS may end the test
+		go func() {
+			errs <- func() error {
+				br := bufio.NewReader(conn)
+				for j := range each {
+					p := paths[(i+j)%len(paths)]
+					if _, err := io.WriteString(conn, "GET "+p+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+						return err
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						return err
+					}
+					body, err := io.ReadAll(resp.Body)
+					if err != nil {
+						return err
+					}
+					if !bytes.Equal(body, want[p]) {
+						return fmt.Errorf("%s: %d bytes, not the file's %d", p, len(body), len(want[p]))
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := server.FastAnswered(tn.node) - before; got != conns*each {
+		t.Errorf("fast path answered %d of %d", got, conns*each)
 	}
 }
