@@ -24,11 +24,11 @@ import (
 // carry X-Shoal-Load, a field both fast paths decline (and the cluster
 // strips before any handler sees it), so the same request takes the full
 // chain.
-var booksPaths = []string{"h1-fast", "h1-full", "h2-fast", "h2-full", "h3"}
+var booksPaths = []string{"h1-fast", "h1-full", "h1s-fast", "h1s-full", "h2-fast", "h2-full", "h3"}
 
 // TestBooksSameOnEveryPath: the same request through every entry path
-// (HTTP/1.1 fast path and net/http, HTTP/2 fast path and full chain,
-// HTTP/3) leaves the same books: the same access-log line apart from the
+// (HTTP/1.1 fast path and net/http, the same over TLS, HTTP/2 fast path
+// and full chain, HTTP/3) leaves the same books: the same access-log line apart from the
 // protocol, the same metrics deltas (requests by site, handler and status
 // class, bytes, latency samples; nothing left in flight) and the same
 // cluster accounting (one request served here, none left in its load),
@@ -236,6 +236,9 @@ func booksResponse(t *testing.T, n *Node, path, method, target string, hdr []str
 	if strings.HasSuffix(path, "-full") {
 		hdr = append(hdr, "X-Shoal-Load", "1")
 	}
+	if strings.HasPrefix(path, "h1s") {
+		return booksRawTLS(t, n.Addrs()["https"], method, target, hdr, body)
+	}
 	if strings.HasPrefix(path, "h1") {
 		return booksRaw(t, n.Addrs()["http"], method, target, hdr, body)
 	}
@@ -282,6 +285,23 @@ func booksRaw(t *testing.T, addr, method, target string, hdr []string, body stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return booksOn(t, conn, method, target, hdr, body)
+}
+
+// booksRawTLS is booksRaw over HTTPS/1.1.
+func booksRawTLS(t *testing.T, addr, method, target string, hdr []string, body string) answer {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return booksOn(t, conn, method, target, hdr, body)
+}
+
+// booksOn sends the request on conn, reads the response and closes conn.
+func booksOn(t *testing.T, conn net.Conn, method, target string, hdr []string, body string) answer {
+	t.Helper()
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	var b strings.Builder

@@ -19,16 +19,20 @@ import (
 	"shoal/handlers"
 )
 
-// fastFront owns the connections of a plain-HTTP listener. It answers
-// the requests whose whole response is a cached static file itself: the
-// header block parsed in place, the response written with one writev, no
-// http.Request and no goroutine beyond the connection's own. At the first
-// request that needs anything more it hands the connection, with the bytes
-// it has read, to net/http for the rest of its life. The two paths give the
-// same answers; the fast one only skips work (bench/run.sh static measures
-// it against nginx).
+// fastFront owns the HTTP/1.1 connections of a listener: plain ones it
+// accepts itself, TLS ones the tlsFront gives it after their handshake
+// (limits_tls.go). It answers the requests whose whole response is a
+// cached static file itself: the header block parsed in place, the
+// response written with one writev (one Write over TLS), no http.Request
+// and no goroutine beyond the connection's own. At the first request that
+// needs anything more it hands the connection, with the bytes it has
+// read, to net/http for the rest of its life. The two paths give the same
+// answers; the fast one only skips work (bench/run.sh static measures it
+// against nginx).
 type fastFront struct {
-	ln      net.Listener // connections from the acceptor
+	// ln: connections from the acceptor; over TLS the tlsFront's, which
+	// gives them after their handshake (acceptLoop does not run).
+	ln      net.Listener
 	handoff *handoffListener
 	route   func(requestHead) fastAnswer
 	limits  serverLimits
@@ -36,6 +40,9 @@ type fastFront struct {
 	// rules check every head the fast path hands to net/http, and those
 	// net/http reads after it (nil: none).
 	rules *headRules
+	// scratch holds the buffers a TLS answer is gathered in (tlsGather),
+	// so that an idle connection keeps none.
+	scratch sync.Pool
 
 	// peer, when set, turns a connection that opens with a TLS handshake
 	// into the cluster's peer TLS one (nil: leave it as it is).
@@ -61,6 +68,9 @@ type fastAnswer struct {
 	// routes is the set of header routes whose rules the file carries
 	// (0: none; see fastRoutes).
 	routes uint64
+	// listener: header lines the listener adds to every answer, as the
+	// full chain's serveHTTPS does (HSTS and Alt-Svc over TLS).
+	listener []byte
 }
 
 func (a fastAnswer) ok() bool { return a.file != nil }
@@ -76,6 +86,46 @@ func (n *Node) fastRoute(h requestHead) fastAnswer {
 		return fastAnswer{}
 	}
 	return n.routeFast(h, "http")
+}
+
+// fastRouteTLS is fastRoute for HTTPS/1.1: routes see the scheme
+// "https", and every answer carries the header lines serveHTTPS adds.
+func (n *Node) fastRouteTLS(h requestHead) fastAnswer {
+	a := n.routeFast(h, "https")
+	if a.ok() {
+		a.listener = n.httpsLines()
+	}
+	return a
+}
+
+// httpsFields caches the HSTS and Alt-Svc header lines for the values in
+// force.
+type httpsFields struct {
+	hsts, alt string
+	lines     []byte
+}
+
+// httpsLines are the Strict-Transport-Security and Alt-Svc lines of an
+// HTTPS/1.1 answer, built again only when a reload or HTTP/3 changes
+// their values.
+func (n *Node) httpsLines() []byte {
+	hsts := n.state.Load().cfg.TLS.HSTS
+	alt := ""
+	if p := n.altSvc.Load(); p != nil {
+		alt = *p
+	}
+	if c := n.h1fields.Load(); c != nil && c.hsts == hsts && c.alt == alt {
+		return c.lines
+	}
+	c := &httpsFields{hsts: hsts, alt: alt}
+	if hsts != "" {
+		c.lines = append(c.lines, "Strict-Transport-Security: "+hsts+"\r\n"...)
+	}
+	if alt != "" {
+		c.lines = append(c.lines, "Alt-Svc: "+alt+"\r\n"...)
+	}
+	n.h1fields.Store(c)
+	return c.lines
 }
 
 // routeFast is fastRoute for any listener: what redirect_http leaves alone.
@@ -142,14 +192,16 @@ const (
 const fastBufferSize = 4096
 
 type fastConn struct {
-	// conn is the counted connection (limits.go); tcp is its socket, which
-	// the fast path reads and writes directly.
-	conn *limitConn
-	tcp  *net.TCPConn
-	// peer is a cluster peer's TLS connection over tcp (peer_tls): the
-	// requests are read and answered through it.
+	// conn is the counted connection (limits.go). rw is what the fast
+	// path reads, writes and sets deadlines on: conn's socket itself
+	// (tcp, written with writev), or a TLS connection over conn (tls: a
+	// client's HTTPS/1.1, or a peer's peer_tls, which peer also names),
+	// whose writes pass conn's min_send_rate.
+	conn     *limitConn
+	tcp      *net.TCPConn
+	tls      *tls.Conn
 	peer     *tls.Conn
-	out      []byte // a peer connection's response, gathered for one TLS record
+	rw       net.Conn
 	br       *bufio.Reader
 	state    atomic.Int32
 	accepted time.Time
@@ -157,7 +209,7 @@ type fastConn struct {
 
 	dateSec int64
 	date    []byte // "Date: ...\r\n"
-	bufs    [5][]byte
+	bufs    [6][]byte
 	wb      net.Buffers
 	req     request // the books of the request being answered
 }
@@ -185,7 +237,7 @@ func (f *fastFront) acceptLoop() {
 			lc = &limitConn{TCPConn: tcp} // not counted: no limiter in front
 		}
 		tcp := lc.TCPConn
-		fc := &fastConn{conn: lc, tcp: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+		fc := &fastConn{conn: lc, tcp: tcp, rw: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
 			remote: tcp.RemoteAddr().String()}
 		if !f.track(fc) {
 			lc.Close()
@@ -193,6 +245,29 @@ func (f *fastFront) acceptLoop() {
 		}
 		go f.serveConn(fc)
 	}
+}
+
+// serveTLS serves an HTTP/1.1 connection whose handshake is done, on the
+// caller's goroutine, as serveConn a plain one. Its read_header_timeout
+// runs from now, as net/http's does after a handshake.
+func (f *fastFront) serveTLS(tc *tls.Conn, lc *limitConn) {
+	fc := &fastConn{conn: lc, tls: tc, rw: tc, br: bufio.NewReaderSize(tc, fastBufferSize), accepted: time.Now(),
+		remote: lc.RemoteAddr().String()}
+	if !f.track(fc) {
+		f.handOff(fc) // shutting down: net/http serves it until it stops too
+		return
+	}
+	f.serveConn(fc)
+}
+
+// close closes the connection: over TLS with a close_notify first, as
+// net/http does.
+func (fc *fastConn) close() {
+	if fc.tls != nil {
+		fc.tls.Close()
+		return
+	}
+	fc.conn.Close()
 }
 
 func (f *fastFront) track(fc *fastConn) bool {
@@ -224,7 +299,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 				f.handOff(fc)
 				return
 			}
-			fc.conn.Close()
+			fc.close()
 			return
 		}
 		head := fc.peek()[:n]
@@ -249,7 +324,7 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		fc.state.Store(connIdle)
 		if f.closing.Load() && fc.state.CompareAndSwap(connIdle, connClosed) {
 			f.forget(fc)
-			fc.conn.Close()
+			fc.close()
 			return
 		}
 	}
@@ -265,16 +340,16 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 	if fc.br.Buffered() == 0 {
 		switch {
 		case first && f.limits.readHeader > 0:
-			fc.stream().SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
+			fc.rw.SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
 		case !first && f.limits.idle > 0:
-			fc.stream().SetReadDeadline(time.Now().Add(f.limits.idle))
+			fc.rw.SetReadDeadline(time.Now().Add(f.limits.idle))
 		case !first:
-			fc.stream().SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
+			fc.rw.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
 		}
 		if _, err := fc.br.Peek(1); err != nil {
 			return 0, err
 		}
-		if first && fc.peer == nil && fc.peek()[0] == tlsHandshakeRecord {
+		if first && fc.tls == nil && fc.peek()[0] == tlsHandshakeRecord {
 			return 0, errHandOff // a peer's TLS (or a mistake): not for the fast path
 		}
 	}
@@ -288,7 +363,7 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 	if !first && f.limits.readHeader > 0 {
 		// From the request's first byte; a new connection's deadline runs
 		// from its accept already.
-		fc.stream().SetReadDeadline(time.Now().Add(f.limits.readHeader))
+		fc.rw.SetReadDeadline(time.Now().Add(f.limits.readHeader))
 	}
 	for n < 0 {
 		have := fc.br.Buffered()
@@ -304,33 +379,6 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 		n = headEnd(fc.peek())
 	}
 	return n, nil
-}
-
-// stream is what requests are read from and answered on: the peer's TLS
-// connection, or the socket.
-func (fc *fastConn) stream() net.Conn {
-	if fc.peer != nil {
-		return fc.peer
-	}
-	return fc.tcp
-}
-
-// send writes fc.wb (and consumes it): with one writev on TCP, as one
-// record on a peer's TLS connection.
-func (fc *fastConn) send() (int64, error) {
-	if fc.peer == nil {
-		return fc.wb.WriteTo(fc.tcp)
-	}
-	out := fc.out[:0]
-	for _, b := range fc.wb {
-		out = append(out, b...)
-	}
-	fc.wb = nil
-	if cap(out) <= 64<<10 {
-		fc.out = out
-	}
-	n, err := fc.peer.Write(out)
-	return int64(n), err
 }
 
 func (fc *fastConn) peek() []byte {
@@ -370,16 +418,51 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	f.answered.Add(1)
 
 	if f.limits.send > 0 {
-		fc.stream().SetWriteDeadline(now.Add(f.limits.send))
+		fc.rw.SetWriteDeadline(now.Add(f.limits.send))
 	}
-	fc.bufs = [5][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), ff.Header, body}
+	fc.bufs = [6][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), a.listener, ff.Header, body}
+	if fc.tls != nil {
+		return f.writeTLS(fc)
+	}
 	var want int64
 	for _, b := range fc.bufs {
 		want += int64(len(b))
 	}
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
-	sent, err := fc.send()
+	sent, err := fc.wb.WriteTo(fc.tcp)
 	return err == nil && sent == want
+}
+
+// tlsGather is how much of a response goes out in one Write over TLS:
+// one full record. writev is not available under TLS, and a Write per
+// part would seal (and send) a record per part.
+const tlsGather = 16 << 10
+
+// writeTLS writes the response in fc.bufs over TLS: the header lines and
+// as much of the body as fills tlsGather in one Write, the rest of a
+// larger body straight from the cache.
+func (f *fastFront) writeTLS(fc *fastConn) bool {
+	bp, _ := f.scratch.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, tlsGather)
+		bp = &b
+	}
+	b := (*bp)[:0]
+	last := len(fc.bufs) - 1
+	for _, part := range fc.bufs[:last] {
+		b = append(b, part...)
+	}
+	body := fc.bufs[last]
+	k := min(len(body), max(0, tlsGather-len(b)))
+	b = append(b, body[:k]...)
+	_, err := fc.tls.Write(b)
+	*bp = b[:0]
+	f.scratch.Put(bp)
+	if err == nil && k < len(body) {
+		_, err = fc.tls.Write(body[k:])
+	}
+	fc.bufs = [6][]byte{}
+	return err == nil
 }
 
 // dateLine is the Date header (formatted once a second per connection)
@@ -403,22 +486,27 @@ func (fc *fastConn) dateLine(now time.Time, closing bool) []byte {
 // could destroy the response in flight (net/http does the same).
 func (f *fastFront) closeGracefully(fc *fastConn) {
 	fc.state.Store(connClosed)
-	if fc.peer != nil {
-		fc.peer.CloseWrite() // close_notify, before TCP's FIN
+	if fc.tls != nil {
+		fc.tls.CloseWrite() // close_notify: the TLS way to end the write side
+	} else {
+		fc.tcp.CloseWrite()
 	}
-	fc.tcp.CloseWrite()
-	fc.tcp.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	io.Copy(io.Discard, io.LimitReader(fc.tcp, 256<<10))
-	fc.conn.Close()
+	fc.rw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(fc.rw, 256<<10))
+	fc.close()
 }
 
 // handOff gives the connection and what was read of it to net/http.
 func (f *fastFront) handOff(fc *fastConn) {
 	pending := fc.peek()
 	// net/http sets the deadlines it wants; none of ours may linger.
-	fc.stream().SetDeadline(time.Time{})
+	fc.rw.SetDeadline(time.Time{})
 	if fc.peer != nil {
 		f.handoff.give(&peerReplayConn{Conn: fc.peer, pending: pending})
+		return
+	}
+	if fc.tls != nil {
+		f.handoff.give(&tlsHTTP1Conn{Conn: fc.tls, guard: f.rules.guard(pending, fc.tls, fc.remote)})
 		return
 	}
 	if f.peer != nil {
@@ -441,8 +529,8 @@ func (f *fastFront) handOff(fc *fastConn) {
 // hop's bulk. The handshake runs at the first read, within the header
 // deadline; a stranger's fails there.
 func (f *fastFront) servePeer(fc *fastConn, tc *tls.Conn) {
-	pc := &fastConn{conn: fc.conn, tcp: fc.tcp, peer: tc, br: bufio.NewReaderSize(tc, fastBufferSize),
-		accepted: fc.accepted, remote: fc.remote}
+	pc := &fastConn{conn: fc.conn, tcp: fc.tcp, tls: tc, peer: tc, rw: tc,
+		br: bufio.NewReaderSize(tc, fastBufferSize), accepted: fc.accepted, remote: fc.remote}
 	if !f.track(pc) {
 		fc.tcp.Close()
 		return
@@ -499,7 +587,7 @@ func (f *fastFront) closeIdle() int {
 	for fc := range f.conns {
 		if fc.state.CompareAndSwap(connIdle, connClosed) ||
 			fc.accepted.Before(old) && fc.state.CompareAndSwap(connNew, connClosed) {
-			fc.conn.Close()
+			fc.conn.Close() // the socket: a TLS close_notify could block under f.mu
 			delete(f.conns, fc)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -105,9 +106,22 @@ func readRaw(t *testing.T, br *bufio.Reader, head bool) rawResponse {
 
 // TestFastPathSameAnswers: every request the fast path answers gets the
 // very response the full chain gives (status, every header but Date,
-// body), and the requests it must not answer go down the full chain.
+// body), and the requests it must not answer go down the full chain;
+// over plain HTTP and HTTPS/1.1, where both paths add HSTS and Alt-Svc.
 func TestFastPathSameAnswers(t *testing.T) {
-	tn := startNodeIn(t, newFastSiteDir(t), fastSiteConfig)
+	tn := startNodeIn(t, newFastSiteDir(t), fastTLSConfig+fastSiteConfig)
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			roundTrip := tn.roundTrip
+			if scheme == "https" {
+				roundTrip = tn.roundTripTLS
+			}
+			testFastSame(t, tn, roundTrip, scheme == "https")
+		})
+	}
+}
+
+func testFastSame(t *testing.T, tn *testNode, roundTrip func(string, bool) rawResponse, https bool) {
 	cases := []struct {
 		name, method, path string
 		hdr                string // extra header lines
@@ -172,13 +186,13 @@ func TestFastPathSameAnswers(t *testing.T) {
 			}
 			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%s", tc.method, tc.path, host, hdr)
 			before := server.FastAnswered(tn.node)
-			fast := tn.roundTrip(req+"\r\n", tc.method == "HEAD")
+			fast := roundTrip(req+"\r\n", tc.method == "HEAD")
 			answered := server.FastAnswered(tn.node) - before
 			if want := map[bool]int64{true: 1, false: 0}[tc.fast]; answered != want {
 				t.Errorf("fast path answered %d, want %d", answered, want)
 			}
 			// Content-Length: 0 sends the same request down the full chain.
-			full := tn.roundTrip(req+"Content-Length: 0\r\n\r\n", tc.method == "HEAD")
+			full := roundTrip(req+"Content-Length: 0\r\n\r\n", tc.method == "HEAD")
 			if server.FastAnswered(tn.node)-before != answered {
 				t.Fatal("the fast path answered a request with Content-Length")
 			}
@@ -189,6 +203,10 @@ func TestFastPathSameAnswers(t *testing.T) {
 				t.Errorf("fast and full paths differ:\nfast %s\n  %s\n  %q\nfull %s\n  %s\n  %q",
 					fast.status, strings.Join(fast.header, "\n  "), clip(fast.body),
 					full.status, strings.Join(full.header, "\n  "), clip(full.body))
+			}
+			if https && (!slices.Contains(fast.header, "Strict-Transport-Security: max-age=60") ||
+				!slices.ContainsFunc(fast.header, func(l string) bool { return strings.HasPrefix(l, "Alt-Svc: h3=") })) {
+				t.Errorf("HTTPS answer without HSTS or Alt-Svc: %v", fast.header)
 			}
 		})
 	}

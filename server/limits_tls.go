@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -15,25 +16,37 @@ import (
 // rules (limits_head.go) as on plain HTTP: net/http reads a *tls.Conn
 // directly, with no place to look at the heads it parses. A connection
 // that negotiated another protocol (h2) goes to net/http as the *tls.Conn
-// it wants, for its TLSNextProto. An HTTP/1.1 one goes as a tlsHTTP1Conn,
-// which net/http serves as any connection, taking r.TLS from its
-// ConnectionState method.
+// it wants, for its TLSNextProto. An HTTP/1.1 one goes to the fast path
+// (fastconn.go), as a plain connection does, or, without one, to net/http
+// as a tlsHTTP1Conn, which net/http serves as any connection, taking
+// r.TLS from its ConnectionState method.
 type tlsFront struct {
 	ln        net.Listener
 	cfg       *tls.Config
 	handoff   *handoffListener
 	rules     *headRules
+	fast      *fastFront    // nil: HTTP/1.1 goes to net/http at once
 	handshake time.Duration // longest handshake; 0: none
 	errLog    *log.Logger
 }
 
 // frontTLS sets srv up to take ln's connections through a tlsFront and
 // returns the listener srv must Serve; closing it (Shutdown) closes ln.
-func frontTLS(srv *http.Server, ln net.Listener, cfg *tls.Config, rules *headRules, lim serverLimits) net.Listener {
+// With a route, HTTP/1.1 connections are served by the fast path it
+// returns, which the caller shuts down before srv.
+func frontTLS(srv *http.Server, ln net.Listener, cfg *tls.Config, rules *headRules, lim serverLimits,
+	route func(requestHead) fastAnswer, log *slog.Logger) (net.Listener, *fastFront) {
 	f := &tlsFront{ln: ln, cfg: cfg, handoff: newHandoffListener(ln.Addr()), rules: rules,
 		handshake: handshakeTimeout(lim), errLog: srv.ErrorLog}
+	if route != nil {
+		// The fast path's shutdown closes ln: the tlsFront stops taking
+		// connections, and net/http keeps serving what it hands over
+		// until its own Shutdown.
+		f.fast = newFastFront(ln, f.handoff, lim, log, route)
+		f.fast.rules = rules
+	}
 	go f.acceptLoop()
-	return &tlsFrontListener{handoffListener: f.handoff, ln: ln}
+	return &tlsFrontListener{handoffListener: f.handoff, ln: ln}, f.fast
 }
 
 // handshakeTimeout is net/http's: the smallest of the server's read and
@@ -58,11 +71,17 @@ func (l *tlsFrontListener) Close() error {
 	return l.ln.Close()
 }
 
+// acceptLoop takes connections until ln closes. Without a fast path it
+// then closes the handoff too, which ends srv.Serve; with one, that waits
+// for srv's Shutdown, so that connections the fast path hands over while
+// it drains still reach net/http.
 func (f *tlsFront) acceptLoop() {
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
-			f.handoff.Close()
+			if f.fast == nil {
+				f.handoff.Close()
+			}
 			return
 		}
 		go f.serveConn(c)
@@ -91,6 +110,10 @@ func (f *tlsFront) serveConn(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
 		f.handoff.give(tc)
+		return
+	}
+	if lc, ok := c.(*limitConn); ok && f.fast != nil {
+		f.fast.serveTLS(tc, lc)
 		return
 	}
 	f.handoff.give(&tlsHTTP1Conn{Conn: tc, guard: f.rules.guard(nil, tc, c.RemoteAddr().String())})

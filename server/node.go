@@ -47,6 +47,7 @@ type Node struct {
 	http3      *http3Listener
 	altSvc     atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
 	h2fields   atomic.Pointer[h2Fields]
+	h1fields   atomic.Pointer[httpsFields]
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
 	metrics    *handlers.Metrics
 	compress   *handlers.Compressor
@@ -490,7 +491,11 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		// ticket keys follow its reloads. TLSConfig stays nil on the
 		// server, which still turns HTTP/2 on for "h2" connections.
 		if rules != nil {
-			ln = frontTLS(srv, ln, sp.tls, rules, lim)
+			var route func(requestHead) fastAnswer
+			if sp.fast {
+				route = n.fastRouteTLS
+			}
+			ln, sv.front = frontTLS(srv, ln, sp.tls, rules, lim, route, n.log)
 		} else {
 			ln = tls.NewListener(ln, sp.tls)
 		}

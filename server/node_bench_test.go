@@ -93,6 +93,7 @@ func BenchmarkNodeWire(b *testing.B) {
 			before := n.fastAnswered()
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := conn.Write(req); err != nil {
 					b.Fatal(err)
@@ -102,6 +103,7 @@ func BenchmarkNodeWire(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 			if fast := n.fastAnswered()-before == int64(b.N); fast != bc.fast {
 				b.Fatalf("fast path used: %v, want %v", fast, bc.fast)
 			}

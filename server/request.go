@@ -19,7 +19,8 @@ import (
 //
 //	HTTP/1.1 fast  fastFront.serveConn -> Node.fastRoute -> fastFront.answer
 //	               (a cached static file answered from the connection's
-//	               goroutine; anything else is handed to net/http)
+//	               goroutine; anything else is handed to net/http; over
+//	               TLS after tlsFront's handshake, with Node.fastRouteTLS)
 //	HTTP/2 fast    internal/h2 -> Node.h2Fast -> Answer.Sent
 //	               (the same, for a stream of an HTTP/2 connection)
 //	full chain     net/http (HTTP/1.1 handed off), internal/h2's handler
