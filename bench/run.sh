@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # bench/run.sh: shoal against nginx, Caddy, Apache (mod_cgid), lighttpd
-# (mod_cgi) and HAProxy, in one run, on this machine.
+# (mod_cgi), HAProxy and nginx in front of php-fpm, in one run, on this
+# machine.
 #
 # Usage (from anywhere in the repository):
 #
 #   bench/run.sh                      # every section
 #   bench/run.sh static               # one or more of: static page cgi tls proxy scale
+#                                     # routes upstream fastcgi tlsnew
 #   ROUNDS=5 DURATION=5 bench/run.sh static cgi
 #   SHOAL=/path/to/shoal bench/run.sh # use a built binary instead of `go build`
 #
 # Needs (Debian 12):
 #
-#   apt-get install nginx-light caddy wrk apache2 lighttpd haproxy nghttp2-client curl openssl
+#   apt-get install nginx-light caddy wrk apache2 lighttpd haproxy nghttp2-client curl openssl php8.2-fpm
 #
-# plus Go to build shoal. A missing tool is reported by name and the servers
+# plus Go to build shoal (and tlsnew, bench/tlsnew). A missing tool is reported by name and the servers
 # that need it are left out; the run goes on with the rest.
 #
 # What it does: makes one temporary folder (removed on exit, with every
 # process the script started) holding the files all servers serve (1 KiB,
-# 16 KiB, 256 KiB and 10 MiB of random bytes), a hello-world sh CGI script, a
-# self-signed certificate and each server's config, pid file and logs.
+# 16 KiB, 256 KiB and 10 MiB of random bytes, and 1 KiB as assets/1k.bin),
+# a hello-world sh CGI script, hello.php, a self-signed ECDSA P-256 certificate and each server's config, pid file and logs.
 # Every server listens on 127.0.0.1 on ports found free at start, has its
 # access log off, and runs pinned to CPU $SERVER_CPU with taskset; the load
-# generator (wrk, or h2load for HTTP/2) is pinned to CPU $CLIENT_CPU. For each
+# generator (wrk, h2load for HTTP/2, tlsnew for new TLS connections) is
+# pinned to CPU $CLIENT_CPU. For each
 # case the servers take turns, ROUNDS times, DURATION seconds each, so a
 # disturbance from the other work on the machine hits them all alike. The
 # whole run stops starting new measurements after BUDGET seconds.
@@ -31,8 +34,8 @@
 # the rounds:
 #   req/s     successful responses per second (non-2xx are counted apart in
 #             the "bad" column and never as throughput)
-#   p99 ms    99th percentile latency reported by wrk ("-" for h2load, which
-#             reports no percentiles)
+#   p99 ms    99th percentile latency reported by wrk or tlsnew ("-" for
+#             h2load, which reports no percentiles)
 #   CPU       server CPU time per request in microseconds: the utime+stime
 #             (and the children's, for CGI) of every process of the server,
 #             read from /proc/<pid>/stat before and after the run, divided by
@@ -61,17 +64,39 @@
 #   proxy   a reverse proxy in front of one origin (a shoal node, or nginx
 #           when shoal is not built): shoal node -> shoal node, nginx
 #           proxy_pass, HAProxy, Caddy reverse_proxy; the origin runs on the
-#           server CPU too and its CPU per request is shown as an info row
+#           server CPU too and its CPU per request is shown as an info row;
+#           both shoal nodes serve one folder, share the secret and use
+#           cluster.peer_tls as PEER_TLS says (default: shoal's, true)
 #   scale   CGI work limited by max_concurrent (a script that sleeps), all
 #           traffic sent to one node at a fixed offered rate (h2load --h1
 #           --rps, not closed-loop: a full node's 503s must not become a
 #           retry flood), clusters of 1, 2 and 3 shoal nodes
+#   routes  /assets/1k.bin, HTTP/1.1 keep-alive, on a site with the ten
+#           routes of bench/routes.toml (one headers route matches the file)
+#           vs nginx with the equivalent locations (nginx-apps.conf.in); the
+#           same file from shoal and nginx without routes, for the delta
+#   upstream  1 KiB through shoal's [[upstream]] (route upstream = "app")
+#           vs nginx proxy_pass (upstream {} keepalive 64, HTTP/1.1), both in
+#           front of one backend (nginx serving the file on its own port, or
+#           a shoal node without nginx) on the server CPU
+#   fastcgi hello.php through one php-fpm pool (pm static, FPM_CHILDREN
+#           workers, on the server CPU) both servers share: shoal's fastcgi
+#           upstream vs nginx fastcgi_pass with fastcgi_keep_conn and an
+#           upstream keepalive pool
+#   tlsnew  new TLS 1.3 connections per second, one GET of 1 KiB each
+#           (Connection: close), ECDSA P-256, X25519, no session resumption:
+#           bench/tlsnew (built by the script) with TLSNEW_CONNS workers;
+#           shoal, nginx, Caddy
 #
 # Knobs (environment): ROUNDS=3 DURATION=3 WARMUP=1 CONNS=32 BIG_CONNS=8
 # CGI_CONNS=8 H2_CONNS=32 H2_STREAMS=10 BUDGET=1200 SERVER_CPU=0 CLIENT_CPU=1
 # SCALE_MAXC=4 SCALE_SLEEP=0.1 SCALE_CONNS=32 SCALE_RATE=180 (req/s offered,
-# default 1.5 x what three nodes can do) SHOAL=<binary> KEEP=1 (keep the
-# temporary folder for a look at the logs).
+# default 1.5 x what three nodes can do) FPM_CONNS=8 (wrk connections in
+# fastcgi) FPM_CHILDREN=16 (php-fpm workers, default 2 x FPM_CONNS: a kept
+# FastCGI connection holds a worker even while idle, and both proxies keep
+# theirs) TLSNEW_CONNS=16 PEER_TLS= (cluster.peer_tls of the proxy and
+# scale nodes; empty: shoal's default, true) SHOAL=<binary> KEEP=1 (keep
+# the temporary folder for a look at the logs).
 
 set -u -o pipefail
 
@@ -94,9 +119,13 @@ SCALE_SLEEP=${SCALE_SLEEP:-0.1}
 SCALE_CONNS=${SCALE_CONNS:-32}
 # Offered load: 1.5 times what three nodes can serve.
 SCALE_RATE=${SCALE_RATE:-$(awk -v m="$SCALE_MAXC" -v s="$SCALE_SLEEP" 'BEGIN { printf "%d", 1.5 * 3 * m / s }')}
+FPM_CONNS=${FPM_CONNS:-8}
+FPM_CHILDREN=${FPM_CHILDREN:-$((2 * FPM_CONNS))}
+TLSNEW_CONNS=${TLSNEW_CONNS:-16}
+PEER_TLS=${PEER_TLS:-}
 KEEP=${KEEP:-}
 
-all_sections=(static page cgi tls proxy scale)
+all_sections=(static page cgi tls proxy scale routes upstream fastcgi tlsnew)
 
 # ---------------------------------------------------------------- helpers
 
@@ -324,9 +353,17 @@ rate_run() {
 		END { printf "%d %d %.3f -\n", done, done - ok, secs }'
 }
 
+# tlsnew_run URL CONNS SECS: a new TLS 1.3 connection per request with
+# bench/tlsnew (build_tlsnew first); prints "reqs bad secs p99ms".
+tlsnew_run() {
+	timeout $(($3 + 30)) taskset -c "$CLIENT_CPU" env GOMAXPROCS=1 "$tlsnew_bin" -url "$1" -c "$2" -d "$3s" 2>/dev/null |
+		awk 'NF == 4 { line = $0 } END { print (line == "" ? "0 0 0.000 -" : line) }'
+}
+
 # measure SECTION CASE SERVER ROLE KIND URL CONNS SIZE SID...: one run of the
 # load generator against URL, CPU of the given sessions around it, a line
-# appended to $results. ROLE is subject (shoal), ref (compared with) or
+# appended to $results. ROLE is subject (shoal), ref (compared with), both
+# (a shoal baseline: compared with the refs, and the subjects with it) or
 # info (printed, no ratio). With INFO_SIDS set, that set's CPU per request
 # is appended as an info row named INFO_NAME too.
 measure() {
@@ -340,6 +377,8 @@ measure() {
 		out=$(h2_run "$url" "$conns" "$DURATION")
 	elif [[ $kind == rate ]]; then
 		out=$(rate_run "$url" "$conns" "$DURATION")
+	elif [[ $kind == tlsnew ]]; then
+		out=$(tlsnew_run "$url" "$conns" "$DURATION")
 	else
 		out=$(wrk_run "$url" "$conns" "$DURATION")
 	fi
@@ -367,6 +406,8 @@ warm() {
 		h2_run "$2" "$3" "$WARMUP" >/dev/null
 	elif [[ $1 == rate ]]; then
 		rate_run "$2" "$3" "$WARMUP" >/dev/null
+	elif [[ $1 == tlsnew ]]; then
+		tlsnew_run "$2" "$3" "$WARMUP" >/dev/null
 	else
 		wrk_run "$2" "$3" "$WARMUP" >/dev/null
 	fi
@@ -421,10 +462,10 @@ report() {
 			}
 			for (i = 1; i <= nk; i++) {
 				split(order[i], si, SUBSEP)
-				if (si[1] != cs || role[order[i]] != "subject") continue
+				if (si[1] != cs || (role[order[i]] != "subject" && role[order[i]] != "both")) continue
 				for (j = 1; j <= nk; j++) {
 					split(order[j], rj, SUBSEP)
-					if (rj[1] != cs || role[order[j]] != "ref") continue
+					if (j == i || rj[1] != cs || (role[order[j]] != "ref" && role[order[j]] != "both")) continue
 					rr = (mr[order[j]] > 0) ? mr[order[i]] / mr[order[j]] : ""
 					cr = (mc[order[j]] > 0) ? mc[order[i]] / mc[order[j]] : ""
 					verdict = ""
@@ -547,6 +588,101 @@ start_haproxy() {
 	wait_http "$name" "http://127.0.0.1:${port_proxy[$name]}/" || { reason="did not start: $(why_down "$name")"; stop "$name"; return 1; }
 }
 
+declare -A port_routes=() port_fcgi=()
+
+# start_nginx_apps NAME FPM_PORT: nginx from nginx-apps.conf.in: plain
+# static on port_http[NAME], the routes' locations on port_routes[NAME],
+# fastcgi_pass to 127.0.0.1:FPM_PORT on port_fcgi[NAME].
+start_nginx_apps() {
+	local name=$1 fpm=${2:-9} p
+	have nginx nginx-light || { reason="nginx not installed"; return 1; }
+	alloc "$name"
+	free_port p; port_routes[$name]=$p
+	free_port p; port_fcgi[$name]=$p
+	mkdir -p "$tmp/$name"
+	render "$here/nginx-apps.conf.in" "$tmp/$name/nginx.conf" DIR="$tmp/$name" WWW="$tmp/www" \
+		HTTP_PORT="${port_http[$name]}" ROUTES_PORT="${port_routes[$name]}" \
+		FCGI_PORT="${port_fcgi[$name]}" FPM_PORT="$fpm" FPM_KEEPALIVE="$FPM_CONNS"
+	start "$name" "$SERVER_CPU" "$(tool nginx)" -c "$tmp/$name/nginx.conf" -e "$tmp/$name/error.log"
+	wait_http "$name" "http://127.0.0.1:${port_http[$name]}/" || { reason="did not start: $(why_down "$name")"; stop "$name"; return 1; }
+}
+
+# wait_tcp NAME PORT: true once 127.0.0.1:PORT accepts a connection (within
+# 20 s) while NAME is still running.
+wait_tcp() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		alive "$1" || return 1
+		if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_fpm NAME: one php-fpm pool on 127.0.0.1:port_http[NAME], pm static
+# with FPM_CHILDREN workers, running $tmp/www's scripts.
+start_fpm() {
+	local name=$1 bin="" b userlines="" rflag=()
+	for b in php-fpm8.2 php-fpm; do
+		if command -v "$b" >/dev/null 2>&1 || [[ -x /usr/sbin/$b ]]; then bin=$(tool "$b"); break; fi
+	done
+	[[ -n $bin ]] || { have php-fpm8.2 php8.2-fpm; reason="php-fpm not installed"; return 1; }
+	alloc "$name"
+	mkdir -p "$tmp/$name"
+	if [[ $(id -u) == 0 ]]; then
+		# The master may run as root (-R); the workers run as $run_user.
+		userlines="user = $run_user
+group = $run_group"
+		rflag=(-R)
+	fi
+	cat >"$tmp/$name/php-fpm.conf" <<-EOF
+		[global]
+		pid = $tmp/$name/php-fpm.pid
+		error_log = $tmp/$name/error.log
+		daemonize = no
+
+		[bench]
+		$userlines
+		listen = 127.0.0.1:${port_http[$name]}
+		listen.backlog = 4096
+		pm = static
+		pm.max_children = $FPM_CHILDREN
+		pm.max_requests = 0
+	EOF
+	start "$name" "$SERVER_CPU" "$bin" -F -y "$tmp/$name/php-fpm.conf" "${rflag[@]}"
+	wait_tcp "$name" "${port_http[$name]}" || { reason="did not start: $(why_down "$name")"; stop "$name"; return 1; }
+}
+
+tlsnew_bin=""
+# build_tlsnew: go build bench/tlsnew once; false (with $reason) without.
+build_tlsnew() {
+	[[ -n $tlsnew_bin ]] && return 0
+	command -v go >/dev/null 2>&1 || { reason="go is not installed (bench/tlsnew is built with it)"; return 1; }
+	mkdir -p "$tmp/bin"
+	if ! (cd "$repo" && timeout 300 go build -o "$tmp/bin/tlsnew" ./bench/tlsnew) >"$tmp/build-tlsnew.log" 2>&1; then
+		reason="go build ./bench/tlsnew failed: $(grep -v '^#' "$tmp/build-tlsnew.log" | head -1)"
+		return 1
+	fi
+	tlsnew_bin=$tmp/bin/tlsnew
+}
+
+# expect_status URL STATUS [HEADER]: true when URL answers STATUS (and
+# has the response header line HEADER, "Name: value", when given); else
+# sets $reason.
+expect_status() {
+	local url=$1 want=$2 header=${3:-} code
+	code=$(curl -sk --max-time 5 -D "$tmp/probe.head" -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)
+	if [[ $code != "$want" ]]; then
+		reason="GET /${url#*//*/} answered $code, not $want"
+		return 1
+	fi
+	if [[ -n $header ]] && ! tr -d '\r' <"$tmp/probe.head" | grep -qiF -- "$header"; then
+		reason="GET /${url#*//*/} answered without \"$header\""
+		return 1
+	fi
+	return 0
+}
+
 # ------------------------------------------------------------------ shoal
 
 shoal_bin=${SHOAL:-}
@@ -619,11 +755,16 @@ prepare_files() {
 		head -c "${s#*:}" /dev/urandom >"$tmp/www/${s%%:*}.bin"
 	done
 	echo '<!doctype html><title>bench</title><p>bench' >"$tmp/www/index.html"
+	mkdir -p "$tmp/www/assets"
+	cp "$tmp/www/1k.bin" "$tmp/www/assets/1k.bin"
+	printf '<?php echo "hello\\n";\n' >"$tmp/www/hello.php"
 	printf '#!/bin/sh\nprintf '"'"'Content-Type: text/plain\\r\\n\\r\\nhello\\n'"'"'\n' >"$tmp/cgi-bin/hello.sh"
 	printf '#!/bin/sh\nsleep %s\nprintf '"'"'Content-Type: text/plain\\r\\n\\r\\n%%s\\n'"'"' "$SHOAL_NODE"\n' \
 		"$SCALE_SLEEP" >"$tmp/cgi-bin/slow.sh"
+	printf '#!/bin/sh\nprintf '"'"'Content-Type: text/plain\\r\\n\\r\\n%%s\\n'"'"' "$SHOAL_NODE"\n' >"$tmp/cgi-bin/node.sh"
 	chmod 755 "$tmp" "$tmp/www" "$tmp/cgi-bin" "$tmp/empty" "$tmp"/cgi-bin/*.sh
-	chmod 644 "$tmp"/www/*
+	chmod 755 "$tmp/www/assets"
+	chmod 644 "$tmp"/www/*.* "$tmp"/www/assets/*
 }
 
 # run_rounds SECTION: for each round, each case, each server in turn.
@@ -793,32 +934,42 @@ section_tls() {
 	if start_caddy caddy; then
 		servers+=("caddy|ref|https://127.0.0.1:${port_https[caddy]}||${spid[caddy]}")
 	else unavailable caddy "$reason"; fi
-	if build_shoal; then
-		alloc shoal
-		mkdir -p "$tmp/shoal"
-		{
-			shoal_config shoal ""
-			printf '\n[tls]\ncert = "%s"\nkey = "%s"\n\n[[site]]\nroot = "%s"\n' "$cert" "$key" "$tmp/www"
-		} >"$tmp/shoal/config.toml"
-		sed -i "s|^http = .*|&\nhttps = \"127.0.0.1:${port_https[shoal]}\"|" "$tmp/shoal/config.toml"
-		if start_shoal shoal; then
-			if ! expect_200 "https://127.0.0.1:${port_https[shoal]}/1k.bin"; then
-				unavailable shoal "tls: $reason"
-			else
-				servers+=("shoal|subject|https://127.0.0.1:${port_https[shoal]}||${spid[shoal]}")
-				local v
-				v=$(curl -sk --http2 -o /dev/null -w '%{http_version}' "https://127.0.0.1:${port_https[shoal]}/1k.bin")
-				[[ $v == 2 ]] || section_notes+=("shoal: HTTP/2 not negotiated (curl saw HTTP/$v)")
-			fi
-		else unavailable shoal "$reason"; fi
+	if shoal_tls shoal; then
+		servers+=("shoal|subject|https://127.0.0.1:${port_https[shoal]}||${spid[shoal]}")
+		local v
+		v=$(curl -sk --http2 -o /dev/null -w '%{http_version}' "https://127.0.0.1:${port_https[shoal]}/1k.bin")
+		[[ $v == 2 ]] || section_notes+=("shoal: HTTP/2 not negotiated (curl saw HTTP/$v)")
 	else unavailable shoal "$reason"; fi
 	cases=("h1-1k|wrk|/1k.bin|$CONNS|1024")
 	[[ -n $h2 ]] && cases+=("h2-1k|h2|/1k.bin|$H2_CONNS|1024")
 	run_rounds tls
 	stop_all
+	# Bars of issue 16 against nginx; Caddy's from before.
 	report tls "HTTPS/1.1 keep-alive wrk -t1 -c$CONNS; HTTP/2 h2load -t1 -c$H2_CONNS -m$H2_STREAMS; 1 KiB, $ROUNDS x ${DURATION}s, medians" \
-		"h1-1k|shoal|caddy|rps>=1.5" "h1-1k|shoal|nginx|rps>=0.6" \
-		"h2-1k|shoal|caddy|rps>=1.5" "h2-1k|shoal|nginx|rps>=0.35"
+		"h1-1k|shoal|caddy|rps>=1.5" "h1-1k|shoal|nginx|rps>=1.0" \
+		"h2-1k|shoal|caddy|rps>=1.5" "h2-1k|shoal|nginx|rps>=1.5"
+}
+
+# shoal_tls NAME: a shoal node serving $tmp/www on port_http[NAME] and, with
+# the bench certificate, port_https[NAME]; false (with $reason) unless
+# /1k.bin answers 200 over HTTPS.
+shoal_tls() {
+	local name=$1
+	build_shoal || return 1
+	make_cert || { reason="no certificate (openssl)"; return 1; }
+	alloc "$name"
+	mkdir -p "$tmp/$name"
+	{
+		shoal_config "$name" ""
+		printf '\n[tls]\ncert = "%s"\nkey = "%s"\n\n[[site]]\nroot = "%s"\n' "$cert" "$key" "$tmp/www"
+	} >"$tmp/$name/config.toml"
+	sed -i "s|^http = .*|&\nhttps = \"127.0.0.1:${port_https[$name]}\"|" "$tmp/$name/config.toml"
+	start_shoal "$name" || return 1
+	if ! expect_200 "https://127.0.0.1:${port_https[$name]}/1k.bin"; then
+		reason="tls: $reason"
+		stop "$name"
+		return 1
+	fi
 }
 
 # cluster_node NAME ADMIN_PORT GOSSIP_PORT SECRET JOIN_PORT CLUSTER_TOML
@@ -830,6 +981,7 @@ cluster_node() {
 		printf '\n[[site]]\nroot = "%s"\n%s\n' "$root" "$stoml"
 		printf '\n[cluster]\nenabled = true\ngossip = "127.0.0.1:%s"\nsecret = "%s"\n' "$gossip" "$secret"
 		[[ -n $join ]] && printf 'join = ["127.0.0.1:%s"]\n' "$join"
+		[[ -n $PEER_TLS ]] && printf 'peer_tls = %s\n' "$PEER_TLS"
 		printf '%s\n' "$ctoml"
 	} >"$tmp/$name/config.toml"
 	start_shoal "$name"
@@ -895,6 +1047,7 @@ section_proxy() {
 	oport=${port_http[$origin_name]}
 	osid=${spid[$origin_name]}
 	section_notes+=("origin: $origin on 127.0.0.1:$oport, pinned with the proxy to CPU $SERVER_CPU")
+	section_notes+=("shoal hop: $(peer_tls_used)")
 	if start_nginx nginx "$tmp/www" "$oport"; then
 		servers+=("nginx|ref|http://127.0.0.1:${port_proxy[nginx]}||${spid[nginx]}")
 	else unavailable nginx "$reason"; fi
@@ -914,19 +1067,35 @@ section_proxy() {
 	run_rounds proxy
 	INFO_SIDS=""
 	stop_all
+	# Two bars against nginx: issue 12's (peer_tls on) and issue 15's.
 	report proxy "one hop to the same origin, 1 KiB GET, wrk -t1 -c$CONNS, $ROUNDS x ${DURATION}s, medians; CPU is the proxy's" \
-		"1k|shoal|nginx|rps>=0.5" "1k|shoal|caddy|rps>=1.5"
+		"1k|shoal|nginx|rps>=0.6" "1k|shoal|nginx|rps>=0.9" "1k|shoal|caddy|rps>=1.5"
+}
+
+# peer_tls_used: which cluster.peer_tls the cluster nodes run with.
+peer_tls_used() {
+	if [[ -z $PEER_TLS ]]; then
+		printf 'cluster.peer_tls = true (the default: mutual TLS between the nodes, certificates derived from the shared secret)'
+	elif [[ $PEER_TLS == true ]]; then
+		printf 'cluster.peer_tls = true (PEER_TLS=true: mutual TLS between the nodes)'
+	else
+		printf 'cluster.peer_tls = %s (PEER_TLS=%s: plain HTTP between the nodes)' "$PEER_TLS" "$PEER_TLS"
+	fi
 }
 
 # shoal_pair: starts a shoal origin and, in the same cluster, the shoal
 # node that proxies to it; sets $origin_name, and $front_name (or
 # $front_why when there is no front). False, with $reason, only when not
-# even the origin runs. The front has an empty root, balance "all" and
-# policy ip_hash: every request from 127.0.0.1 goes to the one node the
-# client address hashes to. Pairs of node names are tried until that node
-# is the origin (a 200 for /1k.bin, which only the origin has).
+# even the origin runs. Both nodes serve the same folder with the same
+# site config (a node balances a site only to peers whose hash of it,
+# files included, equals its own) and share the secret (peer_tls derives
+# their certificates from it). The front has balance "all" and policy
+# ip_hash: every request from 127.0.0.1 goes to the one node the client
+# address hashes to. Pairs of node names are tried until that node is the
+# origin: /cgi-bin/node.sh, asked of the front, names the node that ran it.
 shoal_pair() {
-	local k tries=8 secret og oa fg fa i code o f
+	local k tries=8 secret og oa fg fa i got o f site
+	site=$(printf '\n[[site.cgi]]\nprefix = "/cgi-bin/"\ndir = "%s"\n' "$tmp/cgi-bin")
 	for ((k = 1; k <= tries; k++)); do
 		o=origin$k f=front$k
 		secret=$(new_secret)
@@ -935,7 +1104,7 @@ shoal_pair() {
 		free_port og
 		free_port oa
 		if ! cluster_node "$o" "$oa" "$og" "$secret" "" \
-			"$(printf 'capacity = 100000\nbalance = "all"')" "" ||
+			"$(printf 'capacity = 100000\nbalance = "all"')" "$site" ||
 			! expect_200 "http://127.0.0.1:${port_http[$o]}/1k.bin"; then
 			stop "$o"
 			return 1
@@ -946,7 +1115,7 @@ shoal_pair() {
 		free_port fg
 		free_port fa
 		if ! cluster_node "$f" "$fa" "$fg" "$secret" "$og" \
-			"$(printf 'balance = "all"\nmode = "proxy"\npolicy = "ip_hash"')" "" "$tmp/empty"; then
+			"$(printf 'balance = "all"\nmode = "proxy"\npolicy = "ip_hash"')" "$site"; then
 			front_why=$reason
 			return 0
 		fi
@@ -955,15 +1124,17 @@ shoal_pair() {
 			stop "$f"
 			return 0
 		fi
-		for ((i = 0; i < 20; i++)); do
-			code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_http[$f]}/1k.bin")
-			if [[ $code == 200 ]]; then
+		# The peer's metadata (its site hash) may come a moment after it
+		# is alive: ask for a while.
+		for ((i = 0; i < 30; i++)); do
+			got=$(curl -s --max-time 2 "http://127.0.0.1:${port_http[$f]}/cgi-bin/node.sh" 2>/dev/null)
+			if [[ $got == "$o" ]]; then
 				front_name=$f
 				return 0
 			fi
 			sleep 0.1
 		done
-		front_why="GET /1k.bin through the front node never reached the origin (last status $code, $k pairs of node names tried)"
+		front_why="GET /cgi-bin/node.sh through the front node never reached the origin (last answer \"${got:0:60}\", $k pairs of node names tried)"
 		stop "$f"
 		((k < tries)) && stop "$o"
 	done
@@ -1019,6 +1190,7 @@ section_scale() {
 			servers+=("$n-nodes|subject|http://127.0.0.1:${port_http[$first]}||${sids# }")
 		fi
 	done
+	section_notes+=("$(peer_tls_used)")
 	section_notes+=("each node: max_concurrent = capacity = $SCALE_MAXC, script sleeps ${SCALE_SLEEP}s: one node tops out near $(awk -v m="$SCALE_MAXC" -v s="$SCALE_SLEEP" 'BEGIN{printf "%.0f", m / s}') req/s; CPU is all nodes together")
 	cases=("cgi-sleep|rate|/cgi-bin/slow.sh|$SCALE_CONNS|16")
 	run_rounds scale
@@ -1039,6 +1211,143 @@ wait_spread() {
 	done
 	reason="cluster did not spread a burst of $burst requests over $2 nodes within 30s (saw $seen)"
 	return 1
+}
+
+section_routes() {
+	section_notes=()
+	servers=()
+	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report routes "skipped"; return; }
+	local immutable='Cache-Control: public, max-age=31536000, immutable' base
+	if start_nginx_apps nginx; then
+		base=http://127.0.0.1:${port_routes[nginx]}
+		if ! expect_status "$base/assets/1k.bin" 200 "$immutable"; then
+			unavailable nginx-routes "$reason"
+		elif ! expect_status "$base/healthz" 204 || ! expect_status "$base/data/x" 403; then
+			unavailable nginx-routes "$reason"
+		else
+			servers+=("nginx-routes|ref|$base||${spid[nginx]}")
+		fi
+		servers+=("nginx|ref|http://127.0.0.1:${port_http[nginx]}||${spid[nginx]}")
+	else unavailable nginx "$reason"; fi
+	if shoal_static shoal-routes "$tmp/www" "$(cat "$here/routes.toml")"; then
+		base=http://127.0.0.1:${port_http[shoal-routes]}
+		if ! expect_status "$base/assets/1k.bin" 200 "$immutable"; then
+			unavailable shoal-routes "routes: $reason"
+		elif ! expect_status "$base/healthz" 204 || ! expect_status "$base/data/x" 403; then
+			unavailable shoal-routes "routes: $reason"
+		else
+			servers+=("shoal-routes|subject|$base||${spid[shoal-routes]}")
+		fi
+	else unavailable shoal-routes "$reason"; fi
+	if shoal_static shoal "$tmp/www"; then
+		if expect_200 "http://127.0.0.1:${port_http[shoal]}/assets/1k.bin"; then
+			servers+=("shoal|both|http://127.0.0.1:${port_http[shoal]}||${spid[shoal]}")
+		else unavailable shoal "$reason"; fi
+	else unavailable shoal "$reason"; fi
+	section_notes+=("shoal-routes, nginx-routes: the 10 routes of bench/routes.toml and the equivalent nginx locations (the file gets Cache-Control: immutable from both, checked); shoal, nginx: the same site without routes")
+	cases=("1k|wrk|/assets/1k.bin|$CONNS|1024")
+	run_rounds routes
+	stop_all
+	# Issue 14's bar; shoal-routes/shoal is the route walk's cost.
+	report routes "GET /assets/1k.bin, HTTP/1.1 keep-alive, wrk -t1 -c$CONNS, $ROUNDS x ${DURATION}s, medians" \
+		"1k|shoal-routes|nginx-routes|rps>=1.3"
+}
+
+section_upstream() {
+	section_notes=()
+	servers=()
+	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report upstream "skipped"; return; }
+	local bport bsid backend=""
+	# The backend: nginx serving the files on its own port; a shoal node
+	# when there is no nginx.
+	if start_nginx app; then
+		backend=nginx
+	elif shoal_static app "$tmp/www"; then
+		backend=shoal
+	else
+		section_notes+=("no backend: $reason")
+		report upstream "skipped"
+		return
+	fi
+	bport=${port_http[app]}
+	bsid=${spid[app]}
+	section_notes+=("backend: $backend on 127.0.0.1:$bport, pinned with the proxy to CPU $SERVER_CPU")
+	if start_nginx nginx "$tmp/www" "$bport"; then
+		if expect_200 "http://127.0.0.1:${port_proxy[nginx]}/1k.bin"; then
+			servers+=("nginx|ref|http://127.0.0.1:${port_proxy[nginx]}||${spid[nginx]}")
+		else unavailable nginx "proxy_pass: $reason"; fi
+	else unavailable nginx "$reason"; fi
+	local up
+	up=$(printf '\n[[site.route]]\npath = "/*"\nupstream = "app"\n\n[[upstream]]\nname = "app"\ntargets = ["http://127.0.0.1:%s"]\n' "$bport")
+	if shoal_static shoal "$tmp/empty" "$up"; then
+		if expect_200 "http://127.0.0.1:${port_http[shoal]}/1k.bin"; then
+			servers+=("shoal|subject|http://127.0.0.1:${port_http[shoal]}||${spid[shoal]}")
+		else unavailable shoal "upstream: $reason"; fi
+	else unavailable shoal "$reason"; fi
+	cases=("1k|wrk|/1k.bin|$CONNS|1024")
+	INFO_SIDS=$bsid
+	run_rounds upstream
+	INFO_SIDS=""
+	stop_all
+	# Issue 15's bar.
+	report upstream "an HTTP upstream, 1 KiB GET, wrk -t1 -c$CONNS, $ROUNDS x ${DURATION}s, medians; CPU is the proxy's" \
+		"1k|shoal|nginx|rps>=1.0"
+}
+
+section_fastcgi() {
+	section_notes=()
+	servers=()
+	have wrk wrk || { section_notes+=("wrk missing: section skipped"); report fastcgi "skipped"; return; }
+	if ! start_fpm fpm; then
+		section_notes+=("php-fpm: not available ($reason): section skipped")
+		report fastcgi "skipped"
+		return
+	fi
+	local fport=${port_http[fpm]} fsid=${spid[fpm]}
+	section_notes+=("php-fpm on 127.0.0.1:$fport, pm static, $FPM_CHILDREN workers shared by both servers, pinned with them to CPU $SERVER_CPU")
+	if start_nginx_apps nginx "$fport"; then
+		if expect_200 "http://127.0.0.1:${port_fcgi[nginx]}/hello.php" hello; then
+			servers+=("nginx|ref|http://127.0.0.1:${port_fcgi[nginx]}||${spid[nginx]}")
+		else unavailable nginx "fastcgi_pass: $reason"; fi
+	else unavailable nginx "$reason"; fi
+	local up
+	up=$(printf '\n[[site.route]]\npath = "*.php"\nupstream = "php"\n\n[[upstream]]\nname = "php"\ntargets = ["fastcgi://127.0.0.1:%s"]\nroot = "%s"\n' "$fport" "$tmp/www")
+	if shoal_static shoal "$tmp/www" "$up"; then
+		if expect_200 "http://127.0.0.1:${port_http[shoal]}/hello.php" hello; then
+			servers+=("shoal|subject|http://127.0.0.1:${port_http[shoal]}||${spid[shoal]}")
+		else unavailable shoal "fastcgi: $reason"; fi
+	else unavailable shoal "$reason"; fi
+	cases=("hello-php|wrk|/hello.php|$FPM_CONNS|6")
+	INFO_SIDS=$fsid
+	run_rounds fastcgi
+	INFO_SIDS=""
+	stop_all
+	# Issue 15's bar.
+	report fastcgi "hello.php through php-fpm, wrk -t1 -c$FPM_CONNS, $ROUNDS x ${DURATION}s, medians; CPU is the server's, the origin<- rows php-fpm's" \
+		"hello-php|shoal|nginx|rps>=1.0"
+}
+
+section_tlsnew() {
+	section_notes=()
+	servers=()
+	make_cert || { section_notes+=("no certificate: section skipped"); report tlsnew "skipped"; return; }
+	build_tlsnew || { section_notes+=("no client: $reason: section skipped"); report tlsnew "skipped"; return; }
+	if start_nginx nginx; then
+		servers+=("nginx|ref|https://127.0.0.1:${port_https[nginx]}||${spid[nginx]}")
+	else unavailable nginx "$reason"; fi
+	if start_caddy caddy; then
+		servers+=("caddy|ref|https://127.0.0.1:${port_https[caddy]}||${spid[caddy]}")
+	else unavailable caddy "$reason"; fi
+	if shoal_tls shoal; then
+		servers+=("shoal|subject|https://127.0.0.1:${port_https[shoal]}||${spid[shoal]}")
+	else unavailable shoal "$reason"; fi
+	section_notes+=("client: bench/tlsnew -c $TLSNEW_CONNS, TLS 1.3, X25519, no session cache, a full handshake per request; req/s = new connections/s")
+	cases=("tls13-new|tlsnew|/1k.bin|$TLSNEW_CONNS|1024")
+	run_rounds tlsnew
+	stop_all
+	# Issue 16's bar.
+	report tlsnew "a new TLS 1.3 connection per 1 KiB GET, ECDSA P-256, $ROUNDS x ${DURATION}s, medians; CPU is per connection" \
+		"tls13-new|shoal|nginx|rps>=0.8"
 }
 
 # ------------------------------------------------------------------- main
