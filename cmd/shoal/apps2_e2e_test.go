@@ -350,7 +350,7 @@ func TestE2ECgitRecipe(t *testing.T) {
 // PHP requests at a time sent to node a are spread to node b too.
 func TestE2EClusterPHPRecipe(t *testing.T) {
 	fpm := freeAddr(t)
-	startPHPFPM(t, fpm, 40)
+	startPHPFPM(t, fpm, 8) // fewer than the nodes' pools: they free workers for waiting requests
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "work.php"), "<?php usleep(300000); echo \"node=\", $_SERVER['SHOAL_NODE'], \"\\n\";")
 	cfg := appRecipe(t, "cluster-php", "127.0.0.1:9000", fpm, "/srv/www", root)

@@ -52,6 +52,9 @@ func StartPHPFPM(t testing.TB, o FPMOptions) *PHPFPM {
 			f.Network, f.Address = "tcp", freeLoopbackPort(t)
 		default:
 			f.Address = o.Listen
+			if !filepath.IsAbs(o.Listen) {
+				f.Network = "tcp" // host:port
+			}
 		}
 		if f.start(t, bin, o) {
 			return f
@@ -126,7 +129,7 @@ func (f *PHPFPM) start(t testing.TB, bin string, o FPMOptions) bool {
 			<-exited
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a loaded machine forks a big pool slowly
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
@@ -149,7 +152,7 @@ func (f *PHPFPM) start(t testing.TB, bin string, o FPMOptions) bool {
 		time.Sleep(20 * time.Millisecond) // poll interval while php-fpm starts
 	}
 	stop()
-	t.Fatalf("php-fpm did not listen on %s within 10s: %s", f.Address, out)
+	t.Fatalf("php-fpm did not listen on %s within 30s: %s", f.Address, out)
 	return false
 }
 
