@@ -33,8 +33,16 @@ func (u *Upstream) checkAll() {
 	wg.Wait()
 }
 
-// checkOne runs one check and records a change of verdict.
+// checkOne runs one check and records a change of verdict; a target
+// another node checks is left to it.
 func (u *Upstream) checkOne(t *target) {
+	if u.opts.Prober != nil && !u.opts.Prober(t.Raw) {
+		// This node's old verdict would outlive its checks; the prober's
+		// findings (MarkDown, MarkUp) rule now. A target this node found
+		// down stays skipped (downUntil) until the prober says otherwise.
+		t.unhealthy.Store(false)
+		return
+	}
 	timeout := min(u.opts.healthInterval(), u.opts.connectTimeout()+u.opts.timeout())
 	var err error
 	if t.fcgi != nil {
@@ -48,17 +56,25 @@ func (u *Upstream) checkOne(t *target) {
 	if err == nil {
 		// A target that answers its check takes requests at once, even
 		// one skipped after a failed request: the check is the fresher news.
-		t.downUntil.Store(0)
+		skipped := t.downUntil.Swap(0) > time.Now().UnixNano()
 		if t.unhealthy.Swap(false) {
+			skipped = true
 			u.log.Info("upstream: target healthy again", "target", t.Raw)
+		}
+		if skipped && u.opts.OnMarkUp != nil {
+			u.opts.OnMarkUp(t.Raw)
 		}
 		return
 	}
 	if !t.unhealthy.Swap(true) {
 		u.log.Warn("upstream: health check failed; target skipped", "target", t.Raw, "error", err)
 	}
+	until := time.Now().Add(max(u.opts.healthInterval(), u.opts.failTimeout()))
+	// Skipped by the clock too, so that if this node stops being the
+	// prober the target stays skipped until the new prober has checked.
+	t.skipUntil(until)
 	if u.opts.OnMarkDown != nil {
-		u.opts.OnMarkDown(t.Raw, time.Now().Add(max(u.opts.healthInterval(), u.opts.failTimeout())))
+		u.opts.OnMarkDown(t.Raw, until)
 	}
 }
 
