@@ -85,16 +85,27 @@ func (n *Node) probes(upstream, target string) bool {
 	if c == nil {
 		return true
 	}
-	best, bestScore := "", uint64(0)
+	var live []string
 	for _, m := range c.Members() {
-		if m.State != cluster.StateAlive && m.State != cluster.StateSuspect {
-			continue
-		}
-		if s := proberScore(m.Name, upstream, target); best == "" || s > bestScore || (s == bestScore && m.Name < best) {
-			best, bestScore = m.Name, s
+		if m.State == cluster.StateAlive || m.State == cluster.StateSuspect {
+			live = append(live, m.Name)
 		}
 	}
-	return best == "" || best == c.Self()
+	p := chooseProber(live, upstream, target)
+	return p == "" || p == c.Self()
+}
+
+// chooseProber is the node among live that checks a target: rendezvous
+// hashing, so every node agrees from the same list, and a node leaving
+// moves only the targets it checked.
+func chooseProber(live []string, upstream, target string) string {
+	best, bestScore := "", uint64(0)
+	for _, name := range live {
+		if s := proberScore(name, upstream, target); best == "" || s > bestScore || (s == bestScore && name < best) {
+			best, bestScore = name, s
+		}
+	}
+	return best
 }
 
 func proberScore(node, upstream, target string) uint64 {
