@@ -76,10 +76,11 @@ func (a *healthAnnouncer) send(c *cluster.Cluster, h healthNews) {
 	}
 }
 
-// probes says whether this node runs the checks of a target: the live
+// probes says whether this node runs the checks of a target: the alive
 // member with the highest rendezvous score for it does, so each target
-// has one prober, and when it leaves the next in score takes over at its
-// next check. Without a cluster this node checks every target.
+// has one prober, and when it leaves or falls silent (suspect, 3 s) the
+// next in score takes over at its next check. Without a cluster this
+// node checks every target.
 func (n *Node) probes(upstream, target string) bool {
 	c := n.cl.get()
 	if c == nil {
@@ -87,7 +88,7 @@ func (n *Node) probes(upstream, target string) bool {
 	}
 	var live []string
 	for _, m := range c.Members() {
-		if m.State == cluster.StateAlive || m.State == cluster.StateSuspect {
+		if m.State == cluster.StateAlive {
 			live = append(live, m.Name)
 		}
 	}

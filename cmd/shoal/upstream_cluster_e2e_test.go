@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,16 +106,40 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) time.D
 	return time.Since(start)
 }
 
+// upBackends are the Go test applications behind the two nodes.
+type upBackends struct {
+	config       string           // the shoal config naming them
+	one, checked *httptest.Server // a target of "app"; the target of "checked"
+	slow         *httptest.Server // holds every request until release is closed
+	release      chan struct{}
+	checks       atomic.Int32 // health checks the checked target answered
+	sick         atomic.Bool  // the checked target fails its checks
+	mu           sync.Mutex
+	agents       []string // the User-Agent of each check (names the node)
+}
+
+// lastAgents is the User-Agent of the last n checks, or nil.
+func (bs *upBackends) lastAgents(n int) []string {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if len(bs.agents) < n {
+		return nil
+	}
+	return append([]string(nil), bs.agents[len(bs.agents)-n:]...)
+}
+
 // upstreamBackends starts the app's two targets, the checked one and the
-// slow one, and returns the config naming them; the slow one holds every
-// request until release is closed.
-func upstreamBackends(t *testing.T) (config string, one, checked *httptest.Server, health *atomic.Int32, sick *atomic.Bool, slow *httptest.Server, release chan struct{}) {
-	health, sick = &atomic.Int32{}, &atomic.Bool{}
+// slow one.
+func upstreamBackends(t *testing.T) *upBackends {
+	bs := &upBackends{release: make(chan struct{})}
 	app := func(name string, checked bool) *httptest.Server {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/healthz" && checked {
-				health.Add(1)
-				if sick.Load() {
+				bs.checks.Add(1)
+				bs.mu.Lock()
+				bs.agents = append(bs.agents, r.UserAgent())
+				bs.mu.Unlock()
+				if bs.sick.Load() {
 					w.WriteHeader(500)
 				}
 				return
@@ -124,26 +149,25 @@ func upstreamBackends(t *testing.T) (config string, one, checked *httptest.Serve
 		t.Cleanup(s.Close)
 		return s
 	}
-	one, two := app("one", false), app("two", false)
-	checked = app("checked", true)
-	release = make(chan struct{})
-	slow = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	two := app("two", false)
+	bs.one, bs.checked = app("one", false), app("checked", true)
+	bs.slow = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-release:
+		case <-bs.release:
 		case <-r.Context().Done():
 		}
 		io.WriteString(w, "slow")
 	}))
 	t.Cleanup(func() {
 		select {
-		case <-release:
+		case <-bs.release:
 		default:
-			close(release)
+			close(bs.release)
 		}
-		slow.Close()
+		bs.slow.Close()
 	})
-	config = fmt.Sprintf(upstreamClusterConfig, one.URL, two.URL, checked.URL, slow.URL)
-	return
+	bs.config = fmt.Sprintf(upstreamClusterConfig, bs.one.URL, two.URL, bs.checked.URL, bs.slow.URL)
+	return bs
 }
 
 // TestE2EUpstreamHealthShared: node a finds a target dead by a request
@@ -151,9 +175,10 @@ func upstreamBackends(t *testing.T) (config string, one, checked *httptest.Serve
 // within 2 s; a target whose active check fails (checked by one node
 // only) shows unhealthy on both, and healthy on both when it recovers.
 func TestE2EUpstreamHealthShared(t *testing.T) {
-	config, one, checked, checks, sick, _, _ := upstreamBackends(t)
-	cl := newCClusterWith(t, 2, config)
+	bs := upstreamBackends(t)
+	cl := newCClusterWith(t, 2, bs.config)
 	a, b := cl.nodes["a"], cl.nodes["b"]
+	one, checked, checks, sick := bs.one, bs.checked, &bs.checks, &bs.sick
 	oneURL := one.URL
 
 	// One prober for the checked target: about one check per interval,
@@ -199,9 +224,10 @@ func TestE2EUpstreamHealthShared(t *testing.T) {
 // through node a and two through node b, show as each node's own
 // inflight and as cluster_inflight 5 on both; released, 0 on both.
 func TestE2EUpstreamClusterInflight(t *testing.T) {
-	config, _, _, _, _, slow, release := upstreamBackends(t)
-	cl := newCClusterWith(t, 2, config)
+	bs := upstreamBackends(t)
+	cl := newCClusterWith(t, 2, bs.config)
 	a, b := cl.nodes["a"], cl.nodes["b"]
+	slow, release := bs.slow, bs.release
 	var wg sync.WaitGroup
 	for n, k := range map[*cnode]int{a: 3, b: 2} {
 		for range k {
@@ -225,5 +251,44 @@ func TestE2EUpstreamClusterInflight(t *testing.T) {
 			st, ok := n.target("slow", slow.URL)
 			return ok && st.Inflight == 0 && st.ClusterInflight == 0
 		})
+	}
+}
+
+// TestE2EUpstreamProberTakeover: the node that checks a target is killed;
+// the other takes the checks over within a few seconds and sees the
+// target fail them.
+func TestE2EUpstreamProberTakeover(t *testing.T) {
+	bs := upstreamBackends(t)
+	cl := newCClusterWith(t, 2, bs.config)
+	agentOf := func(n *cnode) string { return "shoal-health-check (node " + n.name + ")" }
+	// At start each node checks until it has joined; then one does.
+	bs.mu.Lock()
+	bs.agents = nil
+	bs.mu.Unlock()
+	var prober, other *cnode
+	within(t, 5*time.Second, "five checks in a row by one node", func() bool {
+		last := bs.lastAgents(5)
+		for _, n := range cl.nodes {
+			if len(last) == 5 && !slices.ContainsFunc(last, func(a string) bool { return a != agentOf(n) }) {
+				prober = n
+			}
+		}
+		return prober != nil
+	})
+	for _, n := range cl.nodes {
+		if n != prober {
+			other = n
+		}
+	}
+	prober.cmd.Process.Kill()
+	<-prober.exited
+	bs.sick.Store(true)
+	took := within(t, 8*time.Second, "node "+other.name+" checks the target and shows it down", func() bool {
+		st, ok := other.target("checked", bs.checked.URL)
+		return ok && !st.Healthy
+	})
+	t.Logf("node %s took the checks over after %v", other.name, took)
+	if got := bs.lastAgents(1); got[0] != agentOf(other) {
+		t.Errorf("last check by %q, want %q", got[0], agentOf(other))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -48,7 +49,7 @@ func (u *Upstream) checkOne(t *target) {
 	if t.fcgi != nil {
 		err = t.fcgi.check(u, u.opts.Health, timeout)
 	} else {
-		err = t.http.check(u.ctx, u.opts.Health, timeout)
+		err = t.http.check(u.ctx, u.opts.Health, timeout, u.checkAgent())
 	}
 	if u.ctx.Err() != nil {
 		return // closed meanwhile: the verdict means nothing
@@ -78,8 +79,17 @@ func (u *Upstream) checkOne(t *target) {
 	}
 }
 
+// checkAgent is the User-Agent of the checks; it names the node, so an
+// application's log shows which node of a cluster probes it.
+func (u *Upstream) checkAgent() string {
+	if u.opts.NodeName == "" || strings.ContainsAny(u.opts.NodeName, "()\r\n") {
+		return "shoal-health-check"
+	}
+	return "shoal-health-check (node " + u.opts.NodeName + ")"
+}
+
 // check sends GET path on the target's own pool: 2xx and 3xx are healthy.
-func (ht *httpTarget) check(parent context.Context, path string, timeout time.Duration) error {
+func (ht *httpTarget) check(parent context.Context, path string, timeout time.Duration, agent string) error {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	u := *ht.base
@@ -88,7 +98,7 @@ func (ht *httpTarget) check(parent context.Context, path string, timeout time.Du
 	if err != nil {
 		return err
 	}
-	req.Header.Set("User-Agent", "shoal-health-check")
+	req.Header.Set("User-Agent", agent)
 	resp, err := ht.transport.RoundTrip(req)
 	if err != nil {
 		return err
