@@ -3,6 +3,7 @@ package cluster
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // msgApp carries a payload of the server's own (rate-limit counts,
@@ -78,4 +79,20 @@ func (c *Cluster) handleApp(b []byte) {
 		return
 	}
 	fns[b[0]](b[1:])
+}
+
+// AlivePeers returns the names of the peers that are alive and not
+// suspect (they reported load within Timings.StaleAfter): the nodes a
+// feature may hand work to now. Lock-free, unlike Members.
+func (c *Cluster) AlivePeers() []string {
+	now := time.Now().UnixNano()
+	stale := c.opts.Timings.staleAfter()
+	peers := *c.peers.Load()
+	out := make([]string, 0, len(peers))
+	for _, m := range peers {
+		if stateName(m, now, stale) == StateAlive {
+			out = append(out, m.name)
+		}
+	}
+	return out
 }

@@ -92,3 +92,21 @@ func TestHandleAppIgnoresEmpty(t *testing.T) {
 	n.c.handleApp(nil)
 	n.c.handleMsg([]byte{msgApp})
 }
+
+// AlivePeers names the live peers, not the node itself, and drops a
+// peer that died.
+func TestAlivePeers(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0]
+	eventually(t, 2*time.Second, "both peers alive", func() bool { return len(a.c.AlivePeers()) == 2 })
+	for _, name := range a.c.AlivePeers() {
+		if name == a.name {
+			t.Error("AlivePeers names the node itself")
+		}
+	}
+	nodes[2].crash()
+	eventually(t, 10*time.Second, "the crashed peer dropped", func() bool {
+		p := a.c.AlivePeers()
+		return len(p) == 1 && p[0] == nodes[1].name
+	})
+}

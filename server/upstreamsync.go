@@ -86,13 +86,7 @@ func (n *Node) probes(upstream, target string) bool {
 	if c == nil {
 		return true
 	}
-	var live []string
-	for _, m := range c.Members() {
-		if m.State == cluster.StateAlive {
-			live = append(live, m.Name)
-		}
-	}
-	p := chooseProber(live, upstream, target)
+	p := chooseProber(append(c.AlivePeers(), c.Self()), upstream, target)
 	return p == "" || p == c.Self()
 }
 
@@ -192,10 +186,8 @@ func (n *Node) sendLoads(c *cluster.Cluster, sent map[targetKey]int64) {
 
 func liveNames(c *cluster.Cluster) map[string]bool {
 	live := map[string]bool{}
-	for _, m := range c.Members() {
-		if m.State == cluster.StateAlive || m.State == cluster.StateSuspect {
-			live[m.Name] = true
-		}
+	for _, name := range c.AlivePeers() {
+		live[name] = true
 	}
 	return live
 }
