@@ -24,6 +24,11 @@ const (
 // a target down one after another, the peers need hear it once.
 const announceAgain = time.Second
 
+// announceRepeat is when a down-mark is sent a second time: a packet lost
+// would otherwise leave a peer sending requests to a dead target until
+// it found out by itself.
+const announceRepeat = 300 * time.Millisecond
+
 // targetKey names one target of one upstream.
 type targetKey struct{ upstream, target string }
 
@@ -56,6 +61,15 @@ func (a *healthAnnouncer) down(upstream, target string, until time.Time) {
 	a.sent[k] = until
 	a.mu.Unlock()
 	a.send(c, healthNews{Down: true, Remaining: time.Until(until), Upstream: upstream, Target: target})
+	time.AfterFunc(announceRepeat, func() {
+		a.mu.Lock()
+		last, ok := a.sent[k]
+		still := ok && last.Equal(until) // not announced up (or down anew) since
+		a.mu.Unlock()
+		if still && time.Until(until) > 0 {
+			a.send(c, healthNews{Down: true, Remaining: time.Until(until), Upstream: upstream, Target: target})
+		}
+	})
 }
 
 func (a *healthAnnouncer) up(upstream, target string) {
