@@ -32,8 +32,8 @@ type Cluster struct {
 
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
-	// appHandler receives peers' SendToPeers payloads (exchange.go).
-	appHandler atomic.Pointer[func([]byte)]
+	// apps receive peers' SendToPeers payloads, per channel (exchange.go).
+	apps appHandlers
 
 	// Hot counters: read on every request, so atomics, never copied.
 	inflight atomic.Int64  // requests this node is serving

@@ -204,7 +204,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 		rt.close()
 		return nil, err
 	}
-	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, prev.upstreamSet(), rt.name, n.log, upstreamHooks{}); err != nil {
+	if rt.upstreams, err = buildUpstreams(cfg.Upstreams, prev.upstreamSet(), rt.name, n.log, n.upstreamHooks()); err != nil {
 		rt.close()
 		return nil, err
 	}
@@ -307,6 +307,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	watchSites(c, n.Config)    // before routing starts: peers learn the site hashes (sitehash.go)
 	go n.exchangeRates(ctx, c) // rates hold across the cluster (ratesync.go)
+	go n.syncUpstreams(ctx, c) // upstream health and load too (upstreamsync.go)
 	n.cl.p.Store(c)
 	n.startACME(cfg)
 	n.running.Store(true)

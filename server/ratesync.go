@@ -8,6 +8,14 @@ import (
 	"shoal/handlers/route"
 )
 
+// Channels of the cluster's peer messages (cluster.SendToPeers), one per
+// feature that shares state between nodes.
+const (
+	peerRates          byte = 1 // rate-limit counts (this file)
+	peerUpstreamHealth byte = 2 // targets found down or up (upstreamsync.go)
+	peerUpstreamLoad   byte = 3 // per-target in-flight counts (upstreamsync.go)
+)
+
 // rateExchange is how often a node tells its peers what its rate limits
 // admitted: at 200 ms a client spreading requests over the cluster gets
 // the rate plus what the nodes admit in a fifth of a second before they
@@ -28,12 +36,12 @@ func (n *Node) exchangeRates(ctx context.Context, c *cluster.Cluster) {
 	if c != nil {
 		limits.Share(true)
 		defer limits.Share(false)
-		c.OnPeerMessage(func(b []byte) {
+		c.OnPeerMessage(peerRates, func(b []byte) {
 			if counts, err := route.ParseCounts(b); err == nil {
 				limits.Consumed(counts, time.Now())
 			}
 		})
-		defer c.OnPeerMessage(nil)
+		defer c.OnPeerMessage(peerRates, nil)
 		tick := time.NewTicker(rateExchange)
 		defer tick.Stop()
 		exchange = tick.C
@@ -68,7 +76,7 @@ func sendCounts(c *cluster.Cluster, counts []route.Count) {
 				pkt = append(pkt, next[1:]...) // one version byte per packet
 			}
 		}
-		c.SendToPeers(pkt)
+		c.SendToPeers(peerRates, pkt)
 		counts = counts[i:]
 	}
 }

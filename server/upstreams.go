@@ -17,9 +17,12 @@ type upstreamSet struct {
 }
 
 // upstreamHooks are the cluster's ways in: told when this node finds a
-// target down. Nil fields: no cluster.
+// target down or, by its check, up again, and asked whether this node
+// checks a target. Nil fields: no cluster.
 type upstreamHooks struct {
 	onMarkDown func(upstreamName, target string, until time.Time)
+	onMarkUp   func(upstreamName, target string)
+	prober     func(upstreamName, target string) bool
 }
 
 // buildUpstreams starts every upstream of cfgs (their health checks too);
@@ -37,6 +40,14 @@ func buildUpstreams(cfgs []UpstreamConfig, prev *upstreamSet, nodeName string, l
 		if hooks.onMarkDown != nil {
 			name := c.Name
 			o.OnMarkDown = func(target string, until time.Time) { hooks.onMarkDown(name, target, until) }
+		}
+		if hooks.onMarkUp != nil {
+			name := c.Name
+			o.OnMarkUp = func(target string) { hooks.onMarkUp(name, target) }
+		}
+		if hooks.prober != nil {
+			name := c.Name
+			o.Prober = func(target string) bool { return hooks.prober(name, target) }
 		}
 		o.Previous, _ = prev.lookup(c.Name)
 		u, err := upstream.New(o)
@@ -80,6 +91,14 @@ func (s *upstreamSet) snapshot() []upstream.Status {
 func (s *upstreamSet) markDown(name, target string, until time.Time) bool {
 	if u, ok := s.lookup(name); ok {
 		return u.MarkDown(target, until)
+	}
+	return false
+}
+
+// markUp applies another node's check that found a target healthy.
+func (s *upstreamSet) markUp(name, target string) bool {
+	if u, ok := s.lookup(name); ok {
+		return u.MarkUp(target)
 	}
 	return false
 }

@@ -194,6 +194,54 @@
     $("sum-config").parentElement.classList.toggle("warn", drifted > 0);
   }
 
+  const upstreamColumns = [
+    ["upstream", "Upstream"], ["target", "Target"], ["health", "Health"],
+    ["inflight", "In flight here"], ["cluster", "In flight, cluster"], ["failures", "Failures"],
+  ];
+
+  // renderUpstreams rebuilds the upstream table: a few rows, replaced
+  // whole each second. Target URLs come from the config, yet are still
+  // written as text.
+  function renderUpstreams(data) {
+    const list = Array.isArray(data.upstreams) ? data.upstreams : [];
+    const rows = [];
+    for (const u of list) {
+      for (const t of Array.isArray(u.targets) ? u.targets : []) {
+        const tr = el("tr", t.healthy ? "" : "state-dead");
+        tr.dataset.upstream = u.name;
+        tr.dataset.target = t.url;
+        tr.dataset.healthy = String(!!t.healthy);
+        const values = {
+          upstream: u.name, target: t.url, inflight: String(t.inflight || 0),
+          cluster: String(t.cluster_inflight || 0), failures: String(t.failures || 0),
+        };
+        for (const [key, label] of upstreamColumns) {
+          const td = el("td", ["inflight", "cluster", "failures"].includes(key) ? "num" : "");
+          td.dataset.label = label;
+          td.dataset.col = key;
+          if (key === "health") td.appendChild(el("span", "pill " + (t.healthy ? "healthy" : "down"), t.healthy ? "healthy" : "down"));
+          else td.textContent = values[key];
+          tr.appendChild(td);
+        }
+        rows.push(tr);
+      }
+    }
+    if (!rows.length) {
+      const tr = el("tr", "empty");
+      const td = el("td", "", "no upstreams");
+      td.colSpan = upstreamColumns.length;
+      tr.appendChild(td);
+      rows.push(tr);
+    }
+    $("upstream-rows").replaceChildren(...rows);
+  }
+
+  async function getJSON(path) {
+    const res = await fetch(path, { cache: "no-store", headers: { Accept: "application/json" } });
+    if (!res.ok) throw new Error(path + ": HTTP " + res.status);
+    return res.json();
+  }
+
   function setLive(ok, text) {
     const live = $("live");
     live.dataset.ok = String(ok);
@@ -202,9 +250,9 @@
 
   async function poll() {
     try {
-      const res = await fetch("/api/cluster", { cache: "no-store", headers: { Accept: "application/json" } });
-      if (!res.ok) throw new Error("HTTP " + res.status);
-      render(await res.json());
+      const [cluster, upstreams] = await Promise.all([getJSON("/api/cluster"), getJSON("/api/upstreams")]);
+      render(cluster);
+      renderUpstreams(upstreams);
       lastOK = Date.now();
       delay = POLL_MS;
       setLive(true, "live");

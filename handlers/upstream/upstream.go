@@ -74,6 +74,14 @@ type Options struct {
 	// down (passively or by a check) and skips it until the time given, so
 	// the cluster can tell every node. MarkDown does not call it.
 	OnMarkDown func(target string, until time.Time)
+	// OnMarkUp, when set, is told when this node's check finds a target
+	// healthy that was skipped (here or by another node's finding), so
+	// the cluster can tell every node. MarkUp does not call it.
+	OnMarkUp func(target string)
+	// Prober, when set, says whether this node runs the active checks of
+	// a target now; in a cluster one node checks each target and tells
+	// the others. Nil: this node checks every target.
+	Prober func(target string) bool
 	// Logger gets failures. Nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -193,6 +201,17 @@ func (u *Upstream) MarkDown(target string, until time.Time) bool {
 	t, ok := u.byName[target]
 	if ok {
 		t.skipUntil(until)
+	}
+	return ok
+}
+
+// MarkUp takes target back at once, as when another node's check found
+// it healthy. It reports whether the upstream has that target.
+func (u *Upstream) MarkUp(target string) bool {
+	t, ok := u.byName[target]
+	if ok {
+		t.downUntil.Store(0)
+		t.unhealthy.Store(false)
 	}
 	return ok
 }
