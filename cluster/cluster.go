@@ -32,6 +32,8 @@ type Cluster struct {
 
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
+	// gossipAddr is this node's gossip host:port, as memberlist bound it.
+	gossipAddr string
 	// apps receive peers' SendToPeers payloads, per channel (exchange.go).
 	apps appHandlers
 
@@ -131,6 +133,11 @@ func New(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", opts.bind(), err)
 	}
+	// Read once, here: LocalNode reads memberlist's own entry without its
+	// lock (a race with UpdateNode when draining), and the address never
+	// changes.
+	n := c.ml.LocalNode()
+	c.gossipAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	c.log.Info("gossip started", "name", opts.Name, "addr", c.GossipAddr())
 
 	first := make(chan error, 1)
@@ -257,10 +264,7 @@ func splitHostPort(hp string, defPort int) (string, int, error) {
 func (c *Cluster) Self() string { return c.opts.Name }
 
 // GossipAddr returns the address peers gossip with, host:port.
-func (c *Cluster) GossipAddr() string {
-	n := c.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (c *Cluster) GossipAddr() string { return c.gossipAddr }
 
 // Fatal delivers at most one error after which this node cannot stay in
 // the cluster (its name was taken by an older live node). The caller
