@@ -224,11 +224,16 @@ func (c *Cluster) grantLock(name, from string, boot uint32, renew bool, now time
 		return acmeNotOwner
 	}
 	g, ok := s.grants[name]
-	mine := ok && g.holder == from && g.boot == boot
-	if ok && !mine && !c.grantLapsed(g, now) {
+	grace := now.Before(s.graceTo)
+	switch mine := ok && g.holder == from && g.boot == boot; {
+	case mine:
+	case ok && !c.grantLapsed(g, now):
 		return acmeBusy
-	}
-	if !mine && !renew && now.Before(s.graceTo) {
+	case renew && !grace:
+		// Released or lapsed: a renewal that crossed the holder's
+		// Unlock on the way must not take the lock back.
+		return acmeBusy
+	case !renew && grace:
 		return acmeBusy // a holder from before the takeover may still renew
 	}
 	s.grants[name] = acmeGrant{holder: from, boot: boot, expires: now.Add(orDefault(s.lease, acmeLease))}

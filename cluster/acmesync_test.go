@@ -272,3 +272,32 @@ func freeUDPPort(t *testing.T) int {
 		}
 	}
 }
+
+// TestACMELateRenewal: a renewal that arrives after its holder's Unlock
+// does not take the lock back (it would stall the others a whole lease).
+func TestACMELateRenewal(t *testing.T) {
+	nodes, _ := acmeNodes(t, 2)
+	ctx := ctxFor(t, 10*time.Second)
+	if err := nodes[1].c.Lock(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	boot := nodes[1].c.boot
+	if err := nodes[1].c.Unlock(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	owner := nodes[0].c
+	eventually(t, 5*time.Second, "unlock reached the owner", func() bool {
+		owner.acme.mu.Lock()
+		defer owner.acme.mu.Unlock()
+		_, held := owner.acme.grants["n"]
+		return !held
+	})
+	if st := owner.grantLock("n", "n1", boot, true, time.Now()); st != acmeBusy {
+		t.Fatalf("late renewal answered %d, want busy", st)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := owner.Lock(short, "n"); err != nil {
+		t.Fatalf("owner cannot take the released lock: %v", err)
+	}
+}
