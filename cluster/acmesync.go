@@ -9,7 +9,10 @@ package cluster
 // SendReliable, i.e. over a TCP stream that memberlist encrypts and
 // authenticates (AES-GCM) with the cluster secret, never by gossip. A
 // request carries an id and the sender's name; the answer goes back the
-// same way.
+// same way. A node joins a moment before its ACME starts (ServeACME):
+// what peers publish meanwhile is kept in memory (bounded, during the
+// first minute after start) and stored when it starts, so a challenge
+// token published in that moment is still answered.
 //
 // Lock: the oldest live member (earliest published start time, then name)
 // grants the locks; a node asks it and, once granted, renews its lease
@@ -148,6 +151,8 @@ type acmeSync struct {
 	held    map[string]chan struct{} // locks this node holds; closed on Unlock
 	owner   string                   // the granting node last seen
 	graceTo time.Time                // grant nothing new before this
+	early   map[string][]byte        // publishes received before ServeACME
+	earlyN  int                      // bytes in early
 }
 
 // acmeGrant is one lock as its granter knows it.
@@ -179,12 +184,75 @@ func orDefault(d, def time.Duration) time.Duration {
 // publishes are stored in it and their fetches answered from it. Until
 // then they get acmeNoACME.
 func (c *Cluster) ServeACME(s *acme.Storage) {
-	c.acme.init()
-	c.acme.storage.Store(s)
+	a := &c.acme
+	a.init()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Under mu, so a publish arriving meanwhile waits (keepEarly) and
+	// lands after these older ones.
+	for key, value := range a.early {
+		if err := s.Receive(key, value); err != nil {
+			c.log.Warn("acme: cannot store a key a peer published", "key", key, "err", err)
+		}
+	}
+	a.early, a.earlyN = nil, 0
+	a.storage.Store(s)
 	// From now on a takeover of the lock role is noticed (observeOwner).
-	c.acme.mu.Lock()
 	c.observeOwner(c.acmeOwner(), time.Now())
-	c.acme.mu.Unlock()
+}
+
+// Bounds on what a node keeps for its ACME storage before it has one: a
+// node joins the cluster a moment before its ACME starts, and a challenge
+// token published in between must still be answerable.
+const (
+	maxEarlyBytes = 1 << 20
+	earlyWindow   = time.Minute // after start; later, a node without ACME runs none
+)
+
+// receivePublish stores a key a peer published, in the storage or,
+// before there is one, in the early buffer.
+func (c *Cluster) receivePublish(key string, value []byte) byte {
+	for {
+		if st := c.acme.storage.Load(); st != nil {
+			if err := st.Receive(key, value); err != nil {
+				c.log.Warn("acme: cannot store a key a peer published", "key", key, "err", err)
+				return acmeFailed
+			}
+			return acmeOK
+		}
+		kept, retry := c.keepEarly(key, value)
+		switch {
+		case kept:
+			return acmeOK
+		case !retry:
+			return acmeNoACME
+		}
+	}
+}
+
+// keepEarly holds a publish that arrived before ServeACME; not kept when
+// the node is past its start or the buffer is full, and retry when
+// ServeACME ran meanwhile.
+func (c *Cluster) keepEarly(key string, value []byte) (kept, retry bool) {
+	a := &c.acme
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.storage.Load() != nil {
+		return false, true
+	}
+	if time.Since(c.started) > earlyWindow {
+		a.early, a.earlyN = nil, 0
+		return false, false
+	}
+	if a.early == nil {
+		a.early = map[string][]byte{}
+	}
+	if a.earlyN-len(a.early[key])+len(value) > maxEarlyBytes {
+		return false, false
+	}
+	a.earlyN += len(value) - len(a.early[key])
+	a.early[key] = value
+	return true, false
 }
 
 // acmeOwner is the node that grants locks: the oldest live member.
@@ -564,12 +632,7 @@ func (c *Cluster) serveACME(m *acmeMsg) {
 		} else if value == nil {
 			value = []byte{}
 		}
-		switch {
-		case st == nil:
-			reply.Status = acmeNoACME
-		case st.Receive(m.Key, value) != nil:
-			reply.Status = acmeFailed
-		}
+		reply.Status = c.receivePublish(m.Key, value)
 	case acmeFetch:
 		ctx, cancel := context.WithTimeout(context.Background(), orDefault(c.acme.askWait, acmeAskWait))
 		defer cancel()

@@ -301,3 +301,19 @@ func TestACMELateRenewal(t *testing.T) {
 		t.Fatalf("owner cannot take the released lock: %v", err)
 	}
 }
+
+// TestACMEPublishBeforeServe: a node joins a moment before its ACME
+// starts; a key published in between (a challenge token) is in its
+// storage once it does.
+func TestACMEPublishBeforeServe(t *testing.T) {
+	nodes := startCluster(t, 2)
+	serveACME(t, nodes[0])
+	ctx := ctxFor(t, 10*time.Second)
+	if err := nodes[0].c.Publish(ctx, "acme/ca/challenge_tokens/a.test.json", []byte("token")); err != nil {
+		t.Fatal(err)
+	}
+	st := serveACME(t, nodes[1])
+	if got, err := st.Local(ctx, "acme/ca/challenge_tokens/a.test.json"); err != nil || string(got) != "token" {
+		t.Fatalf("after ServeACME: %q, %v", got, err)
+	}
+}
