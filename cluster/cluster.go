@@ -69,6 +69,7 @@ type Cluster struct {
 	peerTLS   *peerTLS     // nil: peers talk plain HTTP
 	replay    *replayGuard // nonces of the hops accepted
 	refusals  logLimiter   // refused hops, logged at most once a second
+	acme      acmeSync     // certificate locks and key sharing (acmesync.go)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup

@@ -96,6 +96,8 @@ func (c *Cluster) handleMsg(b []byte) {
 		}
 	case msgApp:
 		c.handleApp(b[1:])
+	case msgACME:
+		c.handleACME(b[1:])
 	default:
 		c.log.Debug("drop message", "kind", kind)
 	}

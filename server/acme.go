@@ -67,8 +67,11 @@ func (m *certManager) acceptACMEALPN() {
 // acmeTransport is what the cluster implements to share ACME state
 // between nodes (the contract is internal/acme.Cluster's doc); ServeACME
 // hands it this node's storage, whose Receive it calls for every key a
-// peer publishes and whose Local answers a peer's Fetch. Until
-// *cluster.Cluster has these methods every node orders for itself.
+// peer publishes and whose Local answers a peer's Fetch.
+// *cluster.Cluster implements it (cluster/acmesync.go); its Lock holds
+// back the first order of a node that is still alone, with peers to join,
+// until its first join or a bounded wait, so ordering starts only after
+// the initial join.
 type acmeTransport interface {
 	acme.Cluster
 	ServeACME(s *acme.Storage)
