@@ -55,21 +55,13 @@ type routeDecision struct {
 // which header rules (key 0: none)? Only routes that set fixed headers
 // leave a request to a fast path; anything else (allow/deny, auth, a
 // rate, an action, a header with a placeholder, a rule on Date, which the
-// fast path writes itself) takes the full chain.
+// fast path writes itself) takes the full chain. No allocation: the set
+// of routes is a bit mask.
 func (st *site) fastRoutes(method, scheme, path string) (key uint64, ok bool) {
 	if st.routes == nil {
 		return 0, true
 	}
-	key, ok = st.routes.Plain(method, scheme, path)
-	if !ok || key == 0 {
-		return key, ok
-	}
-	for _, h := range st.routes.FixedHeaders(key) {
-		if h.Name == "Date" {
-			return 0, false
-		}
-	}
-	return key, true
+	return st.routes.Plain(method, scheme, path)
 }
 
 // fastVariant is the cached response f with the header rules of key.

@@ -26,9 +26,10 @@ func (t *Table) Plain(method, scheme, p string) (key uint64, ok bool) {
 }
 
 // onlyFixedHeaders: the route changes nothing but response headers, with
-// values known at load, and fits in a Plain key.
+// values known at load, none of them Date (a fast path writes its own),
+// and fits in a Plain key.
 func (r *rule) onlyFixedHeaders() bool {
-	return r.index < 64 && r.headersFixed && r.kind == NoAction && r.rewrite == nil &&
+	return r.index < 64 && r.headersFixed && !r.touchesDate && r.kind == NoAction && r.rewrite == nil &&
 		r.tries == nil && r.tryStatus == 0 && len(r.allow) == 0 && len(r.deny) == 0 &&
 		r.auth == nil && r.limit == nil
 }

@@ -80,10 +80,12 @@ type rule struct {
 	headers []headerRule
 	// headersFixed: no header value has a placeholder.
 	headersFixed bool
-	allow        []netip.Prefix
-	deny         []netip.Prefix
-	auth         *Auth
-	limit        *Limit
+	// touchesDate: a header rule sets or removes Date.
+	touchesDate bool
+	allow       []netip.Prefix
+	deny        []netip.Prefix
+	auth        *Auth
+	limit       *Limit
 
 	// action: at most one of redirect/rewrite/try_files/respond/upstream.
 	kind      ActionKind
@@ -156,6 +158,7 @@ func compileRule(i int, s Spec, opt Options) (rule, []error) {
 	r.headersFixed = true
 	for _, h := range r.headers {
 		r.headersFixed = r.headersFixed && h.value.plain
+		r.touchesDate = r.touchesDate || h.name == "Date"
 	}
 	r.deny = compilePrefixes(s.Deny, func(err error) { fail("deny", err) })
 	r.allow = compilePrefixes(s.Allow, func(err error) { fail("allow", err) })

@@ -212,6 +212,7 @@ func TestPlain(t *testing.T) {
 		{Path: "/x/*", Headers: map[string]string{"X-Host": "{host}"}},
 		{Path: "/old", Redirect: "/new"},
 		{Path: "/https/*", Scheme: "https", Headers: map[string]string{"Strict-Transport-Security": "max-age=60"}},
+		{Path: "/dated/*", Headers: map[string]string{"-Date": ""}},
 	})
 	tests := []struct {
 		scheme, path string
@@ -225,6 +226,7 @@ func TestPlain(t *testing.T) {
 		{"http", "/old", 0, false},
 		{"http", "/https/a", 0b1, true},
 		{"https", "/https/a", 0b100001, true},
+		{"http", "/dated/a", 0, false}, // the fast path writes Date itself
 	}
 	for _, tt := range tests {
 		key, ok := tbl.Plain("GET", tt.scheme, tt.path)
