@@ -473,3 +473,40 @@ func rawPeer(t *testing.T) (string, *rawPeerLog) {
 	}()
 	return "http://" + ln.Addr().String(), log
 }
+
+// Attempts in flight together that all hit peer_timeout are one failure
+// of the peer, not one each: counted each, the backoff doubled to its
+// ceiling (Unhealthy x 16) and kept a peer that had merely been slow once
+// out of the rotation long after (the scale bench's 2-node cluster served
+// no more than one node).
+func TestConcurrentTimeoutsOneFailure(t *testing.T) {
+	const timeout, batch = time.Second, 6
+	a := startNode(t, "n0", nil, func(o *Options) { o.PeerTimeout = timeout })
+	b := startNode(t, "n1", []string{a.c.GossipAddr()})
+	nodes := []*testNode{a, b}
+	converged(t, nodes...)
+	full(t, nodes, a)
+	var wg sync.WaitGroup
+	for range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Slower than peer_timeout at b; retried and served at a.
+			if _, _, err := timedGet(t, a.url+"/x?sleep=1200", 10*time.Second); err != nil {
+				t.Errorf("GET: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	m := a.c.peer(b.name)
+	if m == nil {
+		t.Fatalf("%s not a live peer of %s", b.name, a.name)
+	}
+	if n := m.fails.Load(); n != 1 {
+		t.Fatalf("%d failures counted for %d attempts in flight together, want 1", n, batch)
+	}
+	stale := a.c.opts.Timings.staleAfter()
+	eventually(t, fastTimings.Unhealthy+2*time.Second, "the peer available again after one backoff", func() bool {
+		return m.available(time.Now().UnixNano(), stale)
+	})
+}

@@ -57,6 +57,7 @@ type member struct {
 	sent, done   atomic.Int64
 	sent0, done0 atomic.Int64
 	sickUntil    atomic.Int64 // unix nanos; passive health
+	sickAt       atomic.Int64 // unix nanos of the last failure counted in fails
 	fails        atomic.Int32 // consecutive failures
 
 	life atomic.Pointer[peerLife] // ends when the peer turns suspect or dead (peerwatch.go)
@@ -87,10 +88,19 @@ func (m *member) healthy(now int64) bool { return now >= m.sickUntil.Load() }
 
 // markSick keeps requests away for a while, doubling with each failure in
 // a row so a dead peer costs one failed try per window, not one per
-// request.
-func (m *member) markSick(base time.Duration) {
+// request. sent is when the failed attempt began: one that began before
+// the last counted failure was in flight with it (a batch that all hit
+// peer_timeout together) and is the same failure, not one more in a row;
+// counting each such attempt had a peer that failed once while starting
+// skipped for 32 s, long after it had answered again.
+func (m *member) markSick(base time.Duration, sent time.Time) {
+	now := time.Now()
+	last := m.sickAt.Load()
+	if sent.UnixNano() < last || !m.sickAt.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
 	n := min(m.fails.Add(1), 5)
-	m.sickUntil.Store(time.Now().Add(base << (n - 1)).UnixNano())
+	m.sickUntil.Store(now.Add(base << (n - 1)).UnixNano())
 }
 
 func (m *member) markWell() {

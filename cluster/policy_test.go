@@ -47,7 +47,7 @@ func fakePeer(s peerSpec) *member {
 		m.heard.Store(time.Now().Add(-time.Hour).UnixNano())
 	}
 	if s.sick {
-		m.markSick(time.Hour)
+		m.markSick(time.Hour, time.Now())
 	}
 	return m
 }
@@ -254,7 +254,7 @@ func TestStickyCookieWinsWhileAvailable(t *testing.T) {
 	if m := c.choose(c.tune.Load(), r, 0, nil); m == nil || m.name != "a" {
 		t.Fatal("affinity cookie ignored")
 	}
-	a.markSick(time.Hour)
+	a.markSick(time.Hour, time.Now())
 	if m := c.choose(c.tune.Load(), r, 0, nil); m != nil && m.name == "a" {
 		t.Fatal("affinity kept on an unhealthy node")
 	}

@@ -75,6 +75,7 @@ func (c *Cluster) newProxy() *httputil.ReverseProxy {
 func (c *Cluster) forward(t *tuning, w http.ResponseWriter, r *http.Request, next http.Handler, target *member) {
 	var tried []*member
 	for retries := 0; ; retries++ {
+		sent := time.Now()
 		err := c.proxyTo(w, r, target)
 		if err == nil {
 			c.observe(r, Route{Kind: Proxied, Peer: target.name, Retries: retries, FailedPeers: names(tried)})
@@ -83,7 +84,7 @@ func (c *Cluster) forward(t *tuning, w http.ResponseWriter, r *http.Request, nex
 		if r.Context().Err() != nil {
 			return // the client left; nobody to answer
 		}
-		target.markSick(c.opts.Timings.unhealthy())
+		target.markSick(c.opts.Timings.unhealthy(), sent)
 		tried = append(tried, target)
 		if retries >= t.set.Retries || !replayable(r) {
 			c.log.Warn("peer failed", "peer", target.name, "method", r.Method, "path", r.URL.Path, "err", err)

@@ -31,6 +31,11 @@ import (
 // not started yet) every request is served locally.
 type clusterRef struct {
 	p atomic.Pointer[cluster.Cluster]
+	// peer is the cluster's PeerServerConfig, stored as soon as the
+	// cluster exists: peers may proxy here once they learn this node's
+	// site hashes, before p is stored, and a peer's TLS connection read
+	// as plain HTTP meanwhile hung until its peer_timeout.
+	peer atomic.Pointer[tls.Config]
 }
 
 // get returns the running cluster or nil.
@@ -65,12 +70,8 @@ func (cr *clusterRef) guard(next http.Handler) http.Handler {
 // result is the TLS server side of it; nil when peer TLS is off, so the
 // connection goes on as plain HTTP (net/http answers such bytes 400).
 func (cr *clusterRef) peerConn(c net.Conn, pending []byte) *tls.Conn {
-	cl := cr.get()
-	if cl == nil || len(pending) == 0 || pending[0] != tlsHandshakeRecord {
-		return nil
-	}
-	cfg := cl.PeerServerConfig()
-	if cfg == nil {
+	cfg := cr.peer.Load()
+	if cfg == nil || len(pending) == 0 || pending[0] != tlsHandshakeRecord {
 		return nil
 	}
 	return tls.Server(c, cfg)
@@ -97,10 +98,8 @@ const tlsHandshakeRecord = 0x16
 // session ticket keys still follow reloads.
 func (cr *clusterRef) peerTLS(base *tls.Config) *tls.Config {
 	return &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		if cl := cr.get(); cl != nil && cluster.IsPeerHello(h) {
-			if cfg := cl.PeerServerConfig(); cfg != nil {
-				return cfg, nil
-			}
+		if cfg := cr.peer.Load(); cfg != nil && cluster.IsPeerHello(h) {
+			return cfg, nil
 		}
 		return base, nil
 	}}

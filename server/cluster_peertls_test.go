@@ -175,3 +175,44 @@ func TestPeerConnContext(t *testing.T) {
 		}
 	}
 }
+
+// Peers proxy to a node as soon as they learn its site hashes, which it
+// publishes before routing starts (before clusterRef.p is set): its
+// listeners must take their TLS connections for peer TLS from the moment
+// the cluster exists, or a peer's ClientHello is read as plain HTTP and
+// its request hangs until peer_timeout.
+func TestPeerTLSBeforeRouting(t *testing.T) {
+	peerCfg := &tls.Config{ServerName: "peer"}
+	base := &tls.Config{ServerName: "base"}
+	for _, tc := range []struct {
+		name    string
+		cfg     *tls.Config // stored as the peer config; nil: cluster off or not started
+		first   byte
+		wantTLS bool
+	}{
+		{"peer hello, cluster started, not routing", peerCfg, tlsHandshakeRecord, true},
+		{"plain request, cluster started", peerCfg, 'G', false},
+		{"peer hello, no cluster", nil, tlsHandshakeRecord, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cr clusterRef // p stays nil: routing has not started
+			if tc.cfg != nil {
+				cr.peer.Store(tc.cfg)
+			}
+			c1, c2 := net.Pipe()
+			defer c1.Close()
+			defer c2.Close()
+			if got := cr.peerConn(c1, []byte{tc.first}) != nil; got != tc.wantTLS {
+				t.Errorf("taken as peer TLS %v, want %v", got, tc.wantTLS)
+			}
+			hello := &tls.ClientHelloInfo{SupportedProtos: []string{"shoal-peer", "http/1.1"}}
+			got, err := cr.peerTLS(base).GetConfigForClient(hello)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]*tls.Config{true: peerCfg, false: base}[tc.cfg != nil]; got != want {
+				t.Errorf("HTTPS listener answered a peer hello with %q's config, want %q's", got.ServerName, want.ServerName)
+			}
+		})
+	}
+}

@@ -305,6 +305,9 @@ func (n *Node) Run(ctx context.Context) error {
 		n.stopListeners(context.Background())
 		return err
 	}
+	if c != nil {
+		n.cl.peer.Store(c.PeerServerConfig()) // before peers learn the site hashes and proxy here
+	}
 	watchSites(c, n.Config)    // before routing starts: peers learn the site hashes (sitehash.go)
 	go n.exchangeRates(ctx, c) // rates hold across the cluster (ratesync.go)
 	go n.syncUpstreams(ctx, c) // upstream health and load too (upstreamsync.go)
