@@ -71,6 +71,17 @@ type fastAnswer struct {
 	// listener: header lines the listener adds to every answer, as the
 	// full chain's serveHTTPS does (HSTS and Alt-Svc over TLS).
 	listener []byte
+	// rt is the runtime the answer came from, held (acquire) until the
+	// answer is out: a reload closes it only after its last request.
+	rt *runtime
+}
+
+// done lets go of the runtime an answer held.
+func (a *fastAnswer) done() {
+	if a.rt != nil {
+		a.rt.release()
+		a.rt = nil
+	}
 }
 
 func (a fastAnswer) ok() bool { return a.file != nil }
@@ -129,9 +140,19 @@ func (n *Node) httpsLines() []byte {
 }
 
 // routeFast is fastRoute for any listener: what redirect_http leaves alone.
-func (n *Node) routeFast(h requestHead, scheme string) fastAnswer {
-	st := n.state.Load().vhosts.match(h.host)
-	a := fastAnswer{site: st, cluster: n.cl.get()}
+// An answer with a file holds its runtime: the caller calls done once it
+// is out (or dropped).
+func (n *Node) routeFast(h requestHead, scheme string) (a fastAnswer) {
+	rt := n.acquire()
+	defer func() {
+		if a.ok() {
+			a.rt = rt
+		} else {
+			rt.release()
+		}
+	}()
+	st := rt.vhosts.match(h.host)
+	a = fastAnswer{site: st, cluster: n.cl.get()}
 	switch c := a.cluster; {
 	case c == nil: // no cluster: its headers mean nothing
 	case strings.Contains(h.target, "_shoal"):
@@ -316,7 +337,9 @@ func (f *fastFront) serveConn(fc *fastConn) {
 		}
 		fc.br.Discard(n)
 		closing := h.close || f.closing.Load()
-		if keep := f.answer(fc, &h, a, closing) && !closing; !keep {
+		sent := f.answer(fc, &h, a, closing)
+		a.done()
+		if keep := sent && !closing; !keep {
 			f.forget(fc)
 			f.closeGracefully(fc)
 			return

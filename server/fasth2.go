@@ -26,6 +26,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	}
 	a := n.routeFast(h, "https")
 	if a.file == nil || a.hop {
+		a.done()
 		return nil
 	}
 	st, ff := a.site, a.file
@@ -45,6 +46,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 		rq.finish()
 		n.h2Answered.Add(1)
 	}
+	x.Release = a.done // sent or dropped, the runtime is let go
 	return &x.Answer
 }
 

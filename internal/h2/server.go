@@ -117,6 +117,9 @@ type Answer struct {
 	// for bookkeeping. An answer that does not fit is dropped uncalled and
 	// the request goes to the handler.
 	Sent func()
+	// Release, when set, is called once the answer was written or
+	// dropped: the place to let go of what it borrowed.
+	Release func()
 }
 
 // ServeTLS serves one connection; it fits http.Server.TLSNextProto["h2"].

@@ -133,6 +133,9 @@ func (c *conn) tryFast(id uint32, f *http2.MetaHeadersFrame) bool {
 	if a == nil {
 		return false
 	}
+	if a.Release != nil {
+		defer a.Release()
+	}
 	body := a.Body
 	if method == http.MethodHead {
 		body = nil

@@ -1,0 +1,35 @@
+package server
+
+import "testing"
+
+// A fast answer holds its runtime until it is out, so a reload that
+// retires the runtime meanwhile closes it only after the answer (its
+// access-log line included); a declined request holds nothing.
+func TestFastAnswerHoldsRuntime(t *testing.T) {
+	n, _ := startBooksNode(t, false)
+	rt := n.state.Load()
+	base := rt.refs.Load()
+	head := func(target string) requestHead {
+		h, ok := parseHead([]byte("GET " + target + " HTTP/1.1\r\nHost: books.test\r\n\r\n"))
+		if !ok {
+			t.Fatalf("parse %s", target)
+		}
+		return h
+	}
+	booksResponse(t, n, "h1-fast", "GET", "/index.html", nil, "") // cache the file
+	a := n.routeFast(head("/index.html"), "http")
+	if !a.ok() {
+		t.Fatal("/index.html not answered by the fast path")
+	}
+	if got := rt.refs.Load(); got != base+1 {
+		t.Fatalf("refs %d while the answer is out, want %d", got, base+1)
+	}
+	a.done()
+	a.done() // idempotent
+	if got := rt.refs.Load(); got != base {
+		t.Fatalf("refs %d after done, want %d", got, base)
+	}
+	if d := n.routeFast(head("/cgi-bin/ok.sh"), "http"); d.ok() || rt.refs.Load() != base {
+		t.Fatalf("a declined request holds the runtime: refs %d, want %d", rt.refs.Load(), base)
+	}
+}
