@@ -61,9 +61,11 @@ func (u *Upstream) newHTTP(t *target) *httpTarget {
 		ErrorHandler:   recordError,
 		BufferPool:     u.buffers,
 		ErrorLog:       slog.NewLogLogger(u.log.Handler(), slog.LevelWarn),
-		// Every write is flushed: server-sent events and other streams
-		// reach the client as they come, with a length or without.
-		FlushInterval: -1,
+		// Zero: ReverseProxy flushes every write of a response without a
+		// length or of type text/event-stream (server-sent events reach
+		// the client as they come), and lets net/http buffer the rest, so
+		// a small response leaves in one write, not a flush per copy.
+		FlushInterval: 0,
 	}
 	return ht
 }
