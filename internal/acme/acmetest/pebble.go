@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -112,14 +113,21 @@ func FreePorts(t testing.TB, n int, avoid ...int) []int {
 		}
 	}()
 	var ports []int
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below Linux's ephemeral range (32768-60999): a port found free here
+	// stays free for the node that binds it later, since the other
+	// servers of the test (Pebble, its DNS) bind port 0, which the kernel
+	// takes from the ephemeral range.
+	for candidate, tries := 20000+mrand.IntN(10000), 0; len(ports) < n; candidate, tries = candidate+1, tries+1 {
+		if tries > 2000 {
+			t.Fatal("no free port below the ephemeral range")
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(candidate))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		lns = append(lns, ln) // held open until all are chosen: no duplicates
-		if port := ln.Addr().(*net.TCPAddr).Port; !slices.Contains(avoid, port) {
-			ports = append(ports, port)
+		if !slices.Contains(avoid, candidate) {
+			ports = append(ports, candidate)
 		}
 	}
 	return ports
