@@ -85,28 +85,7 @@ func BenchmarkNodeWire(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer conn.Close()
-			req := []byte(bc.req)
-			// Learn the response's length once, then read exactly that.
-			conn.Write(req)
-			first := readOne(b, conn)
-			buf := make([]byte, len(first))
-			before := n.fastAnswered()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cpuTime()
-			for i := 0; i < b.N; i++ {
-				if _, err := conn.Write(req); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(conn, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-			if fast := n.fastAnswered()-before == int64(b.N); fast != bc.fast {
-				b.Fatalf("fast path used: %v, want %v", fast, bc.fast)
-			}
+			benchKeepAlive(b, n, conn, bc.req, bc.fast)
 		})
 	}
 }
@@ -163,5 +142,34 @@ func BenchmarkNodeWirePage(b *testing.B) {
 		if _, err := io.ReadFull(conn, buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchKeepAlive sends req on conn b.N times, one response at a time, and
+// reports the CPU per request; fast says whether the fast path must have
+// answered every one.
+func benchKeepAlive(b *testing.B, n *Node, conn net.Conn, request string, fast bool) {
+	b.Helper()
+	req := []byte(request)
+	// Learn the response's length once, then read exactly that.
+	conn.Write(req)
+	first := readOne(b, conn)
+	buf := make([]byte, len(first))
+	before := n.fastAnswered()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	if got := n.fastAnswered()-before == int64(b.N); got != fast {
+		b.Fatalf("fast path used: %v, want %v", got, fast)
 	}
 }

@@ -66,27 +66,7 @@ func BenchmarkNodeWireTLS(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer conn.Close()
-			req := []byte(bc.req)
-			conn.Write(req)
-			first := readOne(b, conn)
-			buf := make([]byte, len(first))
-			before := n.fastAnswered()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cpuTime()
-			for i := 0; i < b.N; i++ {
-				if _, err := conn.Write(req); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(conn, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-			if fast := n.fastAnswered()-before == int64(b.N); fast != bc.fast {
-				b.Fatalf("fast path used: %v, want %v", fast, bc.fast)
-			}
+			benchKeepAlive(b, n, conn, bc.req, bc.fast)
 		})
 	}
 	// A new connection per request: a full handshake (ECDSA P-256,
