@@ -114,8 +114,11 @@ func TestFastBatchOneWrite(t *testing.T) {
 			ended++
 		}
 	}
-	if w := cc.count() - before; w != 1 {
-		t.Errorf("%d answers left in %d writes, want 1", n, w)
+	// One write, or two when the writer goroutine was still finishing the
+	// SETTINGS ack and took the first answers on its way out (the reader
+	// cannot tell when its Write returned): never one per answer.
+	if w := cc.count() - before; w > 2 {
+		t.Errorf("%d answers left in %d writes, want 1 (2 at most)", n, w)
 	}
 	client.Close()
 	<-done
