@@ -189,7 +189,7 @@ func TestMinSendRateHTTPSFast(t *testing.T) {
 			go io.WriteString(c, strings.Repeat("GET /cached.bin HTTP/1.1\r\nHost: x\r\n\r\n", 200))
 			before := server.FastAnswered(tn.node)
 			start := time.Now()
-			got, err := readSlowlyTLS(c, 6*time.Second)
+			got, err := readSlowly(c, 6*time.Second)
 			switch {
 			case tc.cut && err == nil:
 				t.Fatalf("slow reader not cut after %v (%d bytes)", time.Since(start), got)
@@ -203,24 +203,6 @@ func TestMinSendRateHTTPSFast(t *testing.T) {
 			}
 		})
 	}
-}
-
-// readSlowlyTLS is readSlowly for a TLS connection whose socket's read
-// buffer the caller made small.
-func readSlowlyTLS(c *tls.Conn, d time.Duration) (int64, error) {
-	end := time.Now().Add(d)
-	var got int64
-	buf := make([]byte, 4<<10)
-	for time.Now().Before(end) {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, err := c.Read(buf)
-		got += int64(n)
-		if err != nil {
-			return got, err
-		}
-		time.Sleep(60 * time.Millisecond) // the slow reader's pace
-	}
-	return got, nil
 }
 
 // TestFastPathTLSScheme: routes see HTTPS/1.1 fast requests as https: a

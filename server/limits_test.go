@@ -421,8 +421,11 @@ const cgiSite = "[[site]]\nroot = \"www\"\n[[site.cgi]]\nprefix = \"/cgi-bin/\"\
 
 // readSlowly reads c's response at about 64 KiB/s for at most d and
 // returns the bytes read and the error that ended it (nil: still open).
+// A TLS connection's caller makes its socket's read buffer small itself.
 func readSlowly(c net.Conn, d time.Duration) (int64, error) {
-	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetReadBuffer(4 << 10)
+	}
 	end := time.Now().Add(d)
 	var got int64
 	buf := make([]byte, 4<<10)

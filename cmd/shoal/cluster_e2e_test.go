@@ -212,6 +212,8 @@ type apiMember struct {
 	Draining bool              `json:"draining"`
 	Started  time.Time         `json:"started"`
 	Sites    map[string]string `json:"sites"`
+	Config   string            `json:"config"`
+	Drift    []string          `json:"drift"`
 }
 
 func (n *cnode) members() map[string]apiMember {

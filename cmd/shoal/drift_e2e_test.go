@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // driftConfig has two sites: the default one, whose root each node gets
@@ -63,7 +61,7 @@ func TestE2EDriftedNodeGetsNoneOfTheSite(t *testing.T) {
 
 	pollFor(t, "drift of c's default site seen by a and b", func() bool {
 		for _, n := range []*cnode{a, b} {
-			ms := driftMembers(n)
+			ms := n.members()
 			if !slices.Equal(ms["c"].Drift, []string{"default"}) || len(ms["a"].Drift)+len(ms["b"].Drift) != 0 ||
 				ms["c"].Sites["two.test"] == "" || ms["c"].Sites["two.test"] != ms[n.name].Sites["two.test"] {
 				return false
@@ -118,7 +116,7 @@ func TestE2EDriftedNodeGetsNoneOfTheSite(t *testing.T) {
 		t.Fatalf("POST /api/reload at c: %s", res.Status)
 	}
 	pollFor(t, "c's default site back in line at a", func() bool {
-		ms := driftMembers(a)
+		ms := a.members()
 		return len(ms["c"].Drift) == 0 && ms["c"].Sites["default"] == ms["a"].Sites["default"]
 	})
 	if served := servedBy(t, a, "", 30); served["c"] == 0 {
@@ -132,33 +130,6 @@ func writePage(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	writeFile(t, path, whoPage)
-}
-
-type driftMember struct {
-	Name   string            `json:"name"`
-	Config string            `json:"config"`
-	Sites  map[string]string `json:"sites"`
-	Drift  []string          `json:"drift"`
-}
-
-func driftMembers(n *cnode) map[string]driftMember {
-	c := &http.Client{Timeout: 2 * time.Second}
-	res, err := c.Get("http://" + n.admin + "/api/cluster")
-	if err != nil {
-		return nil
-	}
-	defer res.Body.Close()
-	var st struct {
-		Members []driftMember `json:"members"`
-	}
-	if json.NewDecoder(res.Body).Decode(&st) != nil {
-		return nil
-	}
-	out := map[string]driftMember{}
-	for _, m := range st.Members {
-		out[m.Name] = m
-	}
-	return out
 }
 
 // servedBy sends k GET /who to node at for host ("" for the default

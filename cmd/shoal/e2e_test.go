@@ -158,29 +158,8 @@ func spawn(t *testing.T, dir, addr string) *proc {
 
 func spawnArgs(t *testing.T, dir, addr string, extra ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, addr: addr, url: "http://" + addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"serve", "-config", "config.toml", "-http", addr, "-admin", ""}, extra...)
-	p.cmd = exec.Command(shoalBin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("shoal stderr:\n%s", p.stderr)
-		}
-	})
+	p := spawnRaw(t, dir, append([]string{"-config", "config.toml", "-http", addr, "-admin", ""}, extra...)...)
+	p.addr, p.url = addr, "http://"+addr
 	return p
 }
 

@@ -82,6 +82,9 @@ func spawnRaw(t *testing.T, dir string, args ...string) *proc {
 			p.cmd.Process.Kill()
 			<-p.exited
 		}
+		if t.Failed() {
+			t.Logf("shoal stderr:\n%s", p.stderr)
+		}
 	})
 	return p
 }
