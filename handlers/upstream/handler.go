@@ -69,7 +69,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		err := t.http.serve(t, w, r)
+		err := t.http.serve(u, t, w, r)
 		if err == nil {
 			return
 		}

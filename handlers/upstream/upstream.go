@@ -188,6 +188,7 @@ func (u *Upstream) closeTargets() {
 	for _, t := range u.targets {
 		if t.http != nil {
 			t.http.transport.CloseIdleConnections()
+			t.http.pool.Close()
 		}
 		if t.fcgi != nil {
 			t.fcgi.client.Close()

@@ -1,0 +1,120 @@
+package forward
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Dialer opens a connection to one target: TCP, a unix socket, TLS or
+// the cluster's peer TLS, as the caller decides.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// Pool keeps the idle keep-alive connections to one target.
+type Pool struct {
+	dial        Dialer
+	maxIdle     int
+	idleTimeout time.Duration
+
+	// mu guards idle and closed.
+	mu     sync.Mutex
+	idle   []*conn // most recently used last
+	closed bool
+}
+
+// PoolOptions configure a Pool; the zero value of each field has the
+// meaning its comment gives.
+type PoolOptions struct {
+	// Dial opens a connection. Required.
+	Dial Dialer
+	// MaxIdle is how many idle connections are kept. Zero: 512.
+	MaxIdle int
+	// IdleTimeout is how long an idle connection is kept; keep it below
+	// the target's own keep-alive timeout. Zero: 60s.
+	IdleTimeout time.Duration
+}
+
+// NewPool returns an empty pool.
+func NewPool(o PoolOptions) *Pool {
+	return &Pool{dial: o.Dial, maxIdle: cmp.Or(o.MaxIdle, 512), idleTimeout: cmp.Or(o.IdleTimeout, 60*time.Second)}
+}
+
+// conn is one connection with its buffers.
+type conn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+}
+
+// readBuffer holds a whole response head (maxHead) and is the copy buffer
+// of the body.
+const readBuffer = maxHead
+
+// get returns an idle connection, or dials one.
+func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
+	if c = p.takeIdle(); c != nil {
+		return c, true, nil
+	}
+	return p.dialNew(ctx)
+}
+
+func (p *Pool) dialNew(ctx context.Context) (*conn, bool, error) {
+	nc, err := p.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+}
+
+func (p *Pool) takeIdle() *conn {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		if now.Sub(c.idleAt) < p.idleTimeout {
+			return c
+		}
+		c.nc.Close()
+	}
+	return nil
+}
+
+// put keeps c for the next request, or closes it when the pool is full
+// or closed.
+func (p *Pool) put(c *conn) {
+	c.idleAt = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// Close closes the idle connections and keeps none from now on;
+// requests under way finish. Safe to call more than once.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// Idle is how many connections the pool keeps now.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
