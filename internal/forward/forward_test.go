@@ -86,7 +86,7 @@ func TestForwardRequestHead(t *testing.T) {
 			req := &Request{Method: "POST", Target: "/p?q=1", Host: "site.example", Header: client,
 				Fields: []Field{{"x-list", "l"}, {"connection", "x-list2"}, {"X-List2", "no"}},
 				Drop:   map[string]bool{"X-Forwarded-For": true}, DropPrefix: "X-Shoal-",
-				Extra:  []Field{{"X-Forwarded-For", "1.2.3.4"}}, ContentLength: tc.cl}
+				Extra: []Field{{"X-Forwarded-For", "1.2.3.4"}}, ContentLength: tc.cl}
 			if tc.cl != 0 {
 				req.Body = strings.NewReader("hello")
 			}
