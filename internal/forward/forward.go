@@ -87,6 +87,10 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrNoResponse, err)
 		}
+		if reused && hasBody && c.readDeadline {
+			c.nc.SetReadDeadline(time.Time{}) // else alive sees a timeout
+			c.readDeadline = false
+		}
 		if reused && hasBody && !alive(c.nc) {
 			c.nc.Close()
 			if c, reused, err = p.dialNew(ctx); err != nil {
@@ -110,7 +114,7 @@ var errStale = errors.New("forward: connection closed before a response")
 
 // exchange makes one round trip on c; c is kept or closed.
 func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool, dst Sink) (err error) {
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, c.abort)
 	keep := false
 	var bodyDone chan error
 	defer func() {
@@ -157,6 +161,10 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	}
 	if req.HeaderTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(req.HeaderTimeout))
+		c.readDeadline = true
+	} else if c.readDeadline {
+		c.nc.SetReadDeadline(time.Time{})
+		c.readDeadline = false
 	}
 	h, err := readFinalHead(c.br)
 	if err != nil {
@@ -168,8 +176,11 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 		}
 		return fmt.Errorf("%w: %w", ErrNoResponse, err)
 	}
-	if req.HeaderTimeout > 0 {
+	if c.readDeadline && !h.buffered(c.br, req.Method) {
+		// The header timeout does not bound the body. A body already
+		// read whole needs no more reads: the next request sets its own.
 		c.nc.SetReadDeadline(time.Time{})
+		c.readDeadline = false
 	}
 	if err := dst.WriteHead(h); err != nil {
 		return fmt.Errorf("%w: %w", errSinkWrite, err)

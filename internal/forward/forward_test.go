@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -166,6 +167,37 @@ func TestForwardStale(t *testing.T) {
 	}
 	if conns.Load() != 3 {
 		t.Errorf("%d connections, want 3", conns.Load())
+	}
+}
+
+// TestForwardStaleBody: a request whose body cannot be sent twice is not
+// put on a kept connection the application has closed.
+func TestForwardStaleBody(t *testing.T) {
+	var conns atomic.Int32
+	addr := rawServer(t, func(c net.Conn) {
+		conns.Add(1)
+		r, err := readRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(r.Method))+"\r\n\r\n"+r.Method)
+	})
+	p := tcpPool(t, addr)
+	var m memSink
+	if err := p.Forward(context.Background(), get("/"), &m); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(p.idle[0].nc) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // until the close reached this side
+	}
+	m.Reset()
+	put := &Request{Method: "PUT", Target: "/", Host: "h", Body: strings.NewReader("once"), ContentLength: 4}
+	if err := p.Forward(context.Background(), put, &m); err != nil || m.String() != "PUT" {
+		t.Fatalf("%v %q", err, m.String())
+	}
+	if conns.Load() != 2 {
+		t.Errorf("%d connections, want 2", conns.Load())
 	}
 }
 

@@ -36,6 +36,10 @@ type Head struct {
 	Close bool
 	// EventStream: Content-Type text/event-stream (flush every write).
 	EventStream bool
+
+	// Room for a usual head's fields, so that one allocation holds it.
+	fieldBuf [16]Field
+	hopBuf   [16]bool
 }
 
 // Hop reports whether Fields[i] is hop-by-hop and so never passed on.
@@ -103,8 +107,10 @@ func parseHead(s string) (*Head, error) {
 	if err := h.parseStatus(line); err != nil {
 		return nil, err
 	}
-	n := strings.Count(rest, "\n")
-	h.Fields = make([]Field, 0, n)
+	h.Fields = h.fieldBuf[:0]
+	if n := strings.Count(rest, "\n"); n > len(h.fieldBuf) {
+		h.Fields = make([]Field, 0, n)
+	}
 	for {
 		line, rest = cutLine(rest)
 		if line == "" {
@@ -116,7 +122,11 @@ func parseHead(s string) (*Head, error) {
 		}
 		h.Fields = append(h.Fields, f)
 	}
-	h.hop = make([]bool, len(h.Fields))
+	h.hop = h.hopBuf[:]
+	if len(h.Fields) > len(h.hopBuf) {
+		h.hop = make([]bool, len(h.Fields))
+	}
+	h.hop = h.hop[:len(h.Fields)]
 	if err := h.frame(); err != nil {
 		return nil, err
 	}
@@ -307,6 +317,11 @@ func parseLength(s string) (int64, bool) {
 // body whatever its head says (RFC 9110 6.4.1).
 func (h *Head) bodyless(method string) bool {
 	return method == "HEAD" || h.Status < 200 || h.Status == 204 || h.Status == 304
+}
+
+// buffered reports whether the whole body is already in br.
+func (h *Head) buffered(br *bufio.Reader, method string) bool {
+	return h.bodyless(method) || !h.Chunked && h.ContentLength >= 0 && int64(br.Buffered()) >= h.ContentLength
 }
 
 // canonical is name in net/http's canonical form, allocating only when

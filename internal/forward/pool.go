@@ -48,6 +48,11 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// abort fails every pending read and write: a context's AfterFunc,
+	// made once per connection rather than once per request.
+	abort func()
+	// readDeadline: a header timeout's deadline may still be set.
+	readDeadline bool
 }
 
 // readBuffer holds a whole response head (maxHead) and is the copy buffer
@@ -67,7 +72,9 @@ func (p *Pool) dialNew(ctx context.Context) (*conn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
+	return c, false, nil
 }
 
 func (p *Pool) takeIdle() *conn {
