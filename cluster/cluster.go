@@ -66,6 +66,7 @@ type Cluster struct {
 
 	proxy     *httputil.ReverseProxy
 	transport *leanTransport
+	hops      *hopPools    // the lean path's connections to peers (hop.go)
 	peerTLS   *peerTLS     // nil: peers talk plain HTTP
 	replay    *replayGuard // nonces of the hops accepted
 	refusals  logLimiter   // refused hops, logged at most once a second
@@ -121,6 +122,7 @@ func New(opts Options) (*Cluster, error) {
 	}
 	c.replay = newReplayGuard(opts.Timings.hopValidity())
 	c.transport = newLeanTransport(newTransport(opts.Timings.dialTimeout(), c.peerTLS), c.peerTLS != nil)
+	c.hops = newHopPools(c.transport.next, opts.peerTimeout())
 	c.proxy = c.newProxy()
 	cfg, err := c.memberlistConfig()
 	if err != nil {
@@ -316,6 +318,7 @@ func (c *Cluster) Shutdown() error {
 		c.shutErr = c.ml.Shutdown()
 		c.wg.Wait()
 		c.transport.close()
+		c.hops.close()
 	})
 	return c.shutErr
 }
