@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,17 @@ func (c *Cluster) hopPool(r *http.Request, m *member) *forward.Pool {
 		return nil
 	}
 	return c.hops.get(canonicalAddr(u))
+}
+
+// canonicalAddr is u's host:port, the scheme's port when it has none.
+func canonicalAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // hopDrop: client fields the hop replaces with its own.

@@ -43,7 +43,9 @@ type Request struct {
 // http.ResponseWriter takes ResponseWriterSink.
 type Sink interface {
 	// WriteHead gets the response head; the body follows. Fields h.Hop
-	// marks must not be passed on.
+	// marks must not be passed on. An error means the Sink wrote nothing
+	// (it refuses the answer): Forward returns it wrapped in
+	// ErrNoResponse.
 	WriteHead(h *Head) error
 	// Write gets the body, as it comes.
 	Write(p []byte) (int, error)
@@ -183,7 +185,7 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 		c.readDeadline = false
 	}
 	if err := dst.WriteHead(h); err != nil {
-		return fmt.Errorf("%w: %w", errSinkWrite, err)
+		return fmt.Errorf("%w: %w", ErrNoResponse, err)
 	}
 	if err := copyBody(dst, c.br, h, req.Method); err != nil {
 		return err

@@ -115,6 +115,43 @@ func TestForwardRequestHead(t *testing.T) {
 	}
 }
 
+// TestForwardNoReuse: a response that closes and a body the client
+// stopped taking half-way each cost their connection; the next request
+// still works.
+func TestForwardNoReuse(t *testing.T) {
+	s, conns := app(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/close" {
+			w.Header().Set("Connection", "close")
+		}
+		io.WriteString(w, strings.Repeat("x", 100000))
+	})
+	p := tcpPool(t, s.Listener.Addr().String())
+	if err := p.Forward(context.Background(), get("/close"), &memSink{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() != 0 {
+		t.Fatal("kept a connection the target closes")
+	}
+	err := p.Forward(context.Background(), get("/a"), failSink{})
+	if err == nil || errors.Is(err, ErrNoResponse) || !errors.Is(err, errSinkWrite) {
+		t.Fatalf("client gone half-way: %v", err)
+	}
+	var m memSink
+	if err := p.Forward(context.Background(), get("/a"), &m); err != nil || m.Len() != 100000 {
+		t.Fatalf("%v, %d bytes", err, m.Len())
+	}
+	if n := conns.Load(); n != 3 || p.Idle() != 1 {
+		t.Errorf("%d connections (want 3), %d idle (want 1)", n, p.Idle())
+	}
+}
+
+// failSink takes the head and refuses the body, as a client gone.
+type failSink struct{}
+
+func (failSink) WriteHead(*Head) error       { return nil }
+func (failSink) Write(p []byte) (int, error) { return 0, errors.New("client gone") }
+func (failSink) Flush() error                { return nil }
+
 // rawServer answers each connection with serve, on a real listener.
 func rawServer(t testing.TB, serve func(c net.Conn)) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
