@@ -207,16 +207,27 @@ func isToken(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// hopByHop are the fields RFC 9110 7.6.1 names as one connection's, as
-// net/http/httputil removes them; canonical form.
-var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
+// isHopByHop: the fields RFC 9110 7.6.1 names as one connection's, as
+// net/http/httputil removes them: Connection, Proxy-Connection,
+// Keep-Alive, Proxy-Authenticate, Proxy-Authorization, Te, Trailer,
+// Transfer-Encoding, Upgrade.
 func isHopByHop(name string) bool {
-	for _, h := range hopByHop {
-		if strings.EqualFold(name, h) {
-			return true
-		}
+	// By length first: this runs for every field both ways.
+	switch len(name) {
+	case 2:
+		return strings.EqualFold(name, "Te")
+	case 7:
+		return strings.EqualFold(name, "Trailer") || strings.EqualFold(name, "Upgrade")
+	case 10:
+		return strings.EqualFold(name, "Connection") || strings.EqualFold(name, "Keep-Alive")
+	case 16:
+		return strings.EqualFold(name, "Proxy-Connection")
+	case 17:
+		return strings.EqualFold(name, "Transfer-Encoding")
+	case 18:
+		return strings.EqualFold(name, "Proxy-Authenticate")
+	case 19:
+		return strings.EqualFold(name, "Proxy-Authorization")
 	}
 	return false
 }
@@ -227,7 +238,12 @@ func (h *Head) frame() error {
 	var nTE int
 	keepAlive := false
 	for i, f := range h.Fields {
-		switch {
+		if isHopByHop(f.Name) {
+			h.hop[i] = true
+		}
+		switch n := len(f.Name); {
+		case n != 10 && n != 12 && n != 14 && n != 17:
+			// none of the names below: skip their comparisons
 		case strings.EqualFold(f.Name, "Content-Length"):
 			if cl != "" && cl != f.Value {
 				return fmt.Errorf("%w: Content-Length %q and %q", errHead, trim(cl), trim(f.Value))
@@ -252,9 +268,6 @@ func (h *Head) frame() error {
 		case strings.EqualFold(f.Name, "Content-Type"):
 			mt, _, _ := strings.Cut(f.Value, ";")
 			h.EventStream = strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
-		}
-		if isHopByHop(f.Name) {
-			h.hop[i] = true
 		}
 	}
 	if h.Minor == 0 && !keepAlive {
