@@ -1,6 +1,7 @@
 package server
 
 import (
+	"shoal/server/config"
 	"slices"
 	"testing"
 )
@@ -9,7 +10,7 @@ import (
 // without wildcards, IPs or localhost, each once; a host first named by a
 // site with its own cert stays with that cert.
 func TestACMENames(t *testing.T) {
-	sites := []SiteConfig{
+	sites := []config.Site{
 		{Hosts: []string{"Own.Example.com", "shared.example.com"}, Cert: "own.pem", Key: "own.key"},
 		{Hosts: []string{"www.example.com.", "*.example.com", "192.0.2.1", "::1", "localhost", "dev.localhost", "shared.example.com"}},
 		{Hosts: []string{"WWW.example.com", "api.example.net"}},

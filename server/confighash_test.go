@@ -1,11 +1,14 @@
 package server
 
-import "testing"
+import (
+	"shoal/server/config"
+	"testing"
+)
 
 func TestConfigHash(t *testing.T) {
-	base := func() *Config {
-		c := Defaults()
-		c.Sites = []SiteConfig{DefaultSite()}
+	base := func() *config.Config {
+		c := config.Defaults()
+		c.Sites = []config.Site{config.DefaultSite()}
 		return c
 	}
 	a, b := base(), base()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"shoal/server/config"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,7 +60,7 @@ root = "www"
 // ready and stops it when the test ends.
 func runNode(t *testing.T, path string) *Node {
 	t.Helper()
-	n, err := New(func() (*Config, error) { return LoadConfig(path) },
+	n, err := New(func() (*config.Config, error) { return config.Load(path) },
 		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

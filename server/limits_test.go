@@ -9,13 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"shoal/server/config"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"shoal/server"
 )
 
 func TestMaxHeaderBytes(t *testing.T) {
@@ -576,7 +575,7 @@ func TestParseRate(t *testing.T) {
 		{"/s", 0, false},
 	}
 	for _, tc := range cases {
-		got, err := server.ParseRate(tc.in)
+		got, err := config.ParseRate(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseRate(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}

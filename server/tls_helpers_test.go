@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"shoal/server/config"
 	"testing"
 	"time"
 )
@@ -151,7 +152,7 @@ func peerSerial(t *testing.T, addr, name string) int64 {
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
-func newManager(t *testing.T, tc TLSConfig, sites []SiteConfig) *certManager {
+func newManager(t *testing.T, tc config.TLS, sites []config.Site) *certManager {
 	t.Helper()
 	m, err := newCertManager(tc, sites, quietLog())
 	if err != nil {

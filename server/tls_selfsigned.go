@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"shoal/server/config"
 	"slices"
 	"strings"
 	"time"
@@ -30,7 +31,7 @@ type selfSigned struct {
 // selfSignedNames lists who the certificate is for: every non-wildcard site
 // host plus the local names, minus any name a real certificate covers, so a
 // host with real files never gets the self-signed one.
-func selfSignedNames(sites []SiteConfig, coveredByReal func(string) bool) []string {
+func selfSignedNames(sites []config.Site, coveredByReal func(string) bool) []string {
 	seen := map[string]bool{}
 	var names []string
 	add := func(h string) {
