@@ -125,6 +125,7 @@ type Conn struct {
 	date    []byte // "Date: ...\r\n"
 	bufs    [6][]byte
 	wb      net.Buffers
+	head    Head // the request being answered
 
 	// Books is the Route hook's own per-connection state (shoal keeps
 	// the books of the request being answered there, so that a request
@@ -225,11 +226,13 @@ func (f *Front) serveConn(fc *Conn) {
 			return
 		}
 		head := fc.peek()[:n]
-		h, ok := ParseHead(head)
+		var ok bool
+		fc.head, ok = ParseHead(head)
+		h := &fc.head // in the connection: passed to the hook, a local would escape
 		h.Peer = fc.peer != nil
 		var a Answer
 		if ok {
-			a, ok = f.route(fc, &h)
+			a, ok = f.route(fc, h)
 		}
 		if !ok {
 			f.forget(fc)
