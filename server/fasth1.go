@@ -166,7 +166,7 @@ func (n *Node) routeFast(h http1.Head, scheme string) (a fastAnswer) {
 		// A hop's scheme is the client's, which only the full chain reads.
 		return fastAnswer{}
 	}
-	a.file = st.fastVariant(st.fast(h.Path, h.Cond), a.routes)
+	a.file = st.fastVariant(st.fast(h.Path, handlers.FastRequest(h.Cond)), a.routes)
 	if a.hop && a.ok() {
 		method := http.MethodGet
 		if h.IsHEAD {

@@ -3,8 +3,6 @@ package http1
 import (
 	"bytes"
 	"strings"
-
-	"shoal/handlers"
 )
 
 // Head is what the HTTP/1.1 fast path learns from a request's
@@ -16,8 +14,8 @@ type Head struct {
 	Target string // the request-target as sent: path and query
 	Path   string // target up to the '?'
 	Host   string
-	Cond   handlers.FastRequest // Accept-Encoding and the conditionals
-	Close  bool                 // Connection: close
+	Cond   Conditions // Accept-Encoding and the conditionals
+	Close  bool       // Connection: close
 	// forwarded: the request carries a forwarding header, which the
 	// cluster strips from clients it does not trust.
 	Forwarded bool
@@ -28,6 +26,15 @@ type Head struct {
 	// lines is the header block without the request line, for the access
 	// log (which wants the Referer, User-Agent and friends).
 	Lines []byte
+}
+
+// Conditions are the fields that change a cached file's answer without
+// taking it off the fast path. Its layout is the static handler's
+// FastRequest, so the node converts one into the other for free.
+type Conditions struct {
+	AcceptEncoding  string
+	IfNoneMatch     string
+	IfModifiedSince string
 }
 
 // HeadEnd returns the length of the header block at the start of b (up to

@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"shoal/handlers"
 )
 
 func TestHeadEnd(t *testing.T) {
@@ -46,9 +44,9 @@ func TestParseHead(t *testing.T) {
 		{"query", "GET /x?v=1&b=%20 HTTP/1.1\r\nHost: h\r\n\r\n", ok,
 			Head{Target: "/x?v=1&b=%20", Path: "/x", Host: "h"}},
 		{"accept-encoding and close", "GET / HTTP/1.1\r\nhost: h\r\naccept-encoding:  gzip, br \r\nCONNECTION: Close\r\n\r\n", ok,
-			Head{Target: "/", Path: "/", Host: "h", Cond: handlers.FastRequest{AcceptEncoding: "gzip, br"}, Close: true}},
+			Head{Target: "/", Path: "/", Host: "h", Cond: Conditions{AcceptEncoding: "gzip, br"}, Close: true}},
 		{"conditionals", "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\", W/\"b\"\r\nIf-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT\r\n\r\n", ok,
-			Head{Target: "/", Path: "/", Host: "h", Cond: handlers.FastRequest{IfNoneMatch: `"a", W/"b"`, IfModifiedSince: "Mon, 02 Jan 2006 15:04:05 GMT"}}},
+			Head{Target: "/", Path: "/", Host: "h", Cond: Conditions{IfNoneMatch: `"a", W/"b"`, IfModifiedSince: "Mon, 02 Jan 2006 15:04:05 GMT"}}},
 		{"keep-alive", "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", ok,
 			Head{Target: "/", Path: "/", Host: "h"}},
 		{"forwarded noted", "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", ok,
