@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"shoal/server/config"
 	"slices"
 	"strings"
 
 	"shoal/internal/acme"
+	"shoal/server/config"
 )
 
 // acmeChallengePrefix is where a CA fetches http-01 tokens.

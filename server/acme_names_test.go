@@ -1,9 +1,10 @@
 package server
 
 import (
-	"shoal/server/config"
 	"slices"
 	"testing"
+
+	"shoal/server/config"
 )
 
 // TestACMENames: hosts of sites without a cert of their own, lower-cased,

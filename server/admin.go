@@ -8,10 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"strings"
 
 	"shoal/handlers"
+	"shoal/server/config"
 )
 
 // configHash is a short hash of the effective config, so drift between

@@ -14,8 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"shoal/internal/http1"
-	"shoal/server/config"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -25,6 +23,8 @@ import (
 
 	"shoal/cluster"
 	"shoal/handlers"
+	"shoal/internal/http1"
+	"shoal/server/config"
 )
 
 // clusterRef holds the node's cluster once Run has started it. Sites are

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"shoal/cluster"
+	"shoal/server/config"
 )
 
 var retuneSecret = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))

@@ -5,9 +5,10 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"sync"
 	"testing"
+
+	"shoal/server/config"
 )
 
 func TestClusterSecretSources(t *testing.T) {

@@ -1,8 +1,9 @@
 package server
 
 import (
-	"shoal/server/config"
 	"testing"
+
+	"shoal/server/config"
 )
 
 func TestConfigHash(t *testing.T) {

@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // startClusterNode runs a one-node cluster serving www/x.txt with the

@@ -1,8 +1,9 @@
 package server
 
 import (
-	"shoal/internal/http1"
 	"testing"
+
+	"shoal/internal/http1"
 )
 
 // A fast answer holds its runtime until it is out, so a reload that

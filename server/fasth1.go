@@ -5,11 +5,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
+	"time"
+
 	"shoal/cluster"
 	"shoal/handlers"
 	"shoal/internal/http1"
-	"strings"
-	"time"
 )
 
 // fastAnswer is what routeFast finds for a request a fast path

@@ -4,10 +4,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"shoal/server/config"
 	"strings"
 
 	"shoal/handlers"
+	"shoal/server/config"
 )
 
 // redirectOptions configures redirectHTTPS.

@@ -9,12 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"shoal/server/config"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
+
+	"shoal/server/config"
 )
 
 func noFollowClient() *http.Client {

@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 func TestMaxHeaderBytes(t *testing.T) {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"shoal/handlers"
 	"shoal/internal/h2"
 	"shoal/internal/http1"
+	"shoal/server/config"
 )
 
 // Loader produces the node's config: the file read again plus the

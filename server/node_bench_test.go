@@ -11,8 +11,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"testing"
+
+	"shoal/server/config"
 )
 
 // nopWriter is a ResponseWriter that costs nothing, so the benchmark

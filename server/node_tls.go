@@ -4,9 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"shoal/server/config"
 
 	"shoal/cluster"
+	"shoal/server/config"
 )
 
 // loadCerts makes or reloads the certificate manager for cfg. A broken

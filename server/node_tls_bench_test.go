@@ -8,10 +8,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"syscall"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // cpuTime is the CPU time (user and system) this process has used: the

@@ -6,13 +6,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"shoal/server/config"
 	"strconv"
 	"strings"
 	"time"
 
 	"shoal/handlers"
 	"shoal/handlers/route"
+	"shoal/server/config"
 )
 
 // This file is where a site's [[site.route]] rules meet the one request

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"shoal/server/config"
 	"time"
 
 	"shoal/handlers"
 	"shoal/handlers/route"
 	"shoal/handlers/upstream"
+	"shoal/server/config"
 )
 
 // site is one virtual host with its handler chain, built once per config.

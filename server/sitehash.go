@@ -9,11 +9,11 @@ import (
 	"hash"
 	"io/fs"
 	"path/filepath"
-	"shoal/server/config"
 	"strings"
 	"time"
 
 	"shoal/cluster"
+	"shoal/server/config"
 )
 
 // maxSiteEntries bounds the files and folders one site's hash walks, so a

@@ -5,9 +5,10 @@ import (
 	"hash"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // siteCfg is a one-site config whose root is a fresh folder holding

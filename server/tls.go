@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"shoal/server/config"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"shoal/internal/acme"
+	"shoal/server/config"
 )
 
 // certManager owns the certificates of the https (and HTTP/3) listener. It

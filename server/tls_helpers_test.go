@@ -17,9 +17,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // testCA issues throwaway certificates for tests; nothing is committed.

@@ -11,10 +11,11 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
-	"shoal/server/config"
 	"slices"
 	"strings"
 	"time"
+
+	"shoal/server/config"
 )
 
 // selfSignedValidity is long enough that a development node never outlives

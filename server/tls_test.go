@@ -10,11 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"shoal/server/config"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // sniFixture: a.test and b.test with their own certs, *.c.test with a

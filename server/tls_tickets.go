@@ -7,9 +7,10 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
-	"shoal/server/config"
 	"sync"
 	"time"
+
+	"shoal/server/config"
 )
 
 // Session tickets let a returning client skip the full handshake. Go

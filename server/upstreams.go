@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"shoal/server/config"
 	"time"
 
 	"shoal/handlers/upstream"
+	"shoal/server/config"
 )
 
 // upstreamSet is the node's running [[upstream]]s, built from one config

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"shoal/server/config"
 	"slices"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // TestChooseProber: every node picks the same prober from the same
