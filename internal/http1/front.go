@@ -62,6 +62,22 @@ type Answer struct {
 	// Now is when the books opened; the Date line shows it.
 	Now  time.Time
 	Hold interface{ Release() }
+	// Relay, when set, answers the request itself in place of the bytes
+	// above: a response that comes from elsewhere (an upstream, a peer).
+	Relay Relay
+}
+
+// Relay answers one request on the fast path by writing its whole
+// response to c, as a reverse proxy: head is the request's header block
+// as the client sent it, closing says the response must end the
+// connection (Connection: close). It reports whether it wrote anything:
+// when not, the request, still unread, goes to net/http with its
+// connection, which serves it as if the fast path had declined it (a
+// relay that cannot reach its origin lets the full chain retry it and
+// answer the error page). keep reports whether the connection is fit for
+// another request. The relay keeps the request's books itself.
+type Relay interface {
+	Relay(c *Conn, h *Head, head []byte, closing bool) (wrote, keep bool)
 }
 
 // Route is the hook through which the fast path asks the node for the
@@ -126,6 +142,8 @@ type Conn struct {
 	bufs    [6][]byte
 	wb      net.Buffers
 	head    Head // the request being answered
+	send    time.Duration
+	wrote   int64 // bytes a Relay wrote of its response
 
 	// Books is the Route hook's own per-connection state (shoal keeps
 	// the books of the request being answered there, so that a request
@@ -239,9 +257,20 @@ func (f *Front) serveConn(fc *Conn) {
 			f.handOff(fc)
 			return
 		}
-		fc.br.Discard(n)
 		closing := h.Close || f.closing.Load()
-		sent := f.answer(fc, &a, closing)
+		var sent bool
+		if a.Relay != nil {
+			var wrote bool
+			wrote, sent = f.relay(fc, h, head, &a, closing)
+			if !wrote {
+				f.forget(fc)
+				f.handOff(fc)
+				return
+			}
+		} else {
+			sent = f.answer(fc, &a, closing)
+		}
+		fc.br.Discard(n)
 		a.release()
 		if keep := sent && !closing; !keep {
 			f.forget(fc)
@@ -335,6 +364,31 @@ func (f *Front) answer(fc *Conn, a *Answer, closing bool) bool {
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
 	sent, err := fc.wb.WriteTo(fc.tcp)
 	return err == nil && sent == want
+}
+
+// relay lets a's Relay write the response, within send_timeout of each
+// write as net/http's handlers are (Write moves the deadline on).
+func (f *Front) relay(fc *Conn, h *Head, head []byte, a *Answer, closing bool) (wrote, keep bool) {
+	fc.wrote, fc.send = 0, f.limits.Send
+	wrote, keep = a.Relay.Relay(fc, h, head, closing)
+	if fc.wrote > 0 {
+		f.answered.Add(1)
+	}
+	return wrote || fc.wrote > 0, keep
+}
+
+// Write writes p to the client: a Relay's response. Every write has
+// send_timeout to finish (none: no limit); over plain TCP it passes the
+// connection's min_send_rate.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.send > 0 {
+		c.rw.SetWriteDeadline(time.Now().Add(c.send))
+	}
+	c.wrote += int64(len(p))
+	if c.tls != nil {
+		return c.tls.Write(p)
+	}
+	return c.conn.Write(p)
 }
 
 // tlsGather is how much of a response goes out in one Write over TLS:
