@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"shoal/server/config"
 )
 
 // BenchmarkNodeWireUpstream proxies a 1 KiB GET through a route's
@@ -32,7 +34,7 @@ func BenchmarkNodeWireUpstream(b *testing.B) {
 	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n"+
 		"[[site]]\nroot = \"www\"\n[[site.route]]\npath = \"/*\"\nupstream = \"app\"\n"+
 		"[[upstream]]\nname = \"app\"\ntargets = [\""+app.URL+"\"]\n"), 0o644)
-	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
