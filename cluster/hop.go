@@ -167,6 +167,9 @@ func (s *hopSink) WriteHead(h *forward.Head) error {
 
 func (s *hopSink) Write(p []byte) (int, error) { return s.w.Write(p) }
 
+// End has nothing to finish: net/http frames the body.
+func (s *hopSink) End() error { return nil }
+
 func (s *hopSink) Flush() error {
 	if s.rc == nil {
 		s.rc = http.NewResponseController(s.w)

@@ -158,6 +158,9 @@ func (s *leanSink) WriteHead(h *forward.Head) error {
 
 func (s *leanSink) Write(p []byte) (int, error) { return s.w.Write(p) }
 
+// End has nothing to finish: net/http frames the body.
+func (s *leanSink) End() error { return nil }
+
 func (s *leanSink) Flush() error {
 	if s.rc == nil {
 		s.rc = http.NewResponseController(s.w)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,9 +20,13 @@ type Request struct {
 	// Header is the client's header (canonical names), sent without its
 	// hop-by-hop fields, the fields its Connection names, and those in
 	// Drop. Fields is the same for a head kept as a list (names in any
-	// case); either or both may be set.
+	// case), Lines for a header block as the client sent it (lines
+	// ending in CR LF or LF, up to an empty line or the end; names in
+	// any case; a line without a colon is skipped). Any of the three may
+	// be set.
 	Header http.Header
 	Fields []Field
+	Lines  string
 	// Drop names (canonical) fields of Header and Fields not sent.
 	Drop map[string]bool
 	// DropPrefix, when set, drops every field whose canonical name
@@ -52,6 +57,9 @@ type Sink interface {
 	// Flush pushes what was written to the client; called after each
 	// write of a body without a length or of server-sent events.
 	Flush() error
+	// End says the body is complete (a sink that frames or buffers the
+	// body finishes it here); not called when it was cut.
+	End() error
 }
 
 // ErrNoResponse wraps every error that came before anything reached the
@@ -190,6 +198,9 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	if err := copyBody(dst, c.br, h, req.Method); err != nil {
 		return err
 	}
+	if err := dst.End(); err != nil {
+		return fmt.Errorf("%w: %w", errSinkWrite, err)
+	}
 	keep = !h.Close
 	return nil
 }
@@ -235,6 +246,12 @@ func writeHead(bw *bufio.Writer, req *Request, hasBody bool) {
 		}
 		writeField(bw, f.Name, f.Value)
 	}
+	for f := range lineFields(req.Lines) {
+		if req.dropped(canonical(f.Name), conn) {
+			continue
+		}
+		writeField(bw, f.Name, f.Value)
+	}
 	for _, f := range req.Extra {
 		writeField(bw, f.Name, f.Value)
 	}
@@ -260,7 +277,32 @@ func connectionNames(req *Request) []string {
 			conn = append(conn[:len(conn):len(conn)], f.Value)
 		}
 	}
+	for f := range lineFields(req.Lines) {
+		if strings.EqualFold(f.Name, "Connection") {
+			conn = append(conn[:len(conn):len(conn)], f.Value)
+		}
+	}
 	return conn
+}
+
+// lineFields yields the fields of a header block, up to its empty line.
+func lineFields(lines string) iter.Seq[Field] {
+	return func(yield func(Field) bool) {
+		for lines != "" {
+			var line string
+			line, lines = cutLine(lines)
+			if line == "" {
+				return
+			}
+			name, value, ok := strings.Cut(line, ":")
+			if !ok || name == "" || strings.ContainsAny(name, " \t") {
+				continue
+			}
+			if !yield(Field{Name: name, Value: strings.Trim(value, " \t")}) {
+				return
+			}
+		}
+	}
 }
 
 // dropped reports whether the field name (canonical) stays behind.

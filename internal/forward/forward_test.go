@@ -151,6 +151,7 @@ type failSink struct{}
 func (failSink) WriteHead(*Head) error       { return nil }
 func (failSink) Write(p []byte) (int, error) { return 0, errors.New("client gone") }
 func (failSink) Flush() error                { return nil }
+func (failSink) End() error                  { return nil }
 
 // rawServer answers each connection with serve, on a real listener.
 func rawServer(t testing.TB, serve func(c net.Conn)) string {

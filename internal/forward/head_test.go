@@ -27,10 +27,12 @@ type memSink struct {
 	bytes.Buffer
 	head    *Head
 	flushes int
+	ended   bool
 }
 
 func (m *memSink) WriteHead(h *Head) error { m.head = h; return nil }
 func (m *memSink) Flush() error            { m.flushes++; return nil }
+func (m *memSink) End() error              { m.ended = true; return nil }
 
 func TestParseHead(t *testing.T) {
 	for _, tc := range []struct {

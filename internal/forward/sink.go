@@ -29,6 +29,9 @@ func (s *ResponseWriterSink) Wrote() bool { return s.wrote }
 
 func (s *ResponseWriterSink) Write(p []byte) (int, error) { return s.W.Write(p) }
 
+// End has nothing to finish: net/http frames the body.
+func (s *ResponseWriterSink) End() error { return nil }
+
 // Flush flushes through wrappers that Unwrap to a Flusher.
 func (s *ResponseWriterSink) Flush() error {
 	if s.rc == nil {
