@@ -56,8 +56,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var tried [4]*target
 	done := tried[:0]
 	lastErr := errNoTarget
+	client := handlers.ClientIP(r)
 	for range attempts {
-		t := u.pick(r, done)
+		t := u.pick(client, done)
 		if t == nil {
 			break
 		}

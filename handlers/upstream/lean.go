@@ -49,9 +49,10 @@ func (u *Upstream) newPool(t *target, ht *httpTarget) *forward.Pool {
 
 // forwardDrop are the client's fields never sent on (besides hop-by-hop
 // ones): the untrusted ones replaced by this side's, X-Request-ID when
-// this node sets it, and those the upstream's headers set or remove.
-func (u *Upstream) forwardDrop() map[string]bool {
-	drop := map[string]bool{"Via": true, "X-Request-Id": u.opts.RequestID != nil}
+// this node sets it (withID), and those the upstream's headers set or
+// remove.
+func (u *Upstream) forwardDrop(withID bool) map[string]bool {
+	drop := map[string]bool{"X-Request-Id": withID}
 	for _, k := range untrusted {
 		drop[k] = true
 	}
@@ -72,28 +73,77 @@ func (u *Upstream) forwardExtra() []forward.Field {
 	return extra
 }
 
+// Inbound is a request as a server's own HTTP/1.1 path parsed it, for
+// Relay: a GET or HEAD without a body.
+type Inbound struct {
+	// Method is GET or HEAD; Target the request-target as sent ("/p?q");
+	// Host the client's Host.
+	Method, Target, Host string
+	// Lines is the header block as the client sent it.
+	Lines string
+	// ClientIP is the client's address (behind trusted proxies, the one
+	// they name): X-Forwarded-For, and ip_hash's key.
+	ClientIP string
+	// TLS: the client came over TLS (X-Forwarded-Proto: https).
+	TLS bool
+	// RequestID is this server's ID of the request, sent as X-Request-ID.
+	// "": the client's passes.
+	RequestID string
+}
+
+// leanIn is what the lean path needs of a request, from either entry.
+type leanIn struct {
+	method, target, host, clientIP, requestID string
+	tls                                       bool
+}
+
+// request is the request the lean path sends to ht for in: the client's
+// fields pass (Header or Lines, set by the caller) but for the dropped
+// ones; X-Forwarded-*, Via, the request's ID and the configured headers
+// are added. The first three of extra's fields are X-Forwarded-For,
+// -Proto and -Host.
+func (ht *httpTarget) request(u *Upstream, in *leanIn, extra []forward.Field) forward.Request {
+	proto := "http"
+	if in.tls {
+		proto = "https"
+	}
+	extra = append(extra, forward.Field{Name: "X-Forwarded-For", Value: in.clientIP},
+		forward.Field{Name: "X-Forwarded-Proto", Value: proto},
+		forward.Field{Name: "X-Forwarded-Host", Value: in.host},
+		forward.Field{Name: "Via", Value: u.via})
+	drop := ht.dropNoID
+	if in.requestID != "" {
+		drop = ht.dropID
+		extra = append(extra, forward.Field{Name: "X-Request-Id", Value: in.requestID})
+	}
+	host := ht.base.Host
+	if ht.clientHost && in.host != "" {
+		host = in.host
+	}
+	return forward.Request{Method: in.method, Target: in.target, Host: host, Drop: drop, DropPrefix: "X-Shoal-",
+		Extra: append(extra, ht.extra...), HeaderTimeout: u.opts.timeout()}
+}
+
 // serveLean proxies r through the lean forwarder: the same request as
 // rewrite makes for ReverseProxy, the same answer as it gives. A non-nil
 // error means nothing was written and another target may be tried.
 func (ht *httpTarget) serveLean(u *Upstream, w http.ResponseWriter, r *http.Request) error {
-	var extra [12]forward.Field
-	fields := ht.requestFields(u, r, extra[:0])
-	target := r.URL.RequestURI()
+	in := leanIn{method: r.Method, target: r.URL.RequestURI(), host: r.Host, clientIP: handlers.ClientIP(r), tls: r.TLS != nil}
 	if p := u.opts.StripPrefix; p != "" {
 		out := *r.URL
 		stripPrefix(&out, strings.TrimSuffix(p, "/"))
-		target = out.RequestURI()
+		in.target = out.RequestURI()
 	}
-	host := ht.base.Host
-	if ht.clientHost && r.Host != "" {
-		host = r.Host
+	if u.opts.RequestID != nil {
+		in.requestID = u.opts.RequestID(r)
 	}
-	req := forward.Request{Method: r.Method, Target: target, Host: host, Header: r.Header,
-		Drop: ht.drop, DropPrefix: "X-Shoal-", Extra: fields, HeaderTimeout: u.opts.timeout()}
+	var extra [12]forward.Field
+	req := ht.request(u, &in, extra[:0])
+	req.Header = r.Header
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		req.Body, req.ContentLength = r.Body, r.ContentLength
 	}
-	sink := leanSink{w: w, ht: ht, proto: fields[1].Value, host: fields[2].Value}
+	sink := locationSink{Sink: &forward.ResponseWriterSink{W: w}, ht: ht, proto: req.Extra[1].Value, host: req.Extra[2].Value}
 	err := ht.pool.Forward(r.Context(), &req, &sink)
 	if err == nil || errors.Is(err, forward.ErrNoResponse) {
 		return err
@@ -107,65 +157,104 @@ func (ht *httpTarget) serveLean(u *Upstream, w http.ResponseWriter, r *http.Requ
 	return nil
 }
 
-// requestFields are the fields this side adds: X-Forwarded-For, -Proto,
-// -Host first (serveLean reads the last two back), then Via, the
-// request's ID, the configured headers and the client's Via and
-// X-Request-ID when they pass.
-func (ht *httpTarget) requestFields(u *Upstream, r *http.Request, f []forward.Field) []forward.Field {
-	proto := "http"
-	if r.TLS != nil {
-		proto = "https"
+// errNotRelayed: Relay leaves the request to ServeHTTP.
+var errNotRelayed = errors.New("upstream: not for the relay")
+
+// Relay serves in through the lean path, the answer written to dst, for
+// a server's own HTTP/1.1 path. Targets are picked, retried, counted and
+// marked as by ServeHTTP. It reports whether anything reached dst; when
+// not, the error says why and the caller serves the request the full way
+// (ServeHTTP), which answers with the site's error page (502: a target
+// that failed here is skipped there) or, for what Relay does not take (a
+// FastCGI target, a loop, a strip_prefix over an escaped path), as
+// usual. An error with wrote set means the response was cut: close the
+// connection.
+func (h *Handler) Relay(ctx context.Context, in *Inbound, dst forward.Sink) (wrote bool, err error) {
+	u := h.u
+	if in.Method != http.MethodGet && in.Method != http.MethodHead || strings.Contains(in.Lines, u.via) {
+		return false, errNotRelayed
 	}
-	f = append(f, forward.Field{Name: "X-Forwarded-For", Value: handlers.ClientIP(r)},
-		forward.Field{Name: "X-Forwarded-Proto", Value: proto},
-		forward.Field{Name: "X-Forwarded-Host", Value: r.Host})
-	for _, v := range r.Header["Via"] {
-		f = append(f, forward.Field{Name: "Via", Value: v})
+	li := leanIn{method: in.Method, target: in.Target, host: in.Host, clientIP: in.ClientIP, requestID: in.RequestID, tls: in.TLS}
+	if !u.relayTarget(&li) {
+		return false, errNotRelayed
 	}
-	f = append(f, forward.Field{Name: "Via", Value: u.via})
-	if u.opts.RequestID != nil {
-		if id := u.opts.RequestID(r); id != "" {
-			f = append(f, forward.Field{Name: "X-Request-Id", Value: id})
-		} else {
-			for _, v := range r.Header["X-Request-Id"] {
-				f = append(f, forward.Field{Name: "X-Request-Id", Value: v})
+	var tried [4]*target
+	done := tried[:0]
+	lastErr := errNoTarget
+	for range 1 + max(u.opts.Retries, 0) {
+		t := u.pick(in.ClientIP, done)
+		if t == nil {
+			break
+		}
+		if t.fcgi != nil {
+			return false, errNotRelayed
+		}
+		done = append(done, t)
+		var extra [12]forward.Field
+		req := t.http.request(u, &li, extra[:0])
+		req.Lines = in.Lines
+		sink := locationSink{Sink: dst, ht: t.http, proto: req.Extra[1].Value, host: req.Extra[2].Value}
+		t.inflight.Add(1)
+		err := t.http.pool.Forward(ctx, &req, &sink)
+		t.inflight.Add(-1)
+		if err == nil || !errors.Is(err, forward.ErrNoResponse) {
+			return true, err
+		}
+		if ctx.Err() != nil {
+			return false, err
+		}
+		lastErr = err
+		u.markFailed(t, err)
+	}
+	return false, lastErr
+}
+
+// relayTarget maps li's raw target under strip_prefix; false when only
+// the full path can (an escaped path, not origin-form).
+func (u *Upstream) relayTarget(li *leanIn) bool {
+	if !strings.HasPrefix(li.target, "/") {
+		return false
+	}
+	p := strings.TrimSuffix(u.opts.StripPrefix, "/")
+	if p == "" {
+		return true
+	}
+	path, query, hasQuery := strings.Cut(li.target, "?")
+	if strings.Contains(path, "%") {
+		return false
+	}
+	rest, ok := strings.CutPrefix(path, p)
+	if !ok || rest != "" && rest[0] != '/' {
+		return true
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	if hasQuery {
+		rest += "?" + query
+	}
+	li.target = rest
+	return true
+}
+
+// locationSink points a redirect to the target's own address back at the
+// address the client used, then passes the response on.
+type locationSink struct {
+	forward.Sink
+	ht          *httpTarget
+	proto, host string
+}
+
+func (s *locationSink) WriteHead(h *forward.Head) error {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if !h.Hop(i) && strings.EqualFold(f.Name, "Location") {
+			if fixed, ok := s.ht.fixLocation(f.Value, s.proto, s.host); ok {
+				f.Value = fixed
 			}
 		}
 	}
-	return append(f, ht.extra...)
-}
-
-// leanSink writes the target's response to the client, its Location
-// pointed back at the address the client used.
-type leanSink struct {
-	w           http.ResponseWriter
-	ht          *httpTarget
-	proto, host string
-	rc          *http.ResponseController
-}
-
-func (s *leanSink) WriteHead(h *forward.Head) error {
-	hdr := s.w.Header()
-	forward.CopyHeader(hdr, h)
-	if loc := hdr["Location"]; len(loc) > 0 {
-		if fixed, ok := s.ht.fixLocation(loc[0], s.proto, s.host); ok {
-			hdr.Set("Location", fixed)
-		}
-	}
-	s.w.WriteHeader(h.Status)
-	return nil
-}
-
-func (s *leanSink) Write(p []byte) (int, error) { return s.w.Write(p) }
-
-// End has nothing to finish: net/http frames the body.
-func (s *leanSink) End() error { return nil }
-
-func (s *leanSink) Flush() error {
-	if s.rc == nil {
-		s.rc = http.NewResponseController(s.w)
-	}
-	return s.rc.Flush()
+	return s.Sink.WriteHead(h)
 }
 
 // fixLocation maps a redirect to the target's own address onto the

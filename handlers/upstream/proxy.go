@@ -22,10 +22,11 @@ type httpTarget struct {
 	pool      *forward.Pool
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
-	// drop and extra: the client fields not passed, the configured ones
-	// added (forwardDrop, forwardExtra).
-	drop      map[string]bool
-	extra     []forward.Field
+	// dropID, dropNoID and extra: the client fields not passed when this
+	// node sets the request's ID and when not, the configured ones added
+	// (forwardDrop, forwardExtra).
+	dropID, dropNoID map[string]bool
+	extra            []forward.Field
 	keepAlive time.Duration
 	base      *url.URL // scheme and host the request goes to
 	// clientHost: a unix socket has no host of its own, so the client's
@@ -42,7 +43,7 @@ var discardLogger = slog.New(slog.DiscardHandler)
 
 func (u *Upstream) newHTTP(t *target) *httpTarget {
 	ht := &httpTarget{base: &url.URL{Scheme: "http", Host: t.Address}, keepAlive: 30 * time.Second,
-		drop: u.forwardDrop(), extra: u.forwardExtra()}
+		dropID: u.forwardDrop(true), dropNoID: u.forwardDrop(false), extra: u.forwardExtra()}
 	if t.TLS {
 		ht.base.Scheme = "https"
 	}

@@ -289,7 +289,7 @@ func (u *Upstream) markFailed(t *target, err error) {
 }
 
 // pick selects among the available targets not tried yet; nil: none.
-func (u *Upstream) pick(r *http.Request, tried []*target) *target {
+func (u *Upstream) pick(client string, tried []*target) *target {
 	var buf [16]*target
 	c := buf[:0]
 	now := time.Now().UnixNano()
@@ -301,7 +301,7 @@ func (u *Upstream) pick(r *http.Request, tried []*target) *target {
 	if len(c) == 0 {
 		return nil
 	}
-	return u.policy.Select(c, r)
+	return u.policy.Select(c, client)
 }
 
 func contains(ts []*target, t *target) bool {

@@ -310,8 +310,8 @@ func (req *Request) dropped(name string, conn []string) bool {
 	if isHopByHop(name) || req.Drop[name] || req.DropPrefix != "" && strings.HasPrefix(name, req.DropPrefix) {
 		return true
 	}
-	if name == "Content-Length" {
-		return true // framing is this side's own
+	if name == "Content-Length" || name == "Host" {
+		return true // framing and Host are this side's own
 	}
 	for _, v := range conn {
 		for tok := range strings.SplitSeq(v, ",") {

@@ -87,7 +87,7 @@ func TestRequestLines(t *testing.T) {
 	p := tcpPool(t, s.Listener.Addr().String())
 	req := get("/")
 	req.Lines = "Host: client\r\nconnection: x-a\r\nX-A: 1\r\naccept: */*\r\nx-forwarded-for: 6.6.6.6\r\nX-Shoal-Hop: f\r\nbroken line\r\n\r\nX-After: no\r\n"
-	req.Drop, req.DropPrefix = map[string]bool{"X-Forwarded-For": true, "Host": true}, "X-Shoal-"
+	req.Drop, req.DropPrefix = map[string]bool{"X-Forwarded-For": true}, "X-Shoal-"
 	if err := p.Forward(context.Background(), req, &memSink{}); err != nil {
 		t.Fatal(err)
 	}
