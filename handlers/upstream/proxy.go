@@ -27,8 +27,8 @@ type httpTarget struct {
 	// (forwardDrop, forwardExtra).
 	dropID, dropNoID map[string]bool
 	extra            []forward.Field
-	keepAlive time.Duration
-	base      *url.URL // scheme and host the request goes to
+	keepAlive        time.Duration
+	base             *url.URL // scheme and host the request goes to
 	// clientHost: a unix socket has no host of its own, so the client's
 	// Host is passed; a TCP target gets its own address, as nginx does.
 	clientHost bool
