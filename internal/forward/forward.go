@@ -241,7 +241,7 @@ func writeHead(bw *bufio.Writer, req *Request, hasBody bool) {
 		}
 	}
 	for _, f := range req.Fields {
-		if req.dropped(canonical(f.Name), conn) {
+		if !isTokenString(f.Name) || req.dropped(canonical(f.Name), conn) {
 			continue
 		}
 		writeField(bw, f.Name, f.Value)
@@ -285,6 +285,16 @@ func connectionNames(req *Request) []string {
 	return conn
 }
 
+// isTokenString: name is a field name (RFC 9110 token).
+func isTokenString(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if !isToken(name[i]) {
+			return false
+		}
+	}
+	return name != ""
+}
+
 // lineFields yields the fields of a header block, up to its empty line.
 func lineFields(lines string) iter.Seq[Field] {
 	return func(yield func(Field) bool) {
@@ -295,8 +305,8 @@ func lineFields(lines string) iter.Seq[Field] {
 				return
 			}
 			name, value, ok := strings.Cut(line, ":")
-			if !ok || name == "" || strings.ContainsAny(name, " \t") {
-				continue
+			if !ok || !isTokenString(name) {
+				continue // no field, or one no parser downstream may read alike
 			}
 			if !yield(Field{Name: name, Value: strings.Trim(value, " \t")}) {
 				return

@@ -86,13 +86,13 @@ func TestRequestLines(t *testing.T) {
 	s, _ := app(t, func(w http.ResponseWriter, r *http.Request) { got <- r.Header })
 	p := tcpPool(t, s.Listener.Addr().String())
 	req := get("/")
-	req.Lines = "Host: client\r\nconnection: x-a\r\nX-A: 1\r\naccept: */*\r\nx-forwarded-for: 6.6.6.6\r\nX-Shoal-Hop: f\r\nbroken line\r\n\r\nX-After: no\r\n"
+	req.Lines = "Host: client\r\nconnection: x-a\r\nX-A: 1\r\naccept: */*\r\nx-forwarded-for: 6.6.6.6\r\nX-Shoal-Hop: f\r\nbroken line\r\nX\rSmuggled: 1\r\n\r\nX-After: no\r\n"
 	req.Drop, req.DropPrefix = map[string]bool{"X-Forwarded-For": true}, "X-Shoal-"
 	if err := p.Forward(context.Background(), req, &memSink{}); err != nil {
 		t.Fatal(err)
 	}
 	h := <-got
-	if h.Get("Accept") != "*/*" || h.Get("X-A") != "" || h.Get("X-Forwarded-For") != "" || h.Get("X-Shoal-Hop") != "" || h.Get("X-After") != "" {
+	if h.Get("Accept") != "*/*" || h.Get("X-A") != "" || h.Get("X-Forwarded-For") != "" || h.Get("X-Shoal-Hop") != "" || h.Get("X-After") != "" || len(h) != 1 {
 		t.Fatalf("header %v", h)
 	}
 }
