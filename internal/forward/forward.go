@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -161,12 +160,14 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	}
 	if hasBody {
 		bodyDone = make(chan error, 1)
+		// The goroutine gets copies: what it captures moves to the heap.
+		body, n, done := req.Body, req.ContentLength, bodyDone
 		go func() {
-			err := writeBody(c.bw, req.Body, req.ContentLength)
+			err := writeBody(c.bw, body, n)
 			if err != nil {
 				c.nc.SetDeadline(aLongTimeAgo) // no answer can come now
 			}
-			bodyDone <- err
+			done <- err
 		}()
 	}
 	if req.HeaderTimeout > 0 {
@@ -246,11 +247,11 @@ func writeHead(bw *bufio.Writer, req *Request, hasBody bool) {
 		}
 		writeField(bw, f.Name, f.Value)
 	}
-	for f := range lineFields(req.Lines) {
-		if req.dropped(canonical(f.Name), conn) {
-			continue
+	for rest := req.Lines; rest != ""; {
+		var f Field
+		if f, rest = nextLineField(rest); f.Name != "" && !req.dropped(canonical(f.Name), conn) {
+			writeField(bw, f.Name, f.Value)
 		}
-		writeField(bw, f.Name, f.Value)
 	}
 	for _, f := range req.Extra {
 		writeField(bw, f.Name, f.Value)
@@ -277,8 +278,9 @@ func connectionNames(req *Request) []string {
 			conn = append(conn[:len(conn):len(conn)], f.Value)
 		}
 	}
-	for f := range lineFields(req.Lines) {
-		if strings.EqualFold(f.Name, "Connection") {
+	for rest := req.Lines; rest != ""; {
+		var f Field
+		if f, rest = nextLineField(rest); strings.EqualFold(f.Name, "Connection") {
 			conn = append(conn[:len(conn):len(conn)], f.Value)
 		}
 	}
@@ -295,24 +297,19 @@ func isTokenString(name string) bool {
 	return name != ""
 }
 
-// lineFields yields the fields of a header block, up to its empty line.
-func lineFields(lines string) iter.Seq[Field] {
-	return func(yield func(Field) bool) {
-		for lines != "" {
-			var line string
-			line, lines = cutLine(lines)
-			if line == "" {
-				return
-			}
-			name, value, ok := strings.Cut(line, ":")
-			if !ok || !isTokenString(name) {
-				continue // no field, or one no parser downstream may read alike
-			}
-			if !yield(Field{Name: name, Value: strings.Trim(value, " \t")}) {
-				return
-			}
-		}
+// nextLineField splits the first field off a header block: a line that
+// is no field gives an empty Name; the empty line ends the block (rest
+// is "" then).
+func nextLineField(lines string) (f Field, rest string) {
+	line, rest := cutLine(lines)
+	if line == "" {
+		return Field{}, ""
 	}
+	name, value, ok := strings.Cut(line, ":")
+	if !ok || !isTokenString(name) {
+		return Field{}, rest // no field, or one no parser downstream may read alike
+	}
+	return Field{Name: name, Value: strings.Trim(value, " \t")}, rest
 }
 
 // dropped reports whether the field name (canonical) stays behind.
