@@ -90,6 +90,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // nothing reached dst; any other means the response was cut after its
 // head went out.
 func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
+	if !isTokenString(req.Method) || !visible(req.Target) || req.Target == "" || !visible(req.Host) {
+		return fmt.Errorf("%w: %w", ErrNoResponse, errRequestLine)
+	}
 	hasBody := req.Body != nil && req.ContentLength != 0
 	for attempt := 0; ; attempt++ {
 		c, reused, err := p.get(ctx)
@@ -116,6 +119,20 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 		// A kept connection the target had closed meanwhile: the request
 		// never reached it, so it goes again on a fresh one.
 	}
+}
+
+// errRequestLine: a method, target or Host that would not read back as
+// one request line and one Host field.
+var errRequestLine = errors.New("forward: method, target or host not sendable")
+
+// visible: no space, no control byte.
+func visible(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // errStale: the connection closed before any byte of a response.
@@ -330,15 +347,18 @@ func (req *Request) dropped(name string, conn []string) bool {
 	return false
 }
 
-// writeField writes one field; a value with a line break (impossible from
-// net/http, possible from a caller) has it replaced by a space, as
-// net/http's Request.Write does, so it cannot smuggle a field.
+// writeField writes one field; one whose value holds a control byte
+// (impossible from net/http, possible from a caller's raw head) is left
+// out, as net/http's client refuses it, so nothing can smuggle a field
+// or a request past the target's parser.
 func writeField(bw *bufio.Writer, name, value string) {
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return
+		}
+	}
 	bw.WriteString(name)
 	bw.WriteString(": ")
-	if strings.ContainsAny(value, "\r\n") {
-		value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
-	}
 	bw.WriteString(value)
 	bw.WriteString("\r\n")
 }

@@ -333,6 +333,28 @@ func TestForwardFlush(t *testing.T) {
 	}
 }
 
+// TestForwardBadRequestLine: a method, target or Host that would break
+// the request line or the Host field is never sent.
+func TestForwardBadRequestLine(t *testing.T) {
+	var conns atomic.Int32
+	addr := rawServer(t, func(c net.Conn) { conns.Add(1) })
+	p := tcpPool(t, addr)
+	for _, r := range []*Request{
+		{Method: "GET", Target: "/a b", Host: "h"},
+		{Method: "GET", Target: "/a\r\nX: 1", Host: "h"},
+		{Method: "G T", Target: "/", Host: "h"},
+		{Method: "GET", Target: "/", Host: "h\r\nX: 1"},
+		{Method: "GET", Target: "", Host: "h"},
+	} {
+		if err := p.Forward(context.Background(), r, &memSink{}); !errors.Is(err, ErrNoResponse) {
+			t.Errorf("%q %q %q: %v", r.Method, r.Target, r.Host, err)
+		}
+	}
+	if conns.Load() != 0 {
+		t.Errorf("%d connections opened", conns.Load())
+	}
+}
+
 // TestForwardRefused: a target that refuses gives ErrNoResponse.
 func TestForwardRefused(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
