@@ -127,7 +127,8 @@ func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, 
 	}
 	m.sent.Add(1)
 	defer m.done.Add(1)
-	err := pool.Forward(ctx, &req, &hopSink{w: w, c: c, a: a})
+	sink := forward.ResponseWriterSink{W: w, Fix: func(h http.Header) { c.fixResponse(a, h) }}
+	err := pool.Forward(ctx, &req, &sink)
 	switch {
 	case err == nil:
 		m.markWell()
@@ -146,33 +147,4 @@ func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, 
 		return cause // say why: the forwarder only knows it was cancelled
 	}
 	return err
-}
-
-// hopSink writes the peer's answer to the client, fixed as modifyResponse
-// fixes it.
-type hopSink struct {
-	w  http.ResponseWriter
-	c  *Cluster
-	a  *attempt
-	rc *http.ResponseController
-}
-
-func (s *hopSink) WriteHead(h *forward.Head) error {
-	hdr := s.w.Header()
-	forward.CopyHeader(hdr, h)
-	s.c.fixResponse(s.a, hdr)
-	s.w.WriteHeader(h.Status)
-	return nil
-}
-
-func (s *hopSink) Write(p []byte) (int, error) { return s.w.Write(p) }
-
-// End has nothing to finish: net/http frames the body.
-func (s *hopSink) End() error { return nil }
-
-func (s *hopSink) Flush() error {
-	if s.rc == nil {
-		s.rc = http.NewResponseController(s.w)
-	}
-	return s.rc.Flush()
 }

@@ -8,14 +8,11 @@ type ResponseWriterSink struct {
 	// Fix, when set, edits the header before it is written (a Location to
 	// rewrite, a cookie to add).
 	Fix func(h http.Header)
-	// wrote: WriteHead was called.
-	wrote bool
-	rc    *http.ResponseController
+	rc  *http.ResponseController
 }
 
 // WriteHead copies the end-to-end fields and writes the status.
 func (s *ResponseWriterSink) WriteHead(h *Head) error {
-	s.wrote = true
 	CopyHeader(s.W.Header(), h)
 	if s.Fix != nil {
 		s.Fix(s.W.Header())
@@ -23,9 +20,6 @@ func (s *ResponseWriterSink) WriteHead(h *Head) error {
 	s.W.WriteHeader(h.Status)
 	return nil
 }
-
-// Wrote reports whether the head reached the ResponseWriter.
-func (s *ResponseWriterSink) Wrote() bool { return s.wrote }
 
 func (s *ResponseWriterSink) Write(p []byte) (int, error) { return s.W.Write(p) }
 
