@@ -47,8 +47,9 @@ func (h *Head) Hop(i int) bool { return h.hop[i] }
 
 // maxHead is the largest response head accepted, as the read buffer: a
 // larger one is answered 502, as nginx does ("upstream sent too big
-// header") at 4 or 8 KiB.
-const maxHead = 16 << 10
+// header") past 4 or 8 KiB. 32 KiB leaves room for big cookies and
+// policies; the buffer is also the body's copy buffer.
+const maxHead = 32 << 10
 
 // errHead: the response head is not one this parser accepts.
 var errHead = errors.New("forward: malformed response head")
