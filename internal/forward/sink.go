@@ -1,6 +1,9 @@
 package forward
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+)
 
 // ResponseWriterSink passes a response to an http.ResponseWriter.
 type ResponseWriterSink struct {
@@ -26,12 +29,16 @@ func (s *ResponseWriterSink) Write(p []byte) (int, error) { return s.W.Write(p) 
 // End has nothing to finish: net/http frames the body.
 func (s *ResponseWriterSink) End() error { return nil }
 
-// Flush flushes through wrappers that Unwrap to a Flusher.
+// Flush flushes through wrappers that Unwrap to a Flusher; a writer that
+// cannot flush is no error (the answer still arrives, later).
 func (s *ResponseWriterSink) Flush() error {
 	if s.rc == nil {
 		s.rc = http.NewResponseController(s.W)
 	}
-	return s.rc.Flush()
+	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // CopyHeader adds h's end-to-end fields to dst under canonical names.
