@@ -96,3 +96,29 @@ func TestRequestLines(t *testing.T) {
 		t.Fatalf("header %v", h)
 	}
 }
+
+// plainWriter is a ResponseWriter that cannot flush.
+type plainWriter struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func (p *plainWriter) Header() http.Header         { return p.h }
+func (p *plainWriter) WriteHeader(code int)        { p.code = code }
+func (p *plainWriter) Write(b []byte) (int, error) { return p.body.Write(b) }
+
+// TestResponseWriterSinkNoFlush: a streamed answer reaches a writer that
+// cannot flush whole, without an error.
+func TestResponseWriterSinkNoFlush(t *testing.T) {
+	s, _ := app(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "b")
+	})
+	p := tcpPool(t, s.Listener.Addr().String())
+	w := &plainWriter{h: http.Header{}}
+	if err := p.Forward(context.Background(), get("/"), &ResponseWriterSink{W: w}); err != nil || w.code != 200 || w.body.String() != "ab" {
+		t.Fatalf("%v %d %q", err, w.code, w.body.String())
+	}
+}
