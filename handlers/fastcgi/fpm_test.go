@@ -41,7 +41,7 @@ func startFPM(t *testing.T, network string) *fpm {
 	return &fpm{network: p.Network, address: p.Address, dir: p.Dir}
 }
 
-func phpRoot(t *testing.T) string {
+func phpRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("testdata/php")
 	if err != nil {
