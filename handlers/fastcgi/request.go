@@ -186,13 +186,14 @@ func (r *Response) start(cn *conn) {
 }
 
 // resend sends the request again on another connection after a kept one
-// ended before any answer: the application closed it while it was idle
-// (php-fpm recycling a worker), which a write to it does not reveal.
-// Only a request sent whole in one write (no streamed stdin) can go again.
+// ended before a single byte of answer: the application closed it while
+// it was idle (php-fpm recycling a worker), which a write to it does not
+// reveal. Only a request sent whole in one write (no streamed stdin) can
+// go again; an application that began to answer ran the script, and its
+// failure stands.
 func (r *Response) resend(cause error) bool {
-	if r.wire == nil || r.answered || !r.cn.reused || r.resent > r.c.maxConns() || r.ctx.Err() != nil ||
-		!(errors.Is(cause, io.EOF) || errors.Is(cause, errShortRecord) ||
-			errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE)) {
+	if r.wire == nil || r.answered || r.cn.br.Buffered() > 0 || !r.cn.reused || r.resent > r.c.maxConns() ||
+		r.ctx.Err() != nil || !(errors.Is(cause, io.EOF) || errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE)) {
 		return false
 	}
 	r.resent++
