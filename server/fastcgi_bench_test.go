@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"shoal/internal/testenv"
+	"shoal/server/config"
 )
 
 // BenchmarkNodeWireFastCGI serves hello.php through a route's fastcgi
@@ -29,7 +30,7 @@ func BenchmarkNodeWireFastCGI(b *testing.B) {
 		"[[site]]\nroot = \"www\"\n[[site.route]]\npath = \"*.php\"\nupstream = \"php\"\n"+
 		"[[upstream]]\nname = \"php\"\ntargets = [\"fastcgi://%s\"]\nroot = %q\n", fpm.Address, www)
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
