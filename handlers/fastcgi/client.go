@@ -56,10 +56,12 @@ type conn struct {
 	idleFrom time.Time
 	reused   bool
 	buf      []byte // a record too long for br; made at the first one
-	// sentAt is when its request was sent (since clockStart), 0 once the
-	// application answered it: a request waiting long for its first
-	// record may have no php-fpm worker (see put).
+	// sentAt is when the request on a connection never answered yet was
+	// sent (since clockStart), 0 once the application answered: such a
+	// request waiting long for its first record may have no php-fpm
+	// worker (see put). A connection answered once has its worker.
 	sentAt atomic.Int64
+	served bool // the application answered on it: a worker holds it
 
 	// The request's context and deadline (zero: none), and the read
 	// deadline armed on nc; only the goroutine reading the response
@@ -266,7 +268,10 @@ const starveAfter = 200 * time.Millisecond
 // php-fpm binds a worker to a connection until the connection closes, so
 // with fewer workers than the pool's connections, kept connections would
 // hold every worker while a newer one waits forever; closing one frees a
-// worker for it (nginx's fastcgi_keep_conn has no such remedy).
+// worker for it (nginx's fastcgi_keep_conn has no such remedy). Only a
+// request on a connection no worker has answered yet can be starved: a
+// slow script on a kept connection has its worker, and closing
+// connections for it would only cost new ones.
 func (c *Client) put(cn *conn) {
 	now := time.Now()
 	cn.idleFrom = now

@@ -182,7 +182,9 @@ func (r *Response) start(cn *conn) {
 	r.cn = cn
 	now := time.Now()
 	cn.watch(r.ctx, r.deadline, now)
-	cn.sentAt.Store(int64(max(now.Sub(clockStart), 1)))
+	if !cn.served {
+		cn.sentAt.Store(int64(max(now.Sub(clockStart), 1)))
+	}
 }
 
 // resend sends the request again on another connection after a kept one
@@ -300,7 +302,10 @@ func (r *Response) next() {
 	}
 	if !r.answered {
 		r.answered = true
-		r.cn.sentAt.Store(0)
+		if !r.cn.served {
+			r.cn.served = true
+			r.cn.sentAt.Store(0)
+		}
 	}
 	if h.RequestID != requestID {
 		if h.RequestID == 0 {

@@ -2,10 +2,13 @@ package fastcgi
 
 import (
 	"bufio"
+	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,4 +116,110 @@ func TestResendOnClosedKeptConnection(t *testing.T) {
 	if resp.StatusCode != 200 || body != "ok" {
 		t.Errorf("POST on a closed kept connection: %d %q", resp.StatusCode, body)
 	}
+}
+
+// keptApp is a FastCGI application that keeps its connections and answers
+// "ok" at once, except a request for /hold, which it answers when the
+// test closes hold.
+type keptApp struct {
+	addr string
+	hold chan struct{}
+}
+
+func startKeptApp(t *testing.T) *keptApp {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &keptApp{addr: l.Addr().String(), hold: make(chan struct{})}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { l.Close(); conns.Wait() })
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() { a.serve(nc) })
+		}
+	}()
+	return a
+}
+
+func (a *keptApp) serve(nc net.Conn) {
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	buf := make([]byte, maxContent)
+	for {
+		script := ""
+		for {
+			h, content, err := readRecord(br, buf)
+			if err != nil {
+				return
+			}
+			if h.Type == typeParams {
+				parsePairs(content, func(n, v []byte) {
+					if string(n) == "SCRIPT_NAME" {
+						script = string(v)
+					}
+				})
+			}
+			if h.Type == typeStdin && len(content) == 0 {
+				break
+			}
+		}
+		if script == "/hold" {
+			<-a.hold
+		}
+		out := record(typeStdout, requestID, []byte("Content-Type: text/plain\r\n\r\nok"), 0)
+		if _, err := nc.Write(append(out, endRecord(statusRequestComplete)...)); err != nil {
+			return
+		}
+	}
+}
+
+// TestSlowScriptOnKeptConnectionStarvesNothing: a request that waits long
+// on a connection the application answered before has its worker, so the
+// pool keeps the connections other requests give back (closing them,
+// as for a request no worker took, would only cost new connections).
+func TestSlowScriptOnKeptConnectionStarvesNothing(t *testing.T) {
+	app := startKeptApp(t)
+	c := &Client{Network: "tcp", Address: app.addr, MaxConns: 2}
+	defer c.Close()
+	do := func(path string) *Response {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		params, err := Params(r, ParamsOptions{Root: "/srv", ContentLength: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(context.Background(), &Request{Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	finish := func(resp *Response) {
+		if b, err := io.ReadAll(resp); err != nil || !strings.HasSuffix(string(b), "ok") {
+			t.Fatalf("answer %q, %v", b, err)
+		}
+		resp.Close()
+	}
+	// Two connections, each answered once.
+	a, b := do("/x.php"), do("/x.php")
+	finish(a)
+	finish(b)
+	if c.Open() != 2 {
+		t.Fatalf("%d connections open, want 2", c.Open())
+	}
+	slow := do("/hold")
+	for start := time.Now(); time.Since(start) <= starveAfter; {
+		time.Sleep(10 * time.Millisecond) // time itself is what the pool measures
+	}
+	finish(do("/x.php"))
+	if n := c.relieved.Load(); n != 0 || c.Open() != 2 {
+		t.Errorf("%d connections closed for a slow script on a kept one, %d open; want 0 and 2", n, c.Open())
+	}
+	close(app.hold)
+	finish(slow)
 }
