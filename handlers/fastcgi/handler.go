@@ -20,7 +20,9 @@ import (
 
 // Handler serves requests through a FastCGI responder, as net/http/cgi's
 // Handler runs a CGI script: the struct literal is the whole API, and the
-// zero value of each field has the meaning its comment gives.
+// zero value of each field has the meaning its comment gives. A Handler
+// works out what its requests share at the first one: it must not be
+// changed or copied after that.
 type Handler struct {
 	// Client is the target's connection pool. Required.
 	Client *Client
