@@ -105,8 +105,8 @@ func (c *Client) do(ctx context.Context, req *Request, resp *Response) error {
 	if framed {
 		return nil
 	}
-	// begin ended the stdin stream already when there is no body: nothing
-	// to write, and no goroutine whose exit could race with the answer.
+	// Without a body to stream, writeUnframed ended stdin already: no
+	// goroutine whose exit could race with the answer.
 	if req.Stdin != nil {
 		resp.writing = true
 		resp.writeDone = make(chan struct{})
