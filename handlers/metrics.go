@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"shoal/handlers/admin"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -351,7 +352,7 @@ func (m *Metrics) Retried(peer string) { m.retries.WithLabelValues(peer).Inc() }
 func (m *Metrics) PeerFailed(peer string) { m.peerFails.WithLabelValues(peer).Inc() }
 
 // WatchCluster makes shoal_cluster_members report v's members by state.
-func (m *Metrics) WatchCluster(v ClusterView) { m.members.view.Store(&viewRef{v}) }
+func (m *Metrics) WatchCluster(v admin.ClusterView) { m.members.view.Store(&viewRef{v}) }
 
 // InFlight is the number of requests inside Middleware now, all sites.
 func (m *Metrics) InFlight() int { return int(m.inflightTotal.Load()) }
@@ -365,7 +366,7 @@ func (m *Metrics) Rates() (requests, errors float64) {
 
 // Fill sets the fields of this node's Member that the metrics know:
 // requests/s, 5xx/s and CGI processes running.
-func (m *Metrics) Fill(mem *Member) {
+func (m *Metrics) Fill(mem *admin.Member) {
 	mem.RequestsPerSec, mem.ErrorsPerSec = m.Rates()
 	mem.CGIRunning = m.CGIRunning()
 }
@@ -420,7 +421,7 @@ func (rm *rateMeter) rates(now time.Time, total, errs uint64) (float64, float64)
 }
 
 // viewRef boxes an interface for atomic.Pointer.
-type viewRef struct{ v ClusterView }
+type viewRef struct{ v admin.ClusterView }
 
 // membersCollector reports cluster members by state when scraped, so the
 // numbers are never older than the scrape.
@@ -437,7 +438,7 @@ func newMembersCollector() *membersCollector {
 func (c *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := map[string]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
+	counts := map[string]int{admin.StateAlive: 0, admin.StateSuspect: 0, admin.StateDead: 0, admin.StateLeft: 0}
 	if ref := c.view.Load(); ref != nil && ref.v != nil {
 		for _, mem := range ref.v.Members() {
 			if _, known := counts[mem.State]; known {

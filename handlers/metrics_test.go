@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"shoal/handlers/admin"
 	"strings"
 	"testing"
 	"time"
@@ -110,13 +111,18 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 	return 0, false
 }
 
+// membersView is a cluster of fixed members, for shoal_cluster_members.
+type membersView []admin.Member
+
+func (v membersView) Self() string            { return v[0].Name }
+func (v membersView) Members() []admin.Member { return v }
+
 func TestMetricsExposition(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	view := &fakeView{self: "node-a"}
-	view.set(threeMembers())
-	view.update("node-c", func(m *Member) { m.State = StateDead })
-	m.WatchCluster(view)
+	m.WatchCluster(membersView{
+		{Name: "node-a", State: admin.StateAlive}, {Name: "node-b", State: admin.StateAlive}, {Name: "node-c", State: admin.StateDead},
+	})
 	m.ObserveCGI(func() int { return 3 }, func() int { return 2 })
 	m.CGIStarted()
 	m.CGITimedOut()
@@ -126,7 +132,8 @@ func TestMetricsExposition(t *testing.T) {
 
 	site := httptest.NewServer(siteChain(m, "example.com"))
 	defer site.Close()
-	admin := newAdminServer(t, &Admin{View: view, Gatherer: reg})
+	adminSrv := httptest.NewServer((&admin.Server{Gatherer: reg}).Handler())
+	defer adminSrv.Close()
 
 	for _, p := range []string{"/static", "/sendfile", "/cgi", "/proxy", "/redirect", "/flush", "/missing"} {
 		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -143,7 +150,7 @@ func TestMetricsExposition(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	fams := scrape(t, admin.URL+"/metrics")
+	fams := scrape(t, adminSrv.URL+"/metrics")
 	for _, name := range []string{
 		"shoal_http_requests_total", "shoal_http_request_duration_seconds", "shoal_http_response_bytes_total",
 		"shoal_http_requests_in_flight", "shoal_cgi_running", "shoal_cgi_queued", "shoal_cgi_runs_total",
@@ -193,7 +200,7 @@ func TestMetricsExposition(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	after, _ := value(scrape(t, admin.URL+"/metrics"), "shoal_http_requests_total", map[string]string{"handler": "static", "status": "2xx"})
+	after, _ := value(scrape(t, adminSrv.URL+"/metrics"), "shoal_http_requests_total", map[string]string{"handler": "static", "status": "2xx"})
 	if after != before+1 {
 		t.Errorf("request counter went from %v to %v, want +1", before, after)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"shoal/cluster"
 	"shoal/handlers"
+	"shoal/handlers/admin"
 )
 
 // clusterRef holds the node's cluster once Run has started it. Sites are
@@ -378,7 +379,7 @@ func reachableHost(gossip string) string {
 // (self), or this node alone while no cluster runs.
 type clusterView struct {
 	ref  *clusterRef
-	self func() handlers.Member
+	self func() admin.Member
 }
 
 func (v clusterView) Self() string {
@@ -388,15 +389,15 @@ func (v clusterView) Self() string {
 	return v.self().Name
 }
 
-func (v clusterView) Members() []handlers.Member {
+func (v clusterView) Members() []admin.Member {
 	c := v.ref.get()
 	if c == nil {
-		return []handlers.Member{v.self()}
+		return []admin.Member{v.self()}
 	}
 	ms := c.Members()
-	out := make([]handlers.Member, 0, len(ms))
+	out := make([]admin.Member, 0, len(ms))
 	for _, m := range ms {
-		hm := handlers.Member{
+		hm := admin.Member{
 			Name:      m.Name,
 			State:     m.State,
 			Load:      m.Load,

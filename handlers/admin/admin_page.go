@@ -1,4 +1,4 @@
-package handlers
+package admin
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ var statusPage = template.Must(template.ParseFS(statusFiles, "status/index.html"
 type pageData struct {
 	Self      string
 	Version   string
-	Sites     []AdminSite
+	Sites     []Site
 	Listeners []string
 	Certs     []Certificate
 }

@@ -1,4 +1,4 @@
-package handlers
+package admin_test
 
 import (
 	"os"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"shoal/handlers/admin"
 	"shoal/internal/browsertest"
 )
 
@@ -23,10 +24,10 @@ func TestStatusPageBrowser(t *testing.T) {
 
 	view := &fakeView{self: "node-a"}
 	view.set(threeMembers())
-	view.update("node-c", func(m *Member) { m.Config = "bad0cafe"; m.ErrorsPerSec = 0.4 })
-	srv := newAdminServer(t, &Admin{
+	view.update("node-c", func(m *admin.Member) { m.Config = "bad0cafe"; m.ErrorsPerSec = 0.4 })
+	srv := newAdminServer(t, &admin.Server{
 		View: view, Version: "0.1.0",
-		Sites:     []AdminSite{{Hosts: []string{"example.com", "www.example.com"}, Root: "/srv/www", CGI: []string{"/cgi-bin/"}}},
+		Sites:     []admin.Site{{Hosts: []string{"example.com", "www.example.com"}, Root: "/srv/www", CGI: []string{"/cgi-bin/"}}},
 		Listeners: []string{"http 127.0.0.1:8080", "admin 127.0.0.1:9180"},
 	})
 
@@ -51,9 +52,9 @@ func TestStatusPageBrowser(t *testing.T) {
 	}
 
 	// One dies, one leaves, one drains.
-	view.update("node-b", func(m *Member) { m.State = StateDead })
-	view.update("node-d", func(m *Member) { m.State = StateLeft })
-	view.update("node-c", func(m *Member) { m.Draining = true })
+	view.update("node-b", func(m *admin.Member) { m.State = admin.StateDead })
+	view.update("node-d", func(m *admin.Member) { m.State = admin.StateLeft })
+	view.update("node-c", func(m *admin.Member) { m.Draining = true })
 	browsertest.WaitFor(t, tab, "node-b dead", chromedp.WaitVisible(`tr[data-member="node-b"][data-state="dead"]`))
 	browsertest.WaitFor(t, tab, "node-d left", chromedp.WaitVisible(`tr[data-member="node-d"][data-state="left"]`))
 	browsertest.WaitFor(t, tab, "node-c draining", chromedp.WaitVisible(`tr[data-member="node-c"][data-draining="true"] .badge.draining`))

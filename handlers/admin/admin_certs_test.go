@@ -1,9 +1,10 @@
-package handlers
+package admin_test
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"shoal/handlers/admin"
 	"strings"
 	"testing"
 	"time"
@@ -16,17 +17,17 @@ func TestAdminCertificates(t *testing.T) {
 	exp := time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name  string
-		certs func() []Certificate
+		certs func() []admin.Certificate
 		want  string
 	}{
 		{"none", nil, `{"certificates":[]}`},
-		{"acme", func() []Certificate {
-			return []Certificate{{Names: []string{"a.test"}, Issuer: "Pebble Intermediate", NotAfter: exp,
+		{"acme", func() []admin.Certificate {
+			return []admin.Certificate{{Names: []string{"a.test"}, Issuer: "Pebble Intermediate", NotAfter: exp,
 				Source: "acme", OrderedBy: "node-b", Serial: "1f"}}
 		}, `{"certificates":[{"names":["a.test"],"issuer":"Pebble Intermediate","not_after":"2027-03-01T12:00:00Z","source":"acme","ordered_by":"node-b","serial":"1f"}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := (&Admin{Certificates: tc.certs}).Handler()
+			h := (&admin.Server{Certificates: tc.certs}).Handler()
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/api/certificates", nil))
 			if rec.Code != http.StatusOK {

@@ -1,4 +1,4 @@
-package handlers
+package admin_test
 
 import (
 	"strings"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"shoal/handlers/admin"
 	"shoal/internal/browsertest"
 )
 
@@ -42,7 +43,7 @@ func TestStatusPageUpstreamsBrowser(t *testing.T) {
 	view.set(threeMembers())
 	ups := &fakeUpstreams{}
 	ups.set(true, 1, 4)
-	srv := newAdminServer(t, &Admin{View: view, Upstreams: ups.get})
+	srv := newAdminServer(t, &admin.Server{View: view, Upstreams: ups.get})
 
 	if err := chromedp.Do(tab, chromedp.Navigate(srv.URL+"/")); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package handlers
+package admin
 
 import (
 	"encoding/json"
@@ -58,8 +58,8 @@ type ClusterView interface {
 	Members() []Member
 }
 
-// AdminSite describes one of this node's sites for the status page.
-type AdminSite struct {
+// Site describes one of this node's sites for the status page.
+type Site struct {
 	Hosts []string // [] means any host
 	Root  string
 	CGI   []string // URL prefixes or extensions that run CGI
@@ -83,9 +83,9 @@ type ClusterStatus struct {
 	Time    time.Time `json:"time"` // the answering node's clock, for uptimes
 }
 
-// Admin serves the admin listener: the status page, /api/cluster,
+// Server serves the admin listener: the status page, /api/cluster,
 // /metrics, /healthz and POST /api/reload. Every field may be zero.
-type Admin struct {
+type Server struct {
 	// View is the cluster as this node sees it; nil shows no members.
 	View ClusterView
 	// Draining reports whether the node is shutting down, so /healthz
@@ -97,11 +97,11 @@ type Admin struct {
 	// Gatherer is what /metrics exposes; nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
 	// Sites and Listeners are shown on the status page as this node's.
-	Sites     []AdminSite
+	Sites     []Site
 	Listeners []string
 	// Describe, when set, is asked for the sites and listeners on every
 	// page view instead of Sites and Listeners, so a reload shows at once.
-	Describe func() (sites []AdminSite, listeners []string)
+	Describe func() (sites []Site, listeners []string)
 	// Upstreams returns the list /api/upstreams answers under "upstreams"
 	// (each upstream's targets and health); nil answers an empty list.
 	Upstreams func() any
@@ -115,8 +115,8 @@ type Admin struct {
 }
 
 // Handler returns the admin listener's handler. Unknown paths get 404.
-func (a *Admin) Handler() http.Handler {
-	s := &adminServer{Admin: a}
+func (a *Server) Handler() http.Handler {
+	s := &adminServer{Server: a}
 	mux := http.NewServeMux()
 	// Patterns carry no method so that a wrong method reaches onlyMethod
 	// (405 with Allow) rather than the catch-all 404.
@@ -135,9 +135,9 @@ func (a *Admin) Handler() http.Handler {
 	return securityHeaders(loopbackHosts(mux))
 }
 
-// adminServer holds Handler's state, so an Admin literal stays plain data.
+// adminServer holds Handler's state, so a Server literal stays plain data.
 type adminServer struct {
-	*Admin
+	*Server
 
 	// reloadMu serialises reloads so two callers never interleave a swap.
 	reloadMu sync.Mutex

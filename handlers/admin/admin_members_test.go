@@ -1,6 +1,7 @@
-package handlers
+package admin_test
 
 import (
+	"shoal/handlers/admin"
 	"testing"
 )
 
@@ -21,7 +22,7 @@ func TestNaturalCompare(t *testing.T) {
 		{"n99999999999999999999", "n100000000000000000000", -1}, // beyond int64
 	}
 	for _, tc := range cases {
-		if got := NaturalCompare(tc.a, tc.b); got != tc.want {
+		if got := admin.NaturalCompare(tc.a, tc.b); got != tc.want {
 			t.Errorf("NaturalCompare(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
 	}

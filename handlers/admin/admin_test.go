@@ -1,4 +1,4 @@
-package handlers
+package admin_test
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"shoal/handlers"
+	"shoal/handlers/admin"
 	"slices"
 	"strings"
 	"sync"
@@ -22,25 +24,25 @@ type fakeView struct {
 	self string
 	// mu guards members.
 	mu      sync.Mutex
-	members []Member
+	members []admin.Member
 }
 
 func (v *fakeView) Self() string { return v.self }
 
-func (v *fakeView) Members() []Member {
+func (v *fakeView) Members() []admin.Member {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return slices.Clone(v.members)
 }
 
-func (v *fakeView) set(ms []Member) {
+func (v *fakeView) set(ms []admin.Member) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.members = slices.Clone(ms)
 }
 
 // update changes the member called name.
-func (v *fakeView) update(name string, f func(*Member)) {
+func (v *fakeView) update(name string, f func(*admin.Member)) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for i := range v.members {
@@ -50,20 +52,20 @@ func (v *fakeView) update(name string, f func(*Member)) {
 	}
 }
 
-func testMember(name string, load float64, config string) Member {
-	return Member{
-		Name: name, State: StateAlive, Load: load, Inflight: int(load * 64), Capacity: 64,
+func testMember(name string, load float64, config string) admin.Member {
+	return admin.Member{
+		Name: name, State: admin.StateAlive, Load: load, Inflight: int(load * 64), Capacity: 64,
 		PeerURL: "http://127.0.0.1:8080", PublicURL: "http://" + name + ".example:8080",
 		Config: config, Version: "0.1.0", Started: time.Now().Add(-90 * time.Minute),
 		RequestsPerSec: 12.5, ErrorsPerSec: 0, CGIRunning: 1,
 	}
 }
 
-func threeMembers() []Member {
-	return []Member{testMember("node-c", 0.75, "c0ffee12"), testMember("node-a", 0.25, "c0ffee12"), testMember("node-b", 0.5, "c0ffee12")}
+func threeMembers() []admin.Member {
+	return []admin.Member{testMember("node-c", 0.75, "c0ffee12"), testMember("node-a", 0.25, "c0ffee12"), testMember("node-b", 0.5, "c0ffee12")}
 }
 
-func newAdminServer(t *testing.T, a *Admin) *httptest.Server {
+func newAdminServer(t *testing.T, a *admin.Server) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
@@ -99,8 +101,8 @@ func do(t *testing.T, method, url string, header ...string) (*http.Response, []b
 func TestAdminClusterJSON(t *testing.T) {
 	view := &fakeView{self: "node-a"}
 	view.set(threeMembers())
-	view.update("node-b", func(m *Member) { m.Draining = true })
-	srv := newAdminServer(t, &Admin{View: view})
+	view.update("node-b", func(m *admin.Member) { m.Draining = true })
+	srv := newAdminServer(t, &admin.Server{View: view})
 
 	resp, body := get(t, srv.URL+"/api/cluster")
 	if resp.StatusCode != http.StatusOK {
@@ -170,17 +172,17 @@ func jsonType(v any) string {
 }
 
 func TestAdminSoloView(t *testing.T) {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := handlers.NewMetrics(prometheus.NewRegistry())
 	m.ObserveCGI(func() int { return 2 }, nil)
 	started := time.Now().Add(-time.Hour)
-	view := SoloView(func() Member {
-		mem := Member{Name: "solo", State: StateAlive, Capacity: 64, Inflight: m.InFlight(), Started: started}
+	view := admin.SoloView(func() admin.Member {
+		mem := admin.Member{Name: "solo", State: admin.StateAlive, Capacity: 64, Inflight: m.InFlight(), Started: started}
 		m.Fill(&mem)
 		return mem
 	})
-	srv := newAdminServer(t, &Admin{View: view})
+	srv := newAdminServer(t, &admin.Server{View: view})
 	_, body := get(t, srv.URL+"/api/cluster")
-	var st ClusterStatus
+	var st admin.ClusterStatus
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -190,9 +192,9 @@ func TestAdminSoloView(t *testing.T) {
 }
 
 func TestAdminClusterNoView(t *testing.T) {
-	srv := newAdminServer(t, &Admin{})
+	srv := newAdminServer(t, &admin.Server{})
 	_, body := get(t, srv.URL+"/api/cluster")
-	var st ClusterStatus
+	var st admin.ClusterStatus
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +217,7 @@ func TestAdminHealthz(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			draining.Store(tc.set)
-			srv := newAdminServer(t, &Admin{Draining: tc.draining})
+			srv := newAdminServer(t, &admin.Server{Draining: tc.draining})
 			resp, _ := get(t, srv.URL+"/healthz")
 			if resp.StatusCode != tc.want {
 				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
@@ -255,7 +257,7 @@ func TestAdminReload(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
-			a := &Admin{}
+			a := &admin.Server{}
 			if tc.reload != nil {
 				a.Reload = func() error { calls.Add(1); return tc.reload() }
 			}
@@ -287,10 +289,10 @@ func TestAdminRoutes(t *testing.T) {
 	view := &fakeView{self: "node-a"}
 	view.set(threeMembers())
 	reg := prometheus.NewRegistry()
-	NewMetrics(reg)
-	srv := newAdminServer(t, &Admin{
+	handlers.NewMetrics(reg)
+	srv := newAdminServer(t, &admin.Server{
 		View: view, Gatherer: reg, Version: "9.9.9",
-		Sites:     []AdminSite{{Hosts: []string{"example.com", "<b>x</b>"}, Root: "/srv/www", CGI: []string{"/cgi-bin/"}}, {Root: "/srv/other"}},
+		Sites:     []admin.Site{{Hosts: []string{"example.com", "<b>x</b>"}, Root: "/srv/www", CGI: []string{"/cgi-bin/"}}, {Root: "/srv/other"}},
 		Listeners: []string{"http :8080", "https :8443"},
 	})
 	for _, tc := range []struct {
@@ -360,12 +362,12 @@ func TestAdminRoutes(t *testing.T) {
 func TestAdminDescribe(t *testing.T) {
 	var mu sync.Mutex
 	host := "before.example"
-	srv := newAdminServer(t, &Admin{
-		Sites: []AdminSite{{Hosts: []string{"ignored.example"}}},
-		Describe: func() ([]AdminSite, []string) {
+	srv := newAdminServer(t, &admin.Server{
+		Sites: []admin.Site{{Hosts: []string{"ignored.example"}}},
+		Describe: func() ([]admin.Site, []string) {
 			mu.Lock()
 			defer mu.Unlock()
-			return []AdminSite{{Hosts: []string{host}}}, []string{"http :8080"}
+			return []admin.Site{{Hosts: []string{host}}}, []string{"http :8080"}
 		},
 	})
 	for _, want := range []string{"before.example", "after.example"} {
@@ -380,7 +382,7 @@ func TestAdminDescribe(t *testing.T) {
 }
 
 func TestAdminDNSRebinding(t *testing.T) {
-	srv := newAdminServer(t, &Admin{View: &fakeView{self: "a"}, Reload: func() error { return nil }})
+	srv := newAdminServer(t, &admin.Server{View: &fakeView{self: "a"}, Reload: func() error { return nil }})
 	port := srv.URL[strings.LastIndex(srv.URL, ":"):]
 	for _, tc := range []struct {
 		host string
