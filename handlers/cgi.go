@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"shoal/handlers/books"
 )
 
 // CGI runs scripts for one [[site.cgi]] mapping of one site, per RFC 3875.
@@ -73,7 +75,7 @@ type CGI struct {
 	// Nil: no HTTP_SESSION, and X-Replace-Session is dropped.
 	Sessions SessionCodec
 	// Errors writes 403/404/413/500/502/503/504 pages. Nil: generic pages.
-	Errors *ErrorPages
+	Errors *books.ErrorPages
 	// Dispatch serves a script's local redirect (RFC 3875 6.2.2, a bare
 	// "Location: /path") inside the server, as a GET. Nil: the client gets
 	// a 302 to that path instead.
@@ -178,7 +180,7 @@ func cgiIndexNamesScript(index []string, cgis []*CGI) bool {
 // ServeHTTP reads top to bottom: find the script, check it may run, take
 // the body, wait for a slot, run it and relay its response.
 func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	SetKind(r, KindCGI)
+	books.SetKind(r, books.KindCGI)
 	st := h.state()
 	sc, status, why := st.resolve(r.URL.Path)
 	if status != 0 {
@@ -223,7 +225,7 @@ func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why str
 	if status == http.StatusNotFound || status == http.StatusBadRequest {
 		lvl = slog.LevelDebug
 	}
-	args := []any{"status", status, "reason", why, "method", r.Method, "uri", r.RequestURI, "remote", ClientIP(r)}
+	args := []any{"status", status, "reason", why, "method", r.Method, "uri", r.RequestURI, "remote", books.ClientIP(r)}
 	if sc != nil && sc.file != "" {
 		args = append(args, "script", sc.file)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"shoal/handlers/books"
 )
 
 // cgiSkippedHeaders never become HTTP_* variables: Proxy would set HTTP_PROXY,
@@ -56,7 +58,7 @@ func CGIRequestVars(r *http.Request, add func(name, value string)) {
 	name, port := cgiServerNamePort(r)
 	add("SERVER_NAME", name)
 	add("SERVER_PORT", port)
-	ip := ClientIP(r)
+	ip := books.ClientIP(r)
 	add("REMOTE_ADDR", ip)
 	add("REMOTE_HOST", ip)
 	if peer, rport, err := net.SplitHostPort(r.RemoteAddr); err == nil && peer == ip {
@@ -65,7 +67,7 @@ func CGIRequestVars(r *http.Request, add func(name, value string)) {
 	if r.TLS != nil {
 		add("HTTPS", "on")
 	}
-	if info := InfoFrom(r); info != nil && info.AuthType != "" {
+	if info := books.InfoFrom(r); info != nil && info.AuthType != "" {
 		add("AUTH_TYPE", info.AuthType) // a route's auth checked the user
 		add("REMOTE_USER", info.User)
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"shoal/handlers/books"
 )
 
 // cgiIsNPH reports a non-parsed-header script (RFC 3875 5): its file name
@@ -50,7 +52,7 @@ func (h *CGI) relayNPH(w http.ResponseWriter, r *http.Request, rc *http.Response
 	p.finish(nil)
 	if reason := p.reason.Load(); reason == cgiStopTimeout || reason == cgiStopMaxTime {
 		h.timedOut()
-		h.logLimit(h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r)),
+		h.logLimit(h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r)),
 			p, "during its nph output; connection closed")
 	} else if err != nil {
 		h.logger().Debug("cgi: nph output cut short", "error", err, "script", sc.file, "uri", cgiRequestURI(r))
@@ -116,7 +118,7 @@ func readNPHStatusLine(br *bufio.Reader) ([]byte, int, error) {
 // chain of writers, what went out on a connection taken over.
 func cgiNoteHijacked(w http.ResponseWriter, status int, n int64) {
 	for {
-		if rec, ok := w.(*Recorder); ok {
+		if rec, ok := w.(*books.Recorder); ok {
 			if rec.Status == 0 {
 				rec.Status = status
 			}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"shoal/handlers/books"
 )
 
 // Why a script was stopped before it finished on its own.
@@ -107,7 +109,7 @@ func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) 
 	}
 	p.pid = pid
 	logger := func() *slog.Logger {
-		return h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+		return h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r))
 	}
 	go p.logStderr(stderrR, logger)
 	if feed != nil {

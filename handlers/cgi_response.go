@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"shoal/handlers/books"
 )
 
 // Header block limits: a script that exceeds them gets 502, as one that
@@ -128,13 +130,13 @@ func (h *CGI) respond(w http.ResponseWriter, r *http.Request, rc *http.ResponseC
 func (h *CGI) droppedHeader(r *http.Request, sc *cgiScript) func(line []byte) {
 	return func(line []byte) {
 		h.logger().Warn("cgi: header with an invalid name dropped", "line", string(cgiTruncate(line, 80)),
-			"script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+			"script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r))
 	}
 }
 
 // failed answers a script that produced no usable header block.
 func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *cgiProc, err error) {
-	log := h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+	log := h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r))
 	switch p.reason.Load() {
 	case cgiStopTimeout, cgiStopMaxTime:
 		h.logLimit(log, p, "before its header; 504")
@@ -175,7 +177,7 @@ func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 	if reason := p.reason.Load(); reason != cgiRunning || err != nil {
 		if reason == cgiStopTimeout || reason == cgiStopMaxTime {
 			h.timedOut()
-			h.logLimit(h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", ClientIP(r)),
+			h.logLimit(h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r)),
 				p, "after its header; response cut short")
 		}
 		// Close the connection rather than end the response cleanly: the
@@ -355,7 +357,7 @@ func cgiReplaceSession(w http.ResponseWriter, r *http.Request, encoded string, s
 		return
 	}
 	if err := sessions.Replace(w, r, encoded); err != nil {
-		log.Error("cgi: replacing session", "error", err, "uri", cgiRequestURI(r), "remote", ClientIP(r))
+		log.Error("cgi: replacing session", "error", err, "uri", cgiRequestURI(r), "remote", books.ClientIP(r))
 	}
 }
 
@@ -387,7 +389,7 @@ func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) 
 // LocalRedirect serves a script's local redirect (RFC 3875 6.2.2, a bare
 // "Location: /path") as a fresh GET of that path through dispatch, at most
 // a few hops deep; nil dispatch: the client gets a 302 to the path.
-func LocalRedirect(w http.ResponseWriter, r *http.Request, loc string, dispatch http.Handler, errs *ErrorPages, log *slog.Logger) {
+func LocalRedirect(w http.ResponseWriter, r *http.Request, loc string, dispatch http.Handler, errs *books.ErrorPages, log *slog.Logger) {
 	hops, _ := r.Context().Value(cgiHopsKey{}).(int)
 	u, err := url.ParseRequestURI(loc)
 	if err != nil || hops >= cgiMaxHops {

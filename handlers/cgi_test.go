@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"shoal/handlers/books"
 	"shoal/internal/testenv"
 )
 
@@ -53,7 +54,7 @@ func newCGIFixture(t *testing.T, tune func(*CGI)) *cgiFixture {
 	if tune != nil {
 		tune(f.h)
 	}
-	f.srv = httptest.NewServer(RealIP(nil)(f.h))
+	f.srv = httptest.NewServer(books.RealIP(nil)(f.h))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -85,7 +86,7 @@ func (l *cgiLogBuffer) String() string {
 }
 
 // The node's metrics take CGI events as they are.
-var _ CGIEvents = (*Metrics)(nil)
+var _ CGIEvents = (*books.Metrics)(nil)
 
 type cgiCountEvents struct{ started, timedOut, rejected atomic.Int64 }
 
@@ -277,7 +278,7 @@ func TestCGIRemoteAddr(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &CGI{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
-			srv := httptest.NewServer(RealIP(tc.trusted)(h))
+			srv := httptest.NewServer(books.RealIP(tc.trusted)(h))
 			defer srv.Close()
 			req, _ := http.NewRequest("GET", srv.URL+"/cgi-bin/env.sh", nil)
 			req.Header.Set("X-Forwarded-For", "203.0.113.7")

@@ -15,6 +15,8 @@ import (
 
 	"github.com/yuin/goldmark"
 	"github.com/yuin/goldmark/extension"
+
+	"shoal/handlers/books"
 )
 
 // renderState is one instance's view of the request it is rendering. It
@@ -33,8 +35,8 @@ type renderState struct {
 func (st *renderState) begin(p *Pages, set *pageSet, w http.ResponseWriter, r *http.Request) {
 	st.p, st.set, st.w, st.r = p, set, w, r
 	st.req = requestData{r: r, Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header,
-		RemoteAddr: r.RemoteAddr, ClientIP: ClientIP(r), TLS: r.TLS != nil}
-	if info := InfoFrom(r); info != nil && info.AuthType != "" {
+		RemoteAddr: r.RemoteAddr, ClientIP: books.ClientIP(r), TLS: r.TLS != nil}
+	if info := books.InfoFrom(r); info != nil && info.AuthType != "" {
 		st.req.User = info.User
 	}
 	st.sess = pageSession{store: p.Sessions, r: r}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"shoal/handlers/books"
 )
 
 // Pages serves a site's html/template pages: every *.tmpl file under Root
@@ -42,7 +44,7 @@ type Pages struct {
 	// .Node.Name is "" and there are no members.
 	Node NodeInfo
 	// Errors writes error responses; nil means generic pages.
-	Errors *ErrorPages
+	Errors *books.ErrorPages
 	// Logger receives template errors; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -122,7 +124,7 @@ func (p *Pages) current() *pageSet {
 }
 
 func (p *Pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	SetKind(r, KindTemplate)
+	books.SetKind(r, books.KindTemplate)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
 	default:

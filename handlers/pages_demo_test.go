@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"shoal/handlers/books"
 )
 
 // The demo site (www/ and templates/ at the top of the repository) must
@@ -24,7 +26,7 @@ func demoPages(t testing.TB) *Pages {
 		Index:     []string{"index.html", "index.tmpl"},
 		Sessions:  store,
 		Node:      pagesNode{},
-		Errors:    &ErrorPages{Root: "../www", Pages: map[int]string{404: "404.html"}},
+		Errors:    &books.ErrorPages{Root: "../www", Pages: map[int]string{404: "404.html"}},
 	}
 	if err := p.Reload(); err != nil {
 		t.Fatalf("demo site does not parse: %v", err)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"shoal/handlers/books"
 )
 
 const pagesSite = "testdata/pages/site"
@@ -51,7 +53,7 @@ func newTestPages(t testing.TB, dir string) (*Pages, *pagesLogBuf) {
 		Root:      root,
 		Templates: filepath.Join(dir, "templates"),
 		Index:     []string{"index.html", "index.tmpl"},
-		Errors:    &ErrorPages{Root: root, Pages: map[int]string{404: "404.html", 500: "500.html", 403: "403.html"}},
+		Errors:    &books.ErrorPages{Root: root, Pages: map[int]string{404: "404.html", 500: "500.html", 403: "403.html"}},
 		Logger:    log,
 	}
 	if err := p.Reload(); err != nil {

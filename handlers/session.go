@@ -12,6 +12,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
+
+	"shoal/handlers/books"
 )
 
 // SessionOptions configures a SessionStore. Zero values are usable except
@@ -129,7 +131,7 @@ func (s *SessionStore) load(r *http.Request) sessionValues {
 			err := codec.Decode(s.name, c.Value, &values)
 			if err != nil {
 				if i == len(s.store.Codecs)-1 {
-					s.log.Debug("session cookie rejected", "cookie", s.name, "client", ClientIP(r), "err", err)
+					s.log.Debug("session cookie rejected", "cookie", s.name, "client", books.ClientIP(r), "err", err)
 				}
 				continue
 			}

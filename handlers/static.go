@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"shoal/handlers/books"
 )
 
 // StaticOptions configures a Static file server for one site.
@@ -35,7 +37,7 @@ type StaticOptions struct {
 	// template source, nothing Hidden names.
 	FollowSymlinks bool
 	// Errors writes error responses; nil gives generic pages.
-	Errors *ErrorPages
+	Errors *books.ErrorPages
 	// Hidden, when set, names files never served although under Root
 	// (the config file, CGI scripts). It gets the absolute path.
 	Hidden func(abs string) bool
@@ -170,7 +172,7 @@ func isNameError(err error) bool {
 }
 
 func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	SetKind(r, KindStatic)
+	books.SetKind(r, books.KindStatic)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		s.methodNotAllowed(w, r)
 		return

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"shoal/handlers/books"
 )
 
 const secretText = "TOP-SECRET-OUTSIDE-ROOT"
@@ -82,7 +84,7 @@ func newStaticFixture(t *testing.T, o StaticOptions) *staticFixture {
 		o.Index = []string{"index.html", "index.tmpl"}
 	}
 	if o.Errors == nil {
-		o.Errors = &ErrorPages{Root: root, Pages: map[int]string{404: "404.html"}}
+		o.Errors = &books.ErrorPages{Root: root, Pages: map[int]string{404: "404.html"}}
 	}
 	s, err := NewStatic(o)
 	if err != nil {

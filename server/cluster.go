@@ -22,8 +22,8 @@ import (
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
 	"shoal/cluster"
-	"shoal/handlers"
 	"shoal/handlers/admin"
+	"shoal/handlers/books"
 )
 
 // clusterRef holds the node's cluster once Run has started it. Sites are
@@ -142,7 +142,7 @@ type clusterParams struct {
 	Addrs      map[string]string // bound listener addresses by role
 	Logger     *slog.Logger
 	// Metrics counts retried requests; nil counts nothing.
-	Metrics *handlers.Metrics
+	Metrics *books.Metrics
 	// ErrorPage writes the 502 when no node could serve a request; nil
 	// writes plain text.
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
@@ -212,7 +212,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 		Version:    p.Version,
 		Logger:     log,
 		Observe:    routeObserver(p.Metrics),
-		ClientIP:   handlers.ClientIP,
+		ClientIP:   books.ClientIP,
 		TrustedProxy: func(ip string) bool {
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
@@ -234,7 +234,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 
 // routeObserver records where the cluster sent a request, for the access
 // log and metrics; m may be nil.
-func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
+func routeObserver(m *books.Metrics) func(*http.Request, cluster.Route) {
 	return func(r *http.Request, rt cluster.Route) {
 		if m != nil {
 			for _, peer := range rt.FailedPeers {
@@ -251,13 +251,13 @@ func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
 func observeRoute(r *http.Request, rt cluster.Route) {
 	switch rt.Kind {
 	case cluster.Proxied:
-		handlers.SetKind(r, handlers.KindProxy)
+		books.SetKind(r, books.KindProxy)
 	case cluster.Redirected:
-		handlers.SetKind(r, handlers.KindRedirect)
+		books.SetKind(r, books.KindRedirect)
 	default:
 		return
 	}
-	handlers.InfoFrom(r).Peer = rt.Peer
+	books.InfoFrom(r).Peer = rt.Peer
 }
 
 // clusterSecret is cluster.secret, else $SHOAL_SECRET, else the file

@@ -17,6 +17,7 @@ import (
 
 	"shoal/cluster"
 	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // fastFront owns the HTTP/1.1 connections of a listener: plain ones it
@@ -429,7 +430,7 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	*rq = request{hop: a.hop}
 	rq.Started = time.Now()
 	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.lines))
-	rq.Handler = handlers.KindStatic
+	rq.Handler = books.KindStatic
 	rq.begin(st, a.cluster)
 	var load string
 	if a.hop {

@@ -21,6 +21,7 @@ import (
 
 	"shoal/cluster"
 	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/internal/h2"
 )
 
@@ -49,7 +50,7 @@ type Node struct {
 	h2fields   atomic.Pointer[h2Fields]
 	h1fields   atomic.Pointer[httpsFields]
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
-	metrics    *handlers.Metrics
+	metrics    *books.Metrics
 	compress   *handlers.Compressor
 	routes     *routeState // rate buckets and the auth guard, kept across reloads
 	ids        *requestIDs
@@ -80,7 +81,7 @@ type runtime struct {
 	hash     string // configHash(cfg)
 	sites    []*site
 	vhosts   *vhosts
-	access   *handlers.AccessLog
+	access   *books.AccessLog
 	// accessRef is access with the other runtimes that share it.
 	accessRef *sharedLog
 	// runtimeRefs closes the runtime after its last request (retire.go).
@@ -108,7 +109,7 @@ func New(load Loader, o Options) (*Node, error) {
 	n := &Node{load: load, log: o.Logger, level: o.Level, version: o.Version,
 		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
 	n.registry = prometheus.NewRegistry()
-	n.metrics = handlers.NewMetrics(n.registry)
+	n.metrics = books.NewMetrics(n.registry)
 	n.compress = &handlers.Compressor{}
 	n.routes = newRouteState()
 	n.ids = newRequestIDs()
@@ -244,8 +245,8 @@ func parseLevel(s string) slog.Level {
 
 // openAccessLog opens log.access; onDrop counts the lines it drops when
 // its destination falls behind.
-func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
-	o := handlers.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
+func openAccessLog(lc LogConfig, onDrop func()) (*books.AccessLog, error) {
+	o := books.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
 	var out io.Writer
 	switch lc.Access {
 	case "off", "":
@@ -270,7 +271,7 @@ func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
 		}
 		out = f
 	}
-	return handlers.OpenAccessLog(out, o), nil
+	return books.OpenAccessLog(out, o), nil
 }
 
 // nopCloser keeps the access log from closing stdout.

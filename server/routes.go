@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/handlers/route"
 )
 
@@ -107,7 +108,7 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 	}
 	rq.route = d
 	if len(d.Headers) > 0 {
-		if rec, ok := w.(*handlers.Recorder); ok {
+		if rec, ok := w.(*books.Recorder); ok {
 			rec.Edit = d.ApplyHeaders
 		}
 	}
@@ -152,7 +153,7 @@ func (st *site) proxyUpstream(w http.ResponseWriter, r *http.Request, name strin
 	if !st.limitBody(w, r) {
 		return
 	}
-	handlers.SetKind(r, handlers.KindUpstream)
+	books.SetKind(r, books.KindUpstream)
 	if st.cluster == nil {
 		h.ServeHTTP(w, r)
 		return
@@ -163,7 +164,7 @@ func (st *site) proxyUpstream(w http.ResponseWriter, r *http.Request, name strin
 // checkedUser is the user a route's auth checked, for FastCGI's
 // REMOTE_USER and AUTH_TYPE.
 func checkedUser(r *http.Request) (string, string) {
-	if info := handlers.InfoFrom(r); info != nil && info.AuthType != "" {
+	if info := books.InfoFrom(r); info != nil && info.AuthType != "" {
 		return info.User, info.AuthType
 	}
 	return "", ""

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/handlers/route"
 	"shoal/handlers/upstream"
 )
@@ -26,8 +27,8 @@ type site struct {
 	maxBody     int64
 	bodyTimeout time.Duration
 	sendTimeout time.Duration
-	access      *handlers.AccessLog
-	metrics     *handlers.Metrics
+	access      *books.AccessLog
+	metrics     *books.Metrics
 
 	cluster *clusterRef // routes requests through the cluster when it runs
 	balance string      // cluster.balance
@@ -38,7 +39,7 @@ type site struct {
 	// root and index find an index that is a script (handlers.CGIIndex).
 	root   string
 	index  []string
-	errors *handlers.ErrorPages
+	errors *books.ErrorPages
 	// dynamic wraps the handlers of generated responses (pages, CGI) in
 	// compression when the site has compress on.
 	dynamic func(http.Handler) http.Handler
@@ -57,10 +58,10 @@ type site struct {
 // siteDeps is what a site needs from the node besides its own config.
 type siteDeps struct {
 	server    ServerConfig
-	access    *handlers.AccessLog
+	access    *books.AccessLog
 	logger    *slog.Logger
 	configAbs string
-	metrics   *handlers.Metrics
+	metrics   *books.Metrics
 	nodeName  string
 	node      handlers.NodeInfo
 	sessions  *handlers.SessionStore
@@ -86,7 +87,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		sendTimeout: d.server.SendTimeout,
 		access:      d.access,
 		metrics:     d.metrics,
-		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
+		errors:      &books.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
 		cluster:     d.cluster,
 		balance:     d.balance,
 		root:        sc.Root,

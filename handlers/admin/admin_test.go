@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"shoal/handlers"
-	"shoal/handlers/admin"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"shoal/handlers/admin"
+	"shoal/handlers/books"
 )
 
 // fakeView is a ClusterView whose members a test changes while it runs.
@@ -172,7 +173,7 @@ func jsonType(v any) string {
 }
 
 func TestAdminSoloView(t *testing.T) {
-	m := handlers.NewMetrics(prometheus.NewRegistry())
+	m := books.NewMetrics(prometheus.NewRegistry())
 	m.ObserveCGI(func() int { return 2 }, nil)
 	started := time.Now().Add(-time.Hour)
 	view := admin.SoloView(func() admin.Member {
@@ -289,7 +290,7 @@ func TestAdminRoutes(t *testing.T) {
 	view := &fakeView{self: "node-a"}
 	view.set(threeMembers())
 	reg := prometheus.NewRegistry()
-	handlers.NewMetrics(reg)
+	books.NewMetrics(reg)
 	srv := newAdminServer(t, &admin.Server{
 		View: view, Gatherer: reg, Version: "9.9.9",
 		Sites:     []admin.Site{{Hosts: []string{"example.com", "<b>x</b>"}, Root: "/srv/www", CGI: []string{"/cgi-bin/"}}, {Root: "/srv/other"}},

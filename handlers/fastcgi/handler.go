@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // Handler serves requests through a FastCGI responder, as net/http/cgi's
@@ -41,7 +42,7 @@ type Handler struct {
 	// User returns REMOTE_USER and AUTH_TYPE for r ("" for none). Nil: none.
 	User func(r *http.Request) (user, authType string)
 	// Errors writes 404/413/502/504 pages. Nil: generic pages.
-	Errors *handlers.ErrorPages
+	Errors *books.ErrorPages
 	// Dispatch serves a local redirect ("Location: /path") as a GET inside
 	// the server. Nil: the client gets a 302 to the path.
 	Dispatch http.Handler
@@ -78,7 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	script := scriptOf(params)
-	log := h.logger().With("script", script, "method", r.Method, "uri", r.RequestURI, "remote", handlers.ClientIP(r))
+	log := h.logger().With("script", script, "method", r.Method, "uri", r.RequestURI, "remote", books.ClientIP(r))
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -177,7 +178,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, err
 		lvl = slog.LevelDebug
 	}
 	h.logger().Log(r.Context(), lvl, "fastcgi refused", "status", status, "reason", err.Error(),
-		"method", r.Method, "uri", r.RequestURI, "remote", handlers.ClientIP(r))
+		"method", r.Method, "uri", r.RequestURI, "remote", books.ClientIP(r))
 	h.Errors.Serve(w, r, status)
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // Options is one [[upstream]]; the zero value of each field has the
@@ -319,7 +320,7 @@ var errNoTarget = errors.New("upstream: no target available")
 // value answers with generic pages and passes no user or session.
 type Site struct {
 	// Errors writes 502/504 (and FastCGI's 404/413) with the site's pages.
-	Errors *handlers.ErrorPages
+	Errors *books.ErrorPages
 	// Sessions gives FastCGI applications HTTP_SESSION. Nil: none.
 	Sessions handlers.SessionCodec
 	// User returns REMOTE_USER and AUTH_TYPE for FastCGI. Nil: none.

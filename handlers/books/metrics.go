@@ -1,15 +1,16 @@
-package handlers
+package books
 
 import (
 	"errors"
 	"net/http"
-	"shoal/handlers/admin"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"shoal/handlers/admin"
 )
 
 // Metrics holds shoal's Prometheus metrics for one process. Labels are

@@ -1,10 +1,9 @@
-package handlers
+package books
 
 import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"shoal/handlers/admin"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"shoal/handlers/admin"
 )
 
 // siteChain stands in for the lead's chain: an outer layer that puts an
