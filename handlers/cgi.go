@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // CGI runs scripts for one [[site.cgi]] mapping of one site, per RFC 3875.
@@ -73,7 +74,7 @@ type CGI struct {
 	NodeName string
 	// Sessions gives scripts HTTP_SESSION and applies X-Replace-Session.
 	// Nil: no HTTP_SESSION, and X-Replace-Session is dropped.
-	Sessions SessionCodec
+	Sessions session.Codec
 	// Errors writes 403/404/413/500/502/503/504 pages. Nil: generic pages.
 	Errors *books.ErrorPages
 	// Dispatch serves a script's local redirect (RFC 3875 6.2.2, a bare
@@ -90,16 +91,6 @@ type CGI struct {
 	st      *cgiState
 	running atomic.Int64
 	waiting atomic.Int64
-}
-
-// SessionCodec is what CGI needs from sessions.
-type SessionCodec interface {
-	// Encoded returns the request's session url-encoded ("" when empty).
-	Encoded(r *http.Request) string
-	// Replace replaces the session with the url-encoded values (an empty
-	// value deletes a key) and sets the cookie on w; it is called before
-	// the response headers are written.
-	Replace(w http.ResponseWriter, r *http.Request, encoded string) error
 }
 
 // CGIEvents counts what happens to scripts, for metrics.

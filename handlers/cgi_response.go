@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // Header block limits: a script that exceeds them gets 502, as one that
@@ -305,7 +306,7 @@ var cgiHopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Tr
 // redirect to dispatch instead; X-Replace-Session is applied through
 // sessions (nil: dropped with a log line) and never reaches the client.
 // It writes nothing: the caller calls WriteHeader.
-func ApplyCGIHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, sessions SessionCodec, log *slog.Logger) (status int, localRedirect string, err error) {
+func ApplyCGIHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, sessions session.Codec, log *slog.Logger) (status int, localRedirect string, err error) {
 	status, hadStatus := http.StatusOK, false
 	if s, ok := hdr["Status"]; ok {
 		code, err := parseCGIStatus(s[0])
@@ -351,7 +352,7 @@ func ApplyCGIHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, ses
 	return status, "", nil
 }
 
-func cgiReplaceSession(w http.ResponseWriter, r *http.Request, encoded string, sessions SessionCodec, log *slog.Logger) {
+func cgiReplaceSession(w http.ResponseWriter, r *http.Request, encoded string, sessions session.Codec, log *slog.Logger) {
 	if sessions == nil {
 		log.Warn("cgi: X-Replace-Session from a script, but sessions are off", "uri", cgiRequestURI(r))
 		return

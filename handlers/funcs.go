@@ -17,6 +17,7 @@ import (
 	"github.com/yuin/goldmark/extension"
 
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // renderState is one instance's view of the request it is rendering. It
@@ -103,10 +104,10 @@ func (n nodeData) Members() []NodeMember {
 // pageSession is .Session: read from the cookie on first use, written back
 // only when a page changed it (or it needs re-issuing under the newest key).
 type pageSession struct {
-	store *SessionStore // nil: empty and read-only
+	store *session.Store // nil: empty and read-only
 	r     *http.Request
 	read  bool
-	cur   sessionValues
+	cur   session.Loaded
 	dirty bool
 }
 
@@ -116,16 +117,16 @@ func (s *pageSession) load() {
 	}
 	s.read = true
 	if s.store == nil {
-		s.cur = sessionValues{values: map[string]string{}}
+		s.cur = session.Loaded{Values: map[string]string{}}
 		return
 	}
-	s.cur = s.store.load(s.r)
+	s.cur = s.store.Load(s.r)
 }
 
 // Get returns the value of k, "" when unset.
 func (s *pageSession) Get(k string) string {
 	s.load()
-	return s.cur.values[k]
+	return s.cur.Values[k]
 }
 
 // Set stores v (printed as a string) under k; an empty value deletes k.
@@ -139,8 +140,8 @@ func (s *pageSession) Set(k string, v any) string {
 	if val == "" {
 		return s.Delete(k)
 	}
-	if old, ok := s.cur.values[k]; !ok || old != val {
-		s.cur.values[k] = val
+	if old, ok := s.cur.Values[k]; !ok || old != val {
+		s.cur.Values[k] = val
 		s.dirty = true
 	}
 	return ""
@@ -149,8 +150,8 @@ func (s *pageSession) Set(k string, v any) string {
 // Delete removes k and returns "".
 func (s *pageSession) Delete(k string) string {
 	s.load()
-	if _, ok := s.cur.values[k]; ok && s.store != nil {
-		delete(s.cur.values, k)
+	if _, ok := s.cur.Values[k]; ok && s.store != nil {
+		delete(s.cur.Values, k)
 		s.dirty = true
 	}
 	return ""
@@ -159,8 +160,8 @@ func (s *pageSession) Delete(k string) string {
 // Clear removes every value (log out) and returns "".
 func (s *pageSession) Clear() string {
 	s.load()
-	if len(s.cur.values) > 0 && s.store != nil {
-		clear(s.cur.values)
+	if len(s.cur.Values) > 0 && s.store != nil {
+		clear(s.cur.Values)
 		s.dirty = true
 	}
 	return ""
@@ -169,13 +170,13 @@ func (s *pageSession) Clear() string {
 // commit sets the cookie when the session changed or was read with an old
 // key pair.
 func (s *pageSession) commit(w http.ResponseWriter, r *http.Request) error {
-	if !s.read || s.store == nil || !(s.dirty || s.cur.stale) {
+	if !s.read || s.store == nil || !(s.dirty || s.cur.Stale) {
 		return nil
 	}
-	if len(s.cur.values) == 0 && !s.cur.present {
+	if len(s.cur.Values) == 0 && !s.cur.Present {
 		return nil
 	}
-	return s.store.save(w, r, s.cur.values)
+	return s.store.Save(w, r, s.cur.Values)
 }
 
 // cacheHeaders keeps shared caches from storing a page that depends on,

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // Pages serves a site's html/template pages: every *.tmpl file under Root
@@ -39,7 +40,7 @@ type Pages struct {
 	Dev bool
 	// Sessions stores .Session; nil gives pages an empty, read-only
 	// session.
-	Sessions *SessionStore
+	Sessions *session.Store
 	// Node tells pages about this node and its cluster (.Node); nil means
 	// .Node.Name is "" and there are no members.
 	Node NodeInfo

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // The demo site (www/ and templates/ at the top of the repository) must
@@ -16,7 +17,7 @@ import (
 
 func demoPages(t testing.TB) *Pages {
 	t.Helper()
-	store, err := NewSessionStore(SessionOptions{Keys: testKeys(3)})
+	store, err := session.NewStore(session.Options{Keys: testKeys(3)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func (w *pageSink) Write(b []byte) (int, error) { return len(b), nil }
 // BenchmarkBenchPage renders bench/page/page.tmpl (the page bench/run.sh
 // compares with a static file) with a session store but no cookie.
 func BenchmarkBenchPage(b *testing.B) {
-	store, err := NewSessionStore(SessionOptions{Keys: testKeys(3)})
+	store, err := session.NewStore(session.Options{Keys: testKeys(3)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"shoal/cluster"
 	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 	"shoal/internal/h2"
 )
 
@@ -706,7 +707,7 @@ func (n *Node) errorPage(w http.ResponseWriter, r *http.Request, status int) {
 // sessionStore makes the session store from [session]: its keys, else keys
 // derived from the cluster secret (when the cluster is on or a secret is
 // set), else the key file beside the config.
-func sessionStore(cfg *Config, configAbs string, log *slog.Logger) (*handlers.SessionStore, error) {
+func sessionStore(cfg *Config, configAbs string, log *slog.Logger) (*session.Store, error) {
 	var secret []byte
 	if cfg.Cluster.Enabled || cfg.Cluster.Secret != "" {
 		s, err := clusterSecret(cfg)
@@ -719,12 +720,12 @@ func sessionStore(cfg *Config, configAbs string, log *slog.Logger) (*handlers.Se
 	if keyFile != "" && !filepath.IsAbs(keyFile) && configAbs != "" {
 		keyFile = filepath.Join(filepath.Dir(configAbs), keyFile)
 	}
-	keys, err := handlers.SessionKeys(cfg.Session.Keys, secret, keyFile)
+	keys, err := session.Keys(cfg.Session.Keys, secret, keyFile)
 	if err != nil {
 		return nil, err
 	}
 	sameSite := map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
 		"none": http.SameSiteNoneMode}[strings.ToLower(cfg.Session.SameSite)]
-	return handlers.NewSessionStore(handlers.SessionOptions{Cookie: cfg.Session.Cookie, Keys: keys,
+	return session.NewStore(session.Options{Cookie: cfg.Session.Cookie, Keys: keys,
 		MaxAge: cfg.Session.MaxAge, SameSite: sameSite, Logger: log})
 }

@@ -13,6 +13,7 @@ import (
 	"shoal/handlers"
 	"shoal/handlers/books"
 	"shoal/handlers/route"
+	"shoal/handlers/session"
 	"shoal/handlers/upstream"
 )
 
@@ -64,7 +65,7 @@ type siteDeps struct {
 	metrics   *books.Metrics
 	nodeName  string
 	node      handlers.NodeInfo
-	sessions  *handlers.SessionStore
+	sessions  *session.Store
 	compress  *handlers.Compressor
 	cluster   *clusterRef
 	balance   string

@@ -16,6 +16,7 @@ import (
 
 	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // Handler serves requests through a FastCGI responder, as net/http/cgi's
@@ -38,7 +39,7 @@ type Handler struct {
 	MaxBodyBytes int64
 	// Sessions gives the application HTTP_SESSION and applies its
 	// X-Replace-Session. Nil: neither.
-	Sessions handlers.SessionCodec
+	Sessions session.Codec
 	// User returns REMOTE_USER and AUTH_TYPE for r ("" for none). Nil: none.
 	User func(r *http.Request) (user, authType string)
 	// Errors writes 404/413/502/504 pages. Nil: generic pages.

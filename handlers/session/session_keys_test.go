@@ -1,4 +1,4 @@
-package handlers
+package session
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-func TestSessionKeysConfigured(t *testing.T) {
+func TestKeysConfigured(t *testing.T) {
 	h, b := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 16)
-	keys, err := SessionKeys([]string{base64.StdEncoding.EncodeToString(h), base64.RawURLEncoding.EncodeToString(b)}, []byte("secret"), "")
+	keys, err := Keys([]string{base64.StdEncoding.EncodeToString(h), base64.RawURLEncoding.EncodeToString(b)}, []byte("secret"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,35 +25,35 @@ func TestSessionKeysConfigured(t *testing.T) {
 		"not base64": {"!!!", base64.StdEncoding.EncodeToString(b)},
 		"short":      {base64.StdEncoding.EncodeToString(b), base64.StdEncoding.EncodeToString(b)},
 	} {
-		if _, err := SessionKeys(cfg, nil, ""); err == nil || !strings.Contains(err.Error(), "session.keys") {
+		if _, err := Keys(cfg, nil, ""); err == nil || !strings.Contains(err.Error(), "session.keys") {
 			t.Errorf("%s: err %v", name, err)
 		}
 	}
 }
 
-func TestSessionKeysFromSecret(t *testing.T) {
-	a1, err := SessionKeys(nil, []byte("0123456789abcdef"), "")
+func TestKeysFromSecret(t *testing.T) {
+	a1, err := Keys(nil, []byte("0123456789abcdef"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, _ := SessionKeys(nil, []byte("0123456789abcdef"), "")
-	b, _ := SessionKeys(nil, []byte("fedcba9876543210"), "")
+	a2, _ := Keys(nil, []byte("0123456789abcdef"), "")
+	b, _ := Keys(nil, []byte("fedcba9876543210"), "")
 	if len(a1) != 2 || !bytes.Equal(a1[0], a2[0]) || !bytes.Equal(a1[1], a2[1]) {
 		t.Errorf("HKDF keys differ between calls with one secret")
 	}
 	if bytes.Equal(a1[0], b[0]) || bytes.Equal(a1[0][:32], a1[1]) {
 		t.Errorf("HKDF keys not distinct")
 	}
-	if _, err := NewSessionStore(SessionOptions{Keys: a1}); err != nil {
+	if _, err := NewStore(Options{Keys: a1}); err != nil {
 		t.Errorf("derived keys rejected: %v", err)
 	}
 }
 
-func TestSessionKeysFile(t *testing.T) {
+func TestKeysFile(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, ".shoal", "session-keys")
 
-	first, err := SessionKeys(nil, nil, keyFile)
+	first, err := Keys(nil, nil, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSessionKeysFile(t *testing.T) {
 	before, _ := os.ReadFile(keyFile)
 
 	// A restart reads the same pair: sessions survive.
-	second, err := SessionKeys(nil, nil, keyFile)
+	second, err := Keys(nil, nil, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +78,11 @@ func TestSessionKeysFile(t *testing.T) {
 	if !bytes.Equal(before, after) || !bytes.Equal(first[0], second[0]) || !bytes.Equal(first[1], second[1]) {
 		t.Fatalf("key file not reused")
 	}
-	s1, err := NewSessionStore(SessionOptions{Keys: first})
+	s1, err := NewStore(Options{Keys: first})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, _ := NewSessionStore(SessionOptions{Keys: second})
+	s2, _ := NewStore(Options{Keys: second})
 	rec := httptest.NewRecorder()
 	s1.Replace(rec, httptest.NewRequest("GET", "/", nil), "k=v")
 	if got := s2.Encoded(requestWithCookie(rec.Result().Cookies()[0])); got != "k=v" {
@@ -95,13 +95,13 @@ func TestSessionKeysFile(t *testing.T) {
 
 	// Open to others: refused rather than used.
 	os.Chmod(keyFile, 0o644)
-	if _, err := SessionKeys(nil, nil, keyFile); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := Keys(nil, nil, keyFile); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("0644 key file: err %v", err)
 	}
 }
 
-// TestSessionKeysFileRace: peers started at once from one folder agree.
-func TestSessionKeysFileRace(t *testing.T) {
+// TestKeysFileRace: peers started at once from one folder agree.
+func TestKeysFileRace(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "k", "session-keys")
 	const n = 8
 	results := make([][][]byte, n)
@@ -111,7 +111,7 @@ func TestSessionKeysFileRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = SessionKeys(nil, nil, keyFile)
+			results[i], errs[i] = Keys(nil, nil, keyFile)
 		}()
 	}
 	wg.Wait()
@@ -125,8 +125,8 @@ func TestSessionKeysFileRace(t *testing.T) {
 	}
 }
 
-func TestSessionKeysNone(t *testing.T) {
-	if _, err := SessionKeys(nil, nil, ""); err == nil {
+func TestKeysNone(t *testing.T) {
+	if _, err := Keys(nil, nil, ""); err == nil {
 		t.Error("no source of keys accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package handlers
+package session
 
 import (
 	"bufio"
@@ -15,14 +15,14 @@ import (
 	"strings"
 )
 
-// Lengths of the key pair that SessionKeys derives or generates: an
+// Lengths of the key pair that Keys derives or generates: an
 // HMAC-SHA256 key of 64 bytes and an AES-256 key.
 const (
 	sessionHashKeyLen  = 64
 	sessionBlockKeyLen = 32
 )
 
-// SessionKeys works out the session key pairs, in this order:
+// Keys works out the session key pairs, in this order:
 //
 //  1. configured (session.keys): base64 keys, hash and block key in pairs,
 //     newest pair first;
@@ -33,7 +33,7 @@ const (
 //     nobody out.
 //
 // Keys that live only in memory are never used.
-func SessionKeys(configured []string, clusterSecret []byte, keyFile string) ([][]byte, error) {
+func Keys(configured []string, clusterSecret []byte, keyFile string) ([][]byte, error) {
 	switch {
 	case len(configured) > 0:
 		return decodeKeys(configured, "session.keys")

@@ -12,22 +12,36 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/handlers/session"
 )
 
+// testKeys, newTestStore and requestWithCookie are the session package's
+// test helpers: the tests of a page's .Session need the same.
 func testKeys(seed byte) [][]byte {
 	return [][]byte{bytes.Repeat([]byte{seed}, 64), bytes.Repeat([]byte{seed + 1}, 32)}
 }
 
-func newTestStore(t testing.TB, keys [][]byte) *SessionStore {
+func newTestStore(t testing.TB, keys [][]byte) *session.Store {
 	t.Helper()
-	s, err := NewSessionStore(SessionOptions{Cookie: "sid", Keys: keys, MaxAge: time.Hour})
+	s, err := session.NewStore(session.Options{Cookie: "sid", Keys: keys, MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func sessionPages(t testing.TB, store *SessionStore) (*Pages, *pagesLogBuf) {
+func requestWithCookie(c *http.Cookie, path ...string) *http.Request {
+	target := "/"
+	if len(path) > 0 {
+		target = path[0]
+	}
+	r := httptest.NewRequest("GET", target, nil)
+	r.AddCookie(c)
+	return r
+}
+
+func sessionPages(t testing.TB, store *session.Store) (*Pages, *pagesLogBuf) {
 	p, lb := newTestPages(t, "")
 	p.Sessions = store
 	return p, lb
@@ -71,7 +85,7 @@ func TestSessionVisitCounter(t *testing.T) {
 
 func TestSessionTamperedRestarts(t *testing.T) {
 	p, logs := newTestPages(t, "")
-	store, err := NewSessionStore(SessionOptions{Cookie: "sid", Keys: testKeys(1), Logger: p.Logger})
+	store, err := session.NewStore(session.Options{Cookie: "sid", Keys: testKeys(1), Logger: p.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,59 +116,6 @@ func TestSessionTamperedRestarts(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "level=DEBUG msg=\"session cookie rejected\"") {
 		t.Errorf("no debug line for the rejected cookie:\n%s", logs.String())
-	}
-}
-
-func TestSessionExpired(t *testing.T) {
-	store, err := NewSessionStore(SessionOptions{Cookie: "sid", Keys: testKeys(1), MaxAge: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if err := store.Replace(rec, httptest.NewRequest("GET", "/", nil), "a=1"); err != nil {
-		t.Fatal(err)
-	}
-	cookie := rec.Result().Cookies()[0]
-	r := httptest.NewRequest("GET", "/", nil)
-	r.AddCookie(cookie)
-	if got := store.Encoded(r); got != "a=1" {
-		t.Fatalf("fresh cookie: %q", got)
-	}
-	// securecookie stamps whole seconds and expires a cookie older than
-	// MaxAge: poll until it does, bounded.
-	deadline := time.Now().Add(5 * time.Second)
-	for store.Encoded(r) != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("cookie never expired")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// TestSessionShadowing: a planted cookie of the same name sent first must
-// not hide the real session.
-func TestSessionShadowing(t *testing.T) {
-	store := newTestStore(t, testKeys(1))
-	rec := httptest.NewRecorder()
-	if err := store.Replace(rec, httptest.NewRequest("GET", "/", nil), "user=alice"); err != nil {
-		t.Fatal(err)
-	}
-	real := rec.Result().Cookies()[0].Value
-	other := newTestStore(t, testKeys(9))
-	rec = httptest.NewRecorder()
-	other.Replace(rec, httptest.NewRequest("GET", "/", nil), "user=mallory")
-	forged := rec.Result().Cookies()[0].Value
-
-	for _, header := range []string{
-		"sid=planted; sid=" + real,
-		"sid=" + forged + "; sid=" + real,
-		"sid=" + real + "; sid=planted",
-	} {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.Header.Set("Cookie", header)
-		if got := store.Encoded(r); got != "user=alice" {
-			t.Errorf("Cookie %.40q...: session %q, want user=alice", header, got)
-		}
 	}
 }
 
@@ -210,18 +171,8 @@ func TestSessionRotation(t *testing.T) {
 	}
 }
 
-func requestWithCookie(c *http.Cookie, path ...string) *http.Request {
-	target := "/"
-	if len(path) > 0 {
-		target = path[0]
-	}
-	r := httptest.NewRequest("GET", target, nil)
-	r.AddCookie(c)
-	return r
-}
-
 func TestSessionCookieFlags(t *testing.T) {
-	store, err := NewSessionStore(SessionOptions{Cookie: "sid", Keys: testKeys(1), MaxAge: 90 * time.Minute, SameSite: http.SameSiteStrictMode})
+	store, err := session.NewStore(session.Options{Cookie: "sid", Keys: testKeys(1), MaxAge: 90 * time.Minute, SameSite: http.SameSiteStrictMode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,36 +205,6 @@ func TestSessionCookieFlags(t *testing.T) {
 				t.Errorf("Set-Cookie %q has a Domain", h)
 			}
 		})
-	}
-}
-
-func TestSessionSecureBehindProxy(t *testing.T) {
-	store := newTestStore(t, testKeys(1))
-	for proto, secure := range map[string]bool{"https": true, "HTTPS, http": true, "http": false, "": false} {
-		r := httptest.NewRequest("GET", "/", nil)
-		if proto != "" {
-			r.Header.Set("X-Forwarded-Proto", proto)
-		}
-		rec := httptest.NewRecorder()
-		store.Replace(rec, r, "a=1")
-		if got := strings.Contains(rec.Header().Get("Set-Cookie"), "Secure"); got != secure {
-			t.Errorf("X-Forwarded-Proto %q: Secure %v, want %v", proto, got, secure)
-		}
-	}
-}
-
-func TestSessionDefaults(t *testing.T) {
-	store, err := NewSessionStore(SessionOptions{Keys: testKeys(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	store.Replace(rec, httptest.NewRequest("GET", "/", nil), "a=1")
-	h := rec.Header().Get("Set-Cookie")
-	for _, want := range []string{"shoal_session=", "Max-Age=86400", "HttpOnly", "SameSite=Lax", "Path=/"} {
-		if !strings.Contains(h, want) {
-			t.Errorf("default Set-Cookie %q lacks %s", h, want)
-		}
 	}
 }
 
@@ -323,7 +244,7 @@ func TestSessionTooLarge(t *testing.T) {
 	// Replace reports the same error to its caller (CGI).
 	rec := httptest.NewRecorder()
 	err := p.Sessions.Replace(rec, httptest.NewRequest("GET", "/", nil), "k="+strings.Repeat("y", 5000))
-	if !errors.Is(err, ErrSessionTooLarge) || rec.Header().Get("Set-Cookie") != "" {
+	if !errors.Is(err, session.ErrTooLarge) || rec.Header().Get("Set-Cookie") != "" {
 		t.Errorf("Replace too large: %v, Set-Cookie %q", err, rec.Header().Get("Set-Cookie"))
 	}
 }
@@ -356,59 +277,6 @@ func TestSessionNilStoreReadOnly(t *testing.T) {
 		p.ServeHTTP(rec, httptest.NewRequest("GET", "/counter", nil))
 		if strings.TrimSpace(rec.Body.String()) != "visits=1" || rec.Header().Get("Set-Cookie") != "" {
 			t.Errorf("nil store: %q, Set-Cookie %q", rec.Body.String(), rec.Header().Get("Set-Cookie"))
-		}
-	}
-}
-
-// TestSessionEncodedReplace covers the interface the CGI handler uses.
-func TestSessionEncodedReplace(t *testing.T) {
-	store := newTestStore(t, testKeys(1))
-	if got := store.Encoded(httptest.NewRequest("GET", "/", nil)); got != "" {
-		t.Errorf("no cookie: %q", got)
-	}
-	rec := httptest.NewRecorder()
-	if err := store.Replace(rec, httptest.NewRequest("GET", "/", nil), "b=2&a=x+y%26z"); err != nil {
-		t.Fatal(err)
-	}
-	c := rec.Result().Cookies()[0]
-	if got := store.Encoded(requestWithCookie(c)); got != "a=x+y%26z&b=2" {
-		t.Errorf("Encoded %q", got)
-	}
-
-	// Empty values delete; unchanged values write nothing.
-	rec = httptest.NewRecorder()
-	store.Replace(rec, requestWithCookie(c), "a=x+y%26z&b=2")
-	if rec.Header().Get("Set-Cookie") != "" {
-		t.Errorf("unchanged Replace set a cookie")
-	}
-	rec = httptest.NewRecorder()
-	store.Replace(rec, requestWithCookie(c), "a=&c=3")
-	if got := store.Encoded(requestWithCookie(rec.Result().Cookies()[0])); got != "b=2&c=3" {
-		t.Errorf("after delete: %q", got)
-	}
-
-	// Emptying the session deletes the cookie.
-	rec = httptest.NewRecorder()
-	store.Replace(rec, requestWithCookie(c), "a=&b=")
-	h := rec.Header().Get("Set-Cookie")
-	if !strings.HasPrefix(h, "sid=;") || !strings.Contains(h, "Max-Age=0") {
-		t.Errorf("emptied session: Set-Cookie %q", h)
-	}
-	if err := store.Replace(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "%zz"); err == nil {
-		t.Errorf("bad encoding accepted")
-	}
-}
-
-func TestNewSessionStoreRejectsBadKeys(t *testing.T) {
-	for name, keys := range map[string][][]byte{
-		"none":       nil,
-		"odd":        {make([]byte, 64)},
-		"short hash": {make([]byte, 16), make([]byte, 32)},
-		"bad block":  {make([]byte, 32), make([]byte, 20)},
-		"no block":   {make([]byte, 32), nil},
-	} {
-		if _, err := NewSessionStore(SessionOptions{Keys: keys}); err == nil {
-			t.Errorf("%s: accepted", name)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package handlers
+package session
 
 import (
 	"errors"
@@ -16,9 +16,9 @@ import (
 	"shoal/handlers/books"
 )
 
-// SessionOptions configures a SessionStore. Zero values are usable except
+// Options configures a Store. Zero values are usable except
 // Keys, which must hold at least one pair.
-type SessionOptions struct {
+type Options struct {
 	// Cookie is the cookie's name; "" means "shoal_session".
 	Cookie string
 	// Keys are hash/block key pairs, newest pair first. The newest pair
@@ -36,25 +36,25 @@ type SessionOptions struct {
 	Logger *slog.Logger
 }
 
-// SessionStore keeps a request's session in a signed and encrypted cookie
+// Store keeps a request's session in a signed and encrypted cookie
 // (gorilla/sessions' CookieStore). It is stateless: any node holding the
 // same keys reads the sessions any other wrote. Values are strings.
-// A SessionStore is safe for concurrent use.
-type SessionStore struct {
+// A Store is safe for concurrent use.
+type Store struct {
 	name  string
 	store *sessions.CookieStore
 	log   *slog.Logger
 }
 
-// ErrSessionTooLarge reports a session whose encoding does not fit in a
+// ErrTooLarge reports a session whose encoding does not fit in a
 // cookie. It exists so callers answer 500 instead of sending a truncated
 // cookie that would silently lose the session.
-var ErrSessionTooLarge = errors.New("session: too large for a cookie")
+var ErrTooLarge = errors.New("session: too large for a cookie")
 
 const defaultSessionCookie = "shoal_session"
 
-// NewSessionStore checks o's keys and returns a store using them.
-func NewSessionStore(o SessionOptions) (*SessionStore, error) {
+// NewStore checks o's keys and returns a store using them.
+func NewStore(o Options) (*Store, error) {
 	if err := checkSessionKeys(o.Keys); err != nil {
 		return nil, err
 	}
@@ -80,11 +80,11 @@ func NewSessionStore(o SessionOptions) (*SessionStore, error) {
 	cs.Options = &sessions.Options{Path: "/", HttpOnly: true, SameSite: sameSite}
 	cs.MaxAge(int(maxAge / time.Second))
 	for _, c := range cs.Codecs {
-		// The length limit is checked in save, where it can be reported
-		// as ErrSessionTooLarge rather than as an opaque string.
+		// The length limit is checked in Save, where it can be reported
+		// as ErrTooLarge rather than as an opaque string.
 		c.(*securecookie.SecureCookie).MaxLength(0).SetSerializer(formSerializer{})
 	}
-	return &SessionStore{name: name, store: cs, log: log}, nil
+	return &Store{name: name, store: cs, log: log}, nil
 }
 
 func checkSessionKeys(keys [][]byte) error {
@@ -105,23 +105,35 @@ func checkSessionKeys(keys [][]byte) error {
 	return nil
 }
 
-// CookieName returns the name of the session cookie.
-func (s *SessionStore) CookieName() string { return s.name }
-
-// sessionValues is a request's session as read from its cookie.
-type sessionValues struct {
-	values map[string]string
-	// present: a cookie decoded, so an emptied session must be deleted.
-	present bool
-	// stale: it decoded with an older key pair and should be re-issued.
-	stale bool
+// Codec is what handlers that pass the session to another program
+// (CGI and FastCGI scripts, upstreams) need from it; Store implements it.
+type Codec interface {
+	// Encoded returns the request's session url-encoded ("" when empty).
+	Encoded(r *http.Request) string
+	// Replace replaces the session with the url-encoded values (an empty
+	// value deletes a key) and sets the cookie on w; it is called before
+	// the response headers are written.
+	Replace(w http.ResponseWriter, r *http.Request, encoded string) error
 }
 
-// load reads the session from r. Every cookie of the name is tried, in
+// CookieName returns the name of the session cookie.
+func (s *Store) CookieName() string { return s.name }
+
+// Loaded is a request's session as Load read it from its cookie, for a
+// caller that changes it and Saves it back (a template page's .Session).
+type Loaded struct {
+	Values map[string]string
+	// Present: a cookie decoded, so an emptied session must be deleted.
+	Present bool
+	// Stale: it decoded with an older key pair and should be re-issued.
+	Stale bool
+}
+
+// Load reads the session from r. Every cookie of the name is tried, in
 // order, and the first that decodes wins: with `Cookie: s=A; s=B`, a
 // planted cookie A (for example from a sibling subdomain) cannot shadow
 // the real B. Anything that does not decode means an empty session.
-func (s *SessionStore) load(r *http.Request) sessionValues {
+func (s *Store) Load(r *http.Request) Loaded {
 	for _, c := range r.CookiesNamed(s.name) {
 		if len(c.Value) > maxCookieBytes {
 			continue
@@ -135,10 +147,10 @@ func (s *SessionStore) load(r *http.Request) sessionValues {
 				}
 				continue
 			}
-			return sessionValues{values: stringValues(values), present: true, stale: i > 0}
+			return Loaded{Values: stringValues(values), Present: true, Stale: i > 0}
 		}
 	}
-	return sessionValues{values: map[string]string{}}
+	return Loaded{Values: map[string]string{}}
 }
 
 func stringValues(m map[any]any) map[string]string {
@@ -162,10 +174,10 @@ func stringValues(m map[any]any) map[string]string {
 // (RFC 6265 section 6.1 asks for at least 4096); more is dropped whole.
 const maxCookieBytes = 4096
 
-// save sets the cookie holding values on w (before its headers are
+// Save sets the cookie holding values on w (before its headers are
 // written), encoded with the newest key pair. An empty session deletes the
 // cookie. The cookie is Secure when the client came over HTTPS.
-func (s *SessionStore) save(w http.ResponseWriter, r *http.Request, values map[string]string) error {
+func (s *Store) Save(w http.ResponseWriter, r *http.Request, values map[string]string) error {
 	opts := *s.store.Options
 	opts.Secure = cameOverHTTPS(r)
 	if len(values) == 0 {
@@ -182,7 +194,7 @@ func (s *SessionStore) save(w http.ResponseWriter, r *http.Request, values map[s
 		return fmt.Errorf("session: encode: %w", err)
 	}
 	if n := len(s.name) + 1 + len(encoded); n > maxCookieBytes {
-		return fmt.Errorf("%w: %d bytes encoded, at most %d fit", ErrSessionTooLarge, n, maxCookieBytes)
+		return fmt.Errorf("%w: %d bytes encoded, at most %d fit", ErrTooLarge, n, maxCookieBytes)
 	}
 	http.SetCookie(w, sessions.NewCookie(s.name, encoded, &opts))
 	return nil
@@ -204,8 +216,8 @@ func cameOverHTTPS(r *http.Request) bool {
 // Encoded returns r's session url-encoded (keys sorted), "" when it is
 // empty. This is how CGI scripts receive it (HTTP_SESSION, as Apache's
 // mod_session).
-func (s *SessionStore) Encoded(r *http.Request) string {
-	return encodeSession(s.load(r).values)
+func (s *Store) Encoded(r *http.Request) string {
+	return encodeSession(s.Load(r).Values)
 }
 
 func encodeSession(values map[string]string) string {
@@ -230,31 +242,31 @@ func encodeSession(values map[string]string) string {
 // set on w only when something changed or the session needs re-issuing
 // under the newest key; so call Replace before the headers are written.
 // A session too large for a cookie returns an error wrapping
-// ErrSessionTooLarge and leaves w untouched; the caller logs it and
+// ErrTooLarge and leaves w untouched; the caller logs it and
 // answers 500.
-func (s *SessionStore) Replace(w http.ResponseWriter, r *http.Request, encoded string) error {
+func (s *Store) Replace(w http.ResponseWriter, r *http.Request, encoded string) error {
 	q, err := url.ParseQuery(encoded)
 	if err != nil {
 		return fmt.Errorf("session: replace: %w", err)
 	}
-	cur := s.load(r)
-	changed := cur.stale
+	cur := s.Load(r)
+	changed := cur.Stale
 	for k, vs := range q {
 		v := vs[len(vs)-1]
-		if old, ok := cur.values[k]; v == "" {
+		if old, ok := cur.Values[k]; v == "" {
 			if ok {
-				delete(cur.values, k)
+				delete(cur.Values, k)
 				changed = true
 			}
 		} else if !ok || old != v {
-			cur.values[k] = v
+			cur.Values[k] = v
 			changed = true
 		}
 	}
-	if !changed || (len(cur.values) == 0 && !cur.present) {
+	if !changed || (len(cur.Values) == 0 && !cur.Present) {
 		return nil
 	}
-	return s.save(w, r, cur.values)
+	return s.Save(w, r, cur.Values)
 }
 
 // formSerializer encodes a session as url-encoded text (values are
@@ -296,5 +308,6 @@ func (formSerializer) Deserialize(src []byte, dst any) error {
 	return nil
 }
 
-// SessionStore is what the CGI handler reads and replaces sessions through.
-var _ SessionCodec = (*SessionStore)(nil)
+// Store is what CGI, FastCGI and the upstreams read and replace sessions
+// through.
+var _ Codec = (*Store)(nil)
