@@ -116,6 +116,16 @@ func (h *CGI) Match(urlPath string) bool {
 	return st.extScriptEnd(urlPath) > 0
 }
 
+// Has reports whether urlPath runs a script of this mapping (the script
+// exists and may run), for try_files.
+func (h *CGI) Has(urlPath string) bool {
+	if !h.Match(urlPath) {
+		return false
+	}
+	sc, _, _ := h.state().resolve(urlPath)
+	return sc != nil
+}
+
 // IsScript reports whether the file (an absolute path) is one this mapping
 // runs: anything inside Dir, or a file whose extension is in Ext. The
 // static handler refuses such files even when reached by another URL.

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"shoal/cluster"
-	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/static"
 )
 
 // fastFront owns the HTTP/1.1 connections of a listener: plain ones it
@@ -59,7 +59,7 @@ type fastFront struct {
 // fastAnswer is what the fast path needs to answer a request.
 type fastAnswer struct {
 	site *site
-	file *handlers.FastFile
+	file *static.FastFile
 	// cluster, when running, counts the request in this node's load.
 	cluster *cluster.Cluster
 	// hop: a peer proxied the request here; the response carries this

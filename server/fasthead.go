@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/static"
 )
 
 // requestHead is what the HTTP/1.1 fast path learns from a request's
@@ -16,8 +16,8 @@ type requestHead struct {
 	target string // the request-target as sent: path and query
 	path   string // target up to the '?'
 	host   string
-	cond   handlers.FastRequest // Accept-Encoding and the conditionals
-	close  bool                 // Connection: close
+	cond   static.FastRequest // Accept-Encoding and the conditionals
+	close  bool               // Connection: close
 	// forwarded: the request carries a forwarding header, which the
 	// cluster strips from clients it does not trust.
 	forwarded bool

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"shoal/handlers"
+	"shoal/handlers/static"
 )
 
 func TestHeadEnd(t *testing.T) {
@@ -46,9 +46,9 @@ func TestParseHead(t *testing.T) {
 		{"query", "GET /x?v=1&b=%20 HTTP/1.1\r\nHost: h\r\n\r\n", ok,
 			requestHead{target: "/x?v=1&b=%20", path: "/x", host: "h"}},
 		{"accept-encoding and close", "GET / HTTP/1.1\r\nhost: h\r\naccept-encoding:  gzip, br \r\nCONNECTION: Close\r\n\r\n", ok,
-			requestHead{target: "/", path: "/", host: "h", cond: handlers.FastRequest{AcceptEncoding: "gzip, br"}, close: true}},
+			requestHead{target: "/", path: "/", host: "h", cond: static.FastRequest{AcceptEncoding: "gzip, br"}, close: true}},
 		{"conditionals", "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\", W/\"b\"\r\nIf-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT\r\n\r\n", ok,
-			requestHead{target: "/", path: "/", host: "h", cond: handlers.FastRequest{IfNoneMatch: `"a", W/"b"`, IfModifiedSince: "Mon, 02 Jan 2006 15:04:05 GMT"}}},
+			requestHead{target: "/", path: "/", host: "h", cond: static.FastRequest{IfNoneMatch: `"a", W/"b"`, IfModifiedSince: "Mon, 02 Jan 2006 15:04:05 GMT"}}},
 		{"keep-alive", "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", ok,
 			requestHead{target: "/", path: "/", host: "h"}},
 		{"forwarded noted", "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", ok,

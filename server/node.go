@@ -20,9 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/cluster"
-	"shoal/handlers"
 	"shoal/handlers/books"
 	"shoal/handlers/session"
+	"shoal/handlers/static"
 	"shoal/internal/h2"
 )
 
@@ -52,7 +52,7 @@ type Node struct {
 	h1fields   atomic.Pointer[httpsFields]
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
 	metrics    *books.Metrics
-	compress   *handlers.Compressor
+	compress   *static.Compressor
 	routes     *routeState // rate buckets and the auth guard, kept across reloads
 	ids        *requestIDs
 
@@ -111,7 +111,7 @@ func New(load Loader, o Options) (*Node, error) {
 		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
 	n.registry = prometheus.NewRegistry()
 	n.metrics = books.NewMetrics(n.registry)
-	n.compress = &handlers.Compressor{}
+	n.compress = &static.Compressor{}
 	n.routes = newRouteState()
 	n.ids = newRequestIDs()
 	if o.ProcessMetrics {

@@ -13,6 +13,7 @@ import (
 	"shoal/handlers"
 	"shoal/handlers/books"
 	"shoal/handlers/route"
+	"shoal/handlers/static"
 )
 
 // This file is where a site's [[site.route]] rules meet the one request
@@ -66,7 +67,7 @@ func (st *site) fastRoutes(method, scheme, path string) (key uint64, ok bool) {
 }
 
 // fastVariant is the cached response f with the header rules of key.
-func (st *site) fastVariant(f *handlers.FastFile, key uint64) *handlers.FastFile {
+func (st *site) fastVariant(f *static.FastFile, key uint64) *static.FastFile {
 	if key == 0 || f == nil {
 		return f
 	}

@@ -14,6 +14,7 @@ import (
 	"shoal/handlers/books"
 	"shoal/handlers/route"
 	"shoal/handlers/session"
+	"shoal/handlers/static"
 	"shoal/handlers/upstream"
 )
 
@@ -34,7 +35,7 @@ type site struct {
 	cluster *clusterRef // routes requests through the cluster when it runs
 	balance string      // cluster.balance
 
-	static *handlers.Static
+	static *static.Handler
 	pages  *handlers.Pages
 	cgi    []*handlers.CGI
 	// root and index find an index that is a script (handlers.CGIIndex).
@@ -66,7 +67,7 @@ type siteDeps struct {
 	nodeName  string
 	node      handlers.NodeInfo
 	sessions  *session.Store
-	compress  *handlers.Compressor
+	compress  *static.Compressor
 	cluster   *clusterRef
 	balance   string
 	routes    *routeState
@@ -138,7 +139,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st.upstreams = d.upstreams.forSite(upstream.Site{Errors: st.errors, Sessions: d.sessions, Dispatch: dispatch,
 		MaxBodyBytes: st.maxBody, User: checkedUser})
 	st.headers = canonicalHeaders(sc.Headers)
-	static, err := handlers.NewStatic(handlers.StaticOptions{
+	files, err := static.New(static.Options{
 		Root:           sc.Root,
 		Index:          sc.Index,
 		Browse:         sc.Browse,
@@ -152,8 +153,8 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
 	}
-	st.static = static
-	st.closers = append(st.closers, static)
+	st.static = files
+	st.closers = append(st.closers, files)
 	// CGI internal redirects (dispatch above) stay on this node; requests
 	// from outside go through the cluster.
 	st.chain = http.HandlerFunc(st.balanced)
@@ -232,7 +233,7 @@ func (st *site) bodyLimit(path string) (max int64, cgiOwns bool) {
 // fast returns the prepared response for a plain GET or HEAD of path when
 // route would send it to the static handler and that has it in memory;
 // nil sends the request down the full chain.
-func (st *site) fast(path string, req handlers.FastRequest) *handlers.FastFile {
+func (st *site) fast(path string, req static.FastRequest) *static.FastFile {
 	for _, c := range st.cgi {
 		if c.Match(path) {
 			return nil

@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ import (
 // first, then files, each sorted by name, with sizes and times. What is
 // never served (dotfiles, templates, hidden files, disallowed links) is not
 // listed either.
-func (s *Static) serveListing(w http.ResponseWriter, r *http.Request, rel string, dir *fileEntry) {
+func (s *Handler) serveListing(w http.ResponseWriter, r *http.Request, rel string, dir *fileEntry) {
 	f, err := s.root.Open(dir.rel)
 	if err != nil {
 		s.fail(w, r, err)

@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"errors"
@@ -19,8 +19,8 @@ import (
 	"shoal/handlers/books"
 )
 
-// StaticOptions configures a Static file server for one site.
-type StaticOptions struct {
+// Options configures a Handler, the file server of one site.
+type Options struct {
 	// Root is the folder served. Nothing outside it is ever served.
 	Root string
 	// Index lists the file names tried for a directory; entries ending in
@@ -54,12 +54,12 @@ type StaticOptions struct {
 	Headers http.Header
 }
 
-// Static serves files from one folder: conditional requests, ranges,
+// Handler serves files from one folder: conditional requests, ranges,
 // index files, listings, error pages and compression. Small files live in
 // memory with their headers precomputed, checked against the disk on every
 // request so a change is seen at once.
-type Static struct {
-	opts     StaticOptions
+type Handler struct {
+	opts     Options
 	root     fileRoot
 	rootReal string
 	cache    *fileCache
@@ -67,8 +67,8 @@ type Static struct {
 	maxRange int
 }
 
-// NewStatic opens the root folder. Close releases it.
-func NewStatic(o StaticOptions) (*Static, error) {
+// New opens the root folder. Close releases it.
+func New(o Options) (*Handler, error) {
 	real, err := filepath.EvalSymlinks(o.Root)
 	if err != nil {
 		return nil, fmt.Errorf("static: root: %w", err)
@@ -77,7 +77,7 @@ func NewStatic(o StaticOptions) (*Static, error) {
 	if err != nil {
 		return nil, fmt.Errorf("static: root: %w", err)
 	}
-	s := &Static{opts: o, root: root, rootReal: real, log: o.Logger, maxRange: o.MaxRanges}
+	s := &Handler{opts: o, root: root, rootReal: real, log: o.Logger, maxRange: o.MaxRanges}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -93,7 +93,7 @@ func NewStatic(o StaticOptions) (*Static, error) {
 }
 
 // Close releases the root folder.
-func (s *Static) Close() error { return s.root.Close() }
+func (s *Handler) Close() error { return s.root.Close() }
 
 // fileRoot is the folder files are read from, by slash-separated names
 // relative to it: an *os.Root, which refuses any way out, or with
@@ -145,7 +145,7 @@ var (
 	errNoIndex = errors.New("directory without index")
 )
 
-func (s *Static) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusNotFound
 	switch {
 	case errors.Is(err, errBadPath):
@@ -171,7 +171,7 @@ func isNameError(err error) bool {
 		strings.Contains(err.Error(), "path escapes from parent")
 }
 
-func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	books.SetKind(r, books.KindStatic)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		s.methodNotAllowed(w, r)
@@ -198,7 +198,7 @@ func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveFile(w, r, e)
 }
 
-func (s *Static) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+func (s *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusNoContent)
@@ -233,7 +233,7 @@ func cleanURLPath(p string) (string, error) {
 }
 
 // lookup finds the cache entry for rel, filling or refreshing it.
-func (s *Static) lookup(rel string) (*fileEntry, error) {
+func (s *Handler) lookup(rel string) (*fileEntry, error) {
 	if e := s.cache.get(rel); e != nil {
 		if e.fresh() {
 			return e, nil
@@ -249,7 +249,7 @@ func (s *Static) lookup(rel string) (*fileEntry, error) {
 }
 
 // load resolves rel safely and builds its entry.
-func (s *Static) load(rel string) (*fileEntry, error) {
+func (s *Handler) load(rel string) (*fileEntry, error) {
 	abs := filepath.Join(s.rootReal, filepath.FromSlash(rel))
 	if err := s.checkLinks(rel); err != nil {
 		return nil, err
@@ -288,7 +288,7 @@ func (s *Static) load(rel string) (*fileEntry, error) {
 
 // checkLinks refuses symlinks on the way to rel unless follow_symlinks is
 // on; os.Root refuses any that leave the root in both cases.
-func (s *Static) checkLinks(rel string) error {
+func (s *Handler) checkLinks(rel string) error {
 	if s.opts.FollowSymlinks || rel == "" {
 		return nil
 	}
@@ -306,7 +306,7 @@ func (s *Static) checkLinks(rel string) error {
 	return nil
 }
 
-func (s *Static) serveDir(w http.ResponseWriter, r *http.Request, rel string, dir *fileEntry) {
+func (s *Handler) serveDir(w http.ResponseWriter, r *http.Request, rel string, dir *fileEntry) {
 	if !strings.HasSuffix(r.URL.Path, "/") {
 		target := path.Base(r.URL.Path) + "/"
 		w.Header().Set("Location", (&url.URL{Path: target}).EscapedPath()+querySuffix(r))
@@ -339,7 +339,7 @@ func querySuffix(r *http.Request) string {
 
 // serveFile answers for one regular file: validators, conditionals,
 // encoding, ranges, then the body from memory or disk.
-func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, e *fileEntry) {
+func (s *Handler) serveFile(w http.ResponseWriter, r *http.Request, e *fileEntry) {
 	h := w.Header()
 	if done := checkPreconditions(w, r, e.etag, e.mod); done {
 		return
@@ -370,7 +370,7 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, e *fileEntry)
 
 // sendWhole answers 200 with a whole file: from memory when data holds
 // it, else from disk. Headers other than the status are already set.
-func (s *Static) sendWhole(w http.ResponseWriter, r *http.Request, rel string, data []byte, size int64) {
+func (s *Handler) sendWhole(w http.ResponseWriter, r *http.Request, rel string, data []byte, size int64) {
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
@@ -388,7 +388,7 @@ var (
 )
 
 // copyFile streams length bytes at off from disk (sendfile on plain HTTP).
-func (s *Static) copyFile(w io.Writer, r *http.Request, rel string, off, length int64) {
+func (s *Handler) copyFile(w io.Writer, r *http.Request, rel string, off, length int64) {
 	f, err := s.root.Open(rel)
 	if err != nil {
 		s.log.Error("static: open", "path", rel, "err", err)

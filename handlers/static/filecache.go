@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"io"
@@ -77,7 +77,7 @@ func (e *fileEntry) fresh() bool {
 	return err == nil && st.Ino == e.ino && st.Size == e.size && st.Mtim.Nano() == e.modNs
 }
 
-func (s *Static) newEntry(rel, abs string, fi fs.FileInfo) (*fileEntry, error) {
+func (s *Handler) newEntry(rel, abs string, fi fs.FileInfo) (*fileEntry, error) {
 	e := &fileEntry{rel: rel, abs: abs, isDir: fi.IsDir(), mod: fi.ModTime(), size: fi.Size(),
 		loadedAt: time.Now(), follow: s.opts.FollowSymlinks}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -122,7 +122,7 @@ func (s *Static) newEntry(rel, abs string, fi fs.FileInfo) (*fileEntry, error) {
 
 const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 
-func (s *Static) readAll(rel string, size int64) ([]byte, error) {
+func (s *Handler) readAll(rel string, size int64) ([]byte, error) {
 	f, err := s.root.Open(rel)
 	if err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func (s *Static) readAll(rel string, size int64) ([]byte, error) {
 }
 
 // findSidecars looks for x.br, x.zst and x.gz next to x.
-func (s *Static) findSidecars(e *fileEntry) []sidecar {
+func (s *Handler) findSidecars(e *fileEntry) []sidecar {
 	var out []sidecar
 	for _, c := range []struct{ enc, ext string }{{encBrotli, ".br"}, {encZstd, ".zst"}, {encGzip, ".gz"}} {
 		rel := e.rel + c.ext

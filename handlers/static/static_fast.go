@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"bytes"
@@ -149,7 +149,7 @@ type FastRequest struct {
 // a 200 with a body from memory; otherwise nil, and the caller serves the
 // request through ServeHTTP. The file is checked against the disk as on
 // every request.
-func (s *Static) Fast(urlPath string, req FastRequest) *FastFile {
+func (s *Handler) Fast(urlPath string, req FastRequest) *FastFile {
 	rel, err := cleanURLPath(urlPath)
 	if err != nil {
 		return nil
@@ -201,7 +201,7 @@ func notModifiedFor(req FastRequest, e *fileEntry) bool {
 }
 
 // fastNotModified is notModified's 304 for e, with the site's headers.
-func (s *Static) fastNotModified(e *fileEntry) *FastFile {
+func (s *Handler) fastNotModified(e *fileEntry) *FastFile {
 	if f := e.fast304.Load(); f != nil {
 		return f
 	}
@@ -217,7 +217,7 @@ func (s *Static) fastNotModified(e *fileEntry) *FastFile {
 
 // addSiteHeaders adds the site's headers the Recorder would add to h;
 // false when one of them is a header only the full path may send.
-func (s *Static) addSiteHeaders(h http.Header) bool {
+func (s *Handler) addSiteHeaders(h http.Header) bool {
 	for k, v := range s.opts.Headers {
 		if serverOwned(k) {
 			return false
@@ -231,7 +231,7 @@ func (s *Static) addSiteHeaders(h http.Header) bool {
 
 // fastIndex is serveDir's choice of index file, or nil when the directory
 // needs a redirect, a listing or an error.
-func (s *Static) fastIndex(urlPath, rel string) *fileEntry {
+func (s *Handler) fastIndex(urlPath, rel string) *fileEntry {
 	if !strings.HasSuffix(urlPath, "/") {
 		return nil
 	}
@@ -256,7 +256,7 @@ func joinRel(dir, name string) string {
 
 // buildFast lays out the headers serveFile and serveEncoded set for e in
 // coding enc, plus the site's headers the Recorder would add.
-func (s *Static) buildFast(e *fileEntry, enc string) *FastFile {
+func (s *Handler) buildFast(e *fileEntry, enc string) *FastFile {
 	h := http.Header{
 		"Content-Type":  e.ctype,
 		"Last-Modified": e.lastMod,

@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"bufio"
@@ -29,10 +29,10 @@ const secretText = "TOP-SECRET-OUTSIDE-ROOT"
 type staticFixture struct {
 	dir, root string
 	srv       *httptest.Server
-	static    *Static
+	static    *Handler
 }
 
-func newStaticFixture(t *testing.T, o StaticOptions) *staticFixture {
+func newStaticFixture(t *testing.T, o Options) *staticFixture {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "www")
@@ -86,7 +86,7 @@ func newStaticFixture(t *testing.T, o StaticOptions) *staticFixture {
 	if o.Errors == nil {
 		o.Errors = &books.ErrorPages{Root: root, Pages: map[int]string{404: "404.html"}}
 	}
-	s, err := NewStatic(o)
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func (f *staticFixture) do(t *testing.T, method, path string, hdr map[string]str
 }
 
 func TestStaticBasics(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{Compress: true})
+	f := newStaticFixture(t, Options{Compress: true})
 	tests := []struct {
 		name, method, path string
 		hdr                map[string]string
@@ -182,7 +182,7 @@ func TestStaticBasics(t *testing.T) {
 // also out of the root (Debian's packaged apps link their assets from
 // /usr/share), but a target on a dot path or a template never is.
 func TestStaticFollowSymlinks(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{FollowSymlinks: true})
+	f := newStaticFixture(t, Options{FollowSymlinks: true})
 	outside := t.TempDir()
 	os.MkdirAll(filepath.Join(outside, "assets"), 0o755)
 	os.WriteFile(filepath.Join(outside, "assets", "logo.svg"), []byte("<svg/>"), 0o644)
@@ -231,7 +231,7 @@ func rawGet(t *testing.T, addr, target string) (int, string) {
 }
 
 func TestStaticTraversal(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{Browse: true})
+	f := newStaticFixture(t, Options{Browse: true})
 	addr := strings.TrimPrefix(f.srv.URL, "http://")
 	targets := []string{
 		"/../secret.txt",
@@ -286,7 +286,7 @@ func TestStaticTraversal(t *testing.T) {
 }
 
 func TestStaticListing(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{Browse: true})
+	f := newStaticFixture(t, Options{Browse: true})
 	resp, body := f.do(t, "GET", "/list/", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -315,7 +315,7 @@ func TestStaticListing(t *testing.T) {
 }
 
 func TestStaticConditional(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{})
+	f := newStaticFixture(t, Options{})
 	resp, _ := f.do(t, "GET", "/hello.txt", nil)
 	etag, lastMod := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	if etag == "" || lastMod == "" {
@@ -359,7 +359,7 @@ func TestStaticConditional(t *testing.T) {
 }
 
 func TestStaticChangeSeenAtOnce(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{})
+	f := newStaticFixture(t, Options{})
 	resp1, body1 := f.do(t, "GET", "/hello.txt", nil)
 	p := filepath.Join(f.root, "hello.txt")
 	if err := os.WriteFile(p, []byte("changed content!"), 0o644); err != nil {
@@ -381,7 +381,7 @@ func TestStaticChangeSeenAtOnce(t *testing.T) {
 }
 
 func TestStaticRanges(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{})
+	f := newStaticFixture(t, Options{})
 	full, _ := os.ReadFile(filepath.Join(f.root, "big.bin"))
 	size := len(full)
 	tests := []struct {
@@ -459,7 +459,7 @@ func countParts(t *testing.T, resp *http.Response, body string, full []byte) int
 }
 
 func TestStaticManyRangesBounded(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{})
+	f := newStaticFixture(t, Options{})
 	for _, n := range []int{200, 5000} {
 		specs := make([]string, n)
 		for i := range specs {
@@ -477,7 +477,7 @@ func TestStaticManyRangesBounded(t *testing.T) {
 }
 
 func TestStaticCompression(t *testing.T) {
-	f := newStaticFixture(t, StaticOptions{Compress: true})
+	f := newStaticFixture(t, Options{Compress: true})
 	css := strings.Repeat("body { color: red; }\n", 100)
 	tests := []struct {
 		name, path, ae string
@@ -596,7 +596,7 @@ func TestParseRanges(t *testing.T) {
 func BenchmarkStatic(b *testing.B) {
 	dir := b.TempDir()
 	os.WriteFile(filepath.Join(dir, "1k.html"), bytes.Repeat([]byte("x"), 1024), 0o644)
-	s, err := NewStatic(StaticOptions{Root: dir})
+	s, err := New(Options{Root: dir})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 // a sidecar file first, else the file compressed on the fly (from memory
 // for cached files, streamed for large ones). It reports false when the
 // identity body should be sent instead.
-func (s *Static) serveEncoded(w http.ResponseWriter, r *http.Request, e *fileEntry) bool {
+func (s *Handler) serveEncoded(w http.ResponseWriter, r *http.Request, e *fileEntry) bool {
 	enc := chooseEncoding(headerValue(r.Header, "Accept-Encoding"), e.encodings)
 	if enc == encIdentity {
 		return false
@@ -48,7 +48,7 @@ func (s *Static) serveEncoded(w http.ResponseWriter, r *http.Request, e *fileEnt
 	return true
 }
 
-func (s *Static) serveSidecar(w http.ResponseWriter, r *http.Request, sc *sidecar) {
+func (s *Handler) serveSidecar(w http.ResponseWriter, r *http.Request, sc *sidecar) {
 	h := w.Header()
 	h["Etag"] = sc.etag
 	h["Content-Length"] = sc.clen
@@ -93,7 +93,7 @@ func newCompressor(dst io.Writer, enc string, best bool) io.WriteCloser {
 }
 
 // streamCompressed compresses a large file as it is read from disk.
-func (s *Static) streamCompressed(w http.ResponseWriter, r *http.Request, e *fileEntry, enc string) {
+func (s *Handler) streamCompressed(w http.ResponseWriter, r *http.Request, e *fileEntry, enc string) {
 	f, err := s.root.Open(e.rel)
 	if err != nil {
 		s.log.Error("static: open", "path", e.rel, "err", err)

@@ -1,4 +1,4 @@
-package handlers
+package static
 
 import (
 	"crypto/rand"
@@ -113,7 +113,7 @@ func mergeRanges(rs []byteRange) []byteRange {
 	return out
 }
 
-func (s *Static) serveRanges(w http.ResponseWriter, r *http.Request, e *fileEntry, header string) {
+func (s *Handler) serveRanges(w http.ResponseWriter, r *http.Request, e *fileEntry, header string) {
 	h := w.Header()
 	ranges, err := parseRanges(header, e.size, s.maxRange)
 	if errors.Is(err, errUnsatisfiable) {
@@ -142,7 +142,7 @@ func (s *Static) serveRanges(w http.ResponseWriter, r *http.Request, e *fileEntr
 	s.serveMultipart(w, r, e, ranges)
 }
 
-func (s *Static) writeRange(w io.Writer, r *http.Request, e *fileEntry, rg byteRange) {
+func (s *Handler) writeRange(w io.Writer, r *http.Request, e *fileEntry, rg byteRange) {
 	if e.data != nil {
 		w.Write(e.data[rg.start : rg.start+rg.length])
 		return
@@ -151,7 +151,7 @@ func (s *Static) writeRange(w io.Writer, r *http.Request, e *fileEntry, rg byteR
 }
 
 // serveMultipart writes multipart/byteranges with an exact Content-Length.
-func (s *Static) serveMultipart(w http.ResponseWriter, r *http.Request, e *fileEntry, ranges []byteRange) {
+func (s *Handler) serveMultipart(w http.ResponseWriter, r *http.Request, e *fileEntry, ranges []byteRange) {
 	var b [12]byte
 	rand.Read(b[:])
 	boundary := hex.EncodeToString(b[:])

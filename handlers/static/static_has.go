@@ -1,11 +1,11 @@
-package handlers
+package static
 
 import "strings"
 
 // Has reports whether urlPath names something the static handler would
 // serve with 200: a file, or for a path ending in "/" a folder with an
 // index file (or a listing, when browse is on). try_files asks it.
-func (s *Static) Has(urlPath string) bool {
+func (s *Handler) Has(urlPath string) bool {
 	rel, err := cleanURLPath(urlPath)
 	if err != nil {
 		return false
@@ -21,14 +21,4 @@ func (s *Static) Has(urlPath string) bool {
 		return false
 	}
 	return s.opts.Browse || s.fastIndex(urlPath, rel) != nil
-}
-
-// Has reports whether urlPath runs a script of this mapping (the script
-// exists and may run), for try_files.
-func (h *CGI) Has(urlPath string) bool {
-	if !h.Match(urlPath) {
-		return false
-	}
-	sc, _, _ := h.state().resolve(urlPath)
-	return sc != nil
 }
