@@ -12,6 +12,7 @@ import (
 
 	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/pages"
 	"shoal/handlers/route"
 	"shoal/handlers/session"
 	"shoal/handlers/static"
@@ -36,7 +37,7 @@ type site struct {
 	balance string      // cluster.balance
 
 	static *static.Handler
-	pages  *handlers.Pages
+	pages  *pages.Handler
 	cgi    []*handlers.CGI
 	// root and index find an index that is a script (handlers.CGIIndex).
 	root   string
@@ -65,7 +66,7 @@ type siteDeps struct {
 	configAbs string
 	metrics   *books.Metrics
 	nodeName  string
-	node      handlers.NodeInfo
+	node      pages.NodeInfo
 	sessions  *session.Store
 	compress  *static.Compressor
 	cluster   *clusterRef
@@ -131,7 +132,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 			Events:         d.metrics,
 		})
 	}
-	st.pages = &handlers.Pages{Root: sc.Root, Templates: sc.Templates, Index: sc.Index, Dev: sc.Dev,
+	st.pages = &pages.Handler{Root: sc.Root, Templates: sc.Templates, Index: sc.Index, Dev: sc.Dev,
 		Sessions: d.sessions, Node: d.node, Errors: st.errors, Logger: d.logger}
 	if err := st.pages.Reload(); err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
@@ -309,11 +310,11 @@ type nodeInfo struct{ n *Node }
 
 func (ni nodeInfo) Name() string { return ni.n.state.Load().name }
 
-func (ni nodeInfo) Members() []handlers.NodeMember {
+func (ni nodeInfo) Members() []pages.NodeMember {
 	ms := ni.n.clusterView().Members()
-	out := make([]handlers.NodeMember, len(ms))
+	out := make([]pages.NodeMember, len(ms))
 	for i, m := range ms {
-		out[i] = handlers.NodeMember{Name: m.Name, State: m.State, Load: m.Load,
+		out[i] = pages.NodeMember{Name: m.Name, State: m.State, Load: m.Load,
 			Inflight: m.Inflight, Capacity: m.Capacity, Draining: m.Draining}
 	}
 	return out

@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"errors"
@@ -84,7 +84,7 @@ func isPageName(name string) bool { return strings.HasSuffix(name, ".tmpl") }
 
 // loadSet parses the layouts and every page under Root. The set is usable
 // even when err is not nil: pages that failed carry their error.
-func (p *Pages) loadSet() (*pageSet, error) {
+func (p *Handler) loadSet() (*pageSet, error) {
 	s := &pageSet{pages: map[string]*tmplPage{}, md: newMarkdown()}
 	var errs []error
 	s.base, s.layouts, s.baseErr = p.parseLayouts()
@@ -173,7 +173,7 @@ func (s *pageSet) parsePage(rootDir, rel string) *tmplPage {
 
 // parseLayouts parses every file in the templates folder into one set,
 // each named by its path, so their {{define}}s are available to pages.
-func (p *Pages) parseLayouts() (*template.Template, string, error) {
+func (p *Handler) parseLayouts() (*template.Template, string, error) {
 	if p.Templates == "" {
 		return nil, "", nil
 	}
@@ -212,7 +212,7 @@ func (p *Pages) parseLayouts() (*template.Template, string, error) {
 
 // layoutStamp describes the templates folder as parseLayouts would stamp
 // it, without parsing.
-func (p *Pages) layoutStamp() string {
+func (p *Handler) layoutStamp() string {
 	if p.Templates == "" {
 		return ""
 	}
@@ -306,7 +306,7 @@ func pagePath(urlPath string) (rel string, dir bool, ok bool) {
 	return trimmed + ".tmpl", false, true
 }
 
-func (p *Pages) index() []string {
+func (p *Handler) index() []string {
 	if p.Index == nil {
 		return []string{"index.tmpl"}
 	}
@@ -314,7 +314,7 @@ func (p *Pages) index() []string {
 }
 
 // lookup finds the page for urlPath, nil when there is none.
-func (p *Pages) lookup(urlPath string) *tmplPage {
+func (p *Handler) lookup(urlPath string) *tmplPage {
 	rel, dir, ok := pagePath(urlPath)
 	if !ok {
 		return nil
@@ -343,7 +343,7 @@ func (p *Pages) lookup(urlPath string) *tmplPage {
 	return nil
 }
 
-func (p *Pages) find(s *pageSet, rel string) *tmplPage {
+func (p *Handler) find(s *pageSet, rel string) *tmplPage {
 	if s.skip != "" && strings.HasPrefix(rel, s.skip) {
 		return nil
 	}
@@ -355,7 +355,7 @@ func (p *Pages) find(s *pageSet, rel string) *tmplPage {
 
 // refreshLayouts re-parses everything when the templates folder changed
 // (Dev mode).
-func (p *Pages) refreshLayouts(s *pageSet) *pageSet {
+func (p *Handler) refreshLayouts(s *pageSet) *pageSet {
 	if p.layoutStamp() == s.layouts {
 		return s
 	}
@@ -374,7 +374,7 @@ func (p *Pages) refreshLayouts(s *pageSet) *pageSet {
 
 // refreshPage re-reads one page when it was added, changed or removed
 // since it was parsed (Dev mode).
-func (p *Pages) refreshPage(s *pageSet, rel string) *tmplPage {
+func (p *Handler) refreshPage(s *pageSet, rel string) *tmplPage {
 	pg := s.pages[rel]
 	fi, err := s.root.Stat(rel)
 	exists := err == nil && fi.Mode().IsRegular()

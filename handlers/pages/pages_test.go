@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"bytes"
@@ -41,15 +41,15 @@ func pagesLogger() (*slog.Logger, *pagesLogBuf) {
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
 }
 
-// newTestPages returns Pages over the test site (or a copy of it at dir).
-func newTestPages(t testing.TB, dir string) (*Pages, *pagesLogBuf) {
+// newTestPages returns a Handler over the test site (or a copy of it at dir).
+func newTestPages(t testing.TB, dir string) (*Handler, *pagesLogBuf) {
 	t.Helper()
 	if dir == "" {
 		dir = pagesSite
 	}
 	log, lb := pagesLogger()
 	root := filepath.Join(dir, "www")
-	p := &Pages{
+	p := &Handler{
 		Root:      root,
 		Templates: filepath.Join(dir, "templates"),
 		Index:     []string{"index.html", "index.tmpl"},
@@ -64,7 +64,7 @@ func newTestPages(t testing.TB, dir string) (*Pages, *pagesLogBuf) {
 
 // siteHandler routes as the server does: pages by Match, everything else
 // a 404 here (the static handler is not part of this package's tests).
-func pagesRouter(p *Pages) http.Handler {
+func pagesRouter(p *Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.Match(r.URL.Path) {
 			p.ServeHTTP(w, r)
@@ -209,7 +209,7 @@ func TestPagesTemplatesFolderInsideRoot(t *testing.T) {
 	root := filepath.Join(dir, "www")
 	writePageFile(t, filepath.Join(root, "templates", "base.tmpl"), `{{define "base"}}L[{{block "main" .}}{{end}}]{{end}}`)
 	writePageFile(t, filepath.Join(root, "page.tmpl"), `{{template "base" .}}{{define "main"}}P{{end}}`)
-	p := &Pages{Root: root, Templates: filepath.Join(root, "templates")}
+	p := &Handler{Root: root, Templates: filepath.Join(root, "templates")}
 	if err := p.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func TestPagesNoTemplatesFolder(t *testing.T) {
 	dir := t.TempDir()
 	writePageFile(t, filepath.Join(dir, "index.tmpl"), "plain {{add 1 1}}")
 	for _, tmpl := range []string{"", filepath.Join(dir, "missing")} {
-		p := &Pages{Root: dir, Templates: tmpl}
+		p := &Handler{Root: dir, Templates: tmpl}
 		if got := renderPath(t, p, "/"); strings.TrimSpace(got) != "plain 2" {
 			t.Errorf("Templates %q: %q", tmpl, got)
 		}
@@ -509,7 +509,7 @@ func TestPagesConcurrent(t *testing.T) {
 	}
 }
 
-func renderPath(t *testing.T, p *Pages, path string) string {
+func renderPath(t *testing.T, p *Handler, path string) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -546,7 +546,7 @@ func TestPagesEscapeError(t *testing.T) {
 	dir := t.TempDir()
 	writePageFile(t, filepath.Join(dir, "bad.tmpl"), "ok\n<a href=\"{{.Request.Path}}>unterminated")
 	log, logs := pagesLogger()
-	p := &Pages{Root: dir, Logger: log}
+	p := &Handler{Root: dir, Logger: log}
 	for range 2 {
 		rec := httptest.NewRecorder()
 		p.ServeHTTP(rec, httptest.NewRequest("GET", "/bad", nil))
@@ -566,7 +566,7 @@ func TestPagesOutputBounded(t *testing.T) {
 	writePageFile(t, filepath.Join(dir, "chunk.html"), strings.Repeat("x", 64<<10))
 	writePageFile(t, filepath.Join(dir, "huge.tmpl"), `{{range 1000}}{{include "chunk.html"}}{{end}}`)
 	log, logs := pagesLogger()
-	p := &Pages{Root: dir, Logger: log}
+	p := &Handler{Root: dir, Logger: log}
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("GET", "/huge", nil))
 	if rec.Code != 500 || rec.Body.Len() > 4096 {

@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"io"
@@ -15,19 +15,19 @@ import (
 // The demo site (www/ and templates/ at the top of the repository) must
 // parse and work: it is what a new user sees first.
 
-func demoPages(t testing.TB) *Pages {
+func demoPages(t testing.TB) *Handler {
 	t.Helper()
 	store, err := session.NewStore(session.Options{Keys: testKeys(3)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Pages{
-		Root:      "../www",
-		Templates: "../templates",
+	p := &Handler{
+		Root:      "../../www",
+		Templates: "../../templates",
 		Index:     []string{"index.html", "index.tmpl"},
 		Sessions:  store,
 		Node:      pagesNode{},
-		Errors:    &books.ErrorPages{Root: "../www", Pages: map[int]string{404: "404.html"}},
+		Errors:    &books.ErrorPages{Root: "../../www", Pages: map[int]string{404: "404.html"}},
 	}
 	if err := p.Reload(); err != nil {
 		t.Fatalf("demo site does not parse: %v", err)
@@ -154,7 +154,7 @@ func BenchmarkBenchPage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Pages{Root: "../bench/page", Templates: "../bench/page/templates", Sessions: store, Node: pagesNode{}}
+	p := &Handler{Root: "../../bench/page", Templates: "../../bench/page/templates", Sessions: store, Node: pagesNode{}}
 	if err := p.Reload(); err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"net/http/httptest"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"shoal/handlers"
 )
 
 // TestSessionSharedWithCGI: one session, seen by a page and by a CGI
@@ -21,15 +23,15 @@ func TestSessionSharedWithCGI(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := newTestStore(t, testKeys(1))
-	pages := &Pages{Root: filepath.Join(dir, "www"), Sessions: store}
-	cgi := &CGI{Root: filepath.Join(dir, "www"), Prefix: "/cgi-bin/", Dir: filepath.Join(dir, "cgi-bin"), Sessions: store}
+	page := &Handler{Root: filepath.Join(dir, "www"), Sessions: store}
+	scripts := &handlers.CGI{Root: filepath.Join(dir, "www"), Prefix: "/cgi-bin/", Dir: filepath.Join(dir, "cgi-bin"), Sessions: store}
 
 	rec := httptest.NewRecorder()
 	store.Replace(rec, httptest.NewRequest("GET", "/", nil), "n=1&who=ann")
 	cookie := rec.Result().Cookies()[0]
 
 	rec = httptest.NewRecorder()
-	cgi.ServeHTTP(rec, requestWithCookie(cookie, "/cgi-bin/bump"))
+	scripts.ServeHTTP(rec, requestWithCookie(cookie, "/cgi-bin/bump"))
 	if got := rec.Body.String(); rec.Code != 200 || got != "got=n=1&who=ann" {
 		t.Fatalf("script saw %d %q", rec.Code, got)
 	}
@@ -37,7 +39,7 @@ func TestSessionSharedWithCGI(t *testing.T) {
 		t.Fatalf("script response headers: %v", rec.Header())
 	}
 	rec2 := httptest.NewRecorder()
-	pages.ServeHTTP(rec2, requestWithCookie(rec.Result().Cookies()[0], "/show"))
+	page.ServeHTTP(rec2, requestWithCookie(rec.Result().Cookies()[0], "/show"))
 	if got := strings.TrimSpace(rec2.Body.String()); got != "n=2 who=" {
 		t.Errorf("page after script: %q", got)
 	}

@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"bytes"
@@ -17,14 +17,14 @@ import (
 	"shoal/handlers/session"
 )
 
-// Pages serves a site's html/template pages: every *.tmpl file under Root
+// Handler serves a site's html/template pages: every *.tmpl file under Root
 // is a page at its clean URL (/about -> about.tmpl, / and dir/ -> the
 // index page). Every file in Templates (layouts, partials) is parsed into
 // each page. Pages are parsed once and kept; Reload re-parses them, and in
 // Dev mode a changed file is re-parsed on the next request.
 //
-// A Pages must not be copied after first use.
-type Pages struct {
+// A Handler must not be copied after first use.
+type Handler struct {
 	// Root is the site's document root.
 	Root string
 	// Templates is the folder of layouts and partials parsed into every
@@ -78,7 +78,7 @@ type NodeMember struct {
 // over a huge number) fails with 500 instead of exhausting memory.
 const maxPageBytes = 16 << 20
 
-func (p *Pages) log() *slog.Logger {
+func (p *Handler) log() *slog.Logger {
 	if p.Logger != nil {
 		return p.Logger
 	}
@@ -88,7 +88,7 @@ func (p *Pages) log() *slog.Logger {
 // Match reports whether a page exists for the clean URL path urlPath.
 // Paths naming a template source (/about.tmpl, any case, with trailing
 // slash or NUL) never match, nor do dotfiles or unclean paths.
-func (p *Pages) Match(urlPath string) bool {
+func (p *Handler) Match(urlPath string) bool {
 	return p.lookup(urlPath) != nil
 }
 
@@ -96,7 +96,7 @@ func (p *Pages) Match(urlPath string) bool {
 // served so far stay in place and the error (every failing file) is
 // returned; only when there were none yet is the new, partly broken set
 // installed, so broken pages answer 500 and the others work.
-func (p *Pages) Reload() error {
+func (p *Handler) Reload() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s, err := p.loadSet()
@@ -107,7 +107,7 @@ func (p *Pages) Reload() error {
 }
 
 // current returns the parsed set, parsing it on first use.
-func (p *Pages) current() *pageSet {
+func (p *Handler) current() *pageSet {
 	if s := p.set.Load(); s != nil {
 		return s
 	}
@@ -124,7 +124,7 @@ func (p *Pages) current() *pageSet {
 	return s
 }
 
-func (p *Pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	books.SetKind(r, books.KindTemplate)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
@@ -147,7 +147,7 @@ func (p *Pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // render executes pg into a pooled buffer and sends it only when the whole
 // page rendered, so a failure never shows half a page.
-func (p *Pages) render(w http.ResponseWriter, r *http.Request, pg *tmplPage) {
+func (p *Handler) render(w http.ResponseWriter, r *http.Request, pg *tmplPage) {
 	inst, err := pg.get()
 	if err != nil {
 		p.fail(w, r, pg, err)
@@ -184,7 +184,7 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, pg *tmplPage) {
 // renderFailed sorts an execution error: a page that asked for an error
 // status or a redirect gets it; a client that went away gets nothing;
 // anything else is the template's bug, logged and answered with 500.
-func (p *Pages) renderFailed(w http.ResponseWriter, r *http.Request, pg *tmplPage, st *renderState, err error) {
+func (p *Handler) renderFailed(w http.ResponseWriter, r *http.Request, pg *tmplPage, st *renderState, err error) {
 	var se *pageStatusError
 	var re *pageRedirect
 	switch {
@@ -211,7 +211,7 @@ var templateAt = regexp.MustCompile(`template: ?([^:\s]+):(\d+)`)
 
 // fail logs err with the template's file:line and answers 500: the site's
 // page, or in Dev mode the error itself.
-func (p *Pages) fail(w http.ResponseWriter, r *http.Request, pg *tmplPage, err error) {
+func (p *Handler) fail(w http.ResponseWriter, r *http.Request, pg *tmplPage, err error) {
 	at := pg.file
 	if m := templateAt.FindStringSubmatch(err.Error()); m != nil {
 		at = m[1] + ":" + m[2]
@@ -240,7 +240,7 @@ func (p *Pages) fail(w http.ResponseWriter, r *http.Request, pg *tmplPage, err e
 // sessionFailed answers 500 when a page's session could not be written
 // (too large for a cookie): sending the page without it would lose the
 // visitor's data silently.
-func (p *Pages) sessionFailed(w http.ResponseWriter, r *http.Request, pg *tmplPage, err error) {
+func (p *Handler) sessionFailed(w http.ResponseWriter, r *http.Request, pg *tmplPage, err error) {
 	p.log().Error("session not saved", "page", pg.file, "method", r.Method, "path", r.URL.Path, "err", err)
 	w.Header().Del("Set-Cookie")
 	p.Errors.Serve(w, r, http.StatusInternalServerError)
@@ -271,14 +271,14 @@ func (w *pageWriter) Write(b []byte) (int, error) {
 	return w.buf.Write(b)
 }
 
-func (p *Pages) getBuffer() *bytes.Buffer {
+func (p *Handler) getBuffer() *bytes.Buffer {
 	if b, ok := p.bufs.Get().(*bytes.Buffer); ok {
 		return b
 	}
 	return new(bytes.Buffer)
 }
 
-func (p *Pages) putBuffer(b *bytes.Buffer) {
+func (p *Handler) putBuffer(b *bytes.Buffer) {
 	// A huge page's buffer is let go rather than pinned in the pool.
 	if b.Cap() > 1<<20 {
 		return

@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 // lives as long as its instance and is reset per request, so a render
 // allocates little; the template functions read it.
 type renderState struct {
-	p    *Pages
+	p    *Handler
 	set  *pageSet
 	w    http.ResponseWriter
 	r    *http.Request
@@ -33,7 +33,7 @@ type renderState struct {
 	sess pageSession
 }
 
-func (st *renderState) begin(p *Pages, set *pageSet, w http.ResponseWriter, r *http.Request) {
+func (st *renderState) begin(p *Handler, set *pageSet, w http.ResponseWriter, r *http.Request) {
 	st.p, st.set, st.w, st.r = p, set, w, r
 	st.req = requestData{r: r, Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header,
 		RemoteAddr: r.RemoteAddr, ClientIP: books.ClientIP(r), TLS: r.TLS != nil}

@@ -1,4 +1,4 @@
-package handlers
+package pages
 
 import (
 	"bytes"
@@ -41,7 +41,7 @@ func requestWithCookie(c *http.Cookie, path ...string) *http.Request {
 	return r
 }
 
-func sessionPages(t testing.TB, store *session.Store) (*Pages, *pagesLogBuf) {
+func sessionPages(t testing.TB, store *session.Store) (*Handler, *pagesLogBuf) {
 	p, lb := newTestPages(t, "")
 	p.Sessions = store
 	return p, lb
