@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/cgi"
 	"shoal/handlers/route"
 	"shoal/handlers/static"
 )
@@ -249,7 +249,7 @@ func (st *site) exists(p string) bool {
 			return c.Has(p)
 		}
 	}
-	if c, _ := handlers.CGIIndex(st.root, st.index, p, st.cgi); c != nil {
+	if c, _ := cgi.Index(st.root, st.index, p, st.cgi); c != nil {
 		return true
 	}
 	return st.pages.Match(p) || st.static.Has(p)

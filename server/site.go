@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/cgi"
 	"shoal/handlers/pages"
 	"shoal/handlers/route"
 	"shoal/handlers/session"
@@ -38,8 +38,8 @@ type site struct {
 
 	static *static.Handler
 	pages  *pages.Handler
-	cgi    []*handlers.CGI
-	// root and index find an index that is a script (handlers.CGIIndex).
+	cgi    []*cgi.Handler
+	// root and index find an index that is a script (cgi.Index).
 	root   string
 	index  []string
 	errors *books.ErrorPages
@@ -109,7 +109,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	}
 	dispatch := http.HandlerFunc(st.dispatch)
 	for _, cc := range sc.CGI {
-		st.cgi = append(st.cgi, &handlers.CGI{
+		st.cgi = append(st.cgi, &cgi.Handler{
 			Root:           sc.Root,
 			Prefix:         cc.Prefix,
 			Dir:            cc.Dir,
@@ -196,7 +196,7 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 			return st.dynamic(c), true
 		}
 	}
-	if c, script := handlers.CGIIndex(st.root, st.index, p, st.cgi); c != nil {
+	if c, script := cgi.Index(st.root, st.index, p, st.cgi); c != nil {
 		return st.dynamic(indexScript(c, script)), true
 	}
 	if st.pages.Match(p) {
@@ -208,7 +208,7 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 // indexScript runs the script an index names for a folder's URL, as
 // Apache's DirectoryIndex does: SCRIPT_NAME is the script's path while
 // REQUEST_URI stays what the client asked for.
-func indexScript(c *handlers.CGI, script string) http.Handler {
+func indexScript(c *cgi.Handler, script string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := new(http.Request)
 		*r2 = *r
@@ -240,7 +240,7 @@ func (st *site) fast(path string, req static.FastRequest) *static.FastFile {
 			return nil
 		}
 	}
-	if c, _ := handlers.CGIIndex(st.root, st.index, path, st.cgi); c != nil {
+	if c, _ := cgi.Index(st.root, st.index, path, st.cgi); c != nil {
 		return nil
 	}
 	if st.pages.Match(path) {

@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"shoal/handlers"
 	"shoal/handlers/books"
+	"shoal/handlers/cgi"
 	"shoal/handlers/session"
 )
 
@@ -99,7 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer resp.Close()
 	br := bufio.NewReaderSize(resp, 8<<10)
-	hdr, err := handlers.ReadCGIHeader(br, func(line []byte) {
+	hdr, err := cgi.ReadHeader(br, func(line []byte) {
 		log.Warn("fastcgi: header with an invalid name dropped", "line", string(line))
 	})
 	if err != nil {
@@ -110,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.failed(w, r, log, true, context.DeadlineExceeded)
 		return
 	}
-	status, redirect, err := handlers.ApplyCGIHeader(w, r, hdr, h.Sessions, log)
+	status, redirect, err := cgi.ApplyHeader(w, r, hdr, h.Sessions, log)
 	if err != nil {
 		h.failed(w, r, log, false, err)
 		return
@@ -118,7 +118,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if redirect != "" {
 		io.Copy(io.Discard, br) // RFC 3875 6.2.2: the body is not sent
 		resp.Close()
-		handlers.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, log)
+		cgi.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, log)
 		return
 	}
 	w.WriteHeader(status)

@@ -4,7 +4,7 @@
 // connections kept open (FCGI_KEEP_CONN) and reused from a bounded pool per
 // target, and an http.Handler on top that speaks CGI's conventions (params
 // as CGI meta-variables, the CGI-style header block parsed by the same code
-// as handlers.CGI's). It knows nothing of sites or the cluster.
+// as cgi.Handler's). It knows nothing of sites or the cluster.
 package fastcgi
 
 import (

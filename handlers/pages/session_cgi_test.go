@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"shoal/handlers"
+	"shoal/handlers/cgi"
 )
 
 // TestSessionSharedWithCGI: one session, seen by a page and by a CGI
@@ -24,7 +24,7 @@ func TestSessionSharedWithCGI(t *testing.T) {
 	}
 	store := newTestStore(t, testKeys(1))
 	page := &Handler{Root: filepath.Join(dir, "www"), Sessions: store}
-	scripts := &handlers.CGI{Root: filepath.Join(dir, "www"), Prefix: "/cgi-bin/", Dir: filepath.Join(dir, "cgi-bin"), Sessions: store}
+	scripts := &cgi.Handler{Root: filepath.Join(dir, "www"), Prefix: "/cgi-bin/", Dir: filepath.Join(dir, "cgi-bin"), Sessions: store}
 
 	rec := httptest.NewRecorder()
 	store.Replace(rec, httptest.NewRequest("GET", "/", nil), "n=1&who=ann")

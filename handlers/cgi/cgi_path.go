@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"fmt"
@@ -58,12 +58,12 @@ type cgiScript struct {
 	argv     []string
 }
 
-func (h *CGI) state() *cgiState {
+func (h *Handler) state() *cgiState {
 	h.once.Do(func() { h.st = h.newState() })
 	return h.st
 }
 
-func (h *CGI) newState() *cgiState {
+func (h *Handler) newState() *cgiState {
 	st := &cgiState{
 		timeout:      cgiDuration(h.Timeout, 30*time.Second),
 		maxTime:      h.MaxTime,
@@ -151,7 +151,7 @@ var cgiReservedEnv = map[string]bool{
 	"DOCUMENT_ROOT": true, "HTTPS": true, "REDIRECT_STATUS": true, "SHOAL_NODE": true,
 }
 
-func (h *CGI) baseEnv(root string) []string {
+func (h *Handler) baseEnv(root string) []string {
 	env := []string{"GATEWAY_INTERFACE=CGI/1.1", "SERVER_SOFTWARE=shoal", "REDIRECT_STATUS=200", "DOCUMENT_ROOT=" + root}
 	if h.NodeName != "" {
 		env = append(env, "SHOAL_NODE="+h.NodeName)

@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"bufio"
@@ -32,16 +32,16 @@ import (
 // cgiFixture is a CGI over testdata/cgi: ScriptAlias /cgi-bin/ -> bin and
 // extension .cgi inside www, with a scratch folder passed as TESTDIR.
 type cgiFixture struct {
-	h       *CGI
+	h       *Handler
 	srv     *httptest.Server
 	scratch string
 	log     *cgiLogBuffer
 }
 
-func newCGIFixture(t *testing.T, tune func(*CGI)) *cgiFixture {
+func newCGIFixture(t *testing.T, tune func(*Handler)) *cgiFixture {
 	t.Helper()
 	f := &cgiFixture{scratch: t.TempDir(), log: &cgiLogBuffer{}}
-	f.h = &CGI{
+	f.h = &Handler{
 		Root:     cgiAbs(t, "testdata/cgi/www"),
 		Prefix:   "/cgi-bin/",
 		Dir:      cgiAbs(t, "testdata/cgi/bin"),
@@ -86,7 +86,7 @@ func (l *cgiLogBuffer) String() string {
 }
 
 // The node's metrics take CGI events as they are.
-var _ CGIEvents = (*books.Metrics)(nil)
+var _ Events = (*books.Metrics)(nil)
 
 type cgiCountEvents struct{ started, timedOut, rejected atomic.Int64 }
 
@@ -186,7 +186,7 @@ func cgiReadPgid(t *testing.T, dir string) int {
 // sent on a raw connection, so the client port is known.
 func TestCGIEnvironment(t *testing.T) {
 	t.Setenv("SHOAL_TEST_SERVER_SECRET", "must not leak")
-	f := newCGIFixture(t, func(h *CGI) { h.PassEnv = append(h.PassEnv, "SHOAL_TEST_SERVER_SECRET_UNLISTED") })
+	f := newCGIFixture(t, func(h *Handler) { h.PassEnv = append(h.PassEnv, "SHOAL_TEST_SERVER_SECRET_UNLISTED") })
 	conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestCGIRemoteAddr(t *testing.T) {
 		{"trusted peer", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "203.0.113.7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &CGI{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
+			h := &Handler{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
 			srv := httptest.NewServer(books.RealIP(tc.trusted)(h))
 			defer srv.Close()
 			req, _ := http.NewRequest("GET", srv.URL+"/cgi-bin/env.sh", nil)
@@ -332,7 +332,7 @@ func TestCGIPathInfoSplitting(t *testing.T) {
 }
 
 func TestCGIMatch(t *testing.T) {
-	h := &CGI{Root: "testdata/cgi/www", Prefix: "/cgi-bin/", Dir: "testdata/cgi/bin", Ext: []string{".cgi", ".php"}}
+	h := &Handler{Root: "testdata/cgi/www", Prefix: "/cgi-bin/", Dir: "testdata/cgi/bin", Ext: []string{".cgi", ".php"}}
 	for path, want := range map[string]bool{
 		"/cgi-bin/":             true,
 		"/cgi-bin":              true,
@@ -377,7 +377,7 @@ func TestCGISourceNeverServed(t *testing.T) {
 	os.Symlink(secret, filepath.Join(bin, "escape.sh"))
 	os.Symlink(filepath.Join(bin, "env.sh"), filepath.Join(bin, "inside.sh"))
 	os.Symlink(outside, filepath.Join(bin, "outdir"))
-	f := newCGIFixture(t, func(h *CGI) { h.Dir = bin })
+	f := newCGIFixture(t, func(h *Handler) { h.Dir = bin })
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -446,7 +446,7 @@ func TestCGIEchoBody(t *testing.T) {
 
 // TestCGIHTTP2Body: an HTTP/2 body without a length, over TLS.
 func TestCGIHTTP2Body(t *testing.T) {
-	h := &CGI{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
+	h := &Handler{Root: cgiAbs(t, "testdata/cgi/www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "testdata/cgi/bin")}
 	srv := httptest.NewUnstartedServer(h)
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
@@ -475,7 +475,7 @@ func TestCGIHTTP2Body(t *testing.T) {
 }
 
 func TestCGIBodyOverCap(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.MaxBodyBytes = 1000 })
+	f := newCGIFixture(t, func(h *Handler) { h.MaxBodyBytes = 1000 })
 	ran := filepath.Join(f.scratch, "ran")
 	for _, tc := range []struct {
 		name   string
@@ -503,7 +503,7 @@ func TestCGIResponseHeaders(t *testing.T) {
 	dispatched := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "dispatched %s %s body=%d", r.Method, r.URL.RequestURI(), r.ContentLength)
 	})
-	withDispatch := newCGIFixture(t, func(h *CGI) { h.Dispatch = dispatched })
+	withDispatch := newCGIFixture(t, func(h *Handler) { h.Dispatch = dispatched })
 	without := newCGIFixture(t, nil)
 	for _, tc := range []struct {
 		name     string
@@ -555,7 +555,7 @@ func TestCGIStderrLogged(t *testing.T) {
 // gone after a 504 that comes within 3 s of a 1 s timeout.
 func TestCGITimeoutKillsGroup(t *testing.T) {
 	ev := &cgiCountEvents{}
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second; h.Events = ev })
+	f := newCGIFixture(t, func(h *Handler) { h.Timeout = time.Second; h.Events = ev })
 	start := time.Now()
 	resp, _ := f.get(t, "/cgi-bin/slow.sh")
 	if took := time.Since(start); resp.StatusCode != 504 || took > 3*time.Second {
@@ -595,7 +595,7 @@ func TestCGIClientDisconnectKillsScript(t *testing.T) {
 // of six requests the other four are turned away with 503 + Retry-After.
 func TestCGIConcurrencyLimit(t *testing.T) {
 	ev := &cgiCountEvents{}
-	f := newCGIFixture(t, func(h *CGI) { h.MaxConcurrent = 2; h.QueueTimeout = 200 * time.Millisecond; h.Events = ev })
+	f := newCGIFixture(t, func(h *Handler) { h.MaxConcurrent = 2; h.QueueTimeout = 200 * time.Millisecond; h.Events = ev })
 	type result struct {
 		status     int
 		retryAfter string
@@ -713,7 +713,7 @@ func (s cgiTestSessions) Replace(w http.ResponseWriter, r *http.Request, encoded
 }
 
 func TestCGISessionRoundTrip(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Sessions = cgiTestSessions{} })
+	f := newCGIFixture(t, func(h *Handler) { h.Sessions = cgiTestSessions{} })
 	var cookie *http.Cookie
 	step := func(query, sessionHeader, want string) {
 		t.Helper()
@@ -752,11 +752,11 @@ func TestCGISessionRoundTrip(t *testing.T) {
 
 func TestCGIInterpreters(t *testing.T) {
 	testenv.LookPath(t, "python3", "python3")
-	f := newCGIFixture(t, func(h *CGI) { h.Interpreters = map[string]string{".py": "python3 -u"} })
+	f := newCGIFixture(t, func(h *Handler) { h.Interpreters = map[string]string{".py": "python3 -u"} })
 	if resp, body := f.get(t, "/cgi-bin/script.py"); resp.StatusCode != 200 || body != "py ok\n" {
 		t.Errorf("script.py (not executable, run by python3): %d %q", resp.StatusCode, body)
 	}
-	missing := newCGIFixture(t, func(h *CGI) { h.Interpreters = map[string]string{".py": "no-such-interpreter-shoal"} })
+	missing := newCGIFixture(t, func(h *Handler) { h.Interpreters = map[string]string{".py": "no-such-interpreter-shoal"} })
 	if resp, body := missing.get(t, "/cgi-bin/script.py"); resp.StatusCode != 500 || strings.Contains(body, "print(") {
 		t.Errorf("missing interpreter: %d %q", resp.StatusCode, body)
 	}
@@ -772,7 +772,7 @@ header("X-Powered: shoal-test");
 echo "sum=", 2 + 3, " name=", htmlspecialchars($_GET["name"] ?? ""), " post=", htmlspecialchars($_POST["msg"] ?? ""),
   " method=", $_SERVER["REQUEST_METHOD"], " script=", $_SERVER["SCRIPT_NAME"], "\n";
 `), 0o644)
-	h := &CGI{Root: root, Ext: []string{".php"}, Interpreters: map[string]string{".php": "php-cgi"}}
+	h := &Handler{Root: root, Ext: []string{".php"}, Interpreters: map[string]string{".php": "php-cgi"}}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	resp, err := http.PostForm(srv.URL+"/page.php?name=<b>x</b>", url.Values{"msg": {"hi & bye"}})
@@ -788,7 +788,7 @@ echo "sum=", 2 + 3, " name=", htmlspecialchars($_GET["name"] ?? ""), " post=", h
 }
 
 func BenchmarkCGIHelloSh(b *testing.B) {
-	h := &CGI{Root: "testdata/cgi/www", Prefix: "/cgi-bin/", Dir: "testdata/cgi/bin", PassEnv: []string{"PATH"}}
+	h := &Handler{Root: "testdata/cgi/www", Prefix: "/cgi-bin/", Dir: "testdata/cgi/bin", PassEnv: []string{"PATH"}}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	client := srv.Client()
@@ -811,8 +811,8 @@ func BenchmarkCGIHelloSh(b *testing.B) {
 // cgi-bin/guestbook.pl (with a session) and www/hello.php.
 func TestCGIDemoScripts(t *testing.T) {
 	testenv.LookPath(t, "perl", "perl") // cgi-bin/guestbook.pl
-	h := &CGI{
-		Root: cgiAbs(t, "../www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "../cgi-bin"),
+	h := &Handler{
+		Root: cgiAbs(t, "../../www"), Prefix: "/cgi-bin/", Dir: cgiAbs(t, "../../cgi-bin"),
 		Ext: []string{".php"}, PassEnv: []string{"PATH"}, NodeName: "demo-node", Sessions: cgiTestSessions{},
 	}
 	if _, err := exec.LookPath("php-cgi"); err == nil {
@@ -866,7 +866,7 @@ func TestCGIDemoScripts(t *testing.T) {
 // TestCGITimeoutAfterHeader: once the header is out, an overrun cannot
 // become a 504; the response is cut off so the client sees it incomplete.
 func TestCGITimeoutAfterHeader(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
+	f := newCGIFixture(t, func(h *Handler) { h.Timeout = time.Second })
 	resp, err := cgiClient().Get(f.srv.URL + "/cgi-bin/slowbody.sh")
 	if err != nil {
 		t.Fatal(err)

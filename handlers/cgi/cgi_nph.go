@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"bufio"
@@ -26,7 +26,7 @@ func cgiIsNPH(file string) bool { return strings.HasPrefix(filepath.Base(file), 
 // response ends. Where the connection cannot be taken over (HTTP/2), the
 // status line and header are parsed and the response relayed as a parsed
 // script's is.
-func (h *CGI) relayNPH(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers) string {
+func (h *Handler) relayNPH(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers) string {
 	line, status, err := readNPHStatusLine(bb.r)
 	if err != nil {
 		p.terminate(cgiStopAbandoned)
@@ -62,7 +62,7 @@ func (h *CGI) relayNPH(w http.ResponseWriter, r *http.Request, rc *http.Response
 
 // copyRaw writes the status line and the rest of the output to conn, each
 // write bounded by the idle timeout (the client must keep reading too).
-func (h *CGI) copyRaw(conn net.Conn, line []byte, bb *cgiBuffers, p *cgiProc) (int64, error) {
+func (h *Handler) copyRaw(conn net.Conn, line []byte, bb *cgiBuffers, p *cgiProc) (int64, error) {
 	idle := h.state().timeout
 	conn.SetReadDeadline(time.Time{})
 	conn.SetWriteDeadline(time.Now().Add(idle))

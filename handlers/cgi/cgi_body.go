@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func (in *cgiInput) close() {
 // requestBody decides how the body reaches the script. One without a
 // length is read whole first (up to the cap) so CONTENT_LENGTH is exact,
 // which RFC 3875 requires and net/http/cgi answers with 400.
-func (h *CGI) requestBody(r *http.Request) (*cgiInput, int, error) {
+func (h *Handler) requestBody(r *http.Request) (*cgiInput, int, error) {
 	max := h.state().maxBody
 	switch {
 	case r.ContentLength > max:

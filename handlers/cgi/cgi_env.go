@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"net"
@@ -22,7 +22,7 @@ var cgiSkippedHeaders = map[string]bool{
 // environ builds the script's environment: RFC 3875 meta-variables, the
 // usual extensions (Apache's REQUEST_URI, SCRIPT_FILENAME, DOCUMENT_ROOT,
 // HTTPS, REMOTE_PORT), HTTP_* from the request, then the site's variables.
-func (h *CGI) environ(r *http.Request, sc *cgiScript, contentLength int64, session string) []string {
+func (h *Handler) environ(r *http.Request, sc *cgiScript, contentLength int64, session string) []string {
 	st := h.state()
 	env := make([]string, 0, 24+len(r.Header)+len(st.env))
 	env = append(env, st.env...)
@@ -40,17 +40,17 @@ func (h *CGI) environ(r *http.Request, sc *cgiScript, contentLength int64, sessi
 	if session != "" {
 		add("HTTP_SESSION", session)
 	}
-	CGIRequestVars(r, add)
+	RequestVars(r, add)
 	return env
 }
 
-// CGIRequestVars adds the meta-variables that depend on the request alone
+// RequestVars adds the meta-variables that depend on the request alone
 // (RFC 3875 and Apache's usual extensions: REQUEST_METHOD, SERVER_*,
 // REQUEST_URI, QUERY_STRING, REMOTE_*, HTTPS, CONTENT_TYPE, HTTP_HOST and
 // the client's headers as HTTP_*, never HTTP_PROXY, HTTP_SESSION nor
 // HTTP_AUTHORIZATION), for CGI and FastCGI alike. The script's names,
 // CONTENT_LENGTH and the session are the caller's.
-func CGIRequestVars(r *http.Request, add func(name, value string)) {
+func RequestVars(r *http.Request, add func(name, value string)) {
 	add("REQUEST_METHOD", r.Method)
 	add("SERVER_PROTOCOL", r.Proto)
 	add("REQUEST_URI", cgiRequestURI(r))

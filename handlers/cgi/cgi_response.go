@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"bufio"
@@ -63,7 +63,7 @@ var (
 
 // run starts the script and relays its response. It returns the path of
 // a local redirect for the caller to dispatch once the slot is released.
-func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
 	st := h.state()
 	session := ""
 	if h.Sessions != nil {
@@ -107,8 +107,8 @@ func (h *CGI) run(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgi
 
 // respond answers with the script's parsed header block, then its body;
 // or returns the path of a local redirect.
-func (h *CGI) respond(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers, hdr http.Header) string {
-	status, redirect, err := ApplyCGIHeader(w, r, hdr, h.Sessions, h.logger())
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers, hdr http.Header) string {
+	status, redirect, err := ApplyHeader(w, r, hdr, h.Sessions, h.logger())
 	switch {
 	case err != nil:
 		p.terminate(cgiStopAbandoned)
@@ -128,7 +128,7 @@ func (h *CGI) respond(w http.ResponseWriter, r *http.Request, rc *http.ResponseC
 
 // droppedHeader logs a header line of sc's whose name is not a token: the
 // line is left out and the response goes on, as Apache does.
-func (h *CGI) droppedHeader(r *http.Request, sc *cgiScript) func(line []byte) {
+func (h *Handler) droppedHeader(r *http.Request, sc *cgiScript) func(line []byte) {
 	return func(line []byte) {
 		h.logger().Warn("cgi: header with an invalid name dropped", "line", string(cgiTruncate(line, 80)),
 			"script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r))
@@ -136,7 +136,7 @@ func (h *CGI) droppedHeader(r *http.Request, sc *cgiScript) func(line []byte) {
 }
 
 // failed answers a script that produced no usable header block.
-func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *cgiProc, err error) {
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *cgiProc, err error) {
 	log := h.logger().With("script", sc.file, "method", r.Method, "uri", cgiRequestURI(r), "remote", books.ClientIP(r))
 	switch p.reason.Load() {
 	case cgiStopTimeout, cgiStopMaxTime:
@@ -156,7 +156,7 @@ func (h *CGI) failed(w http.ResponseWriter, r *http.Request, sc *cgiScript, p *c
 
 // logLimit says which limit stopped the script: timeout (no I/O for that
 // long) or max_time (the whole run).
-func (h *CGI) logLimit(log *slog.Logger, p *cgiProc, when string) {
+func (h *Handler) logLimit(log *slog.Logger, p *cgiProc, when string) {
 	st := h.state()
 	if p.reason.Load() == cgiStopMaxTime {
 		log.Warn("cgi: script ran past max_time; process group killed "+when, "limit", "max_time", "max_time", st.maxTime)
@@ -166,7 +166,7 @@ func (h *CGI) logLimit(log *slog.Logger, p *cgiProc, when string) {
 }
 
 // relay writes the status and header, then streams the body.
-func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers, status int) {
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sc *cgiScript, p *cgiProc, bb *cgiBuffers, status int) {
 	w.WriteHeader(status)
 	var err error
 	if r.Method == http.MethodHead || !cgiBodyAllowed(status) {
@@ -187,7 +187,7 @@ func (h *CGI) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 	}
 }
 
-func (h *CGI) timedOut() {
+func (h *Handler) timedOut() {
 	if h.Events != nil {
 		h.Events.CGITimedOut()
 	}
@@ -235,12 +235,12 @@ func cgiBodyAllowed(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// ReadCGIHeader reads a CGI-style header block (a CGI script's, a FastCGI
+// ReadHeader reads a CGI-style header block (a CGI script's, a FastCGI
 // responder's): "Name: value" lines ended by LF or CRLF, up to an empty
 // line. A line whose name is not a token is left out and handed to
 // dropped (nil: such a line is an error); a line without a colon, an
 // overlong line or too many lines are errors (errCGIBadHeader).
-func ReadCGIHeader(br *bufio.Reader, dropped func(line []byte)) (http.Header, error) {
+func ReadHeader(br *bufio.Reader, dropped func(line []byte)) (http.Header, error) {
 	return readCGIHeader(br, dropped)
 }
 
@@ -301,12 +301,12 @@ func cgiToken(b []byte) bool {
 // cgiHopHeaders belong to one connection and are the server's to set.
 var cgiHopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
 
-// ApplyCGIHeader turns a script's header block into the response header
+// ApplyHeader turns a script's header block into the response header
 // on w (RFC 3875 6.2, 6.3) and returns the status, or the path of a local
 // redirect to dispatch instead; X-Replace-Session is applied through
 // sessions (nil: dropped with a log line) and never reaches the client.
 // It writes nothing: the caller calls WriteHeader.
-func ApplyCGIHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, sessions session.Codec, log *slog.Logger) (status int, localRedirect string, err error) {
+func ApplyHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, sessions session.Codec, log *slog.Logger) (status int, localRedirect string, err error) {
 	status, hadStatus := http.StatusOK, false
 	if s, ok := hdr["Status"]; ok {
 		code, err := parseCGIStatus(s[0])
@@ -383,7 +383,7 @@ type cgiHopsKey struct{}
 
 // localRedirect serves a local redirect as a fresh GET of the new path
 // through Dispatch (the site's chain), as Apache's mod_cgi does.
-func (h *CGI) localRedirect(w http.ResponseWriter, r *http.Request, loc string) {
+func (h *Handler) localRedirect(w http.ResponseWriter, r *http.Request, loc string) {
 	LocalRedirect(w, r, loc, h.Dispatch, h.Errors, h.logger())
 }
 

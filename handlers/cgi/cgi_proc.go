@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"bufio"
@@ -74,7 +74,7 @@ type cgiProc struct {
 // syscall.StartProcess: the script's ends of the pipes need no *os.File
 // (whose making, blocking for the child and closing cost more than the
 // pipes themselves), and only the server's ends join the poller.
-func (h *CGI) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) (*cgiProc, error) {
+func (h *Handler) start(r *http.Request, sc *cgiScript, env []string, in *cgiInput) (*cgiProc, error) {
 	st := h.state()
 	stdoutR, stdoutW, err := cgiPipe("stdout", true)
 	if err != nil {

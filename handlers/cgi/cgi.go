@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"context"
@@ -15,13 +15,13 @@ import (
 	"shoal/handlers/session"
 )
 
-// CGI runs scripts for one [[site.cgi]] mapping of one site, per RFC 3875.
+// Handler runs scripts for one [[site.cgi]] mapping of one site, per RFC 3875.
 //
 // It is written on syscall.StartProcess rather than net/http/cgi because that
 // package refuses chunked bodies, never kills a hung script or its
 // children, has no concurrency limit and passes Authorization and
-// underscore headers through. A CGI must not be copied after first use.
-type CGI struct {
+// underscore headers through. A Handler must not be copied after first use.
+type Handler struct {
 	// Root is the site's document root: DOCUMENT_ROOT, the base of
 	// PATH_TRANSLATED, and where extension-style scripts live.
 	Root string
@@ -84,8 +84,8 @@ type CGI struct {
 	// Logger receives script stderr lines and failures. Nil: slog.Default().
 	Logger *slog.Logger
 	// Events is told of script starts, timeouts and 503 refusals (the
-	// node's *Metrics fits). Nil: nobody is told.
-	Events CGIEvents
+	// node's *books.Metrics fits). Nil: nobody is told.
+	Events Events
 
 	once    sync.Once
 	st      *cgiState
@@ -93,22 +93,22 @@ type CGI struct {
 	waiting atomic.Int64
 }
 
-// CGIEvents counts what happens to scripts, for metrics.
-type CGIEvents interface {
+// Events counts what happens to scripts, for metrics.
+type Events interface {
 	CGIStarted()
 	CGITimedOut()
 	CGIRejected()
 }
 
 // Running reports how many scripts of this mapping are running now.
-func (h *CGI) Running() int { return int(h.running.Load()) }
+func (h *Handler) Running() int { return int(h.running.Load()) }
 
 // Queued reports how many requests wait for a free slot now.
-func (h *CGI) Queued() int { return int(h.waiting.Load()) }
+func (h *Handler) Queued() int { return int(h.waiting.Load()) }
 
 // Match reports whether this mapping handles the (decoded) URL path, so
 // routing sends it here and the static handler never serves it as a file.
-func (h *CGI) Match(urlPath string) bool {
+func (h *Handler) Match(urlPath string) bool {
 	st := h.state()
 	if st.prefix != "" && (strings.HasPrefix(urlPath, st.prefix) || urlPath == st.prefix[:len(st.prefix)-1]) {
 		return true
@@ -118,7 +118,7 @@ func (h *CGI) Match(urlPath string) bool {
 
 // Has reports whether urlPath runs a script of this mapping (the script
 // exists and may run), for try_files.
-func (h *CGI) Has(urlPath string) bool {
+func (h *Handler) Has(urlPath string) bool {
 	if !h.Match(urlPath) {
 		return false
 	}
@@ -129,7 +129,7 @@ func (h *CGI) Has(urlPath string) bool {
 // IsScript reports whether the file (an absolute path) is one this mapping
 // runs: anything inside Dir, or a file whose extension is in Ext. The
 // static handler refuses such files even when reached by another URL.
-func (h *CGI) IsScript(file string) bool {
+func (h *Handler) IsScript(file string) bool {
 	st := h.state()
 	if st.dir != "" && cgiWithin(file, st.dir) || st.program != "" && file == st.program {
 		return true
@@ -137,14 +137,14 @@ func (h *CGI) IsScript(file string) bool {
 	return st.hasExt(file)
 }
 
-// CGIIndex finds the script that serves a URL path ending in "/" when the
+// Index finds the script that serves a URL path ending in "/" when the
 // site's index names one (index = ["index.cgi", "doku.php"]): the first
 // name of index that exists in that folder under root wins, and when it is
-// a script of one of the mappings, CGIIndex returns the mapping and the
+// a script of one of the mappings, Index returns the mapping and the
 // script's URL path. A page or file found first wins as it is, so the
 // order of index stays the site's. No name a mapping runs: no file is
 // looked at.
-func CGIIndex(root string, index []string, urlPath string, cgis []*CGI) (*CGI, string) {
+func Index(root string, index []string, urlPath string, cgis []*Handler) (*Handler, string) {
 	if !strings.HasSuffix(urlPath, "/") || !cgiIndexNamesScript(index, cgis) {
 		return nil, ""
 	}
@@ -167,7 +167,7 @@ func CGIIndex(root string, index []string, urlPath string, cgis []*CGI) (*CGI, s
 	return nil, ""
 }
 
-func cgiIndexNamesScript(index []string, cgis []*CGI) bool {
+func cgiIndexNamesScript(index []string, cgis []*Handler) bool {
 	for _, name := range index {
 		for _, c := range cgis {
 			if c.state().hasExt(name) {
@@ -180,7 +180,7 @@ func cgiIndexNamesScript(index []string, cgis []*CGI) bool {
 
 // ServeHTTP reads top to bottom: find the script, check it may run, take
 // the body, wait for a slot, run it and relay its response.
-func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	books.SetKind(r, books.KindCGI)
 	st := h.state()
 	sc, status, why := st.resolve(r.URL.Path)
@@ -213,7 +213,7 @@ func (h *CGI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // runInSlot runs the script holding a slot taken by acquire; the slot is
 // given back even when the response is aborted by a panic.
-func (h *CGI) runInSlot(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
+func (h *Handler) runInSlot(w http.ResponseWriter, r *http.Request, sc *cgiScript, in *cgiInput) string {
 	defer func() { <-h.state().slots }()
 	return h.run(w, r, sc, in)
 }
@@ -221,7 +221,7 @@ func (h *CGI) runInSlot(w http.ResponseWriter, r *http.Request, sc *cgiScript, i
 // refuse answers status without running anything; 400 and 404 are logged
 // at debug, everything else (a 413 too: a limit an operator may need to
 // raise) as a warning.
-func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why string, sc *cgiScript) {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, why string, sc *cgiScript) {
 	lvl := slog.LevelWarn
 	if status == http.StatusNotFound || status == http.StatusBadRequest {
 		lvl = slog.LevelDebug
@@ -234,7 +234,7 @@ func (h *CGI) refuse(w http.ResponseWriter, r *http.Request, status int, why str
 	h.Errors.Serve(w, r, status)
 }
 
-func (h *CGI) logger() *slog.Logger {
+func (h *Handler) logger() *slog.Logger {
 	if h.Logger != nil {
 		return h.Logger
 	}
@@ -242,7 +242,7 @@ func (h *CGI) logger() *slog.Logger {
 }
 
 // acquire takes a run slot, waiting in a short queue when all are busy.
-func (h *CGI) acquire(ctx context.Context) bool {
+func (h *Handler) acquire(ctx context.Context) bool {
 	st := h.state()
 	select {
 	case st.slots <- struct{}{}:

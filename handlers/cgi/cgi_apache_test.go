@@ -1,4 +1,4 @@
-package handlers
+package cgi
 
 import (
 	"bufio"
@@ -17,7 +17,7 @@ import (
 // for 2.4 s outlives a 1 s timeout, because the timeout counts time
 // without I/O, as Apache's and lighttpd's do.
 func TestCGITimeoutCountsIdleTime(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
+	f := newCGIFixture(t, func(h *Handler) { h.Timeout = time.Second })
 	start := time.Now()
 	resp, body := f.get(t, "/cgi-bin/trickle.sh")
 	if resp.StatusCode != 200 || strings.Count(body, "line ") != 8 {
@@ -31,7 +31,7 @@ func TestCGITimeoutCountsIdleTime(t *testing.T) {
 // TestCGIMaxTime: the same busy script is cut at max_time, and the log
 // line says which limit fired and names the script.
 func TestCGIMaxTime(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = 10 * time.Second; h.MaxTime = 800 * time.Millisecond })
+	f := newCGIFixture(t, func(h *Handler) { h.Timeout = 10 * time.Second; h.MaxTime = 800 * time.Millisecond })
 	resp, err := cgiClient().Get(f.srv.URL + "/cgi-bin/trickle.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestCGIMaxTime(t *testing.T) {
 // TestCGISilentScriptLogsTimeout: the silent script is killed and the log
 // names the timeout as the limit.
 func TestCGISilentScriptLogsTimeout(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = 500 * time.Millisecond; h.MaxTime = time.Minute })
+	f := newCGIFixture(t, func(h *Handler) { h.Timeout = 500 * time.Millisecond; h.MaxTime = time.Minute })
 	if resp, _ := f.get(t, "/cgi-bin/slow.sh"); resp.StatusCode != 504 {
 		t.Fatalf("status %d, want 504", resp.StatusCode)
 	}
@@ -63,7 +63,7 @@ func TestCGISilentScriptLogsTimeout(t *testing.T) {
 // the prefix as SCRIPT_NAME and the rest as PATH_INFO (ScriptAlias to a
 // file), and the program is never looked up in Dir.
 func TestCGIProgram(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) {
+	f := newCGIFixture(t, func(h *Handler) {
 		h.Prefix, h.Dir, h.Ext = "/app/", "", nil
 		h.Program = cgiAbs(t, "testdata/cgi/bin/env.sh")
 	})
@@ -90,18 +90,18 @@ func TestCGIIndex(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "index.cgi"), []byte("#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nindex\\n'\n"), 0o755)
 	os.WriteFile(filepath.Join(root, "both", "index.html"), []byte("page"), 0o644)
 	os.WriteFile(filepath.Join(root, "both", "index.cgi"), []byte("#!/bin/sh\n"), 0o755)
-	c := &CGI{Root: root, Ext: []string{".cgi"}}
+	c := &Handler{Root: root, Ext: []string{".cgi"}}
 	index := []string{"index.html", "index.cgi"}
-	if got, script := CGIIndex(root, index, "/", []*CGI{c}); got != c || script != "/index.cgi" {
+	if got, script := Index(root, index, "/", []*Handler{c}); got != c || script != "/index.cgi" {
 		t.Errorf("/: %v %q, want the mapping and /index.cgi", got, script)
 	}
-	if got, _ := CGIIndex(root, index, "/both/", []*CGI{c}); got != nil {
+	if got, _ := Index(root, index, "/both/", []*Handler{c}); got != nil {
 		t.Error("/both/: index.html comes first and must win")
 	}
-	if got, _ := CGIIndex(root, []string{"index.html"}, "/", []*CGI{c}); got != nil {
+	if got, _ := Index(root, []string{"index.html"}, "/", []*Handler{c}); got != nil {
 		t.Error("an index list without scripts must not find one")
 	}
-	if got, _ := CGIIndex(root, index, "/../", []*CGI{c}); got != nil {
+	if got, _ := Index(root, index, "/../", []*Handler{c}); got != nil {
 		t.Error("a dot segment must not be looked up")
 	}
 }
@@ -113,7 +113,7 @@ func TestCGIFollowSymlinks(t *testing.T) {
 	os.WriteFile(filepath.Join(outside, "s.cgi"), []byte("#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nlinked\\n'\n"), 0o755)
 	os.Symlink(outside, filepath.Join(root, "lib"))
 	for _, follow := range []bool{false, true} {
-		f := newCGIFixture(t, func(h *CGI) { h.Root, h.Prefix, h.Dir, h.FollowSymlinks = root, "", "", follow })
+		f := newCGIFixture(t, func(h *Handler) { h.Root, h.Prefix, h.Dir, h.FollowSymlinks = root, "", "", follow })
 		resp, body := f.get(t, "/lib/s.cgi")
 		want := 403
 		if follow {
@@ -128,7 +128,7 @@ func TestCGIFollowSymlinks(t *testing.T) {
 // TestCGIBodyOverMappingCapLogged: a 413 from the mapping's own cap is
 // logged at warn, since an operator may have to raise it.
 func TestCGIBodyOverMappingCapLogged(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.MaxBodyBytes = 10 })
+	f := newCGIFixture(t, func(h *Handler) { h.MaxBodyBytes = 10 })
 	resp, err := cgiClient().Post(f.srv.URL+"/cgi-bin/echo.sh", "text/plain", strings.NewReader(strings.Repeat("x", 100)))
 	if err != nil {
 		t.Fatal(err)
@@ -195,13 +195,13 @@ func TestCGINPHHTTP2(t *testing.T) {
 	}
 }
 
-var _ http.Handler = (*CGI)(nil)
+var _ http.Handler = (*Handler)(nil)
 
 // TestCGITimeoutSeesReadsOfBufferedBody: a body sent without a length is
 // buffered to a temp file the script reads directly; its reads count as
 // I/O, so a script reading steadily for 3 s outlives a 1 s timeout.
 func TestCGITimeoutSeesReadsOfBufferedBody(t *testing.T) {
-	f := newCGIFixture(t, func(h *CGI) { h.Timeout = time.Second })
+	f := newCGIFixture(t, func(h *Handler) { h.Timeout = time.Second })
 	body := io.MultiReader(strings.NewReader(strings.Repeat("x", 700<<10))) // no length: chunked
 	resp, err := cgiClient().Post(f.srv.URL+"/cgi-bin/slowread.sh", "application/octet-stream", body)
 	if err != nil {
