@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"shoal/handlers/admin"
 	"strings"
+
+	"shoal/handlers/admin"
+	"shoal/server/config"
 )
 
 // configHash is a short hash of the effective config, so drift between
@@ -17,7 +19,7 @@ import (
 // design (name, listen and gossip addresses, URLs, join list) is left out,
 // so peers started from one file with different flags hash alike. Secrets
 // are hashed, never shown.
-func configHash(cfg *Config) string {
+func configHash(cfg *config.Config) string {
 	srv, cl := cfg.Server, cfg.Cluster
 	srv.Name, srv.HTTP, srv.HTTPS, srv.Admin = "", "", "", ""
 	cl.Gossip, cl.Advertise, cl.Join, cl.PeerURL, cl.PublicURL = "", "", nil, "", ""
@@ -31,29 +33,29 @@ func configHash(cfg *Config) string {
 	}
 	logc, tlsc, sess := cfg.Log, cfg.TLS, cfg.Session
 	logc.Access, tlsc.Cert, tlsc.Key, sess.KeyFile = rel(logc.Access), rel(tlsc.Cert), rel(tlsc.Key), rel(sess.KeyFile)
-	sites := make([]SiteConfig, len(cfg.Sites))
+	sites := make([]config.Site, len(cfg.Sites))
 	for i, sc := range cfg.Sites {
 		sc.Root, sc.Templates, sc.Cert, sc.Key = rel(sc.Root), rel(sc.Templates), rel(sc.Cert), rel(sc.Key)
-		sc.CGI = append([]CGIConfig(nil), sc.CGI...)
+		sc.CGI = append([]config.CGI(nil), sc.CGI...)
 		for j := range sc.CGI {
 			sc.CGI[j].Dir = rel(sc.CGI[j].Dir)
 		}
 		sites[i] = sc
 	}
 	b, _ := json.Marshal(struct {
-		Server  ServerConfig
-		Log     LogConfig
-		TLS     TLSConfig
-		Session SessionConfig
-		Sites   []SiteConfig
-		Cluster ClusterConfig
+		Server  config.Server
+		Log     config.Log
+		TLS     config.TLS
+		Session config.Session
+		Sites   []config.Site
+		Cluster config.Cluster
 	}{srv, logc, tlsc, sess, sites, cl})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:4])
 }
 
 // nodeName is server.name, or hostname:http-port as SPEC says.
-func nodeName(cfg *Config) string {
+func nodeName(cfg *config.Config) string {
 	if cfg.Server.Name != "" {
 		return cfg.Server.Name
 	}

@@ -1,6 +1,10 @@
 package server
 
-import "testing"
+import (
+	"testing"
+
+	"shoal/internal/http1"
+)
 
 // A fast answer holds its runtime until it is out, so a reload that
 // retires the runtime meanwhile closes it only after the answer (its
@@ -9,8 +13,8 @@ func TestFastAnswerHoldsRuntime(t *testing.T) {
 	n, _ := startBooksNode(t, false)
 	rt := n.state.Load()
 	base := rt.refs.Load()
-	head := func(target string) requestHead {
-		h, ok := parseHead([]byte("GET " + target + " HTTP/1.1\r\nHost: books.test\r\n\r\n"))
+	head := func(target string) http1.Head {
+		h, ok := http1.ParseHead([]byte("GET " + target + " HTTP/1.1\r\nHost: books.test\r\n\r\n"))
 		if !ok {
 			t.Fatalf("parse %s", target)
 		}

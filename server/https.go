@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"shoal/handlers/books"
+	"shoal/server/config"
 )
 
 // redirectOptions configures redirectHTTPS.
@@ -15,7 +16,7 @@ type redirectOptions struct {
 	// into Location when a site names it (exactly or by wildcard), or when
 	// the default (first) site has hosts = [] (it serves any name), the
 	// header is a well-formed host name or IP address and Covers says yes.
-	Sites []SiteConfig
+	Sites []config.Site
 	// HTTPSPort is the https listener's port; "" or "443" leaves the port
 	// out of Location.
 	HTTPSPort string

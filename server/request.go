@@ -10,6 +10,7 @@ import (
 
 	"shoal/cluster"
 	"shoal/handlers/books"
+	"shoal/internal/http1"
 )
 
 // The request path, top to bottom (ARCHITECTURE.md draws it).
@@ -17,10 +18,11 @@ import (
 // A request enters one of three ways, and each opens and closes the same
 // books, a request value, through begin and finish:
 //
-//	HTTP/1.1 fast  fastFront.serveConn -> Node.fastRoute -> fastFront.answer
+//	HTTP/1.1 fast  internal/http1's Front -> Node.fastRoute -> answerFast
 //	               (a cached static file answered from the connection's
 //	               goroutine; anything else is handed to net/http; over
-//	               TLS after tlsFront's handshake, with Node.fastRouteTLS)
+//	               TLS after the http1 TLS front's handshake, with
+//	               Node.fastRouteTLS)
 //	HTTP/2 fast    internal/h2 -> Node.h2Fast -> Answer.Sent
 //	               (the same, for a stream of an HTTP/2 connection)
 //	full chain     net/http (HTTP/1.1 handed off), internal/h2's handler
@@ -222,12 +224,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // Entry.Read does from an *http.Request on the full chain: the request
 // line, the client (trusted proxies applied to remote), and the fields
 // only the access log reads (looked up only when it is on).
-func readFast[F fieldReader](rq *request, st *site, h *requestHead, remote, proto string, fields F) {
+func readFast[F fieldReader](rq *request, st *site, h *http1.Head, remote, proto string, fields F) {
 	rq.Method = http.MethodGet
-	if h.head {
+	if h.IsHEAD {
 		rq.Method = http.MethodHead
 	}
-	rq.URI, rq.Proto, rq.Host = h.target, proto, h.host
+	rq.URI, rq.Proto, rq.Host = h.Target, proto, h.Host
 	rq.ClientIP = books.ClientAddr(remote, st.trusted, func() []string { return fields.all("x-forwarded-for") })
 	if st.access == nil {
 		return
@@ -249,7 +251,7 @@ type fieldReader interface {
 	all(name string) []string
 }
 
-// headBlock is an HTTP/1.1 header block as parseHead checked it.
+// headBlock is an HTTP/1.1 header block as http1.ParseHead checked it.
 type headBlock []byte
 
 func (b headBlock) first(name string) string {
@@ -273,7 +275,7 @@ func (b headBlock) each(name string, fn func([]byte) bool) {
 		if len(line) == 0 {
 			return
 		}
-		if k, v, ok := splitHeader(line); ok && equalFold(k, name) && !fn(v) {
+		if k, v, ok := http1.SplitHeader(line); ok && http1.EqualFold(k, name) && !fn(v) {
 			return
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"shoal/handlers/books"
+	"shoal/internal/http1"
 )
 
 // FuzzReadFast: for every header block the HTTP/1.1 fast path accepts,
@@ -28,11 +29,11 @@ func FuzzReadFast(f *testing.F) {
 	st := &site{trusted: trusted, access: &books.AccessLog{}, ids: newRequestIDs()}
 	const remote = "10.1.2.3:4567"
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := headEnd(b)
+		n := http1.HeadEnd(b)
 		if n < 0 {
 			return
 		}
-		h, ok := parseHead(b[:n])
+		h, ok := http1.ParseHead(b[:n])
 		if !ok {
 			return
 		}
@@ -46,7 +47,7 @@ func FuzzReadFast(f *testing.F) {
 		want.ReadLogged(r)
 		want.Proto = "HTTP/1.1"
 		var rq request
-		readFast(&rq, st, &h, remote, "HTTP/1.1", headBlock(h.lines))
+		readFast(&rq, st, &h, remote, "HTTP/1.1", headBlock(h.Lines))
 		// The full chain's ID comes from the same function, with the
 		// header net/http read (remote is a trusted proxy).
 		if sent := r.Header.Get("X-Request-Id"); validRequestID(sent) && rq.RequestID != sent {

@@ -51,6 +51,10 @@ func (rt *runtime) release() {
 	}
 }
 
+// Release is release for the fast path, which holds a runtime while its
+// answer goes out (http1.Answer.Hold).
+func (rt *runtime) Release() { rt.release() }
+
 // retireRuntime hands rt no more requests and closes it once the last one
 // is done (now, when none is). The close runs on the node's retiring
 // group, so Shutdown waits for it. Call it after the next runtime is

@@ -14,6 +14,7 @@ import (
 	"shoal/handlers/cgi"
 	"shoal/handlers/route"
 	"shoal/handlers/static"
+	"shoal/server/config"
 )
 
 // This file is where a site's [[site.route]] rules meet the one request
@@ -37,7 +38,7 @@ func newRouteState() *routeState {
 // compileRoutes builds a site's route table with the node's shared state.
 // The config was validated, so an error here means a file (an htpasswd)
 // changed in between.
-func compileRoutes(sc SiteConfig, label string, rs *routeState, hasUpstream func(string) bool) (*route.Table, error) {
+func compileRoutes(sc config.Site, label string, rs *routeState, hasUpstream func(string) bool) (*route.Table, error) {
 	tbl, errs := route.Compile(sc.RouteSpecs(), route.Options{
 		Scope: label, HasUpstream: hasUpstream, Limits: rs.limits, Guard: rs.guard})
 	if len(errs) > 0 {

@@ -17,6 +17,7 @@ import (
 	"shoal/handlers/session"
 	"shoal/handlers/static"
 	"shoal/handlers/upstream"
+	"shoal/server/config"
 )
 
 // site is one virtual host with its handler chain, built once per config.
@@ -60,7 +61,7 @@ type site struct {
 
 // siteDeps is what a site needs from the node besides its own config.
 type siteDeps struct {
-	server    ServerConfig
+	server    config.Server
 	access    *books.AccessLog
 	logger    *slog.Logger
 	configAbs string
@@ -78,7 +79,7 @@ type siteDeps struct {
 	hasUpstream func(string) bool
 }
 
-func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
+func buildSite(sc config.Site, d siteDeps) (*site, error) {
 	st := &site{
 		label:       siteLabel(sc),
 		log:         d.logger,
@@ -162,7 +163,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	return st, nil
 }
 
-func siteLabel(sc SiteConfig) string {
+func siteLabel(sc config.Site) string {
 	if len(sc.Hosts) > 0 {
 		return sc.Hosts[0]
 	}

@@ -2,8 +2,9 @@ package server
 
 import (
 	"crypto/tls"
-	"shoal/handlers/admin"
 	"slices"
+
+	"shoal/handlers/admin"
 )
 
 // certificates lists what the https listener serves, for

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"shoal/handlers/admin"
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"shoal/handlers/admin"
 )
 
 // The `shoal members` client: it asks a node's admin listener for

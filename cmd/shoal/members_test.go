@@ -5,11 +5,12 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
-	"shoal/handlers/admin"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/handlers/admin"
 )
 
 func member(name string, load float64) admin.Member {

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"shoal/handlers/admin"
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/handlers/admin"
 )
 
 // TestAdminCertificates: /api/certificates lists what Certificates

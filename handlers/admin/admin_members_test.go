@@ -1,8 +1,9 @@
 package admin_test
 
 import (
-	"shoal/handlers/admin"
 	"testing"
+
+	"shoal/handlers/admin"
 )
 
 func TestNaturalCompare(t *testing.T) {

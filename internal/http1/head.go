@@ -1,38 +1,45 @@
-package server
+package http1
 
 import (
 	"bytes"
 	"strings"
-
-	"shoal/handlers/static"
 )
 
-// requestHead is what the HTTP/1.1 fast path learns from a request's
-// header block. parseHead fills it only for the requests the fast path
+// Head is what the HTTP/1.1 fast path learns from a request's
+// header block. ParseHead fills it only for the requests the fast path
 // may answer itself: GET or HEAD of a plain path, no body, no header that
 // changes a static response. Everything else goes to net/http untouched.
-type requestHead struct {
-	head   bool   // HEAD, else GET
-	target string // the request-target as sent: path and query
-	path   string // target up to the '?'
-	host   string
-	cond   static.FastRequest // Accept-Encoding and the conditionals
-	close  bool               // Connection: close
+type Head struct {
+	IsHEAD bool   // HEAD, else GET
+	Target string // the request-target as sent: path and query
+	Path   string // target up to the '?'
+	Host   string
+	Cond   Conditions // Accept-Encoding and the conditionals
+	Close  bool       // Connection: close
 	// forwarded: the request carries a forwarding header, which the
 	// cluster strips from clients it does not trust.
-	forwarded bool
+	Forwarded bool
 	// hop is the X-Shoal-Hop header: a peer proxied the request here.
-	hop string
+	Hop string
 	// peer: the request came over a cluster peer's TLS connection.
-	peer bool
+	Peer bool
 	// lines is the header block without the request line, for the access
 	// log (which wants the Referer, User-Agent and friends).
-	lines []byte
+	Lines []byte
 }
 
-// headEnd returns the length of the header block at the start of b (up to
+// Conditions are the fields that change a cached file's answer without
+// taking it off the fast path. Its layout is the static handler's
+// FastRequest, so the node converts one into the other for free.
+type Conditions struct {
+	AcceptEncoding  string
+	IfNoneMatch     string
+	IfModifiedSince string
+}
+
+// HeadEnd returns the length of the header block at the start of b (up to
 // and including the blank line), or -1 when b does not hold all of it yet.
-func headEnd(b []byte) int {
+func HeadEnd(b []byte) int {
 	for i := 0; ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
@@ -47,11 +54,11 @@ func headEnd(b []byte) int {
 	}
 }
 
-// parseHead parses a complete header block (as measured by headEnd) and
+// ParseHead parses a complete header block (as measured by HeadEnd) and
 // reports whether the fast path may answer it. Any doubt means no: a
 // request the fast path declines is served by net/http exactly as if the
 // fast path did not exist.
-func parseHead(b []byte) (h requestHead, ok bool) {
+func ParseHead(b []byte) (h Head, ok bool) {
 	nl := bytes.IndexByte(b, '\n')
 	if nl < 1 || b[nl-1] != '\r' {
 		return h, false
@@ -59,9 +66,9 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 	if !h.requestLine(b[:nl-1]) {
 		return h, false
 	}
-	h.lines = b[nl+1:]
+	h.Lines = b[nl+1:]
 	hosts := 0
-	for rest := h.lines; ; {
+	for rest := h.Lines; ; {
 		nl := bytes.IndexByte(rest, '\n')
 		if nl < 1 || rest[nl-1] != '\r' {
 			return h, false
@@ -71,45 +78,45 @@ func parseHead(b []byte) (h requestHead, ok bool) {
 		if len(line) == 0 {
 			break
 		}
-		name, value, good := splitHeader(line)
+		name, value, good := SplitHeader(line)
 		if !good {
 			return h, false
 		}
-		switch field := fieldOf(name); field {
-		case fieldHost:
+		switch field := FieldOf(name); field {
+		case FieldHost:
 			hosts++
-			h.host = string(value)
-		case fieldConnection:
+			h.Host = string(value)
+		case FieldConnection:
 			switch {
-			case equalFold(value, "keep-alive"):
-			case equalFold(value, "close"):
-				h.close = true
+			case EqualFold(value, "keep-alive"):
+			case EqualFold(value, "close"):
+				h.Close = true
 			default:
 				return h, false
 			}
-		case fieldHop:
-			if h.hop != "" {
+		case FieldHop:
+			if h.Hop != "" {
 				return h, false
 			}
-			h.hop = string(value)
+			h.Hop = string(value)
 		default:
-			if !sharedField(&h, field, value) {
+			if !SharedField(&h, field, value) {
 				return h, false
 			}
 		}
 	}
-	return h, hosts == 1 && validHost(h.host)
+	return h, hosts == 1 && ValidHost(h.Host)
 }
 
-// sharedField takes a field both fast paths (HTTP/1.1 and HTTP/2) read
+// SharedField takes a field both fast paths (HTTP/1.1 and HTTP/2) read
 // alike: what the cached response depends on, forwarding headers, and
 // fields that send the request to the full chain. False declines.
-func sharedField[T string | []byte](h *requestHead, field int, value T) bool {
+func SharedField[T string | []byte](h *Head, field int, value T) bool {
 	switch field {
 	case fieldAcceptEncoding, fieldIfNoneMatch, fieldIfModifiedSince:
 		return h.setOnce(field, string(value)) // several: let the full chain join them
 	case fieldForwarded:
-		h.forwarded = true
+		h.Forwarded = true
 	case fieldDecline:
 		return false
 	}
@@ -119,13 +126,13 @@ func sharedField[T string | []byte](h *requestHead, field int, value T) bool {
 // setOnce records the value of a field the static response depends on;
 // false when the field came before (or is empty, which net/http and the
 // full path read as absent).
-func (h *requestHead) setOnce(field int, value string) bool {
-	slot := &h.cond.AcceptEncoding
+func (h *Head) setOnce(field int, value string) bool {
+	slot := &h.Cond.AcceptEncoding
 	switch field {
 	case fieldIfNoneMatch:
-		slot = &h.cond.IfNoneMatch
+		slot = &h.Cond.IfNoneMatch
 	case fieldIfModifiedSince:
-		slot = &h.cond.IfModifiedSince
+		slot = &h.Cond.IfModifiedSince
 	}
 	if *slot != "" || value == "" {
 		return false
@@ -137,12 +144,12 @@ func (h *requestHead) setOnce(field int, value string) bool {
 // requestLine accepts "GET /path HTTP/1.1" and "HEAD /path HTTP/1.1"
 // with a target of plain path characters (no escapes, no dot segments, no
 // empty segments) and an optional query.
-func (h *requestHead) requestLine(line []byte) bool {
+func (h *Head) requestLine(line []byte) bool {
 	switch {
 	case bytes.HasPrefix(line, []byte("GET ")):
 		line = line[4:]
 	case bytes.HasPrefix(line, []byte("HEAD ")):
-		h.head = true
+		h.IsHEAD = true
 		line = line[5:]
 	default:
 		return false
@@ -153,18 +160,18 @@ func (h *requestHead) requestLine(line []byte) bool {
 	}
 	target := line[:len(line)-len(proto)]
 	path, query, hasQuery := bytes.Cut(target, []byte("?"))
-	if !plainPath(path) || hasQuery && !plainQuery(query) {
+	if !PlainPath(path) || hasQuery && !PlainQuery(query) {
 		return false
 	}
-	h.target = string(target)
-	h.path = h.target[:len(path)]
+	h.Target = string(target)
+	h.Path = h.Target[:len(path)]
 	return true
 }
 
-// plainPath: starts with '/', only unreserved and sub-delim characters
+// PlainPath: starts with '/', only unreserved and sub-delim characters
 // (no '%', so the path is its own decoding), no "//" and no segment
 // starting with '.' (dotfiles and dot segments take the full path).
-func plainPath(p []byte) bool {
+func PlainPath(p []byte) bool {
 	if len(p) == 0 || p[0] != '/' {
 		return false
 	}
@@ -187,7 +194,7 @@ func pathChar(c byte) bool {
 		strings.IndexByte("-_~!$&'()*+,;=:@", c) >= 0
 }
 
-func plainQuery(q []byte) bool {
+func PlainQuery(q []byte) bool {
 	for _, c := range q {
 		if !pathChar(c) && c != '/' && c != '?' && c != '.' && c != '%' {
 			return false
@@ -196,9 +203,9 @@ func plainQuery(q []byte) bool {
 	return true
 }
 
-// splitHeader splits "Name: value" with a token name (no space before the
+// SplitHeader splits "Name: value" with a token name (no space before the
 // colon: net/http refuses that) and a value without control characters.
-func splitHeader(line []byte) (name, value []byte, ok bool) {
+func SplitHeader(line []byte) (name, value []byte, ok bool) {
 	colon := bytes.IndexByte(line, ':')
 	if colon < 1 {
 		return nil, nil, false
@@ -223,9 +230,9 @@ func tokenChar(c byte) bool {
 		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// validHost accepts a name or address with an optional port: what
+// ValidHost accepts a name or address with an optional port: what
 // net/http accepts too, and nothing that needs its judgement.
-func validHost(h string) bool {
+func ValidHost(h string) bool {
 	if h == "" {
 		return false
 	}
@@ -242,20 +249,20 @@ func validHost(h string) bool {
 // header fields the fast path looks at.
 const (
 	fieldOther = iota
-	fieldHost
+	FieldHost
 	fieldAcceptEncoding
 	fieldIfNoneMatch
 	fieldIfModifiedSince
-	fieldConnection
+	FieldConnection
 	fieldForwarded
-	fieldHop
+	FieldHop
 	fieldDecline // changes the response or brings a body: full path
 )
 
-// fieldOf classifies a header name. Declined are the fields that make a
+// FieldOf classifies a header name. Declined are the fields that make a
 // static response anything but a plain 200 or 304 (ranges, preconditions
 // that can fail), announce a body, or ask for a protocol change.
-func fieldOf(name []byte) int {
+func FieldOf(name []byte) int {
 	var buf [24]byte
 	if len(name) > len(buf) {
 		return fieldOther
@@ -269,7 +276,7 @@ func fieldOf(name []byte) int {
 	}
 	switch string(lower) {
 	case "host":
-		return fieldHost
+		return FieldHost
 	case "accept-encoding":
 		return fieldAcceptEncoding
 	case "if-none-match":
@@ -277,7 +284,7 @@ func fieldOf(name []byte) int {
 	case "if-modified-since":
 		return fieldIfModifiedSince
 	case "connection":
-		return fieldConnection
+		return FieldConnection
 	case "content-length", "transfer-encoding", "expect", "upgrade", "range", "if-range",
 		"if-match", "if-unmodified-since",
 		"http2-settings", "te", "trailer", "x-shoal-load":
@@ -285,13 +292,13 @@ func fieldOf(name []byte) int {
 	case "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip":
 		return fieldForwarded
 	case "x-shoal-hop":
-		return fieldHop
+		return FieldHop
 	}
 	return fieldOther
 }
 
-// equalFold compares ASCII case-insensitively; want is lower case.
-func equalFold(b []byte, want string) bool {
+// EqualFold compares ASCII case-insensitively; want is lower case.
+func EqualFold(b []byte, want string) bool {
 	if len(b) != len(want) {
 		return false
 	}

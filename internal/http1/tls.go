@@ -1,4 +1,4 @@
-package server
+package http1
 
 import (
 	"crypto/tls"
@@ -13,47 +13,47 @@ import (
 
 // tlsFront does the TLS handshakes of an https listener itself, so that
 // the HTTP/1.1 requests of a connection reach net/http through the head
-// rules (limits_head.go) as on plain HTTP: net/http reads a *tls.Conn
+// rules (guard.go) as on plain HTTP: net/http reads a *tls.Conn
 // directly, with no place to look at the heads it parses. A connection
 // that negotiated another protocol (h2) goes to net/http as the *tls.Conn
 // it wants, for its TLSNextProto. An HTTP/1.1 one goes to the fast path
-// (fastconn.go), as a plain connection does, or, without one, to net/http
+// (front.go), as a plain connection does, or, without one, to net/http
 // as a tlsHTTP1Conn, which net/http serves as any connection, taking
 // r.TLS from its ConnectionState method.
 type tlsFront struct {
 	ln        net.Listener
 	cfg       *tls.Config
-	handoff   *handoffListener
-	rules     *headRules
-	fast      *fastFront    // nil: HTTP/1.1 goes to net/http at once
+	handoff   *Handoff
+	rules     *Rules
+	fast      *Front        // nil: HTTP/1.1 goes to net/http at once
 	handshake time.Duration // longest handshake; 0: none
 	errLog    *log.Logger
 }
 
-// frontTLS sets srv up to take ln's connections through a tlsFront and
+// FrontTLS sets srv up to take ln's connections through a tlsFront and
 // returns the listener srv must Serve; closing it (Shutdown) closes ln.
 // With a route, HTTP/1.1 connections are served by the fast path it
 // returns, which the caller shuts down before srv.
-func frontTLS(srv *http.Server, ln net.Listener, cfg *tls.Config, rules *headRules, lim serverLimits,
-	route func(requestHead) fastAnswer, log *slog.Logger) (net.Listener, *fastFront) {
-	f := &tlsFront{ln: ln, cfg: cfg, handoff: newHandoffListener(ln.Addr()), rules: rules,
+func FrontTLS(srv *http.Server, ln net.Listener, cfg *tls.Config, rules *Rules, lim Limits,
+	route Route, log *slog.Logger) (net.Listener, *Front) {
+	f := &tlsFront{ln: ln, cfg: cfg, handoff: NewHandoff(ln.Addr()), rules: rules,
 		handshake: handshakeTimeout(lim), errLog: srv.ErrorLog}
 	if route != nil {
 		// The fast path's shutdown closes ln: the tlsFront stops taking
 		// connections, and net/http keeps serving what it hands over
 		// until its own Shutdown.
-		f.fast = newFastFront(ln, f.handoff, lim, log, route)
-		f.fast.rules = rules
+		f.fast = NewFront(ln, f.handoff, lim, log, route)
+		f.fast.Rules = rules
 	}
 	go f.acceptLoop()
-	return &tlsFrontListener{handoffListener: f.handoff, ln: ln}, f.fast
+	return &tlsFrontListener{Handoff: f.handoff, ln: ln}, f.fast
 }
 
 // handshakeTimeout is net/http's: the smallest of the server's read and
 // write limits.
-func handshakeTimeout(lim serverLimits) time.Duration {
+func handshakeTimeout(lim Limits) time.Duration {
 	var d time.Duration
-	for _, t := range []time.Duration{lim.readHeader, lim.send} {
+	for _, t := range []time.Duration{lim.ReadHeader, lim.Send} {
 		if t > 0 && (d == 0 || t < d) {
 			d = t
 		}
@@ -62,12 +62,12 @@ func handshakeTimeout(lim serverLimits) time.Duration {
 }
 
 type tlsFrontListener struct {
-	*handoffListener
+	*Handoff
 	ln net.Listener
 }
 
 func (l *tlsFrontListener) Close() error {
-	l.handoffListener.Close()
+	l.Handoff.Close()
 	return l.ln.Close()
 }
 
@@ -112,7 +112,7 @@ func (f *tlsFront) serveConn(c net.Conn) {
 		f.handoff.give(tc)
 		return
 	}
-	if lc, ok := c.(*limitConn); ok && f.fast != nil {
+	if lc, ok := c.(*LimitConn); ok && f.fast != nil {
 		f.fast.serveTLS(tc, lc)
 		return
 	}

@@ -1,10 +1,11 @@
-package server
+package http1
 
 import (
 	"bufio"
 	"bytes"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,7 +67,7 @@ func httpStarts(in []byte) (starts []int, stop int) {
 // mustRefuse is the rules written out independently of headGuard.check:
 // whether the head at the start of b must not reach net/http.
 func mustRefuse(b []byte, maxHeader int) bool {
-	end := headEnd(b)
+	end := HeadEnd(b)
 	if end < 0 {
 		return len(b) > maxHeader
 	}
@@ -109,7 +110,7 @@ func FuzzHeadGuard(f *testing.F) {
 	const maxHeader = 1024
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
-		rules := &headRules{maxHeader: maxHeader, token: "tok", log: &rateLog{log: discard, msg: "x", perSecond: 1}}
+		rules := &Rules{maxHeader: maxHeader, token: "tok", log: &rateLog{log: discard, msg: "x", perSecond: 1}}
 		g := rules.guard(nil, &chunkReader{b: in, n: int(chunk)%64 + 1}, "fuzz")
 		out, err := io.ReadAll(g)
 		if err != nil {
@@ -159,13 +160,29 @@ func TestHeadGuardPassesBodies(t *testing.T) {
 	in := "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body +
 		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"
 	for _, chunk := range []int{1, 3, 4096} {
-		rules := &headRules{maxHeader: 1024, token: "tok", log: &rateLog{log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		rules := &Rules{maxHeader: 1024, token: "tok", log: &rateLog{log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 		out, _ := io.ReadAll(rules.guard(nil, &chunkReader{b: []byte(in + body), n: chunk}, "t"))
 		if !strings.HasPrefix(string(out), in) {
 			t.Fatalf("chunk %d: bodies changed:\n%q", chunk, out)
 		}
 		if rest := string(out[len(in):]); !strings.Contains(rest, rejectHeader+": tok 400") {
 			t.Fatalf("chunk %d: the CL+TE head after the bodies got through: %q", chunk, rest)
+		}
+	}
+}
+
+// Only the connections handed over for a peer's TLS count as a peer's.
+func TestIsPeerConn(t *testing.T) {
+	for _, tc := range []struct {
+		conn net.Conn
+		peer bool
+	}{
+		{NewPeerReplayConn(nil, nil), true},
+		{&replayConn{}, false},
+		{&net.TCPConn{}, false},
+	} {
+		if got := IsPeerConn(tc.conn); got != tc.peer {
+			t.Errorf("%T: IsPeerConn %v, want %v", tc.conn, got, tc.peer)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"fmt"
@@ -28,7 +28,7 @@ func readConfigFile(path string) (string, error) {
 		return "", fmt.Errorf("config: %w", err)
 	}
 	if len(src) > maxConfigBytes {
-		return "", ConfigErrors{{File: path, Msg: fmt.Sprintf("config file is larger than %d KiB: refused before decoding", maxConfigBytes>>10)}}
+		return "", Errors{{File: path, Msg: fmt.Sprintf("config file is larger than %d KiB: refused before decoding", maxConfigBytes>>10)}}
 	}
 	return string(src), nil
 }
@@ -40,7 +40,7 @@ func readConfigFile(path string) (string, error) {
 func checkNesting(path, src string) error {
 	s := nestScan{src: src, line: 1, col: 1, atLineStart: true, inKey: true}
 	if pos, deep := s.scan(); deep {
-		return ConfigErrors{{File: path, Pos: pos,
+		return Errors{{File: path, Pos: pos,
 			Msg: fmt.Sprintf("tables, keys and arrays nest deeper than %d levels: refused before decoding", maxConfigDepth)}}
 	}
 	return nil

@@ -1,10 +1,10 @@
-package server_test
+package config_test
 
 import (
 	"strings"
 	"testing"
 
-	"shoal/server"
+	"shoal/server/config"
 )
 
 // TestConfigHostileRefused: configs built to make the TOML decoder
@@ -30,9 +30,9 @@ func TestConfigHostileRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.src)
-			cfg, err := server.LoadConfig(path)
+			cfg, err := config.Load(path)
 			if cfg != nil || err == nil {
-				t.Fatalf("LoadConfig = %v, %v; want refused", cfg != nil, err)
+				t.Fatalf("Load = %v, %v; want refused", cfg != nil, err)
 			}
 			errs := configErrors(t, err)
 			if len(errs) != 1 || !strings.Contains(errs[0].Msg, tc.want) || !strings.Contains(errs[0].Msg, "refused before decoding") {
@@ -75,7 +75,7 @@ func TestConfigNestingAccepted(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := server.LoadConfig(writeConfig(t, tc.src))
+			_, err := config.Load(writeConfig(t, tc.src))
 			if err != nil && strings.Contains(err.Error(), "refused before decoding") {
 				t.Fatalf("refused: %v", err)
 			}
@@ -83,11 +83,11 @@ func TestConfigNestingAccepted(t *testing.T) {
 	}
 	// 31 nested arrays under a one-part key: the deepest allowed.
 	src := "[server]\ntrusted_proxies = " + strings.Repeat("[", 30) + strings.Repeat("]", 30) + "\n"
-	if _, err := server.LoadConfig(writeConfig(t, src)); err != nil && strings.Contains(err.Error(), "refused before decoding") {
+	if _, err := config.Load(writeConfig(t, src)); err != nil && strings.Contains(err.Error(), "refused before decoding") {
 		t.Fatalf("depth 32 refused: %v", err)
 	}
 	src = "[server]\ntrusted_proxies = " + strings.Repeat("[", 31) + strings.Repeat("]", 31) + "\n"
-	if _, err := server.LoadConfig(writeConfig(t, src)); err == nil || !strings.Contains(err.Error(), "refused before decoding") {
+	if _, err := config.Load(writeConfig(t, src)); err == nil || !strings.Contains(err.Error(), "refused before decoding") {
 		t.Fatalf("depth 33 accepted: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"flag"
@@ -20,19 +20,19 @@ import (
 // the config structs: key names from their toml tags, types and defaults
 // by reflection on Defaults/DefaultSite/DefaultCGI, descriptions from the
 // fields' doc comments. TestReference fails when the file and the code
-// disagree; `go test ./server -run TestReference -update` rewrites it.
+// disagree; `go test ./server/config -run TestReference -update` rewrites it.
 
 var updateReference = flag.Bool("update", false, "rewrite docs/configuration.md from the config structs")
 
-const referencePath = "../docs/configuration.md"
+const referencePath = "../../docs/configuration.md"
 
 // elementDefaults gives the default of one element of an array of tables:
 // a new [[table]] needs its DefaultX here, or its defaults read as zero.
 var elementDefaults = map[reflect.Type]func() any{
-	reflect.TypeFor[SiteConfig]():     func() any { return DefaultSite() },
-	reflect.TypeFor[CGIConfig]():      func() any { return DefaultCGI() },
-	reflect.TypeFor[RouteConfig]():    func() any { return DefaultRoute() },
-	reflect.TypeFor[UpstreamConfig](): func() any { return DefaultUpstream() },
+	reflect.TypeFor[Site]():     func() any { return DefaultSite() },
+	reflect.TypeFor[CGI]():      func() any { return DefaultCGI() },
+	reflect.TypeFor[Route]():    func() any { return DefaultRoute() },
+	reflect.TypeFor[Upstream](): func() any { return DefaultUpstream() },
 }
 
 const reloadDefault = "applied by SIGHUP or `POST /api/reload`; requests already running finish on the old config"
@@ -159,10 +159,10 @@ func TestReference(t *testing.T) {
 	}
 	want, err := os.ReadFile(referencePath)
 	if err != nil {
-		t.Fatalf("%v (make it: go test ./server -run TestReference -update)", err)
+		t.Fatalf("%v (make it: go test ./server/config -run TestReference -update)", err)
 	}
 	if string(want) != got {
-		t.Errorf("docs/configuration.md does not match the config structs (first difference: %s); rewrite it with: go test ./server -run TestReference -update",
+		t.Errorf("docs/configuration.md does not match the config structs (first difference: %s); rewrite it with: go test ./server/config -run TestReference -update",
 			firstDifference(string(want), got))
 	}
 }
@@ -175,7 +175,7 @@ func TestReferenceCatchesDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	delete(docs, "ServerConfig.HTTP")
+	delete(docs, "Server.HTTP")
 	ref := buildReference(docs)
 	if len(ref.problems) != 1 || !strings.Contains(ref.problems[0], "server.http") {
 		t.Errorf("a field without a doc comment must be the one problem reported, got %q", ref.problems)
@@ -288,7 +288,7 @@ func (r *reference) walk(v reflect.Value, path, header, parent string, docs map[
 			if mk, ok := elementDefaults[f.Type.Elem()]; ok {
 				elem = reflect.ValueOf(mk())
 			} else {
-				r.problems = append(r.problems, fmt.Sprintf("[[%s]]: no default element for %s: add its DefaultX to elementDefaults in server/reference_test.go", key, f.Type.Elem()))
+				r.problems = append(r.problems, fmt.Sprintf("[[%s]]: no default element for %s: add its DefaultX to elementDefaults in server/config/reference_test.go", key, f.Type.Elem()))
 			}
 			inside := ""
 			if strings.HasPrefix(header, "[[") {
@@ -478,9 +478,9 @@ func firstDifference(a, b string) string {
 
 const referenceIntro = `# Configuration reference
 
-<!-- Generated from server/config.go by TestReference: do not edit by
+<!-- Generated from server/config/config.go by TestReference: do not edit by
 hand. Change a field's doc comment, its default or the tables in
-server/reference_test.go, then run: go test ./server -run TestReference -update -->
+server/config/reference_test.go, then run: go test ./server/config -run TestReference -update -->
 
 One TOML file configures a node: ` + "`shoal -config FILE`" + `, else ` + "`./config.toml`" + `
 when it exists, else the built-in defaults (serve ` + "`./www`" + ` on ` + "`:8080`" + `).

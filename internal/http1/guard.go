@@ -1,4 +1,4 @@
-package server
+package http1
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// headRules are the checks shoal makes on every HTTP/1.x request head
+// Rules are the checks shoal makes on every HTTP/1.x request head
 // before net/http reads it, for what net/http accepts and nginx refuses:
 //   - Content-Length together with Transfer-Encoding (RFC 9112 6.1: a
 //     smuggling attempt; the connection must close after the answer) and
@@ -30,7 +30,7 @@ import (
 // status and Connection: close. So the answer goes out in order, after
 // any response still being written on the connection, and net/http
 // closes the connection after it.
-type headRules struct {
+type Rules struct {
 	maxHeader int
 	token     string // 128 random bits, never sent to a client
 	log       *rateLog
@@ -39,16 +39,16 @@ type headRules struct {
 // rejectHeader carries the token and the status in the made-up request.
 const rejectHeader = "X-Shoal-Reject"
 
-func newHeadRules(maxHeader int64, log *slog.Logger) *headRules {
+func NewRules(maxHeader int64, log *slog.Logger) *Rules {
 	var b [16]byte
 	rand.Read(b[:])
-	return &headRules{maxHeader: int(maxHeader), token: hex.EncodeToString(b[:]),
+	return &Rules{maxHeader: int(maxHeader), token: hex.EncodeToString(b[:]),
 		log: &rateLog{log: log, msg: "request head refused", perSecond: 5}}
 }
 
-// handler answers the made-up requests and strips the header from all
+// Handler answers the made-up requests and strips the header from all
 // others (a client cannot know the token, but may send the name).
-func (hr *headRules) handler(next http.Handler) http.Handler {
+func (hr *Rules) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if v, ok := r.Header[rejectHeader]; ok {
 			delete(r.Header, rejectHeader)
@@ -62,7 +62,7 @@ func (hr *headRules) handler(next http.Handler) http.Handler {
 	})
 }
 
-func (hr *headRules) status(v []string) int {
+func (hr *Rules) status(v []string) int {
 	if len(v) != 1 {
 		return 0
 	}
@@ -77,7 +77,7 @@ func (hr *headRules) status(v []string) int {
 // guard returns a reader of src for net/http that applies the rules to
 // each request head; pending are bytes already read from src (they start
 // at a request). remote names the client in log lines.
-func (hr *headRules) guard(pending []byte, src io.Reader, remote string) *headGuard {
+func (hr *Rules) guard(pending []byte, src io.Reader, remote string) *headGuard {
 	g := &headGuard{rules: hr, src: src, remote: remote}
 	g.store = append(make([]byte, 0, max(len(pending), 4096)), pending...)
 	g.buf = g.store
@@ -99,7 +99,7 @@ const (
 // framing it passes everything through (net/http then refuses what it
 // refuses, as without the guard).
 type headGuard struct {
-	rules  *headRules
+	rules  *Rules
 	src    io.Reader
 	remote string
 
@@ -220,7 +220,7 @@ func (g *headGuard) grow(limit int) {
 	g.store, g.buf = nb, nb
 }
 
-// headEndFrom is headEnd resuming at from, the start of a line not yet
+// headEndFrom is HeadEnd resuming at from, the start of a line not yet
 // complete; it returns the end of the head (-1: not yet) and where to
 // resume.
 func headEndFrom(b []byte, from int) (end, next int) {
@@ -258,11 +258,11 @@ func (g *headGuard) check(head []byte) (status int, reason string) {
 		name, value, _ := bytes.Cut(line, []byte(":"))
 		value = bytes.Trim(value, " \t")
 		switch {
-		case equalFold(name, "content-length"):
+		case EqualFold(name, "content-length"):
 			cls = append(cls, value)
-		case equalFold(name, "transfer-encoding"):
+		case EqualFold(name, "transfer-encoding"):
 			tes = append(tes, value)
-		case equalFold(name, "upgrade"):
+		case EqualFold(name, "upgrade"):
 			upgrade = true
 		}
 	}
@@ -276,7 +276,7 @@ func (g *headGuard) check(head []byte) (status int, reason string) {
 	switch {
 	case upgrade:
 		g.state = guardBlind // the connection may carry another protocol next
-	case len(tes) == 1 && equalFold(tes[0], "chunked"):
+	case len(tes) == 1 && EqualFold(tes[0], "chunked"):
 		g.state, g.chunk = guardChunked, chunkScan{}
 	case len(tes) > 0:
 		g.state = guardBlind // net/http answers 501 and closes

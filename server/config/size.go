@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"fmt"
@@ -61,4 +61,46 @@ func ParseSize(str string) (int64, error) {
 		return 0, fmt.Errorf("size %q is too large", str)
 	}
 	return n * mult, nil
+}
+
+// Rate is a number of bytes per second, written in a config as an integer
+// or as a size per second such as "1KiB/s"; "" and 0 mean off.
+type Rate int64
+
+// UnmarshalTOML accepts an integer (bytes per second) or "SIZE/s".
+func (r *Rate) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("rate %d is negative", x)
+		}
+		*r = Rate(x)
+		return nil
+	case string:
+		n, err := ParseRate(x)
+		if err != nil {
+			return err
+		}
+		*r = Rate(n)
+		return nil
+	default:
+		return fmt.Errorf("a rate must be a string like \"1KiB/s\", not %T", v)
+	}
+}
+
+// ParseRate parses "", "0", "512/s", "1KiB/s" (bytes per second).
+func ParseRate(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" || t == "0" {
+		return 0, nil
+	}
+	size, ok := strings.CutSuffix(t, "/s")
+	if !ok {
+		return 0, fmt.Errorf("invalid rate %q (want e.g. \"1KiB/s\")", s)
+	}
+	n, err := ParseSize(size)
+	if err != nil {
+		return 0, fmt.Errorf("invalid rate %q (want e.g. \"1KiB/s\")", s)
+	}
+	return n, nil
 }

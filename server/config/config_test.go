@@ -1,4 +1,4 @@
-package server_test
+package config_test
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"shoal/server"
+	"shoal/server/config"
 )
 
 // writeConfig writes src as x.toml in a fresh folder that also holds a
@@ -29,8 +29,8 @@ func writeConfig(t *testing.T, src string) string {
 }
 
 // loadValid is what `shoal check` does: decode, then validate.
-func loadValid(path string) (*server.Config, error) {
-	cfg, err := server.LoadConfig(path)
+func loadValid(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}
@@ -46,11 +46,11 @@ type wantErr struct {
 	msg       string
 }
 
-func configErrors(t *testing.T, err error) server.ConfigErrors {
+func configErrors(t *testing.T, err error) config.Errors {
 	t.Helper()
-	var errs server.ConfigErrors
+	var errs config.Errors
 	if !errors.As(err, &errs) {
-		t.Fatalf("error %v (%T) is not ConfigErrors", err, err)
+		t.Fatalf("error %v (%T) is not Errors", err, err)
 	}
 	return errs
 }
@@ -304,7 +304,7 @@ func TestConfigSyntaxError(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.src)
-			_, err := server.LoadConfig(path)
+			_, err := config.Load(path)
 			errs := configErrors(t, err)
 			if len(errs) != 1 {
 				t.Fatalf("got %d errors: %v", len(errs), err)
@@ -324,12 +324,12 @@ func TestConfigSyntaxError(t *testing.T) {
 // TestCheckReportsEverything: `shoal check` prints every error, so a file
 // with both a decode error (unknown key) and a validation error (missing
 // root) must report both, not the second only after the first is fixed.
-// Callers do LoadConfig then Validate; for them to see both, LoadConfig
+// Callers do Load then Validate; for them to see both, Load
 // must return a config that can still be validated (or validate itself).
 func TestCheckReportsEverything(t *testing.T) {
 	path := writeConfig(t, "[server]\nhtpp = 1\n[[site]]\nroot = \"nowhere\"\n")
-	cfg, err := server.LoadConfig(path)
-	var errs server.ConfigErrors
+	cfg, err := config.Load(path)
+	var errs config.Errors
 	if err != nil {
 		errs = append(errs, configErrors(t, err)...)
 	}
@@ -344,7 +344,7 @@ func TestCheckReportsEverything(t *testing.T) {
 func TestConfigSizes(t *testing.T) {
 	cases := []struct {
 		val  string
-		want server.Size
+		want config.Size
 	}{
 		{`"64KiB"`, 64 << 10},
 		{`"32MiB"`, 32 << 20},
@@ -391,7 +391,7 @@ func TestParseSize(t *testing.T) {
 		{"99999999999GiB", 0, false},
 	}
 	for _, tc := range cases {
-		got, err := server.ParseSize(tc.in)
+		got, err := config.ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
@@ -415,11 +415,11 @@ func TestConfigDefaults(t *testing.T) {
 		{"idle_timeout", s.IdleTimeout, 120 * time.Second},
 		{"body_timeout", s.BodyTimeout, 60 * time.Second},
 		{"send_timeout", s.SendTimeout, 60 * time.Second},
-		{"max_header_bytes", s.MaxHeaderBytes, server.Size(64 << 10)},
-		{"max_body_bytes", s.MaxBodyBytes, server.Size(32 << 20)},
+		{"max_header_bytes", s.MaxHeaderBytes, config.Size(64 << 10)},
+		{"max_body_bytes", s.MaxBodyBytes, config.Size(32 << 20)},
 		{"shutdown_grace", s.ShutdownGrace, 30 * time.Second},
 		{"drain_delay", s.DrainDelay, time.Second},
-		{"min_send_rate", s.MinSendRate, server.Rate(0)},
+		{"min_send_rate", s.MinSendRate, config.Rate(0)},
 		{"max_conns_per_ip", s.MaxConnsPerIP, 0},
 		{"log.access", cfg.Log.Access, "stdout"},
 		{"log.format", cfg.Log.Format, "combined"},
@@ -478,7 +478,7 @@ func TestConfigSiteDefaults(t *testing.T) {
 }
 
 func TestConfigNoFileIsDefaults(t *testing.T) {
-	cfg, err := server.LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}

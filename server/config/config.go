@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"errors"
@@ -25,21 +25,21 @@ type Config struct {
 	// file's folder, or the working directory for the built-in defaults.
 	Dir string `toml:"-"`
 
-	Server  ServerConfig  `toml:"server"`
-	Log     LogConfig     `toml:"log"`
-	TLS     TLSConfig     `toml:"tls"`
-	Session SessionConfig `toml:"session"`
-	Sites   []SiteConfig  `toml:"site"`
-	Cluster ClusterConfig `toml:"cluster"`
+	Server  Server  `toml:"server"`
+	Log     Log     `toml:"log"`
+	TLS     TLS     `toml:"tls"`
+	Session Session `toml:"session"`
+	Sites   []Site  `toml:"site"`
+	Cluster Cluster `toml:"cluster"`
 	// Upstreams are the [[upstream]] application servers routes proxy to.
-	Upstreams []UpstreamConfig `toml:"-" table:"upstream"` // decoded one by one onto DefaultUpstream
-	ACME      ACMEConfig       `toml:"acme"`
+	Upstreams []Upstream `toml:"-" table:"upstream"` // decoded one by one onto DefaultUpstream
+	ACME      ACME       `toml:"acme"`
 
 	index keyIndex
 }
 
-// ServerConfig is the [server] table.
-type ServerConfig struct {
+// Server is the [server] table.
+type Server struct {
 	// Name is the node's name in the cluster, logs and the status page; "" means hostname:http-port.
 	Name string `toml:"name"`
 	// HTTP is the plain-HTTP listen address, such as ":8080"; "" disables it.
@@ -82,10 +82,10 @@ type ServerConfig struct {
 }
 
 // Trusted returns the parsed trusted_proxies prefixes.
-func (s ServerConfig) Trusted() []netip.Prefix { return s.trusted }
+func (s Server) Trusted() []netip.Prefix { return s.trusted }
 
-// LogConfig is the [log] table.
-type LogConfig struct {
+// Log is the [log] table.
+type Log struct {
 	// Access is where the access log goes: stdout, stderr, a file path, or off.
 	Access string `toml:"access"`
 	// Format is the access log's format: combined (Apache/NCSA) or json.
@@ -94,8 +94,8 @@ type LogConfig struct {
 	Level string `toml:"level"`
 }
 
-// TLSConfig is the [tls] table.
-type TLSConfig struct {
+// TLS is the [tls] table.
+type TLS struct {
 	// Cert is the PEM certificate chain (leaf first) for sites without their own.
 	Cert string `toml:"cert"`
 	// Key is the PEM private key (PKCS#1, PKCS#8 or EC) of tls.cert.
@@ -112,8 +112,8 @@ type TLSConfig struct {
 	HTTP3 bool `toml:"http3"`
 }
 
-// SessionConfig is the [session] table.
-type SessionConfig struct {
+// Session is the [session] table.
+type Session struct {
 	// Cookie is the session cookie's name.
 	Cookie string `toml:"cookie"`
 	// Keys are base64 key pairs, newest first: a hash key (32 or 64 bytes), then a block key (16, 24 or 32); older pairs still decode.
@@ -126,8 +126,8 @@ type SessionConfig struct {
 	SameSite string `toml:"same_site"`
 }
 
-// SiteConfig is one [[site]] (virtual host).
-type SiteConfig struct {
+// Site is one [[site]] (virtual host).
+type Site struct {
 	// Hosts are the names this site answers, such as "*.example.com"; [] answers any name.
 	Hosts []string `toml:"hosts"`
 	// Root is the folder the site's files and pages are served from.
@@ -153,18 +153,18 @@ type SiteConfig struct {
 	// Dev re-parses changed templates per request and shows template errors in the page (development only).
 	Dev bool `toml:"dev"`
 	// CGI are the site's [[site.cgi]] mappings.
-	CGI    []CGIConfig   `toml:"-" table:"cgi"`   // decoded one by one onto defaults
-	Routes []RouteConfig `toml:"-" table:"route"` // [[site.route]], decoded one by one
+	CGI    []CGI   `toml:"-" table:"cgi"`   // decoded one by one onto defaults
+	Routes []Route `toml:"-" table:"route"` // [[site.route]], decoded one by one
 
 	// errorPages is ErrorPages keyed by status code.
 	errorPages map[int]string
 }
 
 // StatusPages returns error_pages keyed by status code.
-func (s SiteConfig) StatusPages() map[int]string { return s.errorPages }
+func (s Site) StatusPages() map[int]string { return s.errorPages }
 
-// CGIConfig is one [[site.cgi]] mapping.
-type CGIConfig struct {
+// CGI is one [[site.cgi]] mapping.
+type CGI struct {
 	// Prefix is the URL prefix whose paths run scripts from dir (ScriptAlias style).
 	Prefix string `toml:"prefix"`
 	// Dir is the folder of scripts for prefix, relative to the config.
@@ -208,9 +208,9 @@ func (s *InheritSize) UnmarshalTOML(v any) error {
 	return (*Size)(s).UnmarshalTOML(v)
 }
 
-// RouteConfig is one [[site.route]]: per-path rules evaluated in file
+// Route is one [[site.route]]: per-path rules evaluated in file
 // order (see handlers/route for what each key does).
-type RouteConfig struct {
+type Route struct {
 	// Path is the pattern: "/exact", "/prefix/*", "*.ext" or "~regexp".
 	Path string `toml:"path"`
 	// Methods limits the route to these methods; [] = any (GET takes HEAD).
@@ -248,13 +248,13 @@ type RouteConfig struct {
 }
 
 // DefaultRoute is a [[site.route]] with every key at its default.
-func DefaultRoute() RouteConfig {
-	return RouteConfig{AuthRealm: "restricted"}
+func DefaultRoute() Route {
+	return Route{AuthRealm: "restricted"}
 }
 
-// UpstreamConfig is one [[upstream]]: application servers a route's
+// Upstream is one [[upstream]]: application servers a route's
 // `upstream` proxies to (see handlers/upstream).
-type UpstreamConfig struct {
+type Upstream struct {
 	// Name is what routes call the upstream; required and unique.
 	Name string `toml:"name"`
 	// Targets are "http://h:p", "https://h:p", "unix:/path.sock",
@@ -295,8 +295,8 @@ type UpstreamConfig struct {
 }
 
 // DefaultUpstream is an [[upstream]] with every key at its default.
-func DefaultUpstream() UpstreamConfig {
-	return UpstreamConfig{
+func DefaultUpstream() Upstream {
+	return Upstream{
 		Policy:         "least_loaded",
 		HealthInterval: 5 * time.Second,
 		FailTimeout:    10 * time.Second,
@@ -308,8 +308,8 @@ func DefaultUpstream() UpstreamConfig {
 	}
 }
 
-// ClusterConfig is the [cluster] table.
-type ClusterConfig struct {
+// Cluster is the [cluster] table.
+type Cluster struct {
 	// Enabled turns clustering on (so do the -gossip and -join flags).
 	Enabled bool `toml:"enabled"`
 	// Gossip is memberlist's bind address (TCP and UDP).
@@ -348,9 +348,9 @@ type ClusterConfig struct {
 	PeerTLS bool `toml:"peer_tls"`
 }
 
-// ACMEConfig is the [acme] table: automatic HTTPS for site hosts that have
+// ACME is the [acme] table: automatic HTTPS for site hosts that have
 // no certificate of their own.
-type ACMEConfig struct {
+type ACME struct {
 	// Enabled turns ordering and renewal on; off, nothing talks to a CA.
 	Enabled bool `toml:"enabled"`
 	// CA is the ACME directory URL (https); Let's Encrypt production by default.
@@ -373,7 +373,7 @@ type ACMEConfig struct {
 // Defaults returns the built-in configuration: serve ./www on :8080.
 func Defaults() *Config {
 	return &Config{
-		Server: ServerConfig{
+		Server: Server{
 			HTTP:              ":8080",
 			Admin:             "127.0.0.1:9180",
 			ReadHeaderTimeout: 10 * time.Second,
@@ -385,10 +385,10 @@ func Defaults() *Config {
 			ShutdownGrace:     30 * time.Second,
 			DrainDelay:        time.Second,
 		},
-		Log:     LogConfig{Access: "stdout", Format: "combined", Level: "info"},
-		TLS:     TLSConfig{MinVersion: "1.2"},
-		Session: SessionConfig{Cookie: "shoal_session", KeyFile: ".shoal/session-keys", MaxAge: 24 * time.Hour, SameSite: "lax"},
-		Cluster: ClusterConfig{
+		Log:     Log{Access: "stdout", Format: "combined", Level: "info"},
+		TLS:     TLS{MinVersion: "1.2"},
+		Session: Session{Cookie: "shoal_session", KeyFile: ".shoal/session-keys", MaxAge: 24 * time.Hour, SameSite: "lax"},
+		Cluster: Cluster{
 			Gossip:   "0.0.0.0:7946",
 			Mode:     "proxy",
 			Policy:   "least_loaded",
@@ -401,7 +401,7 @@ func Defaults() *Config {
 			PeerTimeout: 5 * time.Second,
 			PeerTLS:     true,
 		},
-		ACME: ACMEConfig{
+		ACME: ACME{
 			CA:          "https://acme-v02.api.letsencrypt.org/directory",
 			Challenges:  []string{"http-01", "tls-alpn-01"},
 			Storage:     ".shoal/acme",
@@ -411,8 +411,8 @@ func Defaults() *Config {
 }
 
 // DefaultSite is a [[site]] with every key at its default.
-func DefaultSite() SiteConfig {
-	return SiteConfig{
+func DefaultSite() Site {
+	return Site{
 		Root:      "www",
 		Templates: "templates",
 		Index:     []string{"index.html", "index.tmpl"},
@@ -421,8 +421,8 @@ func DefaultSite() SiteConfig {
 }
 
 // DefaultCGI is a [[site.cgi]] with every key at its default.
-func DefaultCGI() CGIConfig {
-	return CGIConfig{
+func DefaultCGI() CGI {
+	return CGI{
 		Timeout:       30 * time.Second,
 		MaxConcurrent: 16,
 		QueueTimeout:  time.Second,
@@ -430,15 +430,15 @@ func DefaultCGI() CGIConfig {
 	}
 }
 
-// ConfigError is one problem in a config, placed at file:line:column.
-type ConfigError struct {
+// Error is one problem in a config, placed at file:line:column.
+type Error struct {
 	File string
 	Pos  Pos
 	Key  string
 	Msg  string
 }
 
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
@@ -451,10 +451,10 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// ConfigErrors is every problem found in one config, in file order.
-type ConfigErrors []*ConfigError
+// Errors is every problem found in one config, in file order.
+type Errors []*Error
 
-func (es ConfigErrors) Error() string {
+func (es Errors) Error() string {
 	msgs := make([]string, len(es))
 	for i, e := range es {
 		msgs[i] = e.Error()
@@ -462,10 +462,10 @@ func (es ConfigErrors) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
-// LoadConfig reads, decodes and resolves a config file, without validating
+// Load reads, decodes and resolves a config file, without validating
 // it (flags may still change it); call Validate after. path "" gives the
 // built-in defaults.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	cfg := Defaults()
 	if path == "" {
 		wd, err := os.Getwd()
@@ -502,11 +502,11 @@ func LoadConfig(path string) (*Config, error) {
 // decode fills c from TOML source key by key, so that one bad value does
 // not hide the problems after it, and unknown keys are found with their
 // position (toml reports them without one).
-func (c *Config) decode(src string) ConfigErrors {
+func (c *Config) decode(src string) Errors {
 	var raw map[string]toml.Primitive
 	md, err := toml.Decode(src, &raw)
 	if err != nil {
-		return ConfigErrors{c.syntaxError(err, src)}
+		return Errors{c.syntaxError(err, src)}
 	}
 	c.index = indexKeys(src)
 	d := &decoder{c: c, md: md}
@@ -531,14 +531,14 @@ func (c *Config) decode(src string) ConfigErrors {
 			d.errs = append(d.errs, c.errAt(name, fmt.Sprintf("unknown key %q", name)))
 		}
 	}
-	d.errs.sort()
+	d.errs.Sort()
 	return d.errs
 }
 
 type decoder struct {
 	c    *Config
 	md   toml.MetaData
-	errs ConfigErrors
+	errs Errors
 }
 
 func (d *decoder) sites(prim toml.Primitive) {
@@ -563,13 +563,13 @@ func (d *decoder) sites(prim toml.Primitive) {
 	}
 }
 
-func (d *decoder) cgis(path string, prim toml.Primitive) []CGIConfig {
+func (d *decoder) cgis(path string, prim toml.Primitive) []CGI {
 	var tables []map[string]toml.Primitive
 	if err := d.md.PrimitiveDecode(prim, &tables); err != nil {
 		d.errs = append(d.errs, d.c.errAt(path, path+": must be an array of tables ([[site.cgi]])"))
 		return nil
 	}
-	out := make([]CGIConfig, len(tables))
+	out := make([]CGI, len(tables))
 	for j, keys := range tables {
 		out[j] = DefaultCGI()
 		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
@@ -577,13 +577,13 @@ func (d *decoder) cgis(path string, prim toml.Primitive) []CGIConfig {
 	return out
 }
 
-func (d *decoder) routes(path string, prim toml.Primitive) []RouteConfig {
+func (d *decoder) routes(path string, prim toml.Primitive) []Route {
 	var tables []map[string]toml.Primitive
 	if err := d.md.PrimitiveDecode(prim, &tables); err != nil {
 		d.errs = append(d.errs, d.c.errAt(path, path+": must be an array of tables ([[site.route]])"))
 		return nil
 	}
-	out := make([]RouteConfig, len(tables))
+	out := make([]Route, len(tables))
 	for j, keys := range tables {
 		out[j] = DefaultRoute()
 		d.fields(fmt.Sprintf("%s.%d", path, j), keys, &out[j])
@@ -671,7 +671,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func (es ConfigErrors) sort() {
+func (es Errors) Sort() {
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i].Pos, es[j].Pos
 		if a.Line != b.Line {
@@ -684,10 +684,10 @@ func (es ConfigErrors) sort() {
 // syntaxError places a TOML syntax error. toml counts a newline as the
 // start of the next line, so an error found at a line's end is moved back
 // to it.
-func (c *Config) syntaxError(err error, src string) *ConfigError {
+func (c *Config) syntaxError(err error, src string) *Error {
 	var pe toml.ParseError
 	if !errors.As(err, &pe) {
-		return &ConfigError{File: c.Path, Msg: err.Error()}
+		return &Error{File: c.Path, Msg: err.Error()}
 	}
 	pos := Pos{Line: pe.Position.Line, Col: pe.Position.Col}
 	if st := pe.Position.Start; st > 0 && st <= len(src) {
@@ -697,11 +697,11 @@ func (c *Config) syntaxError(err error, src string) *ConfigError {
 		pos.Line = strings.Count(before, "\n") + 1
 		pos.Col = len(before) - (strings.LastIndexByte(before, '\n') + 1) + 1
 	}
-	return &ConfigError{File: c.Path, Pos: pos, Msg: pe.Message}
+	return &Error{File: c.Path, Pos: pos, Msg: pe.Message}
 }
 
-// tomlError turns an error from the toml package into a placed ConfigError.
-func (c *Config) tomlError(err error) *ConfigError {
+// tomlError turns an error from the toml package into a placed Error.
+func (c *Config) tomlError(err error) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		pos := Pos{Line: pe.Position.Line, Col: pe.Position.Col}
@@ -712,7 +712,7 @@ func (c *Config) tomlError(err error) *ConfigError {
 		if pe.LastKey != "" {
 			msg = fmt.Sprintf("%s: %s", pe.LastKey, pe.Message)
 		}
-		return &ConfigError{File: c.Path, Pos: pos, Key: pe.LastKey, Msg: msg}
+		return &Error{File: c.Path, Pos: pos, Key: pe.LastKey, Msg: msg}
 	}
 	// Type mismatches come as plain errors: `toml: line N (last key "k"): msg`.
 	msg := strings.TrimPrefix(err.Error(), "toml: ")
@@ -731,8 +731,8 @@ func (c *Config) tomlError(err error) *ConfigError {
 
 // errAt makes an error placed at key (a dotted path, with array indices
 // where known).
-func (c *Config) errAt(key, msg string) *ConfigError {
-	e := &ConfigError{File: c.Path, Key: key, Msg: msg}
+func (c *Config) errAt(key, msg string) *Error {
+	e := &Error{File: c.Path, Key: key, Msg: msg}
 	// A key left at its default has no line: place it at its table (the
 	// [[site]] header of the right element), walking up the path.
 	for k := key; k != ""; {
@@ -773,7 +773,7 @@ func stripIndices(key string) string {
 }
 
 // RouteSpecs returns the site's routes as the route package takes them.
-func (s SiteConfig) RouteSpecs() []route.Spec {
+func (s Site) RouteSpecs() []route.Spec {
 	specs := make([]route.Spec, len(s.Routes))
 	for i, r := range s.Routes {
 		specs[i] = route.Spec{
@@ -786,8 +786,8 @@ func (s SiteConfig) RouteSpecs() []route.Spec {
 	return specs
 }
 
-// hasUpstream reports whether an [[upstream]] of that name is configured.
-func (c *Config) hasUpstream(name string) bool {
+// HasUpstream reports whether an [[upstream]] of that name is configured.
+func (c *Config) HasUpstream(name string) bool {
 	for _, u := range c.Upstreams {
 		if u.Name == name {
 			return true

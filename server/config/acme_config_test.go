@@ -1,4 +1,4 @@
-package server_test
+package config_test
 
 import (
 	"crypto/ecdsa"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"shoal/server"
+	"shoal/server/config"
 )
 
 // TestACMEConfigErrors: each bad [acme] value is reported at its key's
@@ -76,7 +76,7 @@ enable = true
 // config, ca_root read, and without an http listener the default
 // challenges fall back to tls-alpn-01; [acme] needs no other certificate.
 func TestACMEConfigValid(t *testing.T) {
-	d := server.Defaults().ACME
+	d := config.Defaults().ACME
 	if d.Enabled || d.CA != "https://acme-v02.api.letsencrypt.org/directory" || d.Storage != ".shoal/acme" ||
 		d.RenewBefore != 720*time.Hour || len(d.Challenges) != 2 {
 		t.Errorf("defaults = %+v", d)

@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"crypto/x509"
@@ -20,11 +20,11 @@ import (
 )
 
 // Validate resolves relative paths and checks every value, returning all
-// problems at once (ConfigErrors) or nil. Call it after flags are applied.
+// problems at once (Errors) or nil. Call it after flags are applied.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	if len(c.Sites) == 0 {
-		c.Sites = []SiteConfig{DefaultSite()}
+		c.Sites = []Site{DefaultSite()}
 	}
 	v.server()
 	v.log()
@@ -40,21 +40,21 @@ func (c *Config) Validate() error {
 	v.acme()
 	if len(v.errs) == 0 {
 		// Files exist and paths are resolved: now parse the certificates.
-		var terrs ConfigErrors
-		if err := checkTLS(c); errors.As(err, &terrs) {
+		var terrs Errors
+		if err := checkCerts(c); errors.As(err, &terrs) {
 			v.errs = append(v.errs, terrs...)
 		}
 	}
 	if len(v.errs) == 0 {
 		return nil
 	}
-	v.errs.sort()
+	v.errs.Sort()
 	return v.errs
 }
 
 type validator struct {
 	c    *Config
-	errs ConfigErrors
+	errs Errors
 }
 
 // oneOf checks that val is one of the allowed words.
@@ -250,7 +250,7 @@ func (v *validator) session() {
 	s.KeyFile = v.path(s.KeyFile)
 }
 
-func (v *validator) site(i int, s *SiteConfig) {
+func (v *validator) site(i int, s *Site) {
 	key := func(k string) string { return fmt.Sprintf("site.%d.%s", i, k) }
 	for _, h := range s.Hosts {
 		if err := validHostPattern(h); err != nil {
@@ -300,13 +300,13 @@ func (v *validator) site(i int, s *SiteConfig) {
 // routes resolves the routes' auth files and compiles them once, so that
 // every route error is reported with its place; the node compiles them
 // again with its shared buckets when it builds the site.
-func (v *validator) routes(i int, s *SiteConfig) {
+func (v *validator) routes(i int, s *Site) {
 	for j := range s.Routes {
 		if a := s.Routes[j].Auth; a != "" {
 			s.Routes[j].Auth = v.path(a)
 		}
 	}
-	_, errs := route.Compile(s.RouteSpecs(), route.Options{HasUpstream: v.c.hasUpstream})
+	_, errs := route.Compile(s.RouteSpecs(), route.Options{HasUpstream: v.c.HasUpstream})
 	for _, err := range errs {
 		var fe *route.FieldError
 		if errors.As(err, &fe) {
@@ -323,7 +323,7 @@ func validHostPattern(h string) error {
 	return nil
 }
 
-func (v *validator) cgi(prefix string, c *CGIConfig) {
+func (v *validator) cgi(prefix string, c *CGI) {
 	if c.Prefix == "" && len(c.Ext) == 0 && c.Program == "" {
 		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir or program) or ext")
 	}
@@ -369,7 +369,7 @@ func (v *validator) cgi(prefix string, c *CGIConfig) {
 }
 
 // cgiProgram checks a mapping that runs one program for its whole prefix.
-func (v *validator) cgiProgram(prefix string, c *CGIConfig) {
+func (v *validator) cgiProgram(prefix string, c *CGI) {
 	if c.Prefix == "" {
 		v.fail(prefix+"program", "needs prefix: the URL path the program answers")
 	} else {

@@ -1,4 +1,4 @@
-package server
+package http1
 
 import (
 	"bufio"
@@ -10,19 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"shoal/cluster"
-	"shoal/handlers/books"
-	"shoal/handlers/static"
 )
 
-// fastFront owns the HTTP/1.1 connections of a listener: plain ones it
+// Front owns the HTTP/1.1 connections of a listener: plain ones it
 // accepts itself, TLS ones the tlsFront gives it after their handshake
-// (limits_tls.go). It answers the requests whose whole response is a
+// (tls.go). It answers the requests whose whole response is a
 // cached static file itself: the header block parsed in place, the
 // response written with one writev (one Write over TLS), no http.Request
 // and no goroutine beyond the connection's own. At the first request that
@@ -30,173 +25,86 @@ import (
 // read, to net/http for the rest of its life. The two paths give the same
 // answers; the fast one only skips work (bench/run.sh static measures it
 // against nginx).
-type fastFront struct {
+type Front struct {
 	// ln: connections from the acceptor; over TLS the tlsFront's, which
 	// gives them after their handshake (acceptLoop does not run).
 	ln      net.Listener
-	handoff *handoffListener
-	route   func(requestHead) fastAnswer
-	limits  serverLimits
+	handoff *Handoff
+	route   Route
+	limits  Limits
 	log     *slog.Logger
-	// rules check every head the fast path hands to net/http, and those
+	// Rules check every head the fast path hands to net/http, and those
 	// net/http reads after it (nil: none).
-	rules *headRules
+	Rules *Rules
 	// scratch holds the buffers a TLS answer is gathered in (tlsGather),
 	// so that an idle connection keeps none.
 	scratch sync.Pool
 
-	// peer, when set, turns a connection that opens with a TLS handshake
+	// Peer, when set, turns a connection that opens with a TLS handshake
 	// into the cluster's peer TLS one (nil: leave it as it is).
-	peer func(c net.Conn, pending []byte) *tls.Conn
+	Peer func(c net.Conn, pending []byte) *tls.Conn
 
 	closing  atomic.Bool
 	answered atomic.Int64 // responses sent by the fast path
 	// mu guards conns.
 	mu    sync.Mutex
-	conns map[*fastConn]struct{}
+	conns map[*Conn]struct{}
 }
 
-// fastAnswer is what the fast path needs to answer a request.
-type fastAnswer struct {
-	site *site
-	file *static.FastFile
-	// cluster, when running, counts the request in this node's load.
-	cluster *cluster.Cluster
-	// hop: a peer proxied the request here; the response carries this
-	// node's load and the access log the client the peer vouched for.
-	hop    bool
-	client string
-	// routes is the set of header routes whose rules the file carries
-	// (0: none; see fastRoutes).
-	routes uint64
-	// listener: header lines the listener adds to every answer, as the
-	// full chain's serveHTTPS does (HSTS and Alt-Svc over TLS).
-	listener []byte
-	// rt is the runtime the answer came from, held (acquire) until the
-	// answer is out: a reload closes it only after its last request.
-	rt *runtime
+// Answer is a whole response the Route hook gives the fast path for a
+// request: the status line and header lines of a cached file, its body
+// (nil for HEAD), and header lines the node adds (a hop's load, HSTS and
+// Alt-Svc over TLS). Hold, when set, is released once the answer is out
+// or dropped: what the answer's bytes belong to stays alive until then.
+type Answer struct {
+	StatusLine, Header, Body []byte
+	Load, Listener           []byte
+	// Now is when the books opened; the Date line shows it.
+	Now  time.Time
+	Hold interface{ Release() }
+	// Relay, when set, answers the request itself in place of the bytes
+	// above: a response that comes from elsewhere (an upstream, a peer).
+	Relay Relay
 }
 
-// done lets go of the runtime an answer held.
-func (a *fastAnswer) done() {
-	if a.rt != nil {
-		a.rt.release()
-		a.rt = nil
-	}
+// Relay answers one request on the fast path by writing its whole
+// response to c, as a reverse proxy: head is the request's header block
+// as the client sent it, closing says the response must end the
+// connection (Connection: close). It reports whether it wrote anything:
+// when not, the request, still unread, goes to net/http with its
+// connection, which serves it as if the fast path had declined it (a
+// relay that cannot reach its origin lets the full chain retry it and
+// answer the error page). keep reports whether the connection is fit for
+// another request. The relay keeps the request's books itself.
+type Relay interface {
+	Relay(c *Conn, h *Head, head []byte, closing bool) (wrote, keep bool)
 }
 
-func (a fastAnswer) ok() bool { return a.file != nil }
+// Route is the hook through which the fast path asks the node for the
+// answer to h, a request read on c. It reports false when the request is
+// one for net/http; when it answers, it has written the request's books
+// (the access log and metrics see a request before its response, as on
+// the full path).
+type Route func(c *Conn, h *Head) (Answer, bool)
 
-// fastRoute is the HTTP/1.1 fast path's way into the sites: the answer for
-// h, or one without a file when the request takes the full chain:
-// redirect_http is on, the cluster may route it elsewhere (balance =
-// "all", or a redirect marker), it carries a hop header that does not
-// check out or forwarding headers the cluster would strip, or no cached
-// file answers it.
-func (n *Node) fastRoute(h requestHead) fastAnswer {
-	if n.state.Load().redirect.Load() != nil {
-		return fastAnswer{}
-	}
-	return n.routeFast(h, "http")
+// Limits are the http.Server settings a listener runs with; a reload that
+// changes them needs a new front.
+type Limits struct {
+	ReadHeader, Idle, Send time.Duration
+	MaxHeader              int64
+	MinSendRate            int64
+	MaxConnsPerIP          int
 }
 
-// fastRouteTLS is fastRoute for HTTPS/1.1: routes see the scheme
-// "https", and every answer carries the header lines serveHTTPS adds.
-func (n *Node) fastRouteTLS(h requestHead) fastAnswer {
-	a := n.routeFast(h, "https")
-	if a.ok() {
-		a.listener = n.httpsLines()
-	}
-	return a
-}
+// TLSHandshakeRecord is the first byte of every TLS connection; no HTTP
+// request starts with it.
+const TLSHandshakeRecord = 0x16
 
-// httpsFields caches the HSTS and Alt-Svc header lines for the values in
-// force.
-type httpsFields struct {
-	hsts, alt string
-	lines     []byte
-}
-
-// httpsLines are the Strict-Transport-Security and Alt-Svc lines of an
-// HTTPS/1.1 answer, built again only when a reload or HTTP/3 changes
-// their values.
-func (n *Node) httpsLines() []byte {
-	hsts := n.state.Load().cfg.TLS.HSTS
-	alt := ""
-	if p := n.altSvc.Load(); p != nil {
-		alt = *p
+func (a *Answer) release() {
+	if a.Hold != nil {
+		a.Hold.Release()
+		a.Hold = nil
 	}
-	if c := n.h1fields.Load(); c != nil && c.hsts == hsts && c.alt == alt {
-		return c.lines
-	}
-	c := &httpsFields{hsts: hsts, alt: alt}
-	if hsts != "" {
-		c.lines = append(c.lines, "Strict-Transport-Security: "+hsts+"\r\n"...)
-	}
-	if alt != "" {
-		c.lines = append(c.lines, "Alt-Svc: "+alt+"\r\n"...)
-	}
-	n.h1fields.Store(c)
-	return c.lines
-}
-
-// routeFast is fastRoute for any listener: what redirect_http leaves alone.
-// An answer with a file holds its runtime: the caller calls done once it
-// is out (or dropped).
-func (n *Node) routeFast(h requestHead, scheme string) (a fastAnswer) {
-	rt := n.acquire()
-	defer func() {
-		if a.ok() {
-			a.rt = rt
-		} else {
-			rt.release()
-		}
-	}()
-	st := rt.vhosts.match(h.host)
-	a = fastAnswer{site: st, cluster: n.cl.get()}
-	switch c := a.cluster; {
-	case c == nil: // no cluster: its headers mean nothing
-	case strings.Contains(h.target, "_shoal"):
-		return fastAnswer{}
-	case h.hop != "":
-		a.hop = true // checked once the fast path knows it answers: the check spends the nonce
-	case h.forwarded || balanced(st.balance, false):
-		return fastAnswer{}
-	}
-	method := http.MethodGet
-	if h.head {
-		method = http.MethodHead
-	}
-	var ok bool
-	if a.routes, ok = st.fastRoutes(method, scheme, h.path); !ok || a.hop && st.routes != nil {
-		// A hop's scheme is the client's, which only the full chain reads.
-		return fastAnswer{}
-	}
-	a.file = st.fastVariant(st.fast(h.path, h.cond), a.routes)
-	if a.hop && a.ok() {
-		method := http.MethodGet
-		if h.head {
-			method = http.MethodHead
-		}
-		if a.client, a.hop = a.cluster.CheckHop(h.hop, method, h.host, h.target, h.peer); !a.hop {
-			return fastAnswer{}
-		}
-	}
-	return a
-}
-
-// fastAnswered counts the responses the fast path of the listeners open
-// now has sent.
-func (n *Node) fastAnswered() int64 {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var sum int64
-	for _, l := range n.listeners {
-		if l.srv.front != nil {
-			sum += l.srv.front.answered.Load()
-		}
-	}
-	return sum
 }
 
 // Connection states, as net/http's: a connection waiting for its first
@@ -213,13 +121,13 @@ const (
 // does not fit goes to net/http, which applies max_header_bytes.
 const fastBufferSize = 4096
 
-type fastConn struct {
-	// conn is the counted connection (limits.go). rw is what the fast
+type Conn struct {
+	// conn is the counted connection (conns.go). rw is what the fast
 	// path reads, writes and sets deadlines on: conn's socket itself
 	// (tcp, written with writev), or a TLS connection over conn (tls: a
 	// client's HTTPS/1.1, or a peer's peer_tls, which peer also names),
 	// whose writes pass conn's min_send_rate.
-	conn     *limitConn
+	conn     *LimitConn
 	tcp      *net.TCPConn
 	tls      *tls.Conn
 	peer     *tls.Conn
@@ -233,33 +141,44 @@ type fastConn struct {
 	date    []byte // "Date: ...\r\n"
 	bufs    [6][]byte
 	wb      net.Buffers
-	req     request // the books of the request being answered
+	head    Head // the request being answered
+	send    time.Duration
+	wrote   int64 // bytes a Relay wrote of its response
+
+	// Books is the Route hook's own per-connection state (shoal keeps
+	// the books of the request being answered there, so that a request
+	// allocates none).
+	Books any
 }
 
-func newFastFront(ln net.Listener, handoff *handoffListener, lim serverLimits, log *slog.Logger,
-	route func(requestHead) fastAnswer) *fastFront {
-	return &fastFront{ln: ln, handoff: handoff, route: route, limits: lim, log: log,
-		conns: map[*fastConn]struct{}{}}
+// Remote is the client's address, host:port.
+func (c *Conn) Remote() string { return c.remote }
+
+// NewFront returns the fast path for the connections ln gives; those it
+// does not answer go to handoff, where net/http takes them.
+func NewFront(ln net.Listener, handoff *Handoff, lim Limits, log *slog.Logger, route Route) *Front {
+	return &Front{ln: ln, handoff: handoff, route: route, limits: lim, log: log,
+		conns: map[*Conn]struct{}{}}
 }
 
-// acceptLoop takes connections until the listener closes.
-func (f *fastFront) acceptLoop() {
+// AcceptLoop takes connections until the listener closes.
+func (f *Front) AcceptLoop() {
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
 			return // the acceptor retries its own errors; this one means closed
 		}
-		lc, ok := c.(*limitConn)
+		lc, ok := c.(*LimitConn)
 		if !ok {
 			tcp, isTCP := c.(*net.TCPConn)
 			if !isTCP {
 				f.handoff.give(c)
 				continue
 			}
-			lc = &limitConn{TCPConn: tcp} // not counted: no limiter in front
+			lc = &LimitConn{TCPConn: tcp} // not counted: no limiter in front
 		}
 		tcp := lc.TCPConn
-		fc := &fastConn{conn: lc, tcp: tcp, rw: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+		fc := &Conn{conn: lc, tcp: tcp, rw: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
 			remote: tcp.RemoteAddr().String()}
 		if !f.track(fc) {
 			lc.Close()
@@ -272,8 +191,8 @@ func (f *fastFront) acceptLoop() {
 // serveTLS serves an HTTP/1.1 connection whose handshake is done, on the
 // caller's goroutine, as serveConn a plain one. Its read_header_timeout
 // runs from now, as net/http's does after a handshake.
-func (f *fastFront) serveTLS(tc *tls.Conn, lc *limitConn) {
-	fc := &fastConn{conn: lc, tls: tc, rw: tc, br: bufio.NewReaderSize(tc, fastBufferSize), accepted: time.Now(),
+func (f *Front) serveTLS(tc *tls.Conn, lc *LimitConn) {
+	fc := &Conn{conn: lc, tls: tc, rw: tc, br: bufio.NewReaderSize(tc, fastBufferSize), accepted: time.Now(),
 		remote: lc.RemoteAddr().String()}
 	if !f.track(fc) {
 		f.handOff(fc) // shutting down: net/http serves it until it stops too
@@ -284,7 +203,7 @@ func (f *fastFront) serveTLS(tc *tls.Conn, lc *limitConn) {
 
 // close closes the connection: over TLS with a close_notify first, as
 // net/http does.
-func (fc *fastConn) close() {
+func (fc *Conn) close() {
 	if fc.tls != nil {
 		fc.tls.Close()
 		return
@@ -292,7 +211,7 @@ func (fc *fastConn) close() {
 	fc.conn.Close()
 }
 
-func (f *fastFront) track(fc *fastConn) bool {
+func (f *Front) track(fc *Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closing.Load() {
@@ -302,17 +221,17 @@ func (f *fastFront) track(fc *fastConn) bool {
 	return true
 }
 
-func (f *fastFront) forget(fc *fastConn) {
+func (f *Front) forget(fc *Conn) {
 	f.mu.Lock()
 	delete(f.conns, fc)
 	f.mu.Unlock()
 }
 
 // serveConn answers requests on fc until it closes or goes to net/http.
-func (f *fastFront) serveConn(fc *fastConn) {
+func (f *Front) serveConn(fc *Conn) {
 	for first := true; ; first = false {
 		n, err := f.readHead(fc, first)
-		if err == nil && int64(n) > f.limits.maxHeader {
+		if err == nil && int64(n) > f.limits.MaxHeader {
 			err = errHandOff // the rules answer it: max_header_bytes is exact
 		}
 		if err != nil {
@@ -325,21 +244,34 @@ func (f *fastFront) serveConn(fc *fastConn) {
 			return
 		}
 		head := fc.peek()[:n]
-		h, ok := parseHead(head)
-		h.peer = fc.peer != nil
-		var a fastAnswer
+		var ok bool
+		fc.head, ok = ParseHead(head)
+		h := &fc.head // in the connection: passed to the hook, a local would escape
+		h.Peer = fc.peer != nil
+		var a Answer
 		if ok {
-			a = f.route(h)
+			a, ok = f.route(fc, h)
 		}
-		if !a.ok() {
+		if !ok {
 			f.forget(fc)
 			f.handOff(fc)
 			return
 		}
+		closing := h.Close || f.closing.Load()
+		var sent bool
+		if a.Relay != nil {
+			var wrote bool
+			wrote, sent = f.relay(fc, h, head, &a, closing)
+			if !wrote {
+				f.forget(fc)
+				f.handOff(fc)
+				return
+			}
+		} else {
+			sent = f.answer(fc, &a, closing)
+		}
 		fc.br.Discard(n)
-		closing := h.close || f.closing.Load()
-		sent := f.answer(fc, &h, a, closing)
-		a.done()
+		a.release()
 		if keep := sent && !closing; !keep {
 			f.forget(fc)
 			f.closeGracefully(fc)
@@ -360,34 +292,34 @@ var errHandOff = errors.New("hand off to net/http")
 // readHead waits for the next request and reads its header block into the
 // buffer, returning its length. Deadlines follow net/http's: idle_timeout
 // between requests, read_header_timeout from a request's first byte.
-func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
+func (f *Front) readHead(fc *Conn, first bool) (int, error) {
 	if fc.br.Buffered() == 0 {
 		switch {
-		case first && f.limits.readHeader > 0:
-			fc.rw.SetReadDeadline(fc.accepted.Add(f.limits.readHeader))
-		case !first && f.limits.idle > 0:
-			fc.rw.SetReadDeadline(time.Now().Add(f.limits.idle))
+		case first && f.limits.ReadHeader > 0:
+			fc.rw.SetReadDeadline(fc.accepted.Add(f.limits.ReadHeader))
+		case !first && f.limits.Idle > 0:
+			fc.rw.SetReadDeadline(time.Now().Add(f.limits.Idle))
 		case !first:
 			fc.rw.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
 		}
 		if _, err := fc.br.Peek(1); err != nil {
 			return 0, err
 		}
-		if first && fc.tls == nil && fc.peek()[0] == tlsHandshakeRecord {
+		if first && fc.tls == nil && fc.peek()[0] == TLSHandshakeRecord {
 			return 0, errHandOff // a peer's TLS (or a mistake): not for the fast path
 		}
 	}
 	if !fc.state.CompareAndSwap(connNew, connActive) && !fc.state.CompareAndSwap(connIdle, connActive) {
 		return 0, net.ErrClosed // a shutdown closed it
 	}
-	n := headEnd(fc.peek())
+	n := HeadEnd(fc.peek())
 	if n >= 0 {
 		return n, nil
 	}
-	if !first && f.limits.readHeader > 0 {
+	if !first && f.limits.ReadHeader > 0 {
 		// From the request's first byte; a new connection's deadline runs
 		// from its accept already.
-		fc.rw.SetReadDeadline(time.Now().Add(f.limits.readHeader))
+		fc.rw.SetReadDeadline(time.Now().Add(f.limits.ReadHeader))
 	}
 	for n < 0 {
 		have := fc.br.Buffered()
@@ -400,51 +332,28 @@ func (f *fastFront) readHead(fc *fastConn, first bool) (int, error) {
 			}
 			return 0, errHandOff // let net/http answer a cut-off request as it does
 		}
-		n = headEnd(fc.peek())
+		n = HeadEnd(fc.peek())
 	}
 	return n, nil
 }
 
-func (fc *fastConn) peek() []byte {
+func (fc *Conn) peek() []byte {
 	b, _ := fc.br.Peek(fc.br.Buffered())
 	return b
 }
 
-// answer writes ff as the response to h, with the request's books
-// (server/request.go) kept in the connection's state. The books are
-// written before the response, as on the full path, where net/http sends
-// a small response only once the handler has returned: a client that
-// reads its response and then the metrics finds its request counted. It
+// answer writes a as the response, with the connection's Date line. It
 // reports whether the whole response went out.
-func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing bool) bool {
-	st, ff := a.site, a.file
-	remote := fc.remote
-	if a.hop && a.client != "" {
-		remote = a.client // the client the peer vouched for
-	}
-	body := ff.Body
-	if h.head {
-		body = nil
-	}
-	rq := &fc.req
-	*rq = request{hop: a.hop}
-	rq.Started = time.Now()
-	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.lines))
-	rq.Handler = books.KindStatic
-	rq.begin(st, a.cluster)
-	var load string
-	if a.hop {
-		load = a.cluster.LoadHeader() // counts this request: between begin and finish
-	}
-	rq.Status, rq.Bytes = ff.Status, int64(len(body))
-	now := rq.Started
-	rq.finish()
+func (f *Front) answer(fc *Conn, a *Answer, closing bool) bool {
 	f.answered.Add(1)
-
-	if f.limits.send > 0 {
-		fc.rw.SetWriteDeadline(now.Add(f.limits.send))
+	now := a.Now
+	if now.IsZero() {
+		now = time.Now()
 	}
-	fc.bufs = [6][]byte{ff.StatusLine, fc.dateLine(now, closing), []byte(load), a.listener, ff.Header, body}
+	if f.limits.Send > 0 {
+		fc.rw.SetWriteDeadline(now.Add(f.limits.Send))
+	}
+	fc.bufs = [6][]byte{a.StatusLine, fc.dateLine(now, closing), a.Load, a.Listener, a.Header, a.Body}
 	if fc.tls != nil {
 		return f.writeTLS(fc)
 	}
@@ -457,6 +366,31 @@ func (f *fastFront) answer(fc *fastConn, h *requestHead, a fastAnswer, closing b
 	return err == nil && sent == want
 }
 
+// relay lets a's Relay write the response, within send_timeout of each
+// write as net/http's handlers are (Write moves the deadline on).
+func (f *Front) relay(fc *Conn, h *Head, head []byte, a *Answer, closing bool) (wrote, keep bool) {
+	fc.wrote, fc.send = 0, f.limits.Send
+	wrote, keep = a.Relay.Relay(fc, h, head, closing)
+	if fc.wrote > 0 {
+		f.answered.Add(1)
+	}
+	return wrote || fc.wrote > 0, keep
+}
+
+// Write writes p to the client: a Relay's response. Every write has
+// send_timeout to finish (none: no limit); over plain TCP it passes the
+// connection's min_send_rate.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.send > 0 {
+		c.rw.SetWriteDeadline(time.Now().Add(c.send))
+	}
+	c.wrote += int64(len(p))
+	if c.tls != nil {
+		return c.tls.Write(p)
+	}
+	return c.conn.Write(p)
+}
+
 // tlsGather is how much of a response goes out in one Write over TLS:
 // one full record. writev is not available under TLS, and a Write per
 // part would seal (and send) a record per part.
@@ -465,7 +399,7 @@ const tlsGather = 16 << 10
 // writeTLS writes the response in fc.bufs over TLS: the header lines and
 // as much of the body as fills tlsGather in one Write, the rest of a
 // larger body straight from the cache.
-func (f *fastFront) writeTLS(fc *fastConn) bool {
+func (f *Front) writeTLS(fc *Conn) bool {
 	bp, _ := f.scratch.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, 0, tlsGather)
@@ -491,7 +425,7 @@ func (f *fastFront) writeTLS(fc *fastConn) bool {
 
 // dateLine is the Date header (formatted once a second per connection)
 // and, when the connection ends after this response, Connection: close.
-func (fc *fastConn) dateLine(now time.Time, closing bool) []byte {
+func (fc *Conn) dateLine(now time.Time, closing bool) []byte {
 	if sec := now.Unix(); sec != fc.dateSec || fc.date == nil {
 		fc.dateSec = sec
 		b := append(fc.date[:0], "Date: "...)
@@ -508,7 +442,7 @@ func (fc *fastConn) dateLine(now time.Time, closing bool) []byte {
 // the write side first, then whatever the client still sends is read for
 // a moment, so the kernel never answers unread bytes with a reset that
 // could destroy the response in flight (net/http does the same).
-func (f *fastFront) closeGracefully(fc *fastConn) {
+func (f *Front) closeGracefully(fc *Conn) {
 	fc.state.Store(connClosed)
 	if fc.tls != nil {
 		fc.tls.CloseWrite() // close_notify: the TLS way to end the write side
@@ -521,7 +455,7 @@ func (f *fastFront) closeGracefully(fc *fastConn) {
 }
 
 // handOff gives the connection and what was read of it to net/http.
-func (f *fastFront) handOff(fc *fastConn) {
+func (f *Front) handOff(fc *Conn) {
 	pending := fc.peek()
 	// net/http sets the deadlines it wants; none of ours may linger.
 	fc.rw.SetDeadline(time.Time{})
@@ -530,18 +464,18 @@ func (f *fastFront) handOff(fc *fastConn) {
 		return
 	}
 	if fc.tls != nil {
-		f.handoff.give(&tlsHTTP1Conn{Conn: fc.tls, guard: f.rules.guard(pending, fc.tls, fc.remote)})
+		f.handoff.give(&tlsHTTP1Conn{Conn: fc.tls, guard: f.Rules.guard(pending, fc.tls, fc.remote)})
 		return
 	}
-	if f.peer != nil {
-		if tc := f.peer(&peerReplayConn{Conn: fc.conn, pending: pending}, pending); tc != nil {
+	if f.Peer != nil {
+		if tc := f.Peer(&peerReplayConn{Conn: fc.conn, pending: pending}, pending); tc != nil {
 			f.servePeer(fc, tc)
 			return
 		}
 	}
-	rc := &replayConn{limitConn: fc.conn}
-	if f.rules != nil {
-		rc.guard = f.rules.guard(pending, fc.conn, fc.remote)
+	rc := &replayConn{LimitConn: fc.conn}
+	if f.Rules != nil {
+		rc.guard = f.Rules.guard(pending, fc.conn, fc.remote)
 	} else {
 		rc.guard = &headGuard{src: fc.conn, state: guardBlind, buf: pending}
 	}
@@ -552,8 +486,8 @@ func (f *fastFront) handOff(fc *fastConn) {
 // path, as a plain one: the proxied requests for cached files are the
 // hop's bulk. The handshake runs at the first read, within the header
 // deadline; a stranger's fails there.
-func (f *fastFront) servePeer(fc *fastConn, tc *tls.Conn) {
-	pc := &fastConn{conn: fc.conn, tcp: fc.tcp, tls: tc, peer: tc, rw: tc,
+func (f *Front) servePeer(fc *Conn, tc *tls.Conn) {
+	pc := &Conn{conn: fc.conn, tcp: fc.tcp, tls: tc, peer: tc, rw: tc,
 		br: bufio.NewReaderSize(tc, fastBufferSize), accepted: fc.accepted, remote: fc.remote}
 	if !f.track(pc) {
 		fc.tcp.Close()
@@ -580,9 +514,9 @@ func (c *peerReplayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// shutdown stops taking connections, closes the idle ones and waits for
+// Shutdown stops taking connections, closes the idle ones and waits for
 // the others to finish their request, until ctx ends.
-func (f *fastFront) shutdown(ctx context.Context) error {
+func (f *Front) Shutdown(ctx context.Context) error {
 	f.closing.Store(true)
 	f.ln.Close()
 	wait := time.Millisecond
@@ -604,7 +538,7 @@ func (f *fastFront) shutdown(ctx context.Context) error {
 // closeIdle closes the connections between requests (and those that
 // brought none in five seconds, as net/http does) and returns how many are
 // left.
-func (f *fastFront) closeIdle() int {
+func (f *Front) closeIdle() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	old := time.Now().Add(-5 * time.Second)
@@ -618,8 +552,8 @@ func (f *fastFront) closeIdle() int {
 	return len(f.conns)
 }
 
-// close closes every connection at once.
-func (f *fastFront) close() {
+// Close closes every connection at once.
+func (f *Front) Close() {
 	f.closing.Store(true)
 	f.ln.Close()
 	f.mu.Lock()
@@ -631,21 +565,21 @@ func (f *fastFront) close() {
 	}
 }
 
-// handoffListener is the net.Listener the http.Server behind a fastFront
+// Handoff is the net.Listener the http.Server behind a Front
 // accepts from.
-type handoffListener struct {
+type Handoff struct {
 	addr  net.Addr
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
 }
 
-func newHandoffListener(addr net.Addr) *handoffListener {
-	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+func NewHandoff(addr net.Addr) *Handoff {
+	return &Handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
 }
 
 // give passes c to the http.Server, or closes it when that has stopped.
-func (l *handoffListener) give(c net.Conn) {
+func (l *Handoff) give(c net.Conn) {
 	select {
 	case l.conns <- c:
 	case <-l.done:
@@ -653,7 +587,7 @@ func (l *handoffListener) give(c net.Conn) {
 	}
 }
 
-func (l *handoffListener) Accept() (net.Conn, error) {
+func (l *Handoff) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
@@ -662,19 +596,19 @@ func (l *handoffListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *handoffListener) Close() error {
+func (l *Handoff) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return nil
 }
 
-func (l *handoffListener) Addr() net.Addr { return l.addr }
+func (l *Handoff) Addr() net.Addr { return l.addr }
 
 // replayConn is a connection handed to net/http: the bytes the fast path
 // already read come first, and every request head passes the rules
-// (limits_head.go). Embedding the *limitConn keeps sendfile (ReadFrom)
+// (guard.go). Embedding the *LimitConn keeps sendfile (ReadFrom)
 // and CloseWrite, which net/http looks for.
 type replayConn struct {
-	*limitConn
+	*LimitConn
 	guard *headGuard
 }
 
@@ -687,4 +621,21 @@ func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
 		return c.TCPConn.WriteTo(w)
 	}
 	return io.Copy(w, struct{ io.Reader }{c.guard})
+}
+
+// Answered is how many responses the fast path has sent.
+func (f *Front) Answered() int64 { return f.answered.Load() }
+
+// NewPeerReplayConn is the connection the fast path hands to net/http
+// for a peer's TLS connection c, with the bytes it already read.
+func NewPeerReplayConn(c net.Conn, pending []byte) net.Conn {
+	return &peerReplayConn{Conn: c, pending: pending}
+}
+
+// IsPeerConn reports whether c is a peer's TLS connection the fast path
+// handed to net/http (which sees no *tls.Conn then), so that the node
+// still knows its requests for a peer's.
+func IsPeerConn(c net.Conn) bool {
+	_, ok := c.(*peerReplayConn)
+	return ok
 }

@@ -1,4 +1,4 @@
-package server
+package http1
 
 import (
 	"errors"
@@ -7,55 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// Rate is a number of bytes per second, written in a config as an integer
-// or as a size per second such as "1KiB/s"; "" and 0 mean off.
-type Rate int64
-
-// UnmarshalTOML accepts an integer (bytes per second) or "SIZE/s".
-func (r *Rate) UnmarshalTOML(v any) error {
-	switch x := v.(type) {
-	case int64:
-		if x < 0 {
-			return fmt.Errorf("rate %d is negative", x)
-		}
-		*r = Rate(x)
-		return nil
-	case string:
-		n, err := ParseRate(x)
-		if err != nil {
-			return err
-		}
-		*r = Rate(n)
-		return nil
-	default:
-		return fmt.Errorf("a rate must be a string like \"1KiB/s\", not %T", v)
-	}
-}
-
-// ParseRate parses "", "0", "512/s", "1KiB/s" (bytes per second).
-func ParseRate(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	if t == "" || t == "0" {
-		return 0, nil
-	}
-	size, ok := strings.CutSuffix(t, "/s")
-	if !ok {
-		return 0, fmt.Errorf("invalid rate %q (want e.g. \"1KiB/s\")", s)
-	}
-	n, err := ParseSize(size)
-	if err != nil {
-		return 0, fmt.Errorf("invalid rate %q (want e.g. \"1KiB/s\")", s)
-	}
-	return n, nil
-}
 
 // The slow-client limits (server.min_send_rate, server.max_conns_per_ip)
 // are off by default, as SPEC's config block gives them: a benchmark or a
@@ -71,13 +27,13 @@ func sendWindow(send time.Duration) time.Duration {
 	return time.Minute
 }
 
-// connLimiter counts the open connections of each client address across
+// ConnLimiter counts the open connections of each client address across
 // a node's listeners (server.max_conns_per_ip).
-type connLimiter struct {
+type ConnLimiter struct {
 	log *slog.Logger
-	// exempt reports addresses the cap does not apply to (proxies and
+	// Exempt reports addresses the cap does not apply to (proxies and
 	// peers that carry many clients' requests); asked only at the cap.
-	exempt func(netip.Addr) bool
+	Exempt func(netip.Addr) bool
 
 	// mu guards ips.
 	mu  sync.Mutex
@@ -94,21 +50,21 @@ type ipConns struct {
 // the log: a host hammering the cap must not flood it.
 const capLogEvery = 10 * time.Second
 
-func newConnLimiter(log *slog.Logger) *connLimiter {
-	return &connLimiter{log: log, ips: map[netip.Addr]*ipConns{}}
+func NewConnLimiter(log *slog.Logger) *ConnLimiter {
+	return &ConnLimiter{log: log, ips: map[netip.Addr]*ipConns{}}
 }
 
 // admit counts a new connection from ip, or reports false (and logs, at
 // most every capLogEvery per address) when ip already has max open; max 0
 // admits all.
-func (l *connLimiter) admit(ip netip.Addr, max int) bool {
+func (l *ConnLimiter) admit(ip netip.Addr, max int) bool {
 	l.mu.Lock()
 	e := l.ips[ip]
 	if e == nil {
 		e = &ipConns{}
 		l.ips[ip] = e
 	}
-	if max > 0 && e.open >= max && (l.exempt == nil || !l.exempt(ip)) {
+	if max > 0 && e.open >= max && (l.Exempt == nil || !l.Exempt(ip)) {
 		e.refused++
 		now := time.Now()
 		var refused int
@@ -127,7 +83,7 @@ func (l *connLimiter) admit(ip netip.Addr, max int) bool {
 	return true
 }
 
-func (l *connLimiter) release(ip netip.Addr) {
+func (l *ConnLimiter) release(ip netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.ips[ip]; e != nil {
@@ -137,46 +93,17 @@ func (l *connLimiter) release(ip netip.Addr) {
 	}
 }
 
-// capExempt: trusted_proxies and the cluster's peers carry the requests
-// of many clients over their connections, so max_conns_per_ip does not
-// apply to them.
-func (n *Node) capExempt(ip netip.Addr) bool {
-	for _, p := range n.state.Load().cfg.Server.Trusted() {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	c := n.cl.get()
-	if c == nil {
-		return false
-	}
-	for _, m := range c.Members() {
-		for _, a := range []string{m.Addr, m.PeerURL} {
-			if u, err := url.Parse(a); err == nil && u.Host != "" {
-				a = u.Host
-			}
-			if host, _, err := net.SplitHostPort(a); err == nil {
-				a = host
-			}
-			if peer, err := netip.ParseAddr(a); err == nil && peer.Unmap() == ip {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// listener wraps ln so that each connection is counted against its
+// Listener wraps ln so that each connection is counted against its
 // address and carries the send-rate limit of lim.
-func (l *connLimiter) listener(ln net.Listener, lim serverLimits) net.Listener {
-	return &limitListener{Listener: ln, lim: l, max: lim.maxConnsPerIP,
-		rate: lim.minSendRate, window: sendWindow(lim.send)}
+func (l *ConnLimiter) Listener(ln net.Listener, lim Limits) net.Listener {
+	return &limitListener{Listener: ln, lim: l, max: lim.MaxConnsPerIP,
+		rate: lim.MinSendRate, window: sendWindow(lim.Send)}
 }
 
-// limitListener hands out *limitConn.
+// limitListener hands out *LimitConn.
 type limitListener struct {
 	net.Listener
-	lim    *connLimiter
+	lim    *ConnLimiter
 	max    int
 	rate   int64
 	window time.Duration
@@ -199,7 +126,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			tcp.Close()
 			continue
 		}
-		return &limitConn{TCPConn: tcp, release: func() { l.lim.release(ip) },
+		return &LimitConn{TCPConn: tcp, release: func() { l.lim.release(ip) },
 			rate: l.rate, window: l.window}, nil
 	}
 }
@@ -213,14 +140,14 @@ func clientAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// limitConn is a client connection counted by a connLimiter, whose writes
+// LimitConn is a client connection counted by a ConnLimiter, whose writes
 // must keep up min_send_rate: the time spent blocked in writes is summed,
 // and each time it reaches the window the bytes sent in it must be at
 // least rate x window, or the write fails. Time the server spends making
 // the response (a slow CGI script, an idle stream) does not count, only
 // time the client takes to accept bytes. The write deadline the server
 // asks for (send_timeout) still holds as it is.
-type limitConn struct {
+type LimitConn struct {
 	*net.TCPConn
 	release  func()
 	released atomic.Bool
@@ -245,7 +172,7 @@ type limitConn struct {
 var errTooSlow = fmt.Errorf("client below min_send_rate: %w", os.ErrDeadlineExceeded)
 
 // Close closes the connection and gives its place back to its address.
-func (c *limitConn) Close() error {
+func (c *LimitConn) Close() error {
 	if c.release != nil && c.released.CompareAndSwap(false, true) {
 		c.release()
 	}
@@ -255,14 +182,14 @@ func (c *limitConn) Close() error {
 	return c.TCPConn.Close()
 }
 
-func (c *limitConn) SetDeadline(t time.Time) error {
+func (c *LimitConn) SetDeadline(t time.Time) error {
 	if err := c.TCPConn.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
 }
 
-func (c *limitConn) SetWriteDeadline(t time.Time) error {
+func (c *LimitConn) SetWriteDeadline(t time.Time) error {
 	if c.rate == 0 {
 		return c.TCPConn.SetWriteDeadline(t)
 	}
@@ -274,7 +201,7 @@ func (c *limitConn) SetWriteDeadline(t time.Time) error {
 
 // arm sets the socket's deadline to the end of the window or the
 // server's deadline, whichever comes first, and returns the start time.
-func (c *limitConn) arm() time.Time {
+func (c *LimitConn) arm() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -290,7 +217,7 @@ func (c *limitConn) arm() time.Time {
 // judge books a write that started at start and moved n bytes; err is its
 // error. It returns the error to report: nil when the write only stopped
 // at the end of a window that kept up the rate (the caller goes on).
-func (c *limitConn) judge(start time.Time, n int64, err error) error {
+func (c *LimitConn) judge(start time.Time, n int64, err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.blocked += time.Since(start)
@@ -318,7 +245,7 @@ func (c *limitConn) judge(start time.Time, n int64, err error) error {
 	return err
 }
 
-func (c *limitConn) Write(p []byte) (int, error) {
+func (c *LimitConn) Write(p []byte) (int, error) {
 	if c.rate == 0 {
 		return c.TCPConn.Write(p)
 	}
@@ -336,7 +263,7 @@ func (c *limitConn) Write(p []byte) (int, error) {
 // ReadFrom keeps sendfile for files (net/http serves static files so):
 // the file's offset says exactly what went out when a window ends in the
 // middle. Anything else is copied through Write.
-func (c *limitConn) ReadFrom(src io.Reader) (int64, error) {
+func (c *LimitConn) ReadFrom(src io.Reader) (int64, error) {
 	if c.rate == 0 {
 		return c.TCPConn.ReadFrom(src)
 	}
