@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/cgi"
+	"shoal/handlers/session"
 )
 
 // Handler serves requests through a FastCGI responder, as net/http/cgi's
@@ -40,11 +42,11 @@ type Handler struct {
 	MaxBodyBytes int64
 	// Sessions gives the application HTTP_SESSION and applies its
 	// X-Replace-Session. Nil: neither.
-	Sessions handlers.SessionCodec
+	Sessions session.Codec
 	// User returns REMOTE_USER and AUTH_TYPE for r ("" for none). Nil: none.
 	User func(r *http.Request) (user, authType string)
 	// Errors writes 404/413/502/504 pages. Nil: generic pages.
-	Errors *handlers.ErrorPages
+	Errors *books.ErrorPages
 	// Dispatch serves a local redirect ("Location: /path") as a GET inside
 	// the server. Nil: the client gets a 302 to the path.
 	Dispatch http.Handler
@@ -98,13 +100,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer resp.Close()
 	x.br.Reset(resp)
-	hdr, err := handlers.ReadCGIHeader(x.br, x.droppedFunc)
+	hdr, err := cgi.ReadHeader(x.br, x.droppedFunc)
 	if err != nil {
 		h.failed(w, r, &x.log, deadline, err)
 		return
 	}
 	resp.headerRead()
-	status, redirect, err := handlers.ApplyCGIHeader(w, r, hdr, h.Sessions, &x.log)
+	status, redirect, err := cgi.ApplyHeader(w, r, hdr, h.Sessions, &x.log)
 	if err != nil {
 		h.failed(w, r, &x.log, time.Time{}, err)
 		return
@@ -112,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if redirect != "" {
 		io.Copy(io.Discard, x.br) // RFC 3875 6.2.2: the body is not sent
 		resp.Close()
-		handlers.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, &x.log)
+		cgi.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, &x.log)
 		return
 	}
 	w.WriteHeader(status)
@@ -195,7 +197,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, err
 		lvl = slog.LevelDebug
 	}
 	h.logger().Log(r.Context(), lvl, "fastcgi refused", "status", status, "reason", err.Error(),
-		"method", r.Method, "uri", r.RequestURI, "remote", handlers.ClientIP(r))
+		"method", r.Method, "uri", r.RequestURI, "remote", books.ClientIP(r))
 	h.Errors.Serve(w, r, status)
 }
 
@@ -367,7 +369,7 @@ func (l *requestLog) Enabled(ctx context.Context, level slog.Level) bool {
 func (l *requestLog) attrs() []slog.Attr {
 	r := l.x.r
 	return []slog.Attr{slog.String("script", l.root+l.name), slog.String("method", r.Method),
-		slog.String("uri", r.RequestURI), slog.String("remote", handlers.ClientIP(r))}
+		slog.String("uri", r.RequestURI), slog.String("remote", books.ClientIP(r))}
 }
 
 func (l *requestLog) Handle(ctx context.Context, rec slog.Record) error {

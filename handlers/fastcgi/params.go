@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/cgi"
 )
 
 // ParamsOptions says how a request maps to a script on the application's
@@ -63,7 +63,7 @@ func SplitPath(p, index, split string) (name, pathInfo string) {
 	return p, ""
 }
 
-// Params builds a responder's parameters for r the way handlers.CGI builds
+// Params builds a responder's parameters for r the way cgi.Handler builds
 // a script's environment: RFC 3875 meta-variables, REQUEST_URI,
 // SCRIPT_FILENAME, DOCUMENT_ROOT, HTTPS, REDIRECT_STATUS (php-fpm's
 // cgi.force_redirect), the client's headers as HTTP_* (never HTTP_PROXY),
@@ -187,7 +187,7 @@ func (s *paramSink) build(r *http.Request, o *ParamsOptions) (name, info string,
 	if o.NodeName != "" {
 		s.add("SHOAL_NODE", o.NodeName)
 	}
-	handlers.CGIRequestVars(r, s.add)
+	cgi.RequestVars(r, s.add)
 	s.addEnv()
 	return name, info, nil
 }
