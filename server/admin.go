@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/admin"
 	"shoal/server/config"
 )
 
@@ -77,8 +77,8 @@ func nodeName(cfg *config.Config) string {
 }
 
 // adminHandler builds the admin listener's handler.
-func (n *Node) adminHandler() *handlers.Admin {
-	a := &handlers.Admin{
+func (n *Node) adminHandler() *admin.Server {
+	a := &admin.Server{
 		View:     n.clusterView(),
 		Draining: n.Draining,
 		Reload:   n.Reload,
@@ -95,18 +95,18 @@ func (n *Node) adminHandler() *handlers.Admin {
 
 // clusterView is the cluster as this node sees it; without a cluster, the
 // node alone.
-func (n *Node) clusterView() handlers.ClusterView {
+func (n *Node) clusterView() admin.ClusterView {
 	return clusterView{ref: &n.cl, self: n.selfMember}
 }
 
 // selfMember describes this node from its own counters.
-func (n *Node) selfMember() handlers.Member {
+func (n *Node) selfMember() admin.Member {
 	rt := n.state.Load()
 	capacity := rt.cfg.Cluster.Capacity
 	inflight := n.metrics.InFlight()
-	m := handlers.Member{
+	m := admin.Member{
 		Name:     rt.name,
-		State:    handlers.StateAlive,
+		State:    admin.StateAlive,
 		Inflight: inflight,
 		Capacity: capacity,
 		Draining: n.Draining(),
@@ -135,11 +135,11 @@ func (n *Node) localURL() string {
 }
 
 // describe lists the sites and listeners for the status page.
-func (n *Node) describe() ([]handlers.AdminSite, []string) {
+func (n *Node) describe() ([]admin.Site, []string) {
 	rt := n.state.Load()
-	var sites []handlers.AdminSite
+	var sites []admin.Site
 	for _, sc := range rt.cfg.Sites {
-		as := handlers.AdminSite{Hosts: sc.Hosts, Root: sc.Root}
+		as := admin.Site{Hosts: sc.Hosts, Root: sc.Root}
 		for _, c := range sc.CGI {
 			if c.Prefix != "" {
 				as.CGI = append(as.CGI, c.Prefix)

@@ -22,7 +22,8 @@ import (
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/admin"
+	"shoal/handlers/books"
 	"shoal/internal/http1"
 	"shoal/server/config"
 )
@@ -139,7 +140,7 @@ type clusterParams struct {
 	Addrs      map[string]string // bound listener addresses by role
 	Logger     *slog.Logger
 	// Metrics counts retried requests; nil counts nothing.
-	Metrics *handlers.Metrics
+	Metrics *books.Metrics
 	// ErrorPage writes the 502 when no node could serve a request; nil
 	// writes plain text.
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
@@ -209,7 +210,7 @@ func clusterOptions(cfg *config.Config, p clusterParams) (cluster.Options, error
 		Version:    p.Version,
 		Logger:     log,
 		Observe:    routeObserver(p.Metrics),
-		ClientIP:   handlers.ClientIP,
+		ClientIP:   books.ClientIP,
 		TrustedProxy: func(ip string) bool {
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
@@ -231,7 +232,7 @@ func clusterOptions(cfg *config.Config, p clusterParams) (cluster.Options, error
 
 // routeObserver records where the cluster sent a request, for the access
 // log and metrics; m may be nil.
-func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
+func routeObserver(m *books.Metrics) func(*http.Request, cluster.Route) {
 	return func(r *http.Request, rt cluster.Route) {
 		if m != nil {
 			for _, peer := range rt.FailedPeers {
@@ -248,13 +249,13 @@ func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
 func observeRoute(r *http.Request, rt cluster.Route) {
 	switch rt.Kind {
 	case cluster.Proxied:
-		handlers.SetKind(r, handlers.KindProxy)
+		books.SetKind(r, books.KindProxy)
 	case cluster.Redirected:
-		handlers.SetKind(r, handlers.KindRedirect)
+		books.SetKind(r, books.KindRedirect)
 	default:
 		return
 	}
-	handlers.InfoFrom(r).Peer = rt.Peer
+	books.InfoFrom(r).Peer = rt.Peer
 }
 
 // clusterSecret is cluster.secret, else $SHOAL_SECRET, else the file
@@ -376,7 +377,7 @@ func reachableHost(gossip string) string {
 // (self), or this node alone while no cluster runs.
 type clusterView struct {
 	ref  *clusterRef
-	self func() handlers.Member
+	self func() admin.Member
 }
 
 func (v clusterView) Self() string {
@@ -386,15 +387,15 @@ func (v clusterView) Self() string {
 	return v.self().Name
 }
 
-func (v clusterView) Members() []handlers.Member {
+func (v clusterView) Members() []admin.Member {
 	c := v.ref.get()
 	if c == nil {
-		return []handlers.Member{v.self()}
+		return []admin.Member{v.self()}
 	}
 	ms := c.Members()
-	out := make([]handlers.Member, 0, len(ms))
+	out := make([]admin.Member, 0, len(ms))
 	for _, m := range ms {
-		hm := handlers.Member{
+		hm := admin.Member{
 			Name:      m.Name,
 			State:     m.State,
 			Load:      m.Load,

@@ -1,7 +1,9 @@
 package server
 
 import (
+	goruntime "runtime"
 	"testing"
+	"time"
 
 	"shoal/internal/http1"
 )
@@ -21,6 +23,13 @@ func TestFastAnswerHoldsRuntime(t *testing.T) {
 		return h
 	}
 	booksResponse(t, n, "h1-fast", "GET", "/index.html", nil, "") // cache the file
+	// That answer lets go of the runtime just after its last byte left.
+	for deadline := time.Now().Add(5 * time.Second); rt.refs.Load() != base; {
+		if time.Now().After(deadline) {
+			t.Fatalf("refs %d after the first request, want %d", rt.refs.Load(), base)
+		}
+		goruntime.Gosched()
+	}
 	a := n.routeFast(head("/index.html"), "http")
 	if !a.ok() {
 		t.Fatal("/index.html not answered by the fast path")

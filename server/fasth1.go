@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/static"
 	"shoal/internal/http1"
 )
 
@@ -17,7 +18,7 @@ import (
 // (HTTP/1.1 or HTTP/2) may answer itself.
 type fastAnswer struct {
 	site *site
-	file *handlers.FastFile
+	file *static.FastFile
 	// cluster, when running, counts the request in this node's load.
 	cluster *cluster.Cluster
 	// hop: a peer proxied the request here; the response carries this
@@ -93,7 +94,7 @@ func (n *Node) answerFast(c *http1.Conn, h *http1.Head, a fastAnswer, listener [
 	*rq = request{hop: a.hop}
 	rq.Started = time.Now()
 	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.Lines))
-	rq.Handler = handlers.KindStatic
+	rq.Handler = books.KindStatic
 	rq.begin(st, a.cluster)
 	var load []byte
 	if a.hop {
@@ -167,7 +168,7 @@ func (n *Node) routeFast(h http1.Head, scheme string) (a fastAnswer) {
 		// A hop's scheme is the client's, which only the full chain reads.
 		return fastAnswer{}
 	}
-	a.file = st.fastVariant(st.fast(h.Path, handlers.FastRequest(h.Cond)), a.routes)
+	a.file = st.fastVariant(st.fast(h.Path, static.FastRequest(h.Cond)), a.routes)
 	if a.hop && a.ok() {
 		method := http.MethodGet
 		if h.IsHEAD {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/internal/h2"
 	"shoal/internal/http1"
 )
@@ -37,7 +37,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	*rq = request{}
 	rq.Started = time.Now()
 	readFast(rq, st, &h, r.RemoteAddr, "HTTP/2.0", fieldList(r.Fields))
-	rq.Handler = handlers.KindStatic
+	rq.Handler = books.KindStatic
 	rq.Status, rq.Bytes = ff.Status, int64(len(ff.Body))
 	if h.IsHEAD {
 		rq.Bytes = 0

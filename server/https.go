@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/server/config"
 )
 
@@ -55,7 +55,7 @@ func redirectHTTPS(o redirectOptions) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			handlers.SetKind(r, handlers.KindRedirect)
+			books.SetKind(r, books.KindRedirect)
 			http.Redirect(w, r, o.location(host, r), http.StatusPermanentRedirect)
 		})
 	}

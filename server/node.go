@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/session"
+	"shoal/handlers/static"
 	"shoal/internal/h2"
 	"shoal/internal/http1"
 	"shoal/server/config"
@@ -51,8 +53,8 @@ type Node struct {
 	h2fields   atomic.Pointer[h2Fields]
 	h1fields   atomic.Pointer[httpsFields]
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
-	metrics    *handlers.Metrics
-	compress   *handlers.Compressor
+	metrics    *books.Metrics
+	compress   *static.Compressor
 	routes     *routeState // rate buckets and the auth guard, kept across reloads
 	ids        *requestIDs
 
@@ -82,7 +84,7 @@ type runtime struct {
 	hash     string // configHash(cfg)
 	sites    []*site
 	vhosts   *vhosts
-	access   *handlers.AccessLog
+	access   *books.AccessLog
 	// accessRef is access with the other runtimes that share it.
 	accessRef *sharedLog
 	// runtimeRefs closes the runtime after its last request (retire.go).
@@ -110,8 +112,8 @@ func New(load Loader, o Options) (*Node, error) {
 	n := &Node{load: load, log: o.Logger, level: o.Level, version: o.Version,
 		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
 	n.registry = prometheus.NewRegistry()
-	n.metrics = handlers.NewMetrics(n.registry)
-	n.compress = &handlers.Compressor{}
+	n.metrics = books.NewMetrics(n.registry)
+	n.compress = &static.Compressor{}
 	n.routes = newRouteState()
 	n.ids = newRequestIDs()
 	if o.ProcessMetrics {
@@ -246,8 +248,8 @@ func parseLevel(s string) slog.Level {
 
 // openAccessLog opens log.access; onDrop counts the lines it drops when
 // its destination falls behind.
-func openAccessLog(lc config.Log, onDrop func()) (*handlers.AccessLog, error) {
-	o := handlers.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
+func openAccessLog(lc config.Log, onDrop func()) (*books.AccessLog, error) {
+	o := books.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
 	var out io.Writer
 	switch lc.Access {
 	case "off", "":
@@ -272,7 +274,7 @@ func openAccessLog(lc config.Log, onDrop func()) (*handlers.AccessLog, error) {
 		}
 		out = f
 	}
-	return handlers.OpenAccessLog(out, o), nil
+	return books.OpenAccessLog(out, o), nil
 }
 
 // nopCloser keeps the access log from closing stdout.
@@ -698,7 +700,7 @@ func (n *Node) errorPage(w http.ResponseWriter, r *http.Request, status int) {
 // sessionStore makes the session store from [session]: its keys, else keys
 // derived from the cluster secret (when the cluster is on or a secret is
 // set), else the key file beside the config.
-func sessionStore(cfg *config.Config, configAbs string, log *slog.Logger) (*handlers.SessionStore, error) {
+func sessionStore(cfg *config.Config, configAbs string, log *slog.Logger) (*session.Store, error) {
 	var secret []byte
 	if cfg.Cluster.Enabled || cfg.Cluster.Secret != "" {
 		s, err := clusterSecret(cfg)
@@ -711,12 +713,12 @@ func sessionStore(cfg *config.Config, configAbs string, log *slog.Logger) (*hand
 	if keyFile != "" && !filepath.IsAbs(keyFile) && configAbs != "" {
 		keyFile = filepath.Join(filepath.Dir(configAbs), keyFile)
 	}
-	keys, err := handlers.SessionKeys(cfg.Session.Keys, secret, keyFile)
+	keys, err := session.Keys(cfg.Session.Keys, secret, keyFile)
 	if err != nil {
 		return nil, err
 	}
 	sameSite := map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
 		"none": http.SameSiteNoneMode}[strings.ToLower(cfg.Session.SameSite)]
-	return handlers.NewSessionStore(handlers.SessionOptions{Cookie: cfg.Session.Cookie, Keys: keys,
+	return session.NewStore(session.Options{Cookie: cfg.Session.Cookie, Keys: keys,
 		MaxAge: cfg.Session.MaxAge, SameSite: sameSite, Logger: log})
 }

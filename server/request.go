@@ -9,7 +9,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/internal/http1"
 )
 
@@ -46,9 +46,9 @@ import (
 // answer, so the books cost them no allocation of their own; the full
 // chain allocates one with its Recorder (fullBooks).
 type request struct {
-	handlers.Entry
+	books.Entry
 	site *site
-	span handlers.Span
+	span books.Span
 	// cluster is set when begin counted the request as local work in the
 	// cluster's load (the fast paths; cluster.Serve counts the full
 	// chain's itself, around the site's dispatch).
@@ -118,9 +118,9 @@ func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.H
 		rq.ReadLogged(r)
 	}
 	_, rq.hop = cluster.FromPeer(r)
-	rq.RequestID = st.ids.requestID(r.Header.Get("X-Request-Id"), rq.hop || handlers.TrustedPeer(r.RemoteAddr, st.trusted))
+	rq.RequestID = st.ids.requestID(r.Header.Get("X-Request-Id"), rq.hop || books.TrustedPeer(r.RemoteAddr, st.trusted))
 	r.Header.Set("X-Request-Id", rq.RequestID) // to CGI (HTTP_X_REQUEST_ID), peers and upstreams
-	r = handlers.WithInfo(r, &rq.Info)
+	r = books.WithInfo(r, &rq.Info)
 	rq.begin(st, nil) // cluster.Serve counts the full chain's local work
 	rec.Init(w, st.sendTimeout, rq.Started)
 	rec.Defaults = st.headers
@@ -136,7 +136,7 @@ func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.H
 // its status and bytes: one allocation.
 type fullBooks struct {
 	request
-	rec handlers.Recorder
+	rec books.Recorder
 }
 
 // serveInside is the site's chain inside the books: routes, body limits,
@@ -152,7 +152,7 @@ func (st *site) serveInside(rq *request, w http.ResponseWriter, r *http.Request)
 // finishHTTP is finish for the full chain, deferred: the status and bytes
 // come from the Recorder; a handler that panicked before answering counts
 // as a 500, and the panic goes on to net/http after the books.
-func (rq *request) finishHTTP(rec *handlers.Recorder) {
+func (rq *request) finishHTTP(rec *books.Recorder) {
 	var p any
 	if rec.Status == 0 {
 		if p = recover(); p != nil {
@@ -230,17 +230,17 @@ func readFast[F fieldReader](rq *request, st *site, h *http1.Head, remote, proto
 		rq.Method = http.MethodHead
 	}
 	rq.URI, rq.Proto, rq.Host = h.Target, proto, h.Host
-	rq.ClientIP = handlers.ClientAddr(remote, st.trusted, func() []string { return fields.all("x-forwarded-for") })
+	rq.ClientIP = books.ClientAddr(remote, st.trusted, func() []string { return fields.all("x-forwarded-for") })
 	if st.access == nil {
 		return
 	}
 	rq.Referer = fields.first("referer")
 	rq.UserAgent = fields.first("user-agent")
 	if auth := fields.first("authorization"); auth != "" {
-		rq.User = handlers.BasicUser(auth)
+		rq.User = books.BasicUser(auth)
 	}
 	// Only the log reads a fast answer's ID: made only when it is on.
-	rq.RequestID = st.ids.requestID(fields.first("x-request-id"), rq.hop || handlers.TrustedPeer(remote, st.trusted))
+	rq.RequestID = st.ids.requestID(fields.first("x-request-id"), rq.hop || books.TrustedPeer(remote, st.trusted))
 }
 
 // fieldReader reads header fields of a request a fast path parsed, by

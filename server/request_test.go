@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/internal/http1"
 )
 
@@ -26,7 +26,7 @@ func FuzzReadFast(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	st := &site{trusted: trusted, access: &handlers.AccessLog{}, ids: newRequestIDs()}
+	st := &site{trusted: trusted, access: &books.AccessLog{}, ids: newRequestIDs()}
 	const remote = "10.1.2.3:4567"
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := http1.HeadEnd(b)
@@ -42,7 +42,7 @@ func FuzzReadFast(f *testing.F) {
 			return // the parsers' own fuzz test judges disagreements on validity
 		}
 		r.RemoteAddr = remote
-		var want handlers.Entry
+		var want books.Entry
 		want.Read(r, trusted)
 		want.ReadLogged(r)
 		want.Proto = "HTTP/1.1"

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // A runtime lives as long as someone uses it: the node while it is the
@@ -95,11 +95,11 @@ func (n *Node) waitRetired(within time.Duration) bool {
 // reload that keeps log.access lends the log to the next runtime, and it
 // closes only when the last of them does.
 type sharedLog struct {
-	log   *handlers.AccessLog
+	log   *books.AccessLog
 	users atomic.Int32
 }
 
-func newSharedLog(l *handlers.AccessLog) *sharedLog {
+func newSharedLog(l *books.AccessLog) *sharedLog {
 	if l == nil {
 		return nil
 	}

@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/internal/forward"
 )
 
@@ -128,7 +128,7 @@ func (ht *httpTarget) request(u *Upstream, in *leanIn, extra []forward.Field) fo
 // rewrite makes for ReverseProxy, the same answer as it gives. A non-nil
 // error means nothing was written and another target may be tried.
 func (ht *httpTarget) serveLean(u *Upstream, w http.ResponseWriter, r *http.Request) error {
-	in := leanIn{method: r.Method, target: r.URL.RequestURI(), host: r.Host, clientIP: handlers.ClientIP(r), tls: r.TLS != nil}
+	in := leanIn{method: r.Method, target: r.URL.RequestURI(), host: r.Host, clientIP: books.ClientIP(r), tls: r.TLS != nil}
 	if p := u.opts.StripPrefix; p != "" {
 		out := *r.URL
 		stripPrefix(&out, strings.TrimSuffix(p, "/"))
