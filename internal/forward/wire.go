@@ -26,6 +26,10 @@ type WireSink struct {
 	// Keep reports, after End, whether the client's connection may carry
 	// another request.
 	Keep bool
+	// Status and Bytes are the response's status and body length so far,
+	// for the access log.
+	Status int
+	Bytes  int64
 }
 
 // gather is how much body is held behind the head before a Write.
@@ -34,6 +38,7 @@ const gather = 16 << 10
 // WriteHead composes the head; it leaves with the first body bytes, at
 // Flush or at End.
 func (s *WireSink) WriteHead(h *Head) error {
+	s.Status, s.Bytes, s.chunked, s.Keep = h.Status, 0, false, false
 	b := s.buf[:0]
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(h.Status), 10)
@@ -70,6 +75,7 @@ func (s *WireSink) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	s.Bytes += int64(len(p))
 	if s.chunked {
 		s.buf = strconv.AppendInt(s.buf, int64(len(p)), 16)
 		s.buf = append(s.buf, "\r\n"...)

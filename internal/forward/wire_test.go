@@ -68,6 +68,9 @@ func TestWireSink(t *testing.T) {
 			if err != nil || res.StatusCode != tc.status || string(body) != tc.body || !sink.Keep {
 				t.Fatalf("%d %q %v keep %v", res.StatusCode, body, err, sink.Keep)
 			}
+			if sink.Status != tc.status || sink.Bytes != int64(len(tc.body)) {
+				t.Errorf("books: status %d, %d bytes", sink.Status, sink.Bytes)
+			}
 			if res.Header.Get("X-App") != "1" || res.Header.Get("X-Mine") != "2" || res.Header.Get("Keep-Alive") != "" {
 				t.Errorf("header %v", res.Header)
 			}
