@@ -384,3 +384,39 @@ func BenchmarkForward(b *testing.B) {
 		}
 	}
 }
+
+// TestForwardConcurrent: many requests at once share the pool without a
+// mixed-up answer; it keeps no more connections than were in use.
+func TestForwardConcurrent(t *testing.T) {
+	s, conns := app(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path+strings.Repeat(".", len(r.URL.Path)*100))
+	})
+	p := tcpPool(t, s.Listener.Addr().String())
+	const workers, each = 8, 40
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				path := "/" + strconv.Itoa(w) + "-" + strconv.Itoa(i)
+				var m memSink
+				if err := p.Forward(context.Background(), get(path), &m); err != nil {
+					errs <- err
+					return
+				}
+				if want := path + strings.Repeat(".", len(path)*100); m.String() != want {
+					errs <- errors.New("answer of another request: " + m.String()[:min(20, m.Len())])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n > workers || p.Idle() > workers {
+		t.Errorf("%d connections, %d idle for %d workers", n, p.Idle(), workers)
+	}
+}
