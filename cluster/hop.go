@@ -100,11 +100,7 @@ var hopDrop = map[string]bool{"X-Forwarded-For": true, "X-Forwarded-Proto": true
 // was written to w.
 func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, pool *forward.Pool) error {
 	m := a.peer
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
 	life := m.liveCtx()
-	stop := context.AfterFunc(life, func() { cancel(context.Cause(life)) })
-	defer stop()
 
 	u := m.peerURL.Load()
 	target := r.URL.RequestURI()
@@ -121,14 +117,14 @@ func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, 
 	req := forward.Request{Method: r.Method, Target: target, Host: host, Header: r.Header, Drop: hopDrop,
 		Extra: []forward.Field{{Name: "X-Forwarded-For", Value: v.xff}, {Name: "X-Forwarded-Proto", Value: a.scheme},
 			{Name: "X-Forwarded-Host", Value: a.host}, {Name: "Via", Value: v.via}, {Name: hopHeader, Value: v.hop}},
-		HeaderTimeout: c.opts.peerTimeout()}
+		HeaderTimeout: c.opts.peerTimeout(), Abort: life}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		req.Body, req.ContentLength = r.Body, r.ContentLength
 	}
 	m.sent.Add(1)
 	defer m.done.Add(1)
 	sink := forward.ResponseWriterSink{W: w, Fix: func(h http.Header) { c.fixResponse(a, h) }}
-	err := pool.Forward(ctx, &req, &sink)
+	err := pool.Forward(r.Context(), &req, &sink)
 	switch {
 	case err == nil:
 		m.markWell()
@@ -143,8 +139,8 @@ func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, 
 	case errors.Is(err, forward.ErrHeaderTimeout):
 		return errPeerTimeout
 	}
-	if cause := context.Cause(ctx); cause != nil && r.Context().Err() == nil {
-		return cause // say why: the forwarder only knows it was cancelled
+	if life.Err() != nil && r.Context().Err() == nil {
+		return context.Cause(life) // the peer turned suspect or dead meanwhile
 	}
 	return err
 }

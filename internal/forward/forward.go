@@ -40,6 +40,10 @@ type Request struct {
 	// HeaderTimeout bounds the wait for the response head once the
 	// request is written. Zero: none (the context only).
 	HeaderTimeout time.Duration
+	// Abort, when set, ends the exchange as the context does once it is
+	// done, its cause reported (a cluster peer found dead): a second
+	// context, without the cost of deriving one from both.
+	Abort context.Context
 }
 
 // Sink receives one response: the head once, then the body. A server's
@@ -95,7 +99,7 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 	}
 	hasBody := req.Body != nil && req.ContentLength != 0
 	for attempt := 0; ; attempt++ {
-		c, reused, err := p.get(ctx)
+		c, reused, err := p.get(ctx, req.Abort)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrNoResponse, err)
 		}
@@ -105,7 +109,7 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 		}
 		if reused && hasBody && !alive(c.nc) {
 			c.nc.Close()
-			if c, reused, err = p.dialNew(ctx); err != nil {
+			if c, reused, err = p.dialNew(ctx, req.Abort); err != nil {
 				return fmt.Errorf("%w: %w", ErrNoResponse, err)
 			}
 		}
@@ -141,10 +145,20 @@ var errStale = errors.New("forward: connection closed before a response")
 // exchange makes one round trip on c; c is kept or closed.
 func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool, dst Sink) (err error) {
 	stop := context.AfterFunc(ctx, c.abort)
+	var stopAbort func() bool
+	if req.Abort != nil {
+		stopAbort = context.AfterFunc(req.Abort, c.abort)
+	}
 	keep := false
 	var bodyDone chan error
 	defer func() {
 		cancelled := !stop()
+		if stopAbort != nil && !stopAbort() {
+			cancelled = true
+			if ctx.Err() == nil {
+				ctx = req.Abort // the cause to report
+			}
+		}
 		if bodyDone != nil {
 			// A body still being sent when the answer is complete: the
 			// target answered without reading it all; the connection

@@ -273,6 +273,28 @@ func TestForwardCancel(t *testing.T) {
 	}
 }
 
+// TestForwardAbort: the Abort context ends the wait for an answer, and a
+// dial, with its cause.
+func TestForwardAbort(t *testing.T) {
+	cause := errors.New("peer dead")
+	addr := rawServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	p := tcpPool(t, addr)
+	abort, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+	req := get("/")
+	req.Abort = abort
+	if err := p.Forward(context.Background(), req, &memSink{}); !errors.Is(err, ErrNoResponse) || !errors.Is(err, cause) {
+		t.Fatalf("waiting: %v", err)
+	}
+	hung := NewPool(PoolOptions{Dial: func(ctx context.Context) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	if err := hung.Forward(context.Background(), req, &memSink{}); !errors.Is(err, ErrNoResponse) || !errors.Is(err, cause) {
+		t.Fatalf("dialing: %v", err)
+	}
+}
+
 // TestForwardEarlyAnswer: an application that answers without reading a
 // large body does not hang the forwarder; the answer reaches the client
 // and the connection is not kept.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -60,16 +61,27 @@ type conn struct {
 const readBuffer = maxHead
 
 // get returns an idle connection, or dials one.
-func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
+func (p *Pool) get(ctx, abort context.Context) (c *conn, reused bool, err error) {
 	if c = p.takeIdle(); c != nil {
 		return c, true, nil
 	}
-	return p.dialNew(ctx)
+	return p.dialNew(ctx, abort)
 }
 
-func (p *Pool) dialNew(ctx context.Context) (*conn, bool, error) {
+// dialNew dials a connection; abort (nil: none) ends the dial too.
+func (p *Pool) dialNew(ctx, abort context.Context) (*conn, bool, error) {
+	if abort != nil {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		stop := context.AfterFunc(abort, func() { cancel(context.Cause(abort)) })
+		defer stop()
+	}
 	nc, err := p.dial(ctx)
 	if err != nil {
+		if abort != nil && abort.Err() != nil {
+			err = fmt.Errorf("%w: %w", err, context.Cause(abort))
+		}
 		return nil, false, err
 	}
 	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10)}
