@@ -98,16 +98,19 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 		return fmt.Errorf("%w: %w", ErrNoResponse, errRequestLine)
 	}
 	hasBody := req.Body != nil && req.ContentLength != 0
+	// once: a request that cannot go again after a stale connection
+	// failed it; a kept connection is checked before it carries one.
+	once := hasBody || !idempotent(req.Method)
 	for attempt := 0; ; attempt++ {
 		c, reused, err := p.get(ctx, req.Abort)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrNoResponse, err)
 		}
-		if reused && hasBody && c.readDeadline {
+		if reused && once && c.readDeadline {
 			c.nc.SetReadDeadline(time.Time{}) // else alive sees a timeout
 			c.readDeadline = false
 		}
-		if reused && hasBody && !alive(c.nc) {
+		if reused && once && !alive(c.nc) {
 			c.nc.Close()
 			if c, reused, err = p.dialNew(ctx, req.Abort); err != nil {
 				return fmt.Errorf("%w: %w", ErrNoResponse, err)
@@ -118,6 +121,7 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 			return err
 		}
 		if !reused || hasBody || attempt > 0 || ctx.Err() != nil {
+			// hasBody: the body reader is spent.
 			return fmt.Errorf("%w: %w", ErrNoResponse, err)
 		}
 		// A kept connection the target had closed meanwhile: the request
@@ -137,6 +141,16 @@ func visible(s string) bool {
 		}
 	}
 	return true
+}
+
+// idempotent: methods net/http's Transport sends again on a new
+// connection when a kept one failed.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // errStale: the connection closed before any byte of a response.
@@ -187,7 +201,7 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	}()
 	writeHead(c.bw, req, hasBody)
 	if err := c.bw.Flush(); err != nil {
-		return fmt.Errorf("%w: %w", errStale, err)
+		return fmt.Errorf("%w: %w", errStale, err) // the target got no whole request
 	}
 	if hasBody {
 		bodyDone = make(chan error, 1)
@@ -210,7 +224,9 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	}
 	h, err := readFinalHead(c.br)
 	if err != nil {
-		if errors.Is(err, io.EOF) || isReset(err) {
+		if (errors.Is(err, io.EOF) || isReset(err)) && idempotent(req.Method) {
+			// The target may have run the request before it closed: only
+			// one that may run twice is sent again, as net/http does.
 			return fmt.Errorf("%w: %w", errStale, err)
 		}
 		if req.HeaderTimeout > 0 && isDeadline(err) && ctx.Err() == nil {

@@ -206,6 +206,17 @@ func TestForwardStale(t *testing.T) {
 	if conns.Load() != 3 {
 		t.Errorf("%d connections, want 3", conns.Load())
 	}
+	// A DELETE, which may not run twice, is not put on a kept connection
+	// the target closed.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Idle() == 1 && alive(p.idle[0].nc) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	del := get("/")
+	del.Method = "DELETE"
+	if err := p.Forward(context.Background(), del, &memSink{}); err != nil || conns.Load() != 4 {
+		t.Errorf("DELETE after the target closed its kept connection: %v, %d connections", err, conns.Load())
+	}
 }
 
 // TestForwardStaleBody: a request whose body cannot be sent twice is not
