@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -119,5 +120,31 @@ func TestRelayDeclines(t *testing.T) {
 		if wrote, err, _, _ := relay(t, h, in); wrote || !errors.Is(err, errNotRelayed) {
 			t.Errorf("%s %s: wrote %v err %v", in.Method, in.Target, wrote, err)
 		}
+	}
+}
+
+// TestStreamedUpload: a body of unknown length (chunked from the client)
+// reaches the application whole, streamed, not held.
+func TestStreamedUpload(t *testing.T) {
+	app := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, strings.Join(r.TransferEncoding, ",")+" "+strconv.Itoa(len(b)))
+	})
+	_, fe := front(t, Options{Name: "up", Targets: []string{app.URL}}, Site{})
+	pr, pw := io.Pipe()
+	go func() {
+		for range 64 {
+			pw.Write(bytes.Repeat([]byte("x"), 1000))
+		}
+		pw.Close()
+	}()
+	res, err := http.Post(fe.URL+"/", "application/octet-stream", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || string(body) != "chunked 64000" {
+		t.Errorf("%d %q", res.StatusCode, body)
 	}
 }
