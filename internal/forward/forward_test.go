@@ -59,6 +59,27 @@ func TestForwardReuse(t *testing.T) {
 	}
 }
 
+// TestPoolRetiresOldest: an idle connection past the idle timeout is
+// closed by a later put, though newer ones stay above it.
+func TestPoolRetiresOldest(t *testing.T) {
+	p := NewPool(PoolOptions{Dial: nil, IdleTimeout: time.Minute})
+	a, b := net.Pipe()
+	defer b.Close()
+	old := &conn{nc: a}
+	p.put(old)
+	old.idleAt = time.Now().Add(-2 * time.Minute)
+	x, y := net.Pipe()
+	defer x.Close()
+	defer y.Close()
+	p.put(&conn{nc: x})
+	if p.Idle() != 1 || p.idle[0].nc != x {
+		t.Fatalf("%d idle", p.Idle())
+	}
+	if _, err := a.Write([]byte("x")); err == nil {
+		t.Error("the stale connection is still open")
+	}
+}
+
 // TestForwardRequestHead: what the application receives: no hop-by-hop
 // field, none the client's Connection names, none dropped, the extra
 // ones, the Host given, the body framed by length or chunked.

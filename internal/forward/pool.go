@@ -109,14 +109,27 @@ func (p *Pool) takeIdle() *conn {
 // or closed.
 func (p *Pool) put(c *conn) {
 	c.idleAt = time.Now()
+	var stale *conn
 	p.mu.Lock()
+	// The oldest idle connection sits at the bottom, under the ones in
+	// use, which takeIdle never reaches while the load lasts: each put
+	// retires it once it is past the idle timeout, so its descriptor is
+	// not held for good.
+	if len(p.idle) > 0 && c.idleAt.Sub(p.idle[0].idleAt) >= p.idleTimeout {
+		stale = p.idle[0]
+		p.idle[0] = nil
+		p.idle = p.idle[1:]
+	}
 	if p.closed || len(p.idle) >= p.maxIdle {
 		p.mu.Unlock()
 		c.nc.Close()
-		return
+	} else {
+		p.idle = append(p.idle, c)
+		p.mu.Unlock()
 	}
-	p.idle = append(p.idle, c)
-	p.mu.Unlock()
+	if stale != nil {
+		stale.nc.Close()
+	}
 }
 
 // Close closes the idle connections and keeps none from now on;
