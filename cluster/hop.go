@@ -26,10 +26,11 @@ type hopPools struct {
 	idle    time.Duration
 	timeout time.Duration // peer_timeout
 
-	// mu guards pools and closed.
+	// mu guards pools, closed and pruned.
 	mu     sync.Mutex
 	pools  map[string]*forward.Pool
 	closed bool
+	pruned time.Time // the last walk over the pools (get)
 }
 
 func newHopPools(t *http.Transport, peerTimeout time.Duration) *hopPools {
@@ -43,6 +44,16 @@ func (hp *hopPools) get(addr string) *forward.Pool {
 	defer hp.mu.Unlock()
 	if hp.closed {
 		return nil
+	}
+	if now := time.Now(); now.Sub(hp.pruned) >= hp.idle {
+		// A peer that left (or moved) is asked nothing more: its pool's
+		// connections would be held until shutdown.
+		hp.pruned = now
+		for a, p := range hp.pools {
+			if a != addr && p.Prune() == 0 {
+				delete(hp.pools, a)
+			}
+		}
 	}
 	p := hp.pools[addr]
 	if p == nil {

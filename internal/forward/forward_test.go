@@ -75,9 +75,23 @@ func TestPoolRetiresOldest(t *testing.T) {
 	if p.Idle() != 1 || p.idle[0].nc != x {
 		t.Fatalf("%d idle", p.Idle())
 	}
-	if _, err := a.Write([]byte("x")); err == nil {
+	if !closedPipe(a) {
 		t.Error("the stale connection is still open")
 	}
+	p.idle[0].idleAt = time.Now().Add(-2 * time.Minute)
+	if n := p.Prune(); n != 0 {
+		t.Errorf("Prune kept %d", n)
+	}
+	if !closedPipe(x) {
+		t.Error("a pruned connection is still open")
+	}
+}
+
+// closedPipe reports whether this end of a net.Pipe was closed.
+func closedPipe(c net.Conn) bool {
+	c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := c.Write([]byte("x"))
+	return errors.Is(err, io.ErrClosedPipe)
 }
 
 // TestForwardRequestHead: what the application receives: no hop-by-hop

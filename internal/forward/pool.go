@@ -144,6 +144,26 @@ func (p *Pool) Close() {
 	}
 }
 
+// Prune closes the idle connections past the idle timeout, for a pool
+// no request may come to for a while (a peer gone); it reports how many
+// connections it keeps.
+func (p *Pool) Prune() int {
+	now := time.Now()
+	p.mu.Lock()
+	var stale []*conn
+	for len(p.idle) > 0 && now.Sub(p.idle[0].idleAt) >= p.idleTimeout {
+		stale = append(stale, p.idle[0])
+		p.idle[0] = nil
+		p.idle = p.idle[1:]
+	}
+	n := len(p.idle)
+	p.mu.Unlock()
+	for _, c := range stale {
+		c.nc.Close()
+	}
+	return n
+}
+
 // Idle is how many connections the pool keeps now.
 func (p *Pool) Idle() int {
 	p.mu.Lock()
