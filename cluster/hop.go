@@ -129,9 +129,7 @@ func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, 
 		Extra: []forward.Field{{Name: "X-Forwarded-For", Value: v.xff}, {Name: "X-Forwarded-Proto", Value: a.scheme},
 			{Name: "X-Forwarded-Host", Value: a.host}, {Name: "Via", Value: v.via}, {Name: hopHeader, Value: v.hop}},
 		HeaderTimeout: c.opts.peerTimeout(), Abort: life}
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		req.Body, req.ContentLength = r.Body, r.ContentLength
-	}
+	req.Body, req.ContentLength = forward.Body(r)
 	m.sent.Add(1)
 	defer m.done.Add(1)
 	sink := forward.ResponseWriterSink{W: w, Fix: func(h http.Header) { c.fixResponse(a, h) }}

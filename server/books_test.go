@@ -45,6 +45,15 @@ func TestBooksSameOnEveryPath(t *testing.T) {
 
 func testBooksSame(t *testing.T, clustered bool) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/slow/") {
+			select { // past the upstream's timeout: shoal hangs up
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+				t.Errorf("the upstream request %s %v (length %d, %v) was not cancelled after its timeout",
+					r.Proto, r.Header, r.ContentLength, r.TransferEncoding)
+			}
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "app %s %s\n", r.Method, r.URL.RequestURI())
 	}))
@@ -58,12 +67,21 @@ upstream = "app"
 [[site.route]]
 path = "/down/*"
 upstream = "down"
+[[site.route]]
+path = "/slow/*"
+upstream = "slow"
 [[upstream]]
 name = "app"
 targets = ["`+app.URL+`"]
 [[upstream]]
 name = "down"
 targets = ["`+down.URL+`"]
+retries = 0
+[[upstream]]
+name = "slow"
+targets = ["`+app.URL+`"]
+timeout = "200ms"
+fail_timeout = "1ms"
 retries = 0
 `)
 	etag := booksETag(t, n, "/index.html")
@@ -93,6 +111,7 @@ retries = 0
 		{"upstream 200", "GET", "/app/x?y=1", nil, "", false, 200, false},
 		{"upstream HEAD", "HEAD", "/app/x", nil, "", false, 200, false},
 		{"upstream down 502", "GET", "/down/x", nil, "", false, 502, false},
+		{"upstream timeout 504", "GET", "/slow/x", nil, "", false, 504, false},
 	}
 
 	type books struct{ metrics string }
@@ -113,7 +132,7 @@ retries = 0
 				want := tc.fast && (!tc.forwarded || !clustered) && strings.HasSuffix(path, "-fast")
 				// The HTTP/1.1 fast path relays an upstream's requests (alone:
 				// in a cluster they are the cluster's to balance).
-				relayed := !clustered && strings.HasPrefix(tc.path, "/app/")
+				relayed := !clustered && (strings.HasPrefix(tc.path, "/app/") || strings.HasPrefix(tc.path, "/slow/"))
 				if relayed && (path == "h1-fast" || path == "h1s-fast") {
 					want = true
 				}

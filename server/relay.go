@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ type fastBooks struct {
 	// listener's lines to a relayed head: made once per connection.
 	fields func(b []byte, h *forward.Head) []byte
 	c      *http1.Conn
+	// scratch holds an answer the relay writes itself (timedOut).
+	scratch []byte
 }
 
 // connBooks is c's fastBooks, made at its first fast answer.
@@ -117,6 +120,9 @@ func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bo
 	b.sink.W, b.sink.HEAD, b.sink.Close, b.sink.Fields = c, h.IsHEAD, closing, b.fields
 	b.sink.Status, b.sink.Bytes = 0, 0
 	wrote, err := r.h.Relay(context.Background(), &b.in, &b.sink)
+	if !wrote && upstream.TimedOut(err) {
+		return r.timedOut(c, rq, b, closing, err)
+	}
 	if !wrote {
 		return false, false
 	}
@@ -130,4 +136,33 @@ func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bo
 	rq.begin(st, b.cluster)
 	rq.finish()
 	return true, err == nil && b.sink.Keep
+}
+
+// timedOut answers 504 with the site's page for a request whose target
+// did not answer in time, as the full chain does, and writes its books.
+func (r *upstreamRelay) timedOut(c *http1.Conn, rq *request, b *fastBooks, closing bool, err error) (wrote, keep bool) {
+	st := r.site
+	rq.Status = r.h.Failed(rq.Method, rq.URI, rq.ClientIP, err)
+	body := st.errors.Page(rq.Status)
+	out := append(b.scratch[:0], "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(rq.Status), 10)
+	out = append(out, " "+http.StatusText(rq.Status)+"\r\n"...)
+	out = append(out, c.DateLine(rq.Started)...)
+	out = append(out, "Content-Type: text/html; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(body)), 10)
+	out = append(out, "\r\n"...)
+	out = append(out, b.listener...)
+	if closing {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	if !b.sink.HEAD {
+		out = append(out, body...)
+		rq.Bytes = int64(len(body))
+	}
+	_, werr := c.Write(out)
+	b.scratch = out[:0]
+	rq.begin(st, b.cluster)
+	rq.finish()
+	return true, werr == nil
 }

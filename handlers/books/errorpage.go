@@ -40,6 +40,9 @@ func (e *ErrorPages) Serve(w http.ResponseWriter, r *http.Request, status int) {
 	}
 }
 
+// Page is the body Serve writes for status.
+func (e *ErrorPages) Page(status int) []byte { return e.body(status) }
+
 func (e *ErrorPages) body(status int) []byte {
 	if e != nil {
 		if page, ok := e.Pages[status]; ok {

@@ -102,14 +102,27 @@ func (h *Handler) serveFastCGI(t *target, w http.ResponseWriter, r *http.Request
 // fail answers a request no target answered: 504 after a timeout, else
 // 502, with the site's page; the error is logged, never shown.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := h.Failed(r.Method, r.RequestURI, books.ClientIP(r), err)
+	h.site.Errors.Serve(w, r, status)
+}
+
+// Failed logs a request no target answered (err says why) and returns
+// the status it gets: 504 after a timeout, else 502.
+func (h *Handler) Failed(method, uri, client string, err error) int {
 	status := http.StatusBadGateway
 	if isTimeout(err) {
 		status = http.StatusGatewayTimeout
 	}
-	h.u.log.Warn("upstream: no target answered", "status", status, "method", r.Method,
-		"uri", r.RequestURI, "remote", books.ClientIP(r), "error", err)
-	h.site.Errors.Serve(w, r, status)
+	h.u.log.Warn("upstream: no target answered", "status", status, "method", method,
+		"uri", uri, "remote", client, "error", err)
+	return status
 }
+
+// TimedOut reports whether err, which Relay returned with nothing
+// written, is a target's timeout: the answer is then 504 at once, as
+// ServeHTTP gives; sent the full way, the request would find the target
+// it waited for skipped and get 502.
+func TimedOut(err error) bool { return err != nil && !errors.Is(err, errNotRelayed) && isTimeout(err) }
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -140,9 +140,7 @@ func (ht *httpTarget) serveLean(u *Upstream, w http.ResponseWriter, r *http.Requ
 	var extra [12]forward.Field
 	req := ht.request(u, &in, extra[:0])
 	req.Header = r.Header
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		req.Body, req.ContentLength = r.Body, r.ContentLength
-	}
+	req.Body, req.ContentLength = forward.Body(r)
 	sink := locationSink{Sink: &forward.ResponseWriterSink{W: w}, ht: ht, proto: req.Extra[1].Value, host: req.Extra[2].Value}
 	err := ht.pool.Forward(r.Context(), &req, &sink)
 	if err == nil || errors.Is(err, forward.ErrNoResponse) {

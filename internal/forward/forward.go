@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -424,4 +425,26 @@ func writeBody(bw *bufio.Writer, body io.Reader, n int64) error {
 			return rerr
 		}
 	}
+}
+
+// Body is what Forward should send of r's body, and its length (-1:
+// chunked). A request of HTTP/2 or HTTP/3 carries no length, and most
+// often no body either (a GET): one byte is read first, so that such a
+// request goes on without a body, as net/http's Transport sends it, and
+// not as an empty chunked one, which a target may take for an upload it
+// must wait for before it notices anything (Go's server watches for a
+// closed connection only once the body is read).
+func Body(r *http.Request) (io.Reader, int64) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, 0
+	}
+	if r.ContentLength > 0 {
+		return r.Body, r.ContentLength
+	}
+	var first [1]byte
+	n, err := io.ReadFull(r.Body, first[:])
+	if n == 0 && err == io.EOF {
+		return nil, 0
+	}
+	return io.MultiReader(bytes.NewReader(first[:n]), r.Body), -1
 }

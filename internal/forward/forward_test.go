@@ -488,3 +488,34 @@ func TestForwardConcurrent(t *testing.T) {
 		t.Errorf("%d connections, %d idle for %d workers", n, p.Idle(), workers)
 	}
 }
+
+// Body sends nothing for a request of unknown length whose body is empty
+// (an HTTP/2 or HTTP/3 GET), and all of it, chunked, when there is one.
+func TestBody(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		body   io.Reader
+		length int64
+		want   string
+		wantN  int64
+		none   bool
+	}{
+		{"no body", http.NoBody, 0, "", 0, true},
+		{"known length", strings.NewReader("hello"), 5, "hello", 5, false},
+		{"unknown, empty", strings.NewReader(""), -1, "", 0, true},
+		{"unknown, some", strings.NewReader("stream"), -1, "stream", -1, false},
+	} {
+		r := httptest.NewRequest("POST", "/", tc.body)
+		r.ContentLength = tc.length
+		body, n := Body(r)
+		if (body == nil) != tc.none || n != tc.wantN {
+			t.Errorf("%s: body %v length %d, want none=%v length %d", tc.name, body != nil, n, tc.none, tc.wantN)
+			continue
+		}
+		if body != nil {
+			if got, _ := io.ReadAll(body); string(got) != tc.want {
+				t.Errorf("%s: sent %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	}
+}
