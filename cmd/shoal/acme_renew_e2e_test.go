@@ -218,4 +218,3 @@ func TestE2EACMEOrdererKilled(t *testing.T) {
 		}
 	}
 }
-
