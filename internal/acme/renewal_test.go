@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"math/big"
+	"net"
 	"testing"
 	"time"
 
@@ -112,4 +113,55 @@ func TestRenewsAtRenewBefore(t *testing.T) {
 	if got := len(p.Issued()); got != 2 {
 		t.Errorf("Pebble issued %d certificates, want 2: %v", got, p.Issued())
 	}
+}
+
+// TestRestartRenewsDueCertificate: a node that starts with a stored
+// certificate already inside its renewal window renews it at once, not
+// at certmagic's next check (10 minutes here).
+func TestRestartRenewsDueCertificate(t *testing.T) {
+	httpLn, tlsLn := listeners(t)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: portOf(httpLn), TLSPort: portOf(tlsLn), NoARI: true})
+	roots := p.IssuerRoots()
+	dir := t.TempDir()
+	const name = "due.shoal.test"
+	n := startNode(t, options(p, dir), httpLn, tlsLn)
+	n.m.Manage([]string{name})
+	first := n.waitIssued(t, name, roots, 60*time.Second)
+	n.stop()
+
+	// With renew_before a second short of the 90-day lifetime, the
+	// certificate is due once it is more than a second old.
+	lifetime := first.NotAfter.Add(time.Second).Sub(first.NotBefore)
+	for time.Since(first.NotBefore) < 2*time.Second {
+		time.Sleep(50 * time.Millisecond) // the certificate ages
+	}
+	o := options(p, dir)
+	o.RenewBefore = lifetime - time.Second
+	if iv := renewCheckInterval(o.RenewBefore); iv < 5*time.Minute {
+		t.Fatalf("check interval %v: the test would not tell an immediate renewal", iv)
+	}
+	httpLn2, tlsLn2 := relisten(t, httpLn), relisten(t, tlsLn)
+	n2 := startNode(t, o, httpLn2, tlsLn2)
+	n2.m.Manage([]string{name})
+	deadline := time.Now().Add(30 * time.Second)
+	for n2.waitIssued(t, name, roots, 10*time.Second).SerialNumber.Cmp(first.SerialNumber) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the due certificate was not renewed at start")
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval
+	}
+	if got := len(p.Issued()); got != 2 {
+		t.Errorf("Pebble issued %d certificates, want 2", got)
+	}
+}
+
+// relisten listens again on the address of a closed listener.
+func relisten(t *testing.T, old net.Listener) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", old.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
