@@ -27,15 +27,16 @@ import (
 
 	"shoal/internal/testenv"
 	"shoal/server"
+	"shoal/server/config"
 )
 
 // stopTimeout is the engine stop timeout the Dockerfile's comments ask for
 // (docker run --stop-timeout 30).
 const stopTimeout = 30 * time.Second
 
-func loadValid(t *testing.T, path string) *server.Config {
+func loadValid(t *testing.T, path string) *config.Config {
 	t.Helper()
-	cfg, err := server.LoadValid(func() (*server.Config, error) { return server.LoadConfig(path) })
+	cfg, err := server.LoadValid(func() (*config.Config, error) { return config.Load(path) })
 	if err != nil {
 		t.Fatalf("shoal check -config %s:\n%v", path, err)
 	}
@@ -116,7 +117,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("ExecStart=%q User=%q", keys["ExecStart"], keys["User"])
 	}
 	stop, err := strconv.Atoi(keys["TimeoutStopSec"])
-	def := server.Defaults().Server
+	def := config.Defaults().Server
 	if err != nil || time.Duration(stop)*time.Second <= def.DrainDelay+def.ShutdownGrace {
 		t.Errorf("TimeoutStopSec=%q must exceed the default drain_delay + shutdown_grace (%v)", keys["TimeoutStopSec"], def.DrainDelay+def.ShutdownGrace)
 	}
@@ -213,7 +214,7 @@ func TestKubernetesManifests(t *testing.T) {
 	if err := os.WriteFile(path, []byte(toml.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := server.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("the ConfigMap's config.toml: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"shoal/internal/testenv"
 	"shoal/server"
+	"shoal/server/config"
 )
 
 // TestExamples validates every examples/*/config.toml with the loader
@@ -34,7 +35,7 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, "config.toml")
-			cfg, err := server.LoadValid(func() (*server.Config, error) { return server.LoadConfig(path) })
+			cfg, err := server.LoadValid(func() (*config.Config, error) { return config.Load(path) })
 			if err != nil {
 				t.Fatalf("shoal check -config examples/%s:\n%v", cfgPath, err)
 			}
@@ -64,7 +65,7 @@ func TestExamplesCatchErrors(t *testing.T) {
 	if err := os.WriteFile(path, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = server.LoadValid(func() (*server.Config, error) { return server.LoadConfig(path) })
+	_, err = server.LoadValid(func() (*config.Config, error) { return config.Load(path) })
 	if err == nil || !strings.Contains(err.Error(), `unknown key "server.htpp"`) {
 		t.Fatalf("a config with a misspelt key: got %v, want an unknown-key error", err)
 	}

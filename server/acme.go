@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"shoal/internal/acme"
+	"shoal/server/config"
 )
 
 // acmeChallengePrefix is where a CA fetches http-01 tokens.
@@ -20,7 +21,7 @@ const acmeChallengePrefix = "/.well-known/acme-challenge/"
 // site host that is not a wildcard, an IP or localhost, of a site with no
 // cert of its own, minus names an earlier site's own cert already serves
 // (the first site to name a host owns it, as in vhost routing).
-func acmeNames(sites []SiteConfig) []string {
+func acmeNames(sites []config.Site) []string {
 	seen := map[string]bool{}
 	var names []string
 	for _, s := range sites {
@@ -47,7 +48,7 @@ func acmeNames(sites []SiteConfig) []string {
 // [acme] on, names wait for their first certificate behind a self-signed
 // one unless tls.cert or a catch-all site cert serves them, so a name is
 // never served with no certificate.
-func withACMEFallback(cfg *Config) TLSConfig {
+func withACMEFallback(cfg *config.Config) config.TLS {
 	t := cfg.TLS
 	if cfg.ACME.Enabled {
 		t.SelfSigned = true
@@ -81,7 +82,7 @@ type acmeTransport interface {
 // their ports) and the cluster runs, and starts ordering in the
 // background: the node serves at once, with fallback certificates until
 // the CA has answered. A failure leaves the fallbacks in place.
-func (n *Node) startACME(cfg *Config) {
+func (n *Node) startACME(cfg *config.Config) {
 	if !cfg.ACME.Enabled || n.certs == nil {
 		return
 	}
@@ -90,7 +91,7 @@ func (n *Node) startACME(cfg *Config) {
 	}
 }
 
-func (n *Node) newACME(cfg *Config) error {
+func (n *Node) newACME(cfg *config.Config) error {
 	var roots *x509.CertPool
 	if cfg.ACME.CARoot != "" {
 		pem, err := os.ReadFile(cfg.ACME.CARoot)
@@ -133,7 +134,7 @@ func (n *Node) newACME(cfg *Config) error {
 
 // manageACME hands the names of a reloaded config to the running ACME
 // manager; changes to [acme] itself take effect at the next restart.
-func (m *certManager) manageACME(cfg *Config) {
+func (m *certManager) manageACME(cfg *config.Config) {
 	if a := m.acme.Load(); a != nil && cfg.ACME.Enabled {
 		a.Manage(acmeNames(cfg.Sites))
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/admin"
 	"shoal/internal/acme/acmetest"
 )
 
@@ -118,11 +118,11 @@ func testNodeACME(t *testing.T, challenge string) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var got struct{ Certificates []handlers.Certificate }
+	var got struct{ Certificates []admin.Certificate }
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatalf("/api/certificates: %v: %s", err, body)
 	}
-	sources := map[string]handlers.Certificate{}
+	sources := map[string]admin.Certificate{}
 	for _, c := range got.Certificates {
 		sources[c.Source] = c
 	}

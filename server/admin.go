@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/admin"
+	"shoal/server/config"
 )
 
 // configHash is a short hash of the effective config, so drift between
@@ -18,7 +19,7 @@ import (
 // design (name, listen and gossip addresses, URLs, join list) is left out,
 // so peers started from one file with different flags hash alike. Secrets
 // are hashed, never shown.
-func configHash(cfg *Config) string {
+func configHash(cfg *config.Config) string {
 	srv, cl := cfg.Server, cfg.Cluster
 	srv.Name, srv.HTTP, srv.HTTPS, srv.Admin = "", "", "", ""
 	cl.Gossip, cl.Advertise, cl.Join, cl.PeerURL, cl.PublicURL = "", "", nil, "", ""
@@ -32,29 +33,29 @@ func configHash(cfg *Config) string {
 	}
 	logc, tlsc, sess := cfg.Log, cfg.TLS, cfg.Session
 	logc.Access, tlsc.Cert, tlsc.Key, sess.KeyFile = rel(logc.Access), rel(tlsc.Cert), rel(tlsc.Key), rel(sess.KeyFile)
-	sites := make([]SiteConfig, len(cfg.Sites))
+	sites := make([]config.Site, len(cfg.Sites))
 	for i, sc := range cfg.Sites {
 		sc.Root, sc.Templates, sc.Cert, sc.Key = rel(sc.Root), rel(sc.Templates), rel(sc.Cert), rel(sc.Key)
-		sc.CGI = append([]CGIConfig(nil), sc.CGI...)
+		sc.CGI = append([]config.CGI(nil), sc.CGI...)
 		for j := range sc.CGI {
 			sc.CGI[j].Dir = rel(sc.CGI[j].Dir)
 		}
 		sites[i] = sc
 	}
 	b, _ := json.Marshal(struct {
-		Server  ServerConfig
-		Log     LogConfig
-		TLS     TLSConfig
-		Session SessionConfig
-		Sites   []SiteConfig
-		Cluster ClusterConfig
+		Server  config.Server
+		Log     config.Log
+		TLS     config.TLS
+		Session config.Session
+		Sites   []config.Site
+		Cluster config.Cluster
 	}{srv, logc, tlsc, sess, sites, cl})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:4])
 }
 
 // nodeName is server.name, or hostname:http-port as SPEC says.
-func nodeName(cfg *Config) string {
+func nodeName(cfg *config.Config) string {
 	if cfg.Server.Name != "" {
 		return cfg.Server.Name
 	}
@@ -76,8 +77,8 @@ func nodeName(cfg *Config) string {
 }
 
 // adminHandler builds the admin listener's handler.
-func (n *Node) adminHandler() *handlers.Admin {
-	a := &handlers.Admin{
+func (n *Node) adminHandler() *admin.Server {
+	a := &admin.Server{
 		View:     n.clusterView(),
 		Draining: n.Draining,
 		Reload:   n.Reload,
@@ -94,18 +95,18 @@ func (n *Node) adminHandler() *handlers.Admin {
 
 // clusterView is the cluster as this node sees it; without a cluster, the
 // node alone.
-func (n *Node) clusterView() handlers.ClusterView {
+func (n *Node) clusterView() admin.ClusterView {
 	return clusterView{ref: &n.cl, self: n.selfMember}
 }
 
 // selfMember describes this node from its own counters.
-func (n *Node) selfMember() handlers.Member {
+func (n *Node) selfMember() admin.Member {
 	rt := n.state.Load()
 	capacity := rt.cfg.Cluster.Capacity
 	inflight := n.metrics.InFlight()
-	m := handlers.Member{
+	m := admin.Member{
 		Name:     rt.name,
-		State:    handlers.StateAlive,
+		State:    admin.StateAlive,
 		Inflight: inflight,
 		Capacity: capacity,
 		Draining: n.Draining(),
@@ -134,11 +135,11 @@ func (n *Node) localURL() string {
 }
 
 // describe lists the sites and listeners for the status page.
-func (n *Node) describe() ([]handlers.AdminSite, []string) {
+func (n *Node) describe() ([]admin.Site, []string) {
 	rt := n.state.Load()
-	var sites []handlers.AdminSite
+	var sites []admin.Site
 	for _, sc := range rt.cfg.Sites {
-		as := handlers.AdminSite{Hosts: sc.Hosts, Root: sc.Root}
+		as := admin.Site{Hosts: sc.Hosts, Root: sc.Root}
 		for _, c := range sc.CGI {
 			if c.Prefix != "" {
 				as.CGI = append(as.CGI, c.Prefix)

@@ -22,7 +22,10 @@ import (
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/admin"
+	"shoal/handlers/books"
+	"shoal/internal/http1"
+	"shoal/server/config"
 )
 
 // clusterRef holds the node's cluster once Run has started it. Sites are
@@ -71,7 +74,7 @@ func (cr *clusterRef) guard(next http.Handler) http.Handler {
 // connection goes on as plain HTTP (net/http answers such bytes 400).
 func (cr *clusterRef) peerConn(c net.Conn, pending []byte) *tls.Conn {
 	cfg := cr.peer.Load()
-	if cfg == nil || len(pending) == 0 || pending[0] != tlsHandshakeRecord {
+	if cfg == nil || len(pending) == 0 || pending[0] != http1.TLSHandshakeRecord {
 		return nil
 	}
 	return tls.Server(c, cfg)
@@ -81,15 +84,11 @@ func (cr *clusterRef) peerConn(c net.Conn, pending []byte) *tls.Conn {
 // fast path handed to net/http (which sees no *tls.Conn then), so the
 // cluster still knows them for a peer's.
 func peerConnContext(ctx context.Context, c net.Conn) context.Context {
-	if _, ok := c.(*peerReplayConn); ok {
+	if http1.IsPeerConn(c) {
 		return cluster.ContextFromPeer(ctx)
 	}
 	return ctx
 }
-
-// tlsHandshakeRecord is the first byte of every TLS connection; no HTTP
-// request starts with it.
-const tlsHandshakeRecord = 0x16
 
 // peerTLS wraps a client-facing TLS configuration so that a peer's
 // ClientHello (one offering the peer ALPN) gets the peer configuration:
@@ -141,7 +140,7 @@ type clusterParams struct {
 	Addrs      map[string]string // bound listener addresses by role
 	Logger     *slog.Logger
 	// Metrics counts retried requests; nil counts nothing.
-	Metrics *handlers.Metrics
+	Metrics *books.Metrics
 	// ErrorPage writes the 502 when no node could serve a request; nil
 	// writes plain text.
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
@@ -150,7 +149,7 @@ type clusterParams struct {
 // startCluster starts gossip and routing for cfg, or returns nil, nil when
 // cluster.enabled is false. Call it after the listeners are open: the
 // default peer_url comes from the bound HTTP address.
-func startCluster(cfg *Config, p clusterParams) (*cluster.Cluster, error) {
+func startCluster(cfg *config.Config, p clusterParams) (*cluster.Cluster, error) {
 	if !cfg.Cluster.Enabled {
 		return nil, nil
 	}
@@ -175,7 +174,7 @@ func stopCluster(c *cluster.Cluster, drainDelay time.Duration, log *slog.Logger)
 	}
 }
 
-func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
+func clusterOptions(cfg *config.Config, p clusterParams) (cluster.Options, error) {
 	cc := cfg.Cluster
 	secret, err := clusterSecret(cfg)
 	if err != nil {
@@ -211,7 +210,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 		Version:    p.Version,
 		Logger:     log,
 		Observe:    routeObserver(p.Metrics),
-		ClientIP:   handlers.ClientIP,
+		ClientIP:   books.ClientIP,
 		TrustedProxy: func(ip string) bool {
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
@@ -233,7 +232,7 @@ func clusterOptions(cfg *Config, p clusterParams) (cluster.Options, error) {
 
 // routeObserver records where the cluster sent a request, for the access
 // log and metrics; m may be nil.
-func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
+func routeObserver(m *books.Metrics) func(*http.Request, cluster.Route) {
 	return func(r *http.Request, rt cluster.Route) {
 		if m != nil {
 			for _, peer := range rt.FailedPeers {
@@ -250,19 +249,19 @@ func routeObserver(m *handlers.Metrics) func(*http.Request, cluster.Route) {
 func observeRoute(r *http.Request, rt cluster.Route) {
 	switch rt.Kind {
 	case cluster.Proxied:
-		handlers.SetKind(r, handlers.KindProxy)
+		books.SetKind(r, books.KindProxy)
 	case cluster.Redirected:
-		handlers.SetKind(r, handlers.KindRedirect)
+		books.SetKind(r, books.KindRedirect)
 	default:
 		return
 	}
-	handlers.InfoFrom(r).Peer = rt.Peer
+	books.InfoFrom(r).Peer = rt.Peer
 }
 
 // clusterSecret is cluster.secret, else $SHOAL_SECRET, else the file
 // .shoal/cluster-secret beside the config, made on first start, so nodes
 // started from one folder share it.
-func clusterSecret(cfg *Config) ([]byte, error) {
+func clusterSecret(cfg *config.Config) ([]byte, error) {
 	if s := cfg.Cluster.Secret; s != "" {
 		return decodeSecret("cluster.secret", s)
 	}
@@ -272,7 +271,7 @@ func clusterSecret(cfg *Config) ([]byte, error) {
 	return secretFile(secretPath(cfg))
 }
 
-func secretPath(cfg *Config) string {
+func secretPath(cfg *config.Config) string {
 	dir := "."
 	if cfg.Path != "" {
 		dir = filepath.Dir(cfg.Path)
@@ -337,7 +336,7 @@ func secretFile(path string) ([]byte, error) {
 // there is no HTTP listener), with the host peers can reach: the advertise
 // host, else the listener's own IP, else (listening on all interfaces) the
 // gossip bind IP or a private IP, as memberlist picks.
-func defaultPeerURL(cc ClusterConfig, addrs map[string]string) (string, error) {
+func defaultPeerURL(cc config.Cluster, addrs map[string]string) (string, error) {
 	scheme, addr := "http", addrs["http"]
 	if addr == "" {
 		scheme, addr = "https", addrs["https"]
@@ -378,7 +377,7 @@ func reachableHost(gossip string) string {
 // (self), or this node alone while no cluster runs.
 type clusterView struct {
 	ref  *clusterRef
-	self func() handlers.Member
+	self func() admin.Member
 }
 
 func (v clusterView) Self() string {
@@ -388,15 +387,15 @@ func (v clusterView) Self() string {
 	return v.self().Name
 }
 
-func (v clusterView) Members() []handlers.Member {
+func (v clusterView) Members() []admin.Member {
 	c := v.ref.get()
 	if c == nil {
-		return []handlers.Member{v.self()}
+		return []admin.Member{v.self()}
 	}
 	ms := c.Members()
-	out := make([]handlers.Member, 0, len(ms))
+	out := make([]admin.Member, 0, len(ms))
 	for _, m := range ms {
-		hm := handlers.Member{
+		hm := admin.Member{
 			Name:      m.Name,
 			State:     m.State,
 			Load:      m.Load,
@@ -426,7 +425,7 @@ func (v clusterView) Members() []handlers.Member {
 
 // clusterTunables maps [cluster] to the settings a running cluster can
 // change, for the start and for every reload alike.
-func clusterTunables(cc ClusterConfig, hash string) cluster.Tunables {
+func clusterTunables(cc config.Cluster, hash string) cluster.Tunables {
 	margin := cc.Margin
 	if margin == 0 {
 		margin = -1 // the config says no margin; the package's zero means its default
@@ -438,7 +437,7 @@ func clusterTunables(cc ClusterConfig, hash string) cluster.Tunables {
 // retune applies a reloaded config to the running cluster: the routing
 // tunables and the published config hash change at once; what only a
 // restart can change is named in a warning, so nobody waits for it.
-func (cr *clusterRef) retune(cfg, old *Config, log *slog.Logger) {
+func (cr *clusterRef) retune(cfg, old *config.Config, log *slog.Logger) {
 	if keys := restartOnly(cfg, old); len(keys) > 0 {
 		log.Warn("cluster settings changed that take effect at the next restart", "keys", keys)
 	}
@@ -459,7 +458,7 @@ func (cr *clusterRef) retune(cfg, old *Config, log *slog.Logger) {
 
 // restartOnly names the settings a running node cannot change: its
 // identity, its gossip, and the addresses it published.
-func restartOnly(cfg, old *Config) []string {
+func restartOnly(cfg, old *config.Config) []string {
 	a, b := cfg.Cluster, old.Cluster
 	var keys []string
 	add := func(changed bool, key string) {

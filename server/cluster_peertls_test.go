@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"shoal/cluster"
+	"shoal/internal/http1"
 )
 
 // peerNode runs a cluster node whose www/x.txt holds body; listeners is
@@ -165,8 +166,7 @@ func TestPeerConnContext(t *testing.T) {
 		conn net.Conn
 		peer bool
 	}{
-		{&peerReplayConn{}, true},
-		{&replayConn{}, false},
+		{http1.NewPeerReplayConn(nil, nil), true},
 		{&net.TCPConn{}, false},
 	} {
 		r := httptest.NewRequest("GET", "/", nil).WithContext(peerConnContext(context.Background(), tc.conn))
@@ -190,9 +190,9 @@ func TestPeerTLSBeforeRouting(t *testing.T) {
 		first   byte
 		wantTLS bool
 	}{
-		{"peer hello, cluster started, not routing", peerCfg, tlsHandshakeRecord, true},
+		{"peer hello, cluster started, not routing", peerCfg, http1.TLSHandshakeRecord, true},
 		{"plain request, cluster started", peerCfg, 'G', false},
-		{"peer hello, no cluster", nil, tlsHandshakeRecord, false},
+		{"peer hello, no cluster", nil, http1.TLSHandshakeRecord, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var cr clusterRef // p stays nil: routing has not started

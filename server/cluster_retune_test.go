@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"shoal/cluster"
+	"shoal/server/config"
 )
 
 var retuneSecret = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
@@ -20,13 +21,13 @@ var retuneSecret = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)
 func TestClusterTunablesMapping(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cc   ClusterConfig
+		cc   config.Cluster
 		want cluster.Tunables
 	}{
-		{"defaults", Defaults().Cluster, cluster.Tunables{Mode: "proxy", Policy: "least_loaded", Capacity: 64, Margin: 0.1, Retries: 1, ConfigHash: "h1"}},
-		{"margin 0 means no margin", ClusterConfig{Mode: "redirect", Policy: "ip_hash", Capacity: 3, Margin: 0, Sticky: true, Retries: 0},
+		{"defaults", config.Defaults().Cluster, cluster.Tunables{Mode: "proxy", Policy: "least_loaded", Capacity: 64, Margin: 0.1, Retries: 1, ConfigHash: "h1"}},
+		{"margin 0 means no margin", config.Cluster{Mode: "redirect", Policy: "ip_hash", Capacity: 3, Margin: 0, Sticky: true, Retries: 0},
 			cluster.Tunables{Mode: "redirect", Policy: "ip_hash", Capacity: 3, Margin: -1, Sticky: true, Retries: 0, ConfigHash: "h1"}},
-		{"every field", ClusterConfig{Mode: "proxy", Policy: "round_robin", Capacity: 128, Margin: 0.25, Sticky: true, Retries: 4},
+		{"every field", config.Cluster{Mode: "proxy", Policy: "round_robin", Capacity: 128, Margin: 0.25, Sticky: true, Retries: 4},
 			cluster.Tunables{Mode: "proxy", Policy: "round_robin", Capacity: 128, Margin: 0.25, Sticky: true, Retries: 4, ConfigHash: "h1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -34,7 +35,7 @@ func TestClusterTunablesMapping(t *testing.T) {
 				t.Errorf("clusterTunables = %+v, want %+v", got, tc.want)
 			}
 			// The start maps the same way as a reload.
-			cfg := Defaults()
+			cfg := config.Defaults()
 			cfg.Cluster = tc.cc
 			cfg.Cluster.Secret = retuneSecret
 			o, err := clusterOptions(cfg, clusterParams{Name: "a", ConfigHash: "h1", Addrs: map[string]string{"http": "127.0.0.1:1"}})
@@ -51,33 +52,33 @@ func TestClusterTunablesMapping(t *testing.T) {
 }
 
 func TestRestartOnly(t *testing.T) {
-	base := func() *Config {
-		cfg := Defaults()
+	base := func() *config.Config {
+		cfg := config.Defaults()
 		cfg.Cluster.Enabled = true
 		cfg.Cluster.Join = []string{"10.0.0.1:7946"}
 		return cfg
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(*Config)
+		edit func(*config.Config)
 		want []string
 	}{
-		{"tunables only", func(c *Config) {
+		{"tunables only", func(c *config.Config) {
 			c.Cluster.Mode, c.Cluster.Policy, c.Cluster.Capacity = "redirect", "random", 5
 			c.Cluster.Margin, c.Cluster.Sticky, c.Cluster.Retries, c.Cluster.Balance = 0, true, 3, "all"
 		}, nil},
-		{"gossip", func(c *Config) { c.Cluster.Gossip = "127.0.0.1:7000" }, []string{"cluster.gossip"}},
-		{"advertise", func(c *Config) { c.Cluster.Advertise = "10.0.0.9" }, []string{"cluster.advertise"}},
-		{"join", func(c *Config) { c.Cluster.Join = append(c.Cluster.Join, "10.0.0.2:7946") }, []string{"cluster.join"}},
-		{"secret", func(c *Config) { c.Cluster.Secret = retuneSecret }, []string{"cluster.secret"}},
-		{"name", func(c *Config) { c.Server.Name = "other" }, []string{"server.name"}},
-		{"public_url", func(c *Config) { c.Cluster.PublicURL = "https://example.com" }, []string{"cluster.public_url"}},
-		{"listener moves under a derived peer_url", func(c *Config) { c.Server.HTTP = ":9090" },
+		{"gossip", func(c *config.Config) { c.Cluster.Gossip = "127.0.0.1:7000" }, []string{"cluster.gossip"}},
+		{"advertise", func(c *config.Config) { c.Cluster.Advertise = "10.0.0.9" }, []string{"cluster.advertise"}},
+		{"join", func(c *config.Config) { c.Cluster.Join = append(c.Cluster.Join, "10.0.0.2:7946") }, []string{"cluster.join"}},
+		{"secret", func(c *config.Config) { c.Cluster.Secret = retuneSecret }, []string{"cluster.secret"}},
+		{"name", func(c *config.Config) { c.Server.Name = "other" }, []string{"server.name"}},
+		{"public_url", func(c *config.Config) { c.Cluster.PublicURL = "https://example.com" }, []string{"cluster.public_url"}},
+		{"listener moves under a derived peer_url", func(c *config.Config) { c.Server.HTTP = ":9090" },
 			[]string{"cluster.peer_url (derived from server.http/https)"}},
-		{"peer_url set", func(c *Config) { c.Cluster.PeerURL = "http://10.0.0.5:8080" }, []string{"cluster.peer_url"}},
-		{"trusted proxies", func(c *Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8"} },
+		{"peer_url set", func(c *config.Config) { c.Cluster.PeerURL = "http://10.0.0.5:8080" }, []string{"cluster.peer_url"}},
+		{"trusted proxies", func(c *config.Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8"} },
 			[]string{"server.trusted_proxies (for cluster routing)"}},
-		{"enabled", func(c *Config) { c.Cluster.Enabled = false }, []string{"cluster.enabled"}},
+		{"enabled", func(c *config.Config) { c.Cluster.Enabled = false }, []string{"cluster.enabled"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
@@ -87,8 +88,8 @@ func TestRestartOnly(t *testing.T) {
 			}
 		})
 	}
-	off := Defaults()
-	off2 := Defaults()
+	off := config.Defaults()
+	off2 := config.Defaults()
 	off2.Cluster.Gossip = "127.0.0.1:1"
 	if got := restartOnly(off2, off); got != nil {
 		t.Errorf("cluster off both times: %q, want nothing", got)
@@ -114,7 +115,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestRetuneAppliesToRunningCluster(t *testing.T) {
-	old := Defaults()
+	old := config.Defaults()
 	old.Cluster.Enabled = true
 	old.Cluster.Gossip = "127.0.0.1:0"
 	old.Cluster.Secret = retuneSecret

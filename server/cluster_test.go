@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"shoal/server/config"
 )
 
 func TestClusterSecretSources(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.Path = filepath.Join(dir, "config.toml")
 	key := bytes.Repeat([]byte{7}, 32)
 
@@ -78,21 +80,21 @@ func TestClusterSecretRace(t *testing.T) {
 
 func TestDefaultPeerURL(t *testing.T) {
 	for _, tc := range []struct {
-		cc    ClusterConfig
+		cc    config.Cluster
 		addrs map[string]string
 		want  string
 	}{
-		{ClusterConfig{Gossip: "0.0.0.0:7946"}, map[string]string{"http": "127.0.0.1:8080"}, "http://127.0.0.1:8080"},
-		{ClusterConfig{Gossip: "10.1.2.3:7946"}, map[string]string{"http": "[::]:8080"}, "http://10.1.2.3:8080"},
-		{ClusterConfig{Gossip: "0.0.0.0:7946", Advertise: "peer.example:7946"}, map[string]string{"http": "0.0.0.0:8080"}, "http://peer.example:8080"},
-		{ClusterConfig{Gossip: "127.0.0.1:0"}, map[string]string{"https": "127.0.0.1:8443"}, "https://127.0.0.1:8443"},
+		{config.Cluster{Gossip: "0.0.0.0:7946"}, map[string]string{"http": "127.0.0.1:8080"}, "http://127.0.0.1:8080"},
+		{config.Cluster{Gossip: "10.1.2.3:7946"}, map[string]string{"http": "[::]:8080"}, "http://10.1.2.3:8080"},
+		{config.Cluster{Gossip: "0.0.0.0:7946", Advertise: "peer.example:7946"}, map[string]string{"http": "0.0.0.0:8080"}, "http://peer.example:8080"},
+		{config.Cluster{Gossip: "127.0.0.1:0"}, map[string]string{"https": "127.0.0.1:8443"}, "https://127.0.0.1:8443"},
 	} {
 		got, err := defaultPeerURL(tc.cc, tc.addrs)
 		if err != nil || got != tc.want {
 			t.Errorf("%+v %v: %q %v, want %q", tc.cc, tc.addrs, got, err, tc.want)
 		}
 	}
-	if _, err := defaultPeerURL(ClusterConfig{}, map[string]string{"admin": "127.0.0.1:9180"}); err == nil {
+	if _, err := defaultPeerURL(config.Cluster{}, map[string]string{"admin": "127.0.0.1:9180"}); err == nil {
 		t.Error("peer URL made up without an HTTP listener")
 	}
 }
@@ -113,7 +115,7 @@ func TestBalanced(t *testing.T) {
 }
 
 func TestClusterOptionsMargin(t *testing.T) {
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.Cluster.Secret = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 16))
 	cfg.Cluster.Margin = 0
 	o, err := clusterOptions(cfg, clusterParams{Name: "a", Addrs: map[string]string{"http": "127.0.0.1:1"}})

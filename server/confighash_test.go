@@ -1,11 +1,15 @@
 package server
 
-import "testing"
+import (
+	"testing"
+
+	"shoal/server/config"
+)
 
 func TestConfigHash(t *testing.T) {
-	base := func() *Config {
-		c := Defaults()
-		c.Sites = []SiteConfig{DefaultSite()}
+	base := func() *config.Config {
+		c := config.Defaults()
+		c.Sites = []config.Site{config.DefaultSite()}
 		return c
 	}
 	a, b := base(), base()

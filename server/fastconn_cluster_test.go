@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // startClusterNode runs a one-node cluster serving www/x.txt with the
@@ -59,7 +61,7 @@ root = "www"
 // ready and stops it when the test ends.
 func runNode(t *testing.T, path string) *Node {
 	t.Helper()
-	n, err := New(func() (*Config, error) { return LoadConfig(path) },
+	n, err := New(func() (*config.Config, error) { return config.Load(path) },
 		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

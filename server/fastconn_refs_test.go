@@ -1,6 +1,12 @@
 package server
 
-import "testing"
+import (
+	goruntime "runtime"
+	"testing"
+	"time"
+
+	"shoal/internal/http1"
+)
 
 // A fast answer holds its runtime until it is out, so a reload that
 // retires the runtime meanwhile closes it only after the answer (its
@@ -9,14 +15,21 @@ func TestFastAnswerHoldsRuntime(t *testing.T) {
 	n, _ := startBooksNode(t, false)
 	rt := n.state.Load()
 	base := rt.refs.Load()
-	head := func(target string) requestHead {
-		h, ok := parseHead([]byte("GET " + target + " HTTP/1.1\r\nHost: books.test\r\n\r\n"))
+	head := func(target string) http1.Head {
+		h, ok := http1.ParseHead([]byte("GET " + target + " HTTP/1.1\r\nHost: books.test\r\n\r\n"))
 		if !ok {
 			t.Fatalf("parse %s", target)
 		}
 		return h
 	}
 	booksResponse(t, n, "h1-fast", "GET", "/index.html", nil, "") // cache the file
+	// That answer lets go of the runtime just after its last byte left.
+	for deadline := time.Now().Add(5 * time.Second); rt.refs.Load() != base; {
+		if time.Now().After(deadline) {
+			t.Fatalf("refs %d after the first request, want %d", rt.refs.Load(), base)
+		}
+		goruntime.Gosched()
+	}
 	a := n.routeFast(head("/index.html"), "http")
 	if !a.ok() {
 		t.Fatal("/index.html not answered by the fast path")

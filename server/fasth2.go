@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/internal/h2"
+	"shoal/internal/http1"
 )
 
 // h2Fast is the HTTP/2 fast path's way into the sites, as fastRoute is
@@ -36,9 +37,9 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	*rq = request{}
 	rq.Started = time.Now()
 	readFast(rq, st, &h, r.RemoteAddr, "HTTP/2.0", fieldList(r.Fields))
-	rq.Handler = handlers.KindStatic
+	rq.Handler = books.KindStatic
 	rq.Status, rq.Bytes = ff.Status, int64(len(ff.Body))
-	if h.head {
+	if h.IsHEAD {
 		rq.Bytes = 0
 	}
 	x.Sent = func() {
@@ -60,25 +61,25 @@ type h2Answer struct {
 // h2Head reads what the fast path needs from an HTTP/2 request, with the
 // HTTP/1.1 parser's rules: a plain path, one host, no field that asks for
 // more than a whole file or its 304.
-func h2Head(r *h2.Request) (requestHead, bool) {
-	h := requestHead{head: r.Method == http.MethodHead, target: r.Path, host: r.Authority}
+func h2Head(r *h2.Request) (http1.Head, bool) {
+	h := http1.Head{IsHEAD: r.Method == http.MethodHead, Target: r.Path, Host: r.Authority}
 	path, query, hasQuery := strings.Cut(r.Path, "?")
-	if !plainPath([]byte(path)) || hasQuery && !plainQuery([]byte(query)) {
+	if !http1.PlainPath([]byte(path)) || hasQuery && !http1.PlainQuery([]byte(query)) {
 		return h, false
 	}
-	h.path = path
+	h.Path = path
 	hosts := 0
 	for _, f := range r.Fields {
-		switch field := fieldOf([]byte(f.Name)); field {
-		case fieldHost:
+		switch field := http1.FieldOf([]byte(f.Name)); field {
+		case http1.FieldHost:
 			hosts++
-			if h.host == "" {
-				h.host = f.Value
+			if h.Host == "" {
+				h.Host = f.Value
 			}
-		case fieldConnection, fieldHop:
+		case http1.FieldConnection, http1.FieldHop:
 			return h, false // forbidden in HTTP/2; hops come over HTTP/1.1
 		default:
-			if !sharedField(&h, field, f.Value) {
+			if !http1.SharedField(&h, field, f.Value) {
 				return h, false
 			}
 		}
@@ -86,7 +87,7 @@ func h2Head(r *h2.Request) (requestHead, bool) {
 	if hosts > 1 || r.Authority != "" && hosts == 1 {
 		return h, false // let the full chain judge Host against :authority
 	}
-	return h, validHost(h.host)
+	return h, http1.ValidHost(h.Host)
 }
 
 // h2Block turns a cached file's HTTP/1.1 header lines into an HPACK block.
@@ -95,7 +96,7 @@ func h2Block(lines []byte) []byte {
 	for len(lines) > 0 {
 		line, rest, _ := bytes.Cut(lines, []byte("\r\n"))
 		lines = rest
-		if name, value, ok := splitHeader(line); ok {
+		if name, value, ok := http1.SplitHeader(line); ok {
 			blk = h2.AppendField(blk, strings.ToLower(string(name)), string(value))
 		}
 	}

@@ -83,7 +83,7 @@ var hostileCases = []hostileCase{
 	{name: "TE with space before colon", send: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello", want: []int{400}, conn: closed},
 	{name: "CL as a list", send: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", want: []int{400}, conn: closed},
 
-	// Head syntax.
+	// http1.Head syntax.
 	{name: "bare CR in a header value", send: "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", want: []int{400}, conn: closed},
 	{name: "header name with a space", send: "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", want: []int{400}, conn: closed},
 	{name: "obs-fold", send: "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n", want: []int{400}, conn: closed},

@@ -6,7 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/server/config"
 )
 
 // redirectOptions configures redirectHTTPS.
@@ -15,7 +16,7 @@ type redirectOptions struct {
 	// into Location when a site names it (exactly or by wildcard), or when
 	// the default (first) site has hosts = [] (it serves any name), the
 	// header is a well-formed host name or IP address and Covers says yes.
-	Sites []SiteConfig
+	Sites []config.Site
 	// HTTPSPort is the https listener's port; "" or "443" leaves the port
 	// out of Location.
 	HTTPSPort string
@@ -54,7 +55,7 @@ func redirectHTTPS(o redirectOptions) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			handlers.SetKind(r, handlers.KindRedirect)
+			books.SetKind(r, books.KindRedirect)
 			http.Redirect(w, r, o.location(host, r), http.StatusPermanentRedirect)
 		})
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
+
+	"shoal/server/config"
 )
 
 func noFollowClient() *http.Client {
@@ -24,13 +26,13 @@ func noFollowClient() *http.Client {
 }
 
 func TestRedirectHTTP(t *testing.T) {
-	named := []SiteConfig{{Hosts: []string{"a.test", "*.c.test"}}, {Hosts: []string{"B.test"}}}
-	catchAll := []SiteConfig{{}, {Hosts: []string{"a.test"}}}
-	laterCatchAll := []SiteConfig{{Hosts: []string{"a.test"}}, {}}
-	wildOnly := []SiteConfig{{Hosts: []string{"*.c.test"}}}
+	named := []config.Site{{Hosts: []string{"a.test", "*.c.test"}}, {Hosts: []string{"B.test"}}}
+	catchAll := []config.Site{{}, {Hosts: []string{"a.test"}}}
+	laterCatchAll := []config.Site{{Hosts: []string{"a.test"}}, {}}
+	wildOnly := []config.Site{{Hosts: []string{"*.c.test"}}}
 	for _, tc := range []struct {
 		name     string
-		sites    []SiteConfig
+		sites    []config.Site
 		port     string
 		method   string
 		host     string
@@ -82,7 +84,7 @@ func TestRedirectHTTP(t *testing.T) {
 // TestRedirectAbsoluteForm sends a raw absolute-form request whose URL
 // names a foreign host; Go takes the Host from it, and it must not be echoed.
 func TestRedirectAbsoluteForm(t *testing.T) {
-	h := redirectHTTPS(redirectOptions{Sites: []SiteConfig{{Hosts: []string{"a.test"}}}, HTTPSPort: "443"})(okHandler())
+	h := redirectHTTPS(redirectOptions{Sites: []config.Site{{Hosts: []string{"a.test"}}}, HTTPSPort: "443"})(okHandler())
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())

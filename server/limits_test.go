@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"shoal/server"
+	"shoal/server/config"
 )
 
 func TestMaxHeaderBytes(t *testing.T) {
@@ -576,7 +576,7 @@ func TestParseRate(t *testing.T) {
 		{"/s", 0, false},
 	}
 	for _, tc := range cases {
-		got, err := server.ParseRate(tc.in)
+		got, err := config.ParseRate(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseRate(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}

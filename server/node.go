@@ -20,13 +20,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/session"
+	"shoal/handlers/static"
 	"shoal/internal/h2"
+	"shoal/internal/http1"
+	"shoal/server/config"
 )
 
 // Loader produces the node's config: the file read again plus the
 // command-line overrides. The node calls it at start and on every reload.
-type Loader func() (*Config, error)
+type Loader func() (*config.Config, error)
 
 // Node is one running shoal: listeners, sites, and their life cycle.
 type Node struct {
@@ -41,16 +45,16 @@ type Node struct {
 	started  time.Time
 
 	registry   *prometheus.Registry
-	cl         clusterRef   // the cluster once Run started it (server/cluster.go)
-	certs      *certManager // nil without an https listener
-	conns      *connLimiter // open connections per client address
+	cl         clusterRef         // the cluster once Run started it (server/cluster.go)
+	certs      *certManager       // nil without an https listener
+	conns      *http1.ConnLimiter // open connections per client address
 	http3      *http3Listener
 	altSvc     atomic.Pointer[string] // Alt-Svc value once HTTP/3 runs
 	h2fields   atomic.Pointer[h2Fields]
 	h1fields   atomic.Pointer[httpsFields]
 	h2Answered atomic.Int64 // responses the HTTP/2 fast path sent
-	metrics    *handlers.Metrics
-	compress   *handlers.Compressor
+	metrics    *books.Metrics
+	compress   *static.Compressor
 	routes     *routeState // rate buckets and the auth guard, kept across reloads
 	ids        *requestIDs
 
@@ -72,7 +76,7 @@ type Node struct {
 // runtime is everything built from one config; a reload builds a new one
 // and swaps it in whole, so a request sees one config from start to end.
 type runtime struct {
-	cfg *Config
+	cfg *config.Config
 	// redirect is the http listener's redirect_http handler (nil: off),
 	// set once the https port is bound.
 	redirect atomic.Pointer[http.Handler]
@@ -80,7 +84,7 @@ type runtime struct {
 	hash     string // configHash(cfg)
 	sites    []*site
 	vhosts   *vhosts
-	access   *handlers.AccessLog
+	access   *books.AccessLog
 	// accessRef is access with the other runtimes that share it.
 	accessRef *sharedLog
 	// runtimeRefs closes the runtime after its last request (retire.go).
@@ -108,8 +112,8 @@ func New(load Loader, o Options) (*Node, error) {
 	n := &Node{load: load, log: o.Logger, level: o.Level, version: o.Version,
 		listeners: map[string]*listener{}, ready: make(chan struct{}), started: time.Now()}
 	n.registry = prometheus.NewRegistry()
-	n.metrics = handlers.NewMetrics(n.registry)
-	n.compress = &handlers.Compressor{}
+	n.metrics = books.NewMetrics(n.registry)
+	n.compress = &static.Compressor{}
 	n.routes = newRouteState()
 	n.ids = newRequestIDs()
 	if o.ProcessMetrics {
@@ -120,8 +124,8 @@ func New(load Loader, o Options) (*Node, error) {
 	if n.log == nil {
 		n.log = slog.Default()
 	}
-	n.conns = newConnLimiter(n.log)
-	n.conns.exempt = n.capExempt
+	n.conns = http1.NewConnLimiter(n.log)
+	n.conns.Exempt = n.capExempt
 	if n.level == nil {
 		n.level = new(slog.LevelVar)
 	}
@@ -145,44 +149,44 @@ func New(load Loader, o Options) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) loadValid() (*Config, error) {
+func (n *Node) loadValid() (*config.Config, error) {
 	return LoadValid(n.load)
 }
 
 // LoadValid runs load and validates what it gives, returning every problem
 // of both steps at once (a config with an unknown key is still validated,
 // so `shoal check` shows all its errors in one go).
-func LoadValid(load Loader) (*Config, error) {
+func LoadValid(load Loader) (*config.Config, error) {
 	cfg, err := load()
 	if cfg == nil {
 		return nil, err
 	}
-	var all ConfigErrors
+	var all config.Errors
 	if err != nil {
 		if !errors.As(err, &all) {
 			return nil, err
 		}
 	}
 	if verr := cfg.Validate(); verr != nil {
-		var verrs ConfigErrors
+		var verrs config.Errors
 		if !errors.As(verr, &verrs) {
 			return nil, verr
 		}
 		all = append(all, verrs...)
 	}
 	if len(all) > 0 {
-		all.sort()
+		all.Sort()
 		return nil, all
 	}
 	return cfg, nil
 }
 
 // Config returns the config in force.
-func (n *Node) Config() *Config { return n.state.Load().cfg }
+func (n *Node) Config() *config.Config { return n.state.Load().cfg }
 
 // build makes the sites of cfg; prev, when set, lends its access log when
 // the target is unchanged, so lines from old and new never interleave.
-func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
+func (n *Node) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	n.level.Set(parseLevel(cfg.Log.Level))
 	rt := &runtime{cfg: cfg, name: nodeName(cfg), hash: configHash(cfg)}
 	if prev != nil && cfg.Server.Name == prev.cfg.Server.Name {
@@ -210,7 +214,7 @@ func (n *Node) build(cfg *Config, prev *runtime) (*runtime, error) {
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
 		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
-		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.hasUpstream,
+		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.HasUpstream,
 		upstreams: rt.upstreams}
 	for _, sc := range cfg.Sites {
 		st, err := buildSite(sc, deps)
@@ -244,8 +248,8 @@ func parseLevel(s string) slog.Level {
 
 // openAccessLog opens log.access; onDrop counts the lines it drops when
 // its destination falls behind.
-func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
-	o := handlers.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
+func openAccessLog(lc config.Log, onDrop func()) (*books.AccessLog, error) {
+	o := books.AccessLogOptions{Format: lc.Format, OnDrop: onDrop}
 	var out io.Writer
 	switch lc.Access {
 	case "off", "":
@@ -270,7 +274,7 @@ func openAccessLog(lc LogConfig, onDrop func()) (*handlers.AccessLog, error) {
 		}
 		out = f
 	}
-	return handlers.OpenAccessLog(out, o), nil
+	return books.OpenAccessLog(out, o), nil
 }
 
 // nopCloser keeps the access log from closing stdout.
@@ -351,8 +355,8 @@ type listener struct {
 // HTTP/1.1 fast path on plain-HTTP sockets.
 type serving struct {
 	srv    *http.Server
-	front  *fastFront // nil: the http.Server takes the connections itself
-	limits serverLimits
+	front  *http1.Front // nil: the http.Server takes the connections itself
+	limits http1.Limits
 	done   chan struct{}
 }
 
@@ -360,7 +364,7 @@ type serving struct {
 // reaches the http.Server before that one stops, then the http.Server.
 func (sv *serving) shutdown(ctx context.Context) error {
 	if sv.front != nil {
-		if err := sv.front.shutdown(ctx); err != nil {
+		if err := sv.front.Shutdown(ctx); err != nil {
 			return err
 		}
 	}
@@ -370,23 +374,14 @@ func (sv *serving) shutdown(ctx context.Context) error {
 // close closes every connection at once.
 func (sv *serving) close() {
 	if sv.front != nil {
-		sv.front.close()
+		sv.front.Close()
 	}
 	sv.srv.Close()
 }
 
-// serverLimits are the http.Server settings taken from the config; a
-// reload that changes them needs a new http.Server.
-type serverLimits struct {
-	readHeader, idle, send time.Duration
-	maxHeader              int64
-	minSendRate            int64
-	maxConnsPerIP          int
-}
-
-func limitsOf(sc ServerConfig) serverLimits {
-	return serverLimits{readHeader: sc.ReadHeaderTimeout, idle: sc.IdleTimeout, send: sc.SendTimeout,
-		maxHeader: int64(sc.MaxHeaderBytes), minSendRate: int64(sc.MinSendRate), maxConnsPerIP: sc.MaxConnsPerIP}
+func limitsOf(sc config.Server) http1.Limits {
+	return http1.Limits{ReadHeader: sc.ReadHeaderTimeout, Idle: sc.IdleTimeout, Send: sc.SendTimeout,
+		MaxHeader: int64(sc.MaxHeaderBytes), MinSendRate: int64(sc.MinSendRate), MaxConnsPerIP: sc.MaxConnsPerIP}
 }
 
 type listenerSpec struct {
@@ -396,7 +391,7 @@ type listenerSpec struct {
 	fast       bool        // answer cached static files on the fast path
 }
 
-func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
+func (n *Node) listenerSpecs(cfg *config.Config) []listenerSpec {
 	specs := []listenerSpec{
 		{role: "http", addr: cfg.Server.HTTP, h: n.cl.guard(http.HandlerFunc(n.serveHTTP)), fast: true},
 		{role: "admin", addr: cfg.Server.Admin, h: n.admin},
@@ -414,7 +409,7 @@ func (n *Node) listenerSpecs(cfg *Config) []listenerSpec {
 // opened first (a failure changes nothing), then servers with changed
 // limits are replaced on their socket, and what is no longer wanted is
 // shut down gracefully in the background.
-func (n *Node) syncListeners(cfg *Config) error {
+func (n *Node) syncListeners(cfg *config.Config) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	specs := n.listenerSpecs(cfg)
@@ -456,36 +451,36 @@ func (n *Node) syncListeners(cfg *Config) error {
 }
 
 // serve starts an http.Server for sp on acc.
-func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving {
+func (n *Node) serve(sp listenerSpec, acc *acceptor, lim http1.Limits) *serving {
 	srv := &http.Server{
 		Handler:           sp.h,
-		ReadHeaderTimeout: lim.readHeader,
-		IdleTimeout:       lim.idle,
+		ReadHeaderTimeout: lim.ReadHeader,
+		IdleTimeout:       lim.Idle,
 		// The first write deadline of every request (send_timeout); the
 		// site's Recorder moves it forward while a long response flows.
-		WriteTimeout:   lim.send,
-		MaxHeaderBytes: int(lim.maxHeader),
+		WriteTimeout:   lim.Send,
+		MaxHeaderBytes: int(lim.MaxHeader),
 		ErrorLog:       log.New(newServerErrorLog(n.log, sp.role), "", 0),
 		ConnContext:    peerConnContext,
 	}
 	sv := &serving{srv: srv, limits: lim, done: make(chan struct{})}
 	ln := acc.listener()
-	var rules *headRules
+	var rules *http1.Rules
 	if sp.role != "admin" {
-		ln = n.conns.listener(ln, lim)
-		rules = newHeadRules(lim.maxHeader, n.log)
-		srv.Handler = rules.handler(srv.Handler)
+		ln = n.conns.Listener(ln, lim)
+		rules = http1.NewRules(lim.MaxHeader, n.log)
+		srv.Handler = rules.Handler(srv.Handler)
 	}
 	if sp.fast && sp.tls == nil {
-		handoff := newHandoffListener(acc.ln.Addr())
-		sv.front = newFastFront(ln, handoff, lim, n.log, n.fastRoute)
-		sv.front.rules = rules
-		sv.front.peer = n.cl.peerConn
-		go sv.front.acceptLoop()
+		handoff := http1.NewHandoff(acc.ln.Addr())
+		sv.front = http1.NewFront(ln, handoff, lim, n.log, n.fastRoute)
+		sv.front.Rules = rules
+		sv.front.Peer = n.cl.peerConn
+		go sv.front.AcceptLoop()
 		ln = handoff
 	}
 	if sp.tls != nil {
-		h2s := &h2.Server{MaxHeaderBytes: int(lim.maxHeader), IdleTimeout: lim.idle, WriteTimeout: lim.send, Logger: n.log}
+		h2s := &h2.Server{MaxHeaderBytes: int(lim.MaxHeader), IdleTimeout: lim.Idle, WriteTimeout: lim.Send, Logger: n.log}
 		if sp.fast {
 			h2s.Fast = n.h2Fast
 		}
@@ -495,11 +490,11 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim serverLimits) *serving 
 		// ticket keys follow its reloads. TLSConfig stays nil on the
 		// server, which still turns HTTP/2 on for "h2" connections.
 		if rules != nil {
-			var route func(requestHead) fastAnswer
+			var route http1.Route
 			if sp.fast {
 				route = n.fastRouteTLS
 			}
-			ln, sv.front = frontTLS(srv, ln, sp.tls, rules, lim, route, n.log)
+			ln, sv.front = http1.FrontTLS(srv, ln, sp.tls, rules, lim, route, n.log)
 		} else {
 			ln = tls.NewListener(ln, sp.tls)
 		}
@@ -705,7 +700,7 @@ func (n *Node) errorPage(w http.ResponseWriter, r *http.Request, status int) {
 // sessionStore makes the session store from [session]: its keys, else keys
 // derived from the cluster secret (when the cluster is on or a secret is
 // set), else the key file beside the config.
-func sessionStore(cfg *Config, configAbs string, log *slog.Logger) (*handlers.SessionStore, error) {
+func sessionStore(cfg *config.Config, configAbs string, log *slog.Logger) (*session.Store, error) {
 	var secret []byte
 	if cfg.Cluster.Enabled || cfg.Cluster.Secret != "" {
 		s, err := clusterSecret(cfg)
@@ -718,12 +713,12 @@ func sessionStore(cfg *Config, configAbs string, log *slog.Logger) (*handlers.Se
 	if keyFile != "" && !filepath.IsAbs(keyFile) && configAbs != "" {
 		keyFile = filepath.Join(filepath.Dir(configAbs), keyFile)
 	}
-	keys, err := handlers.SessionKeys(cfg.Session.Keys, secret, keyFile)
+	keys, err := session.Keys(cfg.Session.Keys, secret, keyFile)
 	if err != nil {
 		return nil, err
 	}
 	sameSite := map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
 		"none": http.SameSiteNoneMode}[strings.ToLower(cfg.Session.SameSite)]
-	return handlers.NewSessionStore(handlers.SessionOptions{Cookie: cfg.Session.Cookie, Keys: keys,
+	return session.NewStore(session.Options{Cookie: cfg.Session.Cookie, Keys: keys,
 		MaxAge: cfg.Session.MaxAge, SameSite: sameSite, Logger: log})
 }

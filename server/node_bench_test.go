@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"shoal/server/config"
 )
 
 // nopWriter is a ResponseWriter that costs nothing, so the benchmark
@@ -30,7 +32,7 @@ func benchNode(b *testing.B) *Node {
 	os.WriteFile(filepath.Join(dir, "www", "1k.html"), make([]byte, 1024), 0o644)
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
-	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func BenchmarkNodeWirePage(b *testing.B) {
 	os.WriteFile(filepath.Join(dir, "www", "page.tmpl"), page, 0o644)
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\ntemplates = \"templates\"\n"), 0o644)
-	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

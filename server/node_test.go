@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"shoal/server"
+	"shoal/server/config"
 )
 
 // baseConfig is the start of every test node's config: a loopback port
@@ -91,7 +92,7 @@ func startNodeIn(t *testing.T, dir, cfg string) *testNode {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	node, err := server.New(func() (*server.Config, error) { return server.LoadConfig(tn.path) }, server.Options{Logger: logger})
+	node, err := server.New(func() (*config.Config, error) { return config.Load(tn.path) }, server.Options{Logger: logger})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -508,11 +509,14 @@ func TestNewInvalidConfig(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	node, err := server.New(func() (*server.Config, error) { return server.LoadConfig(path) }, server.Options{})
+	node, err := server.New(func() (*config.Config, error) { return config.Load(path) }, server.Options{})
 	if err == nil {
 		t.Fatalf("New accepted an invalid config: %v", node.Addrs())
 	}
-	errs := configErrors(t, err)
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v (%T) is not config.Errors", err, err)
+	}
 	if len(errs) != 2 {
 		t.Errorf("got %d errors, want 2:\n%v", len(errs), err)
 	}

@@ -6,11 +6,12 @@ import (
 	"net/http"
 
 	"shoal/cluster"
+	"shoal/server/config"
 )
 
 // loadCerts makes or reloads the certificate manager for cfg. A broken
 // certificate fails here, before anything of the new config is used.
-func (n *Node) loadCerts(cfg *Config) error {
+func (n *Node) loadCerts(cfg *config.Config) error {
 	if cfg.Server.HTTPS == "" {
 		return nil // an existing manager stays idle until a restart
 	}
@@ -68,7 +69,7 @@ func (n *Node) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 }
 
 // redirectFor builds the http listener's redirect for cfg, or nil.
-func (n *Node) redirectFor(cfg *Config) http.Handler {
+func (n *Node) redirectFor(cfg *config.Config) http.Handler {
 	if !cfg.TLS.RedirectHTTP || n.certs == nil {
 		return nil
 	}
@@ -81,7 +82,7 @@ func (n *Node) redirectFor(cfg *Config) http.Handler {
 }
 
 // startHTTP3 serves HTTP/3 on the https port's UDP twin when tls.http3 is on.
-func (n *Node) startHTTP3(cfg *Config) error {
+func (n *Node) startHTTP3(cfg *config.Config) error {
 	addr, ok := n.Addrs()["https"]
 	if !cfg.TLS.HTTP3 || !ok || n.certs == nil {
 		return nil

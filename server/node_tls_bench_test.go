@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // cpuTime is the CPU time (user and system) this process has used: the
@@ -32,7 +34,7 @@ func BenchmarkNodeWireTLS(b *testing.B) {
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n"+
 		"[tls]\nself_signed = true\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
-	n, err := New(func() (*Config, error) { return LoadConfig(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,7 +19,7 @@ const (
 // rateExchange is how often a node tells its peers what its rate limits
 // admitted: at 200 ms a client spreading requests over the cluster gets
 // the rate plus what the nodes admit in a fifth of a second before they
-// hear of each other (handlers/route's Limits).
+// hear of each other (handlers/route's http1.Limits).
 const rateExchange = 200 * time.Millisecond
 
 // maxRateCounts is how many of the heaviest clients one exchange names.

@@ -9,7 +9,8 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"shoal/cluster"
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/internal/http1"
 )
 
 // The request path, top to bottom (ARCHITECTURE.md draws it).
@@ -17,10 +18,11 @@ import (
 // A request enters one of three ways, and each opens and closes the same
 // books, a request value, through begin and finish:
 //
-//	HTTP/1.1 fast  fastFront.serveConn -> Node.fastRoute -> fastFront.answer
+//	HTTP/1.1 fast  internal/http1's Front -> Node.fastRoute -> answerFast
 //	               (a cached static file answered from the connection's
 //	               goroutine; anything else is handed to net/http; over
-//	               TLS after tlsFront's handshake, with Node.fastRouteTLS)
+//	               TLS after the http1 TLS front's handshake, with
+//	               Node.fastRouteTLS)
 //	HTTP/2 fast    internal/h2 -> Node.h2Fast -> Answer.Sent
 //	               (the same, for a stream of an HTTP/2 connection)
 //	full chain     net/http (HTTP/1.1 handed off), internal/h2's handler
@@ -44,9 +46,9 @@ import (
 // answer, so the books cost them no allocation of their own; the full
 // chain allocates one with its Recorder (fullBooks).
 type request struct {
-	handlers.Entry
+	books.Entry
 	site *site
-	span handlers.Span
+	span books.Span
 	// cluster is set when begin counted the request as local work in the
 	// cluster's load (the fast paths; cluster.Serve counts the full
 	// chain's itself, around the site's dispatch).
@@ -116,9 +118,9 @@ func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.H
 		rq.ReadLogged(r)
 	}
 	_, rq.hop = cluster.FromPeer(r)
-	rq.RequestID = st.ids.requestID(r.Header.Get("X-Request-Id"), rq.hop || handlers.TrustedPeer(r.RemoteAddr, st.trusted))
+	rq.RequestID = st.ids.requestID(r.Header.Get("X-Request-Id"), rq.hop || books.TrustedPeer(r.RemoteAddr, st.trusted))
 	r.Header.Set("X-Request-Id", rq.RequestID) // to CGI (HTTP_X_REQUEST_ID), peers and upstreams
-	r = handlers.WithInfo(r, &rq.Info)
+	r = books.WithInfo(r, &rq.Info)
 	rq.begin(st, nil) // cluster.Serve counts the full chain's local work
 	rec.Init(w, st.sendTimeout, rq.Started)
 	rec.Defaults = st.headers
@@ -134,7 +136,7 @@ func (st *site) serveBooked(w http.ResponseWriter, r *http.Request, first http.H
 // its status and bytes: one allocation.
 type fullBooks struct {
 	request
-	rec handlers.Recorder
+	rec books.Recorder
 }
 
 // serveInside is the site's chain inside the books: routes, body limits,
@@ -150,7 +152,7 @@ func (st *site) serveInside(rq *request, w http.ResponseWriter, r *http.Request)
 // finishHTTP is finish for the full chain, deferred: the status and bytes
 // come from the Recorder; a handler that panicked before answering counts
 // as a 500, and the panic goes on to net/http after the books.
-func (rq *request) finishHTTP(rec *handlers.Recorder) {
+func (rq *request) finishHTTP(rec *books.Recorder) {
 	var p any
 	if rec.Status == 0 {
 		if p = recover(); p != nil {
@@ -222,23 +224,23 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // Entry.Read does from an *http.Request on the full chain: the request
 // line, the client (trusted proxies applied to remote), and the fields
 // only the access log reads (looked up only when it is on).
-func readFast[F fieldReader](rq *request, st *site, h *requestHead, remote, proto string, fields F) {
+func readFast[F fieldReader](rq *request, st *site, h *http1.Head, remote, proto string, fields F) {
 	rq.Method = http.MethodGet
-	if h.head {
+	if h.IsHEAD {
 		rq.Method = http.MethodHead
 	}
-	rq.URI, rq.Proto, rq.Host = h.target, proto, h.host
-	rq.ClientIP = handlers.ClientAddr(remote, st.trusted, func() []string { return fields.all("x-forwarded-for") })
+	rq.URI, rq.Proto, rq.Host = h.Target, proto, h.Host
+	rq.ClientIP = books.ClientAddr(remote, st.trusted, func() []string { return fields.all("x-forwarded-for") })
 	if st.access == nil {
 		return
 	}
 	rq.Referer = fields.first("referer")
 	rq.UserAgent = fields.first("user-agent")
 	if auth := fields.first("authorization"); auth != "" {
-		rq.User = handlers.BasicUser(auth)
+		rq.User = books.BasicUser(auth)
 	}
 	// Only the log reads a fast answer's ID: made only when it is on.
-	rq.RequestID = st.ids.requestID(fields.first("x-request-id"), rq.hop || handlers.TrustedPeer(remote, st.trusted))
+	rq.RequestID = st.ids.requestID(fields.first("x-request-id"), rq.hop || books.TrustedPeer(remote, st.trusted))
 }
 
 // fieldReader reads header fields of a request a fast path parsed, by
@@ -249,7 +251,7 @@ type fieldReader interface {
 	all(name string) []string
 }
 
-// headBlock is an HTTP/1.1 header block as parseHead checked it.
+// headBlock is an HTTP/1.1 header block as http1.ParseHead checked it.
 type headBlock []byte
 
 func (b headBlock) first(name string) string {
@@ -273,7 +275,7 @@ func (b headBlock) each(name string, fn func([]byte) bool) {
 		if len(line) == 0 {
 			return
 		}
-		if k, v, ok := splitHeader(line); ok && equalFold(k, name) && !fn(v) {
+		if k, v, ok := http1.SplitHeader(line); ok && http1.EqualFold(k, name) && !fn(v) {
 			return
 		}
 	}

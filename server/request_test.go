@@ -7,7 +7,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/internal/http1"
 )
 
 // FuzzReadFast: for every header block the HTTP/1.1 fast path accepts,
@@ -25,14 +26,14 @@ func FuzzReadFast(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	st := &site{trusted: trusted, access: &handlers.AccessLog{}, ids: newRequestIDs()}
+	st := &site{trusted: trusted, access: &books.AccessLog{}, ids: newRequestIDs()}
 	const remote = "10.1.2.3:4567"
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := headEnd(b)
+		n := http1.HeadEnd(b)
 		if n < 0 {
 			return
 		}
-		h, ok := parseHead(b[:n])
+		h, ok := http1.ParseHead(b[:n])
 		if !ok {
 			return
 		}
@@ -41,12 +42,12 @@ func FuzzReadFast(f *testing.F) {
 			return // the parsers' own fuzz test judges disagreements on validity
 		}
 		r.RemoteAddr = remote
-		var want handlers.Entry
+		var want books.Entry
 		want.Read(r, trusted)
 		want.ReadLogged(r)
 		want.Proto = "HTTP/1.1"
 		var rq request
-		readFast(&rq, st, &h, remote, "HTTP/1.1", headBlock(h.lines))
+		readFast(&rq, st, &h, remote, "HTTP/1.1", headBlock(h.Lines))
 		// The full chain's ID comes from the same function, with the
 		// header net/http read (remote is a trusted proxy).
 		if sent := r.Header.Get("X-Request-Id"); validRequestID(sent) && rq.RequestID != sent {

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // A runtime lives as long as someone uses it: the node while it is the
@@ -51,6 +51,10 @@ func (rt *runtime) release() {
 	}
 }
 
+// Release is release for the fast path, which holds a runtime while its
+// answer goes out (http1.Answer.Hold).
+func (rt *runtime) Release() { rt.release() }
+
 // retireRuntime hands rt no more requests and closes it once the last one
 // is done (now, when none is). The close runs on the node's retiring
 // group, so Shutdown waits for it. Call it after the next runtime is
@@ -91,11 +95,11 @@ func (n *Node) waitRetired(within time.Duration) bool {
 // reload that keeps log.access lends the log to the next runtime, and it
 // closes only when the last of them does.
 type sharedLog struct {
-	log   *handlers.AccessLog
+	log   *books.AccessLog
 	users atomic.Int32
 }
 
-func newSharedLog(l *handlers.AccessLog) *sharedLog {
+func newSharedLog(l *books.AccessLog) *sharedLog {
 	if l == nil {
 		return nil
 	}

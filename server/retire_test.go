@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"shoal/server"
+	"shoal/server/config"
 )
 
 // slowCGI answers its headers at once and its body only when the file
@@ -163,7 +164,7 @@ func TestShutdownWaitsForRetiredRuntime(t *testing.T) {
 	}
 	oldLog := filepath.Join(dir, "old.log")
 	write(oldLog)
-	node, err := server.New(func() (*server.Config, error) { return server.LoadConfig(path) }, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	node, err := server.New(func() (*config.Config, error) { return config.Load(path) }, server.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

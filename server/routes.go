@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/cgi"
 	"shoal/handlers/route"
+	"shoal/handlers/static"
+	"shoal/server/config"
 )
 
 // This file is where a site's [[site.route]] rules meet the one request
@@ -35,7 +38,7 @@ func newRouteState() *routeState {
 // compileRoutes builds a site's route table with the node's shared state.
 // The config was validated, so an error here means a file (an htpasswd)
 // changed in between.
-func compileRoutes(sc SiteConfig, label string, rs *routeState, hasUpstream func(string) bool) (*route.Table, error) {
+func compileRoutes(sc config.Site, label string, rs *routeState, hasUpstream func(string) bool) (*route.Table, error) {
 	tbl, errs := route.Compile(sc.RouteSpecs(), route.Options{
 		Scope: label, HasUpstream: hasUpstream, Limits: rs.limits, Guard: rs.guard})
 	if len(errs) > 0 {
@@ -65,7 +68,7 @@ func (st *site) fastRoutes(method, scheme, path string) (key uint64, ok bool) {
 }
 
 // fastVariant is the cached response f with the header rules of key.
-func (st *site) fastVariant(f *handlers.FastFile, key uint64) *handlers.FastFile {
+func (st *site) fastVariant(f *static.FastFile, key uint64) *static.FastFile {
 	if key == 0 || f == nil {
 		return f
 	}
@@ -107,7 +110,7 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 	}
 	rq.route = d
 	if len(d.Headers) > 0 {
-		if rec, ok := w.(*handlers.Recorder); ok {
+		if rec, ok := w.(*books.Recorder); ok {
 			rec.Edit = d.ApplyHeaders
 		}
 	}
@@ -152,7 +155,7 @@ func (st *site) proxyUpstream(w http.ResponseWriter, r *http.Request, name strin
 	if !st.limitBody(w, r) {
 		return
 	}
-	handlers.SetKind(r, handlers.KindUpstream)
+	books.SetKind(r, books.KindUpstream)
 	if st.cluster == nil {
 		h.ServeHTTP(w, r)
 		return
@@ -163,7 +166,7 @@ func (st *site) proxyUpstream(w http.ResponseWriter, r *http.Request, name strin
 // checkedUser is the user a route's auth checked, for FastCGI's
 // REMOTE_USER and AUTH_TYPE.
 func checkedUser(r *http.Request) (string, string) {
-	if info := handlers.InfoFrom(r); info != nil && info.AuthType != "" {
+	if info := books.InfoFrom(r); info != nil && info.AuthType != "" {
 		return info.User, info.AuthType
 	}
 	return "", ""
@@ -247,7 +250,7 @@ func (st *site) exists(p string) bool {
 			return c.Has(p)
 		}
 	}
-	if c, _ := handlers.CGIIndex(st.root, st.index, p, st.cgi); c != nil {
+	if c, _ := cgi.Index(st.root, st.index, p, st.cgi); c != nil {
 		return true
 	}
 	return st.pages.Match(p) || st.static.Has(p)

@@ -10,9 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/cgi"
+	"shoal/handlers/pages"
 	"shoal/handlers/route"
+	"shoal/handlers/session"
+	"shoal/handlers/static"
 	"shoal/handlers/upstream"
+	"shoal/server/config"
 )
 
 // site is one virtual host with its handler chain, built once per config.
@@ -26,19 +31,19 @@ type site struct {
 	maxBody     int64
 	bodyTimeout time.Duration
 	sendTimeout time.Duration
-	access      *handlers.AccessLog
-	metrics     *handlers.Metrics
+	access      *books.AccessLog
+	metrics     *books.Metrics
 
 	cluster *clusterRef // routes requests through the cluster when it runs
 	balance string      // cluster.balance
 
-	static *handlers.Static
-	pages  *handlers.Pages
-	cgi    []*handlers.CGI
-	// root and index find an index that is a script (handlers.CGIIndex).
+	static *static.Handler
+	pages  *pages.Handler
+	cgi    []*cgi.Handler
+	// root and index find an index that is a script (cgi.Index).
 	root   string
 	index  []string
-	errors *handlers.ErrorPages
+	errors *books.ErrorPages
 	// dynamic wraps the handlers of generated responses (pages, CGI) in
 	// compression when the site has compress on.
 	dynamic func(http.Handler) http.Handler
@@ -56,15 +61,15 @@ type site struct {
 
 // siteDeps is what a site needs from the node besides its own config.
 type siteDeps struct {
-	server    ServerConfig
-	access    *handlers.AccessLog
+	server    config.Server
+	access    *books.AccessLog
 	logger    *slog.Logger
 	configAbs string
-	metrics   *handlers.Metrics
+	metrics   *books.Metrics
 	nodeName  string
-	node      handlers.NodeInfo
-	sessions  *handlers.SessionStore
-	compress  *handlers.Compressor
+	node      pages.NodeInfo
+	sessions  *session.Store
+	compress  *static.Compressor
 	cluster   *clusterRef
 	balance   string
 	routes    *routeState
@@ -74,7 +79,7 @@ type siteDeps struct {
 	hasUpstream func(string) bool
 }
 
-func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
+func buildSite(sc config.Site, d siteDeps) (*site, error) {
 	st := &site{
 		label:       siteLabel(sc),
 		log:         d.logger,
@@ -86,7 +91,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 		sendTimeout: d.server.SendTimeout,
 		access:      d.access,
 		metrics:     d.metrics,
-		errors:      &handlers.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
+		errors:      &books.ErrorPages{Root: sc.Root, Pages: sc.StatusPages()},
 		cluster:     d.cluster,
 		balance:     d.balance,
 		root:        sc.Root,
@@ -105,7 +110,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	}
 	dispatch := http.HandlerFunc(st.dispatch)
 	for _, cc := range sc.CGI {
-		st.cgi = append(st.cgi, &handlers.CGI{
+		st.cgi = append(st.cgi, &cgi.Handler{
 			Root:           sc.Root,
 			Prefix:         cc.Prefix,
 			Dir:            cc.Dir,
@@ -128,7 +133,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 			Events:         d.metrics,
 		})
 	}
-	st.pages = &handlers.Pages{Root: sc.Root, Templates: sc.Templates, Index: sc.Index, Dev: sc.Dev,
+	st.pages = &pages.Handler{Root: sc.Root, Templates: sc.Templates, Index: sc.Index, Dev: sc.Dev,
 		Sessions: d.sessions, Node: d.node, Errors: st.errors, Logger: d.logger}
 	if err := st.pages.Reload(); err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
@@ -136,7 +141,7 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	st.upstreams = d.upstreams.forSite(upstream.Site{Errors: st.errors, Sessions: d.sessions, Dispatch: dispatch,
 		MaxBodyBytes: st.maxBody, User: checkedUser})
 	st.headers = canonicalHeaders(sc.Headers)
-	static, err := handlers.NewStatic(handlers.StaticOptions{
+	files, err := static.New(static.Options{
 		Root:           sc.Root,
 		Index:          sc.Index,
 		Browse:         sc.Browse,
@@ -150,15 +155,15 @@ func buildSite(sc SiteConfig, d siteDeps) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("site %s: %w", st.label, err)
 	}
-	st.static = static
-	st.closers = append(st.closers, static)
+	st.static = files
+	st.closers = append(st.closers, files)
 	// CGI internal redirects (dispatch above) stay on this node; requests
 	// from outside go through the cluster.
 	st.chain = http.HandlerFunc(st.balanced)
 	return st, nil
 }
 
-func siteLabel(sc SiteConfig) string {
+func siteLabel(sc config.Site) string {
 	if len(sc.Hosts) > 0 {
 		return sc.Hosts[0]
 	}
@@ -192,7 +197,7 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 			return st.dynamic(c), true
 		}
 	}
-	if c, script := handlers.CGIIndex(st.root, st.index, p, st.cgi); c != nil {
+	if c, script := cgi.Index(st.root, st.index, p, st.cgi); c != nil {
 		return st.dynamic(indexScript(c, script)), true
 	}
 	if st.pages.Match(p) {
@@ -204,7 +209,7 @@ func (st *site) route(r *http.Request) (http.Handler, bool) {
 // indexScript runs the script an index names for a folder's URL, as
 // Apache's DirectoryIndex does: SCRIPT_NAME is the script's path while
 // REQUEST_URI stays what the client asked for.
-func indexScript(c *handlers.CGI, script string) http.Handler {
+func indexScript(c *cgi.Handler, script string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := new(http.Request)
 		*r2 = *r
@@ -230,13 +235,13 @@ func (st *site) bodyLimit(path string) (max int64, cgiOwns bool) {
 // fast returns the prepared response for a plain GET or HEAD of path when
 // route would send it to the static handler and that has it in memory;
 // nil sends the request down the full chain.
-func (st *site) fast(path string, req handlers.FastRequest) *handlers.FastFile {
+func (st *site) fast(path string, req static.FastRequest) *static.FastFile {
 	for _, c := range st.cgi {
 		if c.Match(path) {
 			return nil
 		}
 	}
-	if c, _ := handlers.CGIIndex(st.root, st.index, path, st.cgi); c != nil {
+	if c, _ := cgi.Index(st.root, st.index, path, st.cgi); c != nil {
 		return nil
 	}
 	if st.pages.Match(path) {
@@ -306,11 +311,11 @@ type nodeInfo struct{ n *Node }
 
 func (ni nodeInfo) Name() string { return ni.n.state.Load().name }
 
-func (ni nodeInfo) Members() []handlers.NodeMember {
+func (ni nodeInfo) Members() []pages.NodeMember {
 	ms := ni.n.clusterView().Members()
-	out := make([]handlers.NodeMember, len(ms))
+	out := make([]pages.NodeMember, len(ms))
 	for i, m := range ms {
-		out[i] = handlers.NodeMember{Name: m.Name, State: m.State, Load: m.Load,
+		out[i] = pages.NodeMember{Name: m.Name, State: m.State, Load: m.Load,
 			Inflight: m.Inflight, Capacity: m.Capacity, Draining: m.Draining}
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"shoal/cluster"
+	"shoal/server/config"
 )
 
 // maxSiteEntries bounds the files and folders one site's hash walks, so a
@@ -26,7 +27,7 @@ const maxSiteEntries = 200_000
 // its requests alike. Sites sharing a label share one hash over all of
 // them. Dotfiles (never served) are left out: a .git folder differing
 // between checkouts is no drift.
-func siteHashes(cfg *Config) map[string]uint32 {
+func siteHashes(cfg *config.Config) map[string]uint32 {
 	sums := map[string]hash.Hash{}
 	var order []string
 	for _, sc := range cfg.Sites {
@@ -47,7 +48,7 @@ func siteHashes(cfg *Config) map[string]uint32 {
 }
 
 // hashSite writes one site's config and file list into h.
-func hashSite(h hash.Hash, cfg *Config, sc SiteConfig) {
+func hashSite(h hash.Hash, cfg *config.Config, sc config.Site) {
 	root := sc.Root
 	// Where a node keeps the site is its own business; what is there is
 	// hashed below.
@@ -69,7 +70,7 @@ func hashSite(h hash.Hash, cfg *Config, sc SiteConfig) {
 	}
 	norm := sc
 	norm.Root, norm.Templates, norm.Cert, norm.Key = "", rel(sc.Templates), rel(sc.Cert), rel(sc.Key)
-	norm.CGI = append([]CGIConfig(nil), sc.CGI...)
+	norm.CGI = append([]config.CGI(nil), sc.CGI...)
 	for i := range norm.CGI {
 		norm.CGI[i].Dir = rel(sc.CGI[i].Dir)
 	}
@@ -131,7 +132,7 @@ func hashTree(h hash.Hash, role, dir string, budget *int) {
 // every minute, and at each refreshSites (after a reload), so peers stop
 // sending a site's requests here once its files or config differ from
 // theirs.
-func watchSites(c *cluster.Cluster, cfg func() *Config) {
+func watchSites(c *cluster.Cluster, cfg func() *config.Config) {
 	if c != nil {
 		c.WatchSites(time.Minute, func() map[string]uint32 { return siteHashes(cfg()) })
 	}

@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // siteCfg is a one-site config whose root is a fresh folder holding
 // index.html, a page and a CGI folder inside the root.
-func siteCfg(t *testing.T) (*Config, string) {
+func siteCfg(t *testing.T) (*config.Config, string) {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "www")
@@ -31,18 +33,18 @@ func siteCfg(t *testing.T) (*Config, string) {
 			t.Fatal(err)
 		}
 	}
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.Dir = dir
-	sc := DefaultSite()
+	sc := config.DefaultSite()
 	sc.Root = root
-	sc.CGI = []CGIConfig{{Prefix: "/cgi-bin/", Dir: filepath.Join(root, "cgi-bin")}}
-	cfg.Sites = []SiteConfig{sc}
+	sc.CGI = []config.CGI{{Prefix: "/cgi-bin/", Dir: filepath.Join(root, "cgi-bin")}}
+	cfg.Sites = []config.Site{sc}
 	return cfg, root
 }
 
 func TestSiteHashFollowsNamesAndSizes(t *testing.T) {
-	write := func(p, body string) func(*testing.T, *Config, string) {
-		return func(t *testing.T, _ *Config, root string) {
+	write := func(p, body string) func(*testing.T, *config.Config, string) {
+		return func(t *testing.T, _ *config.Config, root string) {
 			if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -50,25 +52,25 @@ func TestSiteHashFollowsNamesAndSizes(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		change  func(t *testing.T, cfg *Config, root string)
+		change  func(t *testing.T, cfg *config.Config, root string)
 		differs bool
 	}{
-		{"nothing", func(*testing.T, *Config, string) {}, false},
+		{"nothing", func(*testing.T, *config.Config, string) {}, false},
 		{"file added", write("new.html", "x"), true},
 		{"file resized", write("index.html", "hello, world"), true},
 		{"page added", write("contact.tmpl", "x"), true},
-		{"file removed", func(t *testing.T, _ *Config, root string) { os.Remove(filepath.Join(root, "assets/app.css")) }, true},
-		{"file renamed", func(t *testing.T, _ *Config, root string) {
+		{"file removed", func(t *testing.T, _ *config.Config, root string) { os.Remove(filepath.Join(root, "assets/app.css")) }, true},
+		{"file renamed", func(t *testing.T, _ *config.Config, root string) {
 			os.Rename(filepath.Join(root, "index.html"), filepath.Join(root, "index.htm"))
 		}, true},
 		{"cgi script added", write("cgi-bin/other.sh", "x"), true},
-		{"site config changed", func(_ *testing.T, cfg *Config, _ string) { cfg.Sites[0].Browse = true }, true},
+		{"site config changed", func(_ *testing.T, cfg *config.Config, _ string) { cfg.Sites[0].Browse = true }, true},
 		{"same size, new content", write("index.html", "HELLO"), false},
-		{"touched", func(t *testing.T, _ *Config, root string) {
+		{"touched", func(t *testing.T, _ *config.Config, root string) {
 			os.Chtimes(filepath.Join(root, "index.html"), time.Now(), time.Now().Add(-time.Hour))
 		}, false},
 		{"dotfile changed", write(".git/HEAD", "ref: another-branch"), false},
-		{"root moved", func(t *testing.T, cfg *Config, root string) {
+		{"root moved", func(t *testing.T, cfg *config.Config, root string) {
 			moved := root + "-elsewhere"
 			if err := os.Rename(root, moved); err != nil {
 				t.Fatal(err)
@@ -92,7 +94,7 @@ func TestSiteHashFollowsNamesAndSizes(t *testing.T) {
 
 func TestSiteHashPerSite(t *testing.T) {
 	cfg, root := siteCfg(t)
-	other := DefaultSite()
+	other := config.DefaultSite()
 	other.Hosts = []string{"blog.example"}
 	other.Root = t.TempDir()
 	cfg.Sites = append(cfg.Sites, other)

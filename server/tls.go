@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"shoal/internal/acme"
+	"shoal/server/config"
 )
 
 // certManager owns the certificates of the https (and HTTP/3) listener. It
@@ -51,9 +52,9 @@ type certManager struct {
 
 // newCertManager loads every configured certificate (and makes the
 // self-signed one) and starts session ticket key rotation; Close stops it.
-// Errors are *certError values joined; checkTLS gives the same problems
+// Errors are *config.CertError values joined; config's checkCerts gives the same problems
 // placed in the config file.
-func newCertManager(t TLSConfig, sites []SiteConfig, log *slog.Logger) (*certManager, error) {
+func newCertManager(t config.TLS, sites []config.Site, log *slog.Logger) (*certManager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -95,7 +96,7 @@ func (m *certManager) TLSConfig() *tls.Config { return m.config }
 // On any error the old set stays in use and the error says which file and
 // key failed. min_version changes need a restart (a tls.Config in use cannot
 // be changed safely); that is logged, not refused.
-func (m *certManager) Reload(t TLSConfig, sites []SiteConfig) error {
+func (m *certManager) Reload(t config.TLS, sites []config.Site) error {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	old := m.certs.Load()
@@ -164,15 +165,15 @@ func (m *certManager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 func (m *certManager) logSet(set, old *certSet) {
 	for _, lc := range set.loaded {
 		leaf := lc.cert.Leaf
-		m.log.Info("tls: certificate loaded", "key", lc.src.prefix+".cert", "file", lc.src.cert,
+		m.log.Info("tls: certificate loaded", "key", lc.src.Prefix+".cert", "file", lc.src.Cert,
 			"subject", leaf.Subject.CommonName, "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter.UTC())
 		if left := time.Until(leaf.NotAfter); left < 14*24*time.Hour {
-			m.log.Warn("tls: certificate expires soon", "file", lc.src.cert, "not_after", leaf.NotAfter.UTC())
+			m.log.Warn("tls: certificate expires soon", "file", lc.src.Cert, "not_after", leaf.NotAfter.UTC())
 		}
-		for _, h := range lc.src.hosts {
+		for _, h := range lc.src.Hosts {
 			probe := strings.Replace(normalizeHost(h), "*", "probe", 1)
 			if err := leaf.VerifyHostname(probe); err != nil {
-				m.log.Warn("tls: certificate does not cover its site's host", "file", lc.src.cert, "host", h)
+				m.log.Warn("tls: certificate does not cover its site's host", "file", lc.src.Cert, "host", h)
 			}
 		}
 	}
@@ -205,17 +206,17 @@ type wildcardCert struct {
 }
 
 type loadedCert struct {
-	src  certSource
+	src  config.CertSource
 	cert *tls.Certificate
 }
 
 // buildCertSet loads the configured pairs and, when asked, the self-signed
 // certificate (reusing prevSelf when it still fits).
-func buildCertSet(t TLSConfig, sites []SiteConfig, prevSelf *selfSigned, now time.Time) (*certSet, error) {
+func buildCertSet(t config.TLS, sites []config.Site, prevSelf *selfSigned, now time.Time) (*certSet, error) {
 	s := &certSet{exact: map[string]*tls.Certificate{}}
 	var errs []error
-	for _, src := range certSources(t, sites) {
-		cert, cerr := loadPair(src, now)
+	for _, src := range config.CertSources(t, sites) {
+		cert, cerr := config.LoadPair(src, now)
 		if cerr != nil {
 			errs = append(errs, cerr)
 			continue
@@ -244,20 +245,20 @@ func buildCertSet(t TLSConfig, sites []SiteConfig, prevSelf *selfSigned, now tim
 	return s, nil
 }
 
-func (s *certSet) add(src certSource, cert *tls.Certificate) {
+func (s *certSet) add(src config.CertSource, cert *tls.Certificate) {
 	s.loaded = append(s.loaded, loadedCert{src: src, cert: cert})
-	if src.site < 0 {
+	if src.Site < 0 {
 		s.def = cert
 		return
 	}
 	if s.fallback == nil {
 		s.fallback = cert
 	}
-	if src.site == 0 && len(src.hosts) == 0 {
+	if src.Site == 0 && len(src.Hosts) == 0 {
 		s.catchAll = cert
 	}
 	// The first site to name a host owns it, as in vhost routing.
-	for _, h := range src.hosts {
+	for _, h := range src.Hosts {
 		h = normalizeHost(h)
 		if suffix, ok := strings.CutPrefix(h, "*"); ok {
 			s.wildcard = append(s.wildcard, wildcardCert{suffix: suffix, cert: cert})

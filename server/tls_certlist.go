@@ -4,22 +4,22 @@ import (
 	"crypto/tls"
 	"slices"
 
-	"shoal/handlers"
+	"shoal/handlers/admin"
 )
 
 // certificates lists what the https listener serves, for
 // /api/certificates and the status page: the configured files, the
 // self-signed certificate and the ACME ones.
-func (n *Node) certificates() []handlers.Certificate {
+func (n *Node) certificates() []admin.Certificate {
 	if n.certs == nil {
 		return nil
 	}
 	return n.certs.list()
 }
 
-func (m *certManager) list() []handlers.Certificate {
+func (m *certManager) list() []admin.Certificate {
 	set := m.certs.Load()
-	var out []handlers.Certificate
+	var out []admin.Certificate
 	seen := map[*tls.Certificate]bool{}
 	for _, lc := range set.loaded {
 		if seen[lc.cert] {
@@ -33,14 +33,14 @@ func (m *certManager) list() []handlers.Certificate {
 	}
 	if a := m.acme.Load(); a != nil {
 		for _, in := range a.Certificates() {
-			out = append(out, handlers.Certificate{Names: in.Names, Issuer: in.Issuer, NotAfter: in.NotAfter.UTC(),
+			out = append(out, admin.Certificate{Names: in.Names, Issuer: in.Issuer, NotAfter: in.NotAfter.UTC(),
 				Source: "acme", OrderedBy: in.OrderedBy, Serial: in.Serial})
 		}
 	}
 	return out
 }
 
-func describeCert(c *tls.Certificate, source string) handlers.Certificate {
+func describeCert(c *tls.Certificate, source string) admin.Certificate {
 	leaf := c.Leaf
 	names := slices.Clone(leaf.DNSNames)
 	for _, ip := range leaf.IPAddresses {
@@ -53,6 +53,6 @@ func describeCert(c *tls.Certificate, source string) handlers.Certificate {
 	if issuer == "" && len(leaf.Issuer.Organization) > 0 {
 		issuer = leaf.Issuer.Organization[0]
 	}
-	return handlers.Certificate{Names: names, Issuer: issuer, NotAfter: leaf.NotAfter.UTC(), Source: source,
+	return admin.Certificate{Names: names, Issuer: issuer, NotAfter: leaf.NotAfter.UTC(), Source: source,
 		Serial: leaf.SerialNumber.Text(16)}
 }

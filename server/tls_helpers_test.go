@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // testCA issues throwaway certificates for tests; nothing is committed.
@@ -151,7 +153,7 @@ func peerSerial(t *testing.T, addr, name string) int64 {
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
-func newManager(t *testing.T, tc TLSConfig, sites []SiteConfig) *certManager {
+func newManager(t *testing.T, tc config.TLS, sites []config.Site) *certManager {
 	t.Helper()
 	m, err := newCertManager(tc, sites, quietLog())
 	if err != nil {

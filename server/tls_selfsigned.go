@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"shoal/server/config"
 )
 
 // selfSignedValidity is long enough that a development node never outlives
@@ -30,7 +32,7 @@ type selfSigned struct {
 // selfSignedNames lists who the certificate is for: every non-wildcard site
 // host plus the local names, minus any name a real certificate covers, so a
 // host with real files never gets the self-signed one.
-func selfSignedNames(sites []SiteConfig, coveredByReal func(string) bool) []string {
+func selfSignedNames(sites []config.Site, coveredByReal func(string) bool) []string {
 	seen := map[string]bool{}
 	var names []string
 	add := func(h string) {

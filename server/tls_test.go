@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // sniFixture: a.test and b.test with their own certs, *.c.test with a
@@ -21,8 +23,8 @@ import (
 type sniFixture struct {
 	ca    *testCA
 	dir   string
-	tls   TLSConfig
-	sites []SiteConfig
+	tls   config.TLS
+	sites []config.Site
 }
 
 func newSNIFixture(t *testing.T) *sniFixture {
@@ -35,8 +37,8 @@ func newSNIFixture(t *testing.T) *sniFixture {
 	return &sniFixture{
 		ca:  ca,
 		dir: dir,
-		tls: TLSConfig{Cert: defCert, Key: defKey, MinVersion: "1.2"},
-		sites: []SiteConfig{
+		tls: config.TLS{Cert: defCert, Key: defKey, MinVersion: "1.2"},
+		sites: []config.Site{
 			{Hosts: []string{"a.test"}, Cert: aCert, Key: aKey},
 			{Hosts: []string{"B.Test"}, Cert: bCert, Key: bKey},
 			{Hosts: []string{"*.c.test"}, Cert: cCert, Key: cKey},
@@ -88,24 +90,24 @@ func TestCertLookupOrder(t *testing.T) {
 	aCert, aKey := ca.writeLeaf(t, dir, "a", leafOpts{serial: 2, hosts: []string{"a.test"}})
 	anyCert, anyKey := ca.writeLeaf(t, dir, "any", leafOpts{serial: 5, hosts: []string{"any.test"}})
 	defCert, defKey := ca.writeLeaf(t, dir, "default", leafOpts{serial: 1})
-	siteA := SiteConfig{Hosts: []string{"a.test"}, Cert: aCert, Key: aKey}
-	catchAll := SiteConfig{Cert: anyCert, Key: anyKey}
+	siteA := config.Site{Hosts: []string{"a.test"}, Cert: aCert, Key: aKey}
+	catchAll := config.Site{Cert: anyCert, Key: anyKey}
 
 	for _, tc := range []struct {
 		name       string
-		tls        TLSConfig
-		sites      []SiteConfig
+		tls        config.TLS
+		sites      []config.Site
 		host       string
 		want       int64 // 0: the self-signed cert
 		wantHasTLS bool
 	}{
-		{"catch-all site before tls.cert", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{catchAll, siteA}, "other.test", 5, true},
-		{"exact before catch-all", TLSConfig{}, []SiteConfig{catchAll, siteA}, "a.test", 2, true},
-		{"a later site with hosts = [] gets no requests", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{siteA, catchAll}, "other.test", 1, true},
-		{"tls.cert default", TLSConfig{Cert: defCert, Key: defKey}, []SiteConfig{siteA}, "other.test", 1, true},
-		{"self-signed for the rest", TLSConfig{SelfSigned: true}, []SiteConfig{siteA, {Hosts: []string{"dev.test"}}}, "dev.test", 0, true},
-		{"self-signed never for a real host", TLSConfig{SelfSigned: true}, []SiteConfig{siteA, {Hosts: []string{"dev.test"}}}, "a.test", 2, true},
-		{"first site cert as last resort", TLSConfig{}, []SiteConfig{{Hosts: []string{"x.test"}}, siteA}, "other.test", 2, false},
+		{"catch-all site before tls.cert", config.TLS{Cert: defCert, Key: defKey}, []config.Site{catchAll, siteA}, "other.test", 5, true},
+		{"exact before catch-all", config.TLS{}, []config.Site{catchAll, siteA}, "a.test", 2, true},
+		{"a later site with hosts = [] gets no requests", config.TLS{Cert: defCert, Key: defKey}, []config.Site{siteA, catchAll}, "other.test", 1, true},
+		{"tls.cert default", config.TLS{Cert: defCert, Key: defKey}, []config.Site{siteA}, "other.test", 1, true},
+		{"self-signed for the rest", config.TLS{SelfSigned: true}, []config.Site{siteA, {Hosts: []string{"dev.test"}}}, "dev.test", 0, true},
+		{"self-signed never for a real host", config.TLS{SelfSigned: true}, []config.Site{siteA, {Hosts: []string{"dev.test"}}}, "a.test", 2, true},
+		{"first site cert as last resort", config.TLS{}, []config.Site{{Hosts: []string{"x.test"}}, siteA}, "other.test", 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set, err := buildCertSet(tc.tls, tc.sites, nil, time.Now())
@@ -133,11 +135,11 @@ func TestSelfSigned(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	aCert, aKey := ca.writeLeaf(t, dir, "a", leafOpts{serial: 2, hosts: []string{"a.test"}})
-	sites := []SiteConfig{
+	sites := []config.Site{
 		{Hosts: []string{"a.test"}, Cert: aCert, Key: aKey},
 		{Hosts: []string{"Dev.Test", "*.wild.test"}},
 	}
-	m := newManager(t, TLSConfig{SelfSigned: true, MinVersion: "1.2"}, sites)
+	m := newManager(t, config.TLS{SelfSigned: true, MinVersion: "1.2"}, sites)
 	self := m.certs.Load().self
 	if self == nil {
 		t.Fatal("no self-signed certificate made")
@@ -168,14 +170,14 @@ func TestSelfSigned(t *testing.T) {
 
 	// A reload with the same hosts keeps the certificate (a browser's
 	// exception stays valid); a new host makes a new one with the same key.
-	if err := m.Reload(TLSConfig{SelfSigned: true, MinVersion: "1.2"}, sites); err != nil {
+	if err := m.Reload(config.TLS{SelfSigned: true, MinVersion: "1.2"}, sites); err != nil {
 		t.Fatal(err)
 	}
 	if m.certs.Load().self != self {
 		t.Error("reload with unchanged hosts replaced the self-signed certificate")
 	}
-	more := append(slices.Clone(sites), SiteConfig{Hosts: []string{"new.test"}})
-	if err := m.Reload(TLSConfig{SelfSigned: true, MinVersion: "1.2"}, more); err != nil {
+	more := append(slices.Clone(sites), config.Site{Hosts: []string{"new.test"}})
+	if err := m.Reload(config.TLS{SelfSigned: true, MinVersion: "1.2"}, more); err != nil {
 		t.Fatal(err)
 	}
 	next := m.certs.Load().self
@@ -187,7 +189,7 @@ func TestSelfSigned(t *testing.T) {
 func TestSelfSignedUnusedWithDefaultCert(t *testing.T) {
 	ca := newTestCA(t)
 	defCert, defKey := ca.writeLeaf(t, t.TempDir(), "default", leafOpts{serial: 1})
-	set, err := buildCertSet(TLSConfig{Cert: defCert, Key: defKey, SelfSigned: true}, []SiteConfig{{Hosts: []string{"x.test"}}}, nil, time.Now())
+	set, err := buildCertSet(config.TLS{Cert: defCert, Key: defKey, SelfSigned: true}, []config.Site{{Hosts: []string{"x.test"}}}, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,14 +442,14 @@ key = "adir.key"
 `
 	path := filepath.Join(dir, "config.toml")
 	writeFile(t, path, []byte(src))
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Validate parses the certificates (so `shoal check` and start-up
 	// refuse them) once every file exists.
 	err = cfg.Validate()
-	var errs ConfigErrors
+	var errs config.Errors
 	if !errors.As(err, &errs) {
 		t.Fatalf("Validate = %v, want ConfigErrors", err)
 	}
@@ -520,12 +522,12 @@ func TestSessionTicketRotation(t *testing.T) {
 func BenchmarkGetCertificate(b *testing.B) {
 	ca := newTestCA(b)
 	dir := b.TempDir()
-	var sites []SiteConfig
+	var sites []config.Site
 	for i := 0; i < 50; i++ {
 		c, k := ca.writeLeaf(b, dir, fmt.Sprintf("s%d", i), leafOpts{serial: int64(i + 1), hosts: []string{fmt.Sprintf("s%d.test", i)}})
-		sites = append(sites, SiteConfig{Hosts: []string{fmt.Sprintf("s%d.test", i), fmt.Sprintf("*.w%d.test", i)}, Cert: c, Key: k})
+		sites = append(sites, config.Site{Hosts: []string{fmt.Sprintf("s%d.test", i), fmt.Sprintf("*.w%d.test", i)}, Cert: c, Key: k})
 	}
-	m, err := newCertManager(TLSConfig{}, sites, quietLog())
+	m, err := newCertManager(config.TLS{}, sites, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}

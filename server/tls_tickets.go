@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"shoal/server/config"
 )
 
 // Session tickets let a returning client skip the full handshake. Go
@@ -183,7 +185,7 @@ func (k *ticketKeyRing) close() {
 // shareTickets derives the session ticket keys from the cluster secret
 // when the cluster is on or a secret is set (as the session keys are), so
 // every node of the cluster opens every node's tickets.
-func (n *Node) shareTickets(cfg *Config) error {
+func (n *Node) shareTickets(cfg *config.Config) error {
 	if !cfg.Cluster.Enabled && cfg.Cluster.Secret == "" {
 		return n.certs.tickets.share(nil)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"shoal/handlers/upstream"
+	"shoal/server/config"
 )
 
 // upstreamSet is the node's running [[upstream]]s, built from one config
@@ -28,7 +29,7 @@ type upstreamHooks struct {
 // buildUpstreams starts every upstream of cfgs (their health checks too);
 // one that replaces an upstream of prev of the same name keeps what prev
 // knew of their common targets, so a reload forgets no dead target.
-func buildUpstreams(cfgs []UpstreamConfig, prev *upstreamSet, nodeName string, log *slog.Logger, hooks upstreamHooks) (*upstreamSet, error) {
+func buildUpstreams(cfgs []config.Upstream, prev *upstreamSet, nodeName string, log *slog.Logger, hooks upstreamHooks) (*upstreamSet, error) {
 	s := &upstreamSet{byName: map[string]*upstream.Upstream{}}
 	for _, c := range cfgs {
 		o := upstream.Options{

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"shoal/server/config"
 )
 
 // TestChooseProber: every node picks the same prober from the same
@@ -45,7 +47,7 @@ func TestChooseProber(t *testing.T) {
 // TestPeerLoads: the peers' counts are summed per target, a count not
 // repeated is forgotten, and a node that left is dropped at once.
 func TestPeerLoads(t *testing.T) {
-	set, err := buildUpstreams([]UpstreamConfig{{Name: "app", Targets: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}}},
+	set, err := buildUpstreams([]config.Upstream{{Name: "app", Targets: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}}},
 		nil, "self", slog.New(slog.NewTextHandler(io.Discard, nil)), upstreamHooks{})
 	if err != nil {
 		t.Fatal(err)

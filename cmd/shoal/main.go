@@ -21,6 +21,7 @@ import (
 
 	"shoal/internal/sdnotify"
 	"shoal/server"
+	"shoal/server/config"
 )
 
 // Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or bad config.
@@ -144,8 +145,8 @@ func (o *overrides) configSource() (path, why string) {
 }
 
 // load reads the config file and applies the flags over it.
-func (o *overrides) load() (*server.Config, error) {
-	cfg, loadErr := server.LoadConfig(o.configPath())
+func (o *overrides) load() (*config.Config, error) {
+	cfg, loadErr := config.Load(o.configPath())
 	if cfg == nil {
 		return nil, loadErr
 	}
@@ -157,7 +158,7 @@ func (o *overrides) load() (*server.Config, error) {
 	}
 	if o.set["root"] {
 		if len(cfg.Sites) == 0 {
-			cfg.Sites = []server.SiteConfig{server.DefaultSite()}
+			cfg.Sites = []config.Site{config.DefaultSite()}
 		}
 		wd, err := os.Getwd()
 		if err != nil {
@@ -264,7 +265,7 @@ func reopenLogs(node *server.Node, logger *slog.Logger) {
 }
 
 func printConfigError(w io.Writer, err error) {
-	var errs server.ConfigErrors
+	var errs config.Errors
 	if errors.As(err, &errs) {
 		for _, e := range errs {
 			fmt.Fprintln(w, e.Error())

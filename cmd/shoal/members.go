@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"shoal/handlers"
+	"shoal/handlers/admin"
 )
 
 // The `shoal members` client: it asks a node's admin listener for
@@ -31,9 +31,9 @@ func printMembers(ctx context.Context, addr string, w io.Writer) error {
 // first, in natural name order (n2 before n10), columns aligned, like
 // `consul members`. Drift names the sites whose hash differs from the
 // answering node's ("-": none).
-func formatMembers(w io.Writer, members []handlers.Member) {
+func formatMembers(w io.Writer, members []admin.Member) {
 	members = slices.Clone(members)
-	slices.SortStableFunc(members, func(a, b handlers.Member) int { return handlers.NaturalCompare(a.Name, b.Name) })
+	slices.SortStableFunc(members, func(a, b admin.Member) int { return admin.NaturalCompare(a.Name, b.Name) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "Name\tState\tLoad\tIn-flight\tAddress\tConfig\tDrift\tDraining")
 	for _, m := range members {
@@ -72,8 +72,8 @@ func yesNo(b bool) string {
 // fetchCluster reads /api/cluster from the admin listener at base (such as
 // "http://127.0.0.1:9180"), for `shoal members`. client nil means
 // http.DefaultClient; give ctx a deadline.
-func fetchCluster(ctx context.Context, client *http.Client, base string) (handlers.ClusterStatus, error) {
-	var st handlers.ClusterStatus
+func fetchCluster(ctx context.Context, client *http.Client, base string) (admin.ClusterStatus, error) {
+	var st admin.ClusterStatus
 	if client == nil {
 		client = http.DefaultClient
 	}

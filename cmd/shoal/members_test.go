@@ -10,32 +10,32 @@ import (
 	"testing"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/admin"
 )
 
-func member(name string, load float64) handlers.Member {
-	return handlers.Member{Name: name, State: handlers.StateAlive, Load: load, Inflight: int(load * 64), Capacity: 64,
+func member(name string, load float64) admin.Member {
+	return admin.Member{Name: name, State: admin.StateAlive, Load: load, Inflight: int(load * 64), Capacity: 64,
 		PeerURL: "http://127.0.0.1:8080", Config: "c0ffee12"}
 }
 
-func threeMembers() []handlers.Member {
-	return []handlers.Member{member("node-c", 0.75), member("node-a", 0.25), member("node-b", 0.5)}
+func threeMembers() []admin.Member {
+	return []admin.Member{member("node-c", 0.75), member("node-a", 0.25), member("node-b", 0.5)}
 }
 
 // soloish is a cluster view with fixed members, for the admin handler.
 type fixedView struct {
 	self    string
-	members []handlers.Member
+	members []admin.Member
 }
 
-func (v fixedView) Self() string               { return v.self }
-func (v fixedView) Members() []handlers.Member { return v.members }
+func (v fixedView) Self() string            { return v.self }
+func (v fixedView) Members() []admin.Member { return v.members }
 
 func Example_formatMembers() {
-	formatMembers(os.Stdout, []handlers.Member{
-		{Name: "node-a", State: handlers.StateAlive, Load: 0.25, Inflight: 16, Capacity: 64, PeerURL: "http://127.0.0.1:8080", Config: "3f9c2a1b"},
-		{Name: "node-b", State: handlers.StateAlive, Load: 0.5, Inflight: 32, Capacity: 64, PeerURL: "http://127.0.0.1:8081", Config: "3f9c2a1b", Draining: true},
-		{Name: "node-c", State: handlers.StateDead, Capacity: 64, PeerURL: "http://127.0.0.1:8082", Config: "7d01e5c4", Drift: []string{"shop.example"}},
+	formatMembers(os.Stdout, []admin.Member{
+		{Name: "node-a", State: admin.StateAlive, Load: 0.25, Inflight: 16, Capacity: 64, PeerURL: "http://127.0.0.1:8080", Config: "3f9c2a1b"},
+		{Name: "node-b", State: admin.StateAlive, Load: 0.5, Inflight: 32, Capacity: 64, PeerURL: "http://127.0.0.1:8081", Config: "3f9c2a1b", Draining: true},
+		{Name: "node-c", State: admin.StateDead, Capacity: 64, PeerURL: "http://127.0.0.1:8082", Config: "7d01e5c4", Drift: []string{"shop.example"}},
 	})
 	// Output:
 	// Name    State  Load  In-flight  Address                Config    Drift         Draining
@@ -46,7 +46,7 @@ func Example_formatMembers() {
 
 func TestFormatMembers(t *testing.T) {
 	ms := threeMembers()
-	ms[0].State = handlers.StateDead
+	ms[0].State = admin.StateDead
 	ms[1].Draining = true
 	ms[2].Name = "evil\x1b[2Jname"
 	ms[0].Drift = []string{"shop.example", "default"}
@@ -71,9 +71,9 @@ func TestFormatMembers(t *testing.T) {
 }
 
 func TestFormatMembersNaturalOrder(t *testing.T) {
-	var ms []handlers.Member
+	var ms []admin.Member
 	for _, n := range []string{"n10", "n1", "n2", "n11", "n3"} {
-		ms = append(ms, handlers.Member{Name: n, State: handlers.StateAlive, Capacity: 1})
+		ms = append(ms, admin.Member{Name: n, State: admin.StateAlive, Capacity: 1})
 	}
 	var buf bytes.Buffer
 	formatMembers(&buf, ms)
@@ -89,7 +89,7 @@ func TestFormatMembersNaturalOrder(t *testing.T) {
 	}
 }
 func TestFetchCluster(t *testing.T) {
-	srv := httptest.NewServer((&handlers.Admin{View: fixedView{self: "node-b", members: threeMembers()}}).Handler())
+	srv := httptest.NewServer((&admin.Server{View: fixedView{self: "node-b", members: threeMembers()}}).Handler())
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -62,3 +62,25 @@ func ApplyHeaders(hs []Header, h map[string][]string) {
 		}
 	}
 }
+
+// PlainUpstream reports the upstream a request goes to when the first
+// route it matches is an upstream action that does nothing else (no
+// header rule, allow/deny, auth or rate), so that a fast path may relay
+// it as it is; "" when any route it matches asks for more.
+func (t *Table) PlainUpstream(method, scheme, p string) string {
+	if t == nil {
+		return ""
+	}
+	for i := range t.rules {
+		r := &t.rules[i]
+		if m, _ := r.matches(method, scheme, p); !m {
+			continue
+		}
+		if r.kind != Upstream || len(r.headers) > 0 || len(r.allow) > 0 || len(r.deny) > 0 ||
+			r.auth != nil || r.limit != nil {
+			return ""
+		}
+		return r.upstream
+	}
+	return ""
+}

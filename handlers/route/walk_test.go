@@ -244,3 +244,31 @@ func TestPlain(t *testing.T) {
 		t.Error("nil table not plain")
 	}
 }
+
+// PlainUpstream names the upstream only when the request's first matching
+// route is a bare upstream action.
+func TestPlainUpstream(t *testing.T) {
+	tbl := mustCompile(t, []Spec{
+		{Path: "/static/*", Headers: map[string]string{"Cache-Control": "max-age=60"}},
+		{Path: "/api/private/*", Upstream: "app", Allow: []string{"10.0.0.0/8"}},
+		{Path: "/api/*", Upstream: "app"},
+		{Path: "/limited/*", Upstream: "app", Rate: "5/s"},
+		{Path: "/dressed/*", Upstream: "app", Headers: map[string]string{"X-A": "b"}},
+		{Path: "/*", Upstream: "app"},
+	})
+	for _, tt := range []struct{ path, want string }{
+		{"/api/users", "app"},
+		{"/index.html", "app"},
+		{"/static/a.css", ""},
+		{"/api/private/x", ""},
+		{"/limited/x", ""},
+		{"/dressed/x", ""},
+	} {
+		if got := tbl.PlainUpstream("GET", "http", tt.path); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.path, got, tt.want)
+		}
+	}
+	if got := (*Table)(nil).PlainUpstream("GET", "http", "/"); got != "" {
+		t.Errorf("nil table: %q", got)
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"strings"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 	"shoal/handlers/fastcgi"
 )
 
@@ -44,7 +44,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u := h.u
 	if h.looped(r) {
 		u.log.Error("upstream: request came back to this upstream: a target points at this server",
-			"uri", r.RequestURI, "remote", handlers.ClientIP(r))
+			"uri", r.RequestURI, "remote", books.ClientIP(r))
 		h.site.Errors.Serve(w, r, http.StatusLoopDetected)
 		return
 	}
@@ -62,12 +62,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		done = append(done, t)
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		if t.fcgi != nil {
 			h.serveFastCGI(t, w, r)
 			return
-		}
-		if body != nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		err := t.http.serve(t, w, r)
 		if err == nil {
@@ -106,7 +106,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusGatewayTimeout
 	}
 	h.u.log.Warn("upstream: no target answered", "status", status, "method", r.Method,
-		"uri", r.RequestURI, "remote", handlers.ClientIP(r), "error", err)
+		"uri", r.RequestURI, "remote", books.ClientIP(r), "error", err)
 	h.site.Errors.Serve(w, r, status)
 }
 

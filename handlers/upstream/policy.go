@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // Policy names, as the policy key spells them.
@@ -78,7 +78,7 @@ type ipHash struct{}
 
 func (ipHash) Select(c []*target, r *http.Request) *target {
 	h := fnv.New64a()
-	h.Write([]byte(handlers.ClientIP(r)))
+	h.Write([]byte(books.ClientIP(r)))
 	ip := h.Sum64()
 	best, bestScore := c[0], mix(ip^c[0].key)
 	for _, t := range c[1:] {

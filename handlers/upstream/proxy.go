@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // httpTarget is an HTTP application's reverse proxy and keep-alive pool.
@@ -126,7 +126,7 @@ func (u *Upstream) rewrite(ht *httpTarget, pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	// SetXForwarded takes the connection's peer; behind trusted proxies
 	// the client is the one Begin worked out.
-	out.Header.Set("X-Forwarded-For", handlers.ClientIP(pr.In))
+	out.Header.Set("X-Forwarded-For", books.ClientIP(pr.In))
 	out.Header.Add("Via", u.via)
 	if u.opts.RequestID != nil {
 		if id := u.opts.RequestID(pr.In); id != "" {

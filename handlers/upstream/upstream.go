@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
+	"shoal/handlers/session"
 )
 
 // Options is one [[upstream]]; the zero value of each field has the
@@ -319,9 +320,9 @@ var errNoTarget = errors.New("upstream: no target available")
 // value answers with generic pages and passes no user or session.
 type Site struct {
 	// Errors writes 502/504 (and FastCGI's 404/413) with the site's pages.
-	Errors *handlers.ErrorPages
+	Errors *books.ErrorPages
 	// Sessions gives FastCGI applications HTTP_SESSION. Nil: none.
-	Sessions handlers.SessionCodec
+	Sessions session.Codec
 	// User returns REMOTE_USER and AUTH_TYPE for FastCGI. Nil: none.
 	User func(r *http.Request) (user, authType string)
 	// Dispatch serves a FastCGI local redirect inside the server. Nil: 302.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"shoal/handlers"
+	"shoal/handlers/books"
 )
 
 // backend is a Go test application on a real loopback listener.
@@ -312,7 +312,7 @@ func TestNotRetried(t *testing.T) {
 	dead, live := refused(t), named(t, "live")
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "502.html"), []byte("site 502 page"), 0o644)
-	site := Site{Errors: &handlers.ErrorPages{Root: root, Pages: map[int]string{502: "502.html"}}}
+	site := Site{Errors: &books.ErrorPages{Root: root, Pages: map[int]string{502: "502.html"}}}
 	_, fe := front(t, Options{Name: "nr", Targets: []string{dead, live.URL}, Policy: First, Retries: 3}, site)
 	resp, err := fe.Client().Post(fe.URL+"/", "text/plain", strings.NewReader("data"))
 	if err != nil {

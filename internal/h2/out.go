@@ -30,6 +30,9 @@ const (
 	// drainTimeout bounds the wait for a last GOAWAY to leave before the
 	// connection closes.
 	drainTimeout = time.Second
+	// lingerTimeout: how long a closing connection's socket stays open
+	// after its last frame (drainAndClose).
+	lingerTimeout = 500 * time.Millisecond
 )
 
 var errQueueFull = errors.New("h2: client reads nothing while its frames pile up")
@@ -171,10 +174,17 @@ func (c *conn) flushWait() error {
 
 // drainAndClose closes the connection once what has gathered is written,
 // waiting at most drainTimeout: a client that reads nothing does not get
-// to keep it.
+// to keep it. The socket closes lingerTimeout after the last write, as
+// net/http's does: closed at once with a flood still unread, it would
+// answer with a reset, and a reset makes the client's kernel drop the
+// GOAWAY it has not read yet, so the client never learns why.
 func (c *conn) drainAndClose() {
 	t := time.AfterFunc(drainTimeout, func() { c.nc.Close() })
-	c.flushWait()
+	err := c.flushWait()
 	t.Stop()
-	c.nc.Close()
+	if err != nil {
+		c.nc.Close()
+		return
+	}
+	time.AfterFunc(lingerTimeout, func() { c.nc.Close() })
 }
