@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,13 +25,19 @@ func acmeSecret() string {
 
 // startACMETrio starts nodes b and c, which wait (a bounded while) for
 // their first join before they take a lock, then a, which joins them: the
-// three are one cluster before anyone orders. base gives what they share.
-func startACMETrio(t *testing.T, p *acmetest.Pebble, base acmeNodeConfig, aHTTP, aHTTPS string) []*anode {
+// three are one cluster before anyone orders, b the oldest, so it grants
+// the locks. base gives what they share; perNode, when not nil, changes
+// a node's config.
+func startACMETrio(t *testing.T, p *acmetest.Pebble, base acmeNodeConfig, perNode func(*acmeNodeConfig),
+	aHTTP, aHTTPS string) []*anode {
 	t.Helper()
 	aGossip := freeAddr(t)
 	node := func(name, httpAddr, httpsAddr, gossip, join string) *anode {
 		c := base
 		c.name, c.http, c.https, c.gossip, c.join, c.secret = name, httpAddr, httpsAddr, gossip, join, acmeSecret()
+		if perNode != nil {
+			perNode(&c)
+		}
 		return startACMENodeWith(t, c, p)
 	}
 	b := node("b", freeAddr(t), freeAddr(t), freeAddr(t), aGossip)
@@ -68,7 +73,7 @@ func TestE2EACMEClusterRenewsOnce(t *testing.T) {
 	p := acmetest.Start(t, acmetest.Options{HTTPPort: ports[0], TLSPort: ports[1], Validity: lifetime, NoARI: true})
 	roots := p.IssuerRoots()
 	names := []string{"renew.shoal.test"}
-	nodes := startACMETrio(t, p, acmeNodeConfig{hosts: names, renewBefore: "60s"},
+	nodes := startACMETrio(t, p, acmeNodeConfig{hosts: names, renewBefore: "60s"}, nil,
 		"127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1]))
 
 	first := waitSameSerials(t, nodes, names, roots)[names[0]]
@@ -165,12 +170,32 @@ func (g *gate) open(target string) {
 	close(g.release)
 }
 
-// TestE2EACMEOrdererKilled: three shoal processes share one name; the CA
-// validates through a gate that holds its requests, so the first order
-// stays pending. The node holding the order's lock is killed with
-// SIGKILL; once the others see it dead one of them takes the lock and
-// completes an order, and both survivors serve the certificate.
+// TestE2EACMEOrdererKilled: three shoal processes; the CA validates
+// through a gate that holds its requests, so the first order stays
+// pending. The node holding the order's lock is killed with SIGKILL; once
+// the others see it dead one of them takes the lock and completes an
+// order, and the survivors that serve the name serve the certificate.
+// Node b grants the locks: when it manages the name too it takes the
+// lock first and its death hands the granting to the next oldest; when
+// it serves no ACME name, a or c holds the order and b must see it dead.
 func TestE2EACMEOrdererKilled(t *testing.T) {
+	names := []string{"killed.shoal.test"}
+	for _, tc := range []struct {
+		name    string
+		perNode func(*acmeNodeConfig)
+	}{
+		{"the lock granter orders", nil},
+		{"another node orders", func(c *acmeNodeConfig) {
+			if c.name == "b" {
+				c.hosts = []string{"localhost"} // no ACME name: b only grants
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testOrdererKilled(t, names, tc.perNode) })
+	}
+}
+
+func testOrdererKilled(t *testing.T, names []string, perNode func(*acmeNodeConfig)) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -179,9 +204,8 @@ func TestE2EACMEOrdererKilled(t *testing.T) {
 	p := acmetest.Start(t, acmetest.Options{HTTPPort: ln.Addr().(*net.TCPAddr).Port, TLSPort: dead})
 	g := newGate(t, ln)
 	roots := p.IssuerRoots()
-	names := []string{"killed.shoal.test"}
-	nodes := startACMETrio(t, p, acmeNodeConfig{hosts: names, challenges: []string{"http-01"}},
-		freeAddr(t), freeAddr(t))
+	base := acmeNodeConfig{hosts: names, challenges: []string{"http-01"}}
+	nodes := startACMETrio(t, p, base, perNode, freeAddr(t), freeAddr(t))
 
 	deadline := time.Now().Add(90 * time.Second)
 	for g.connections() == 0 {
@@ -202,17 +226,26 @@ func TestE2EACMEOrdererKilled(t *testing.T) {
 	holder := holders[0]
 	t.Logf("killing %s, which holds the order", holder.name)
 	holder.kill()
-	survivors := slices.DeleteFunc(slices.Clone(nodes), func(n *anode) bool { return n == holder })
-	g.open(survivors[0].http)
+	var survivors, serving []*anode
+	for _, n := range nodes {
+		if n == holder {
+			continue
+		}
+		survivors = append(survivors, n)
+		if perNode == nil || n.name != "b" {
+			serving = append(serving, n)
+		}
+	}
+	g.open(survivors[0].http) // every node has every order's token
 
-	serial := waitSameSerials(t, survivors, names, roots)[names[0]]
+	serial := waitSameSerials(t, serving, names, roots)[names[0]]
 	if got := p.Issued(); len(got) != 1 || !sameSerial(got[0], serial) {
 		t.Errorf("Pebble issued %v, want one certificate (%s)", got, serial)
 	}
 	if got := totalOrders(survivors); got != 1 {
 		t.Errorf("survivors logged %d obtained certificates, want 1", got)
 	}
-	for _, n := range survivors {
+	for _, n := range serving {
 		if by := n.orderedBy()[names[0]]; by == holder.name || by == "" {
 			t.Errorf("node %s: ordered_by %q, want a survivor", n.name, by)
 		}
