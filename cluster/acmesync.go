@@ -19,11 +19,11 @@ package cluster
 // every acmeRenew. Each hold has an id of its own, carried by its lock,
 // renewal and unlock messages: each message travels on a stream of its
 // own, so a node's unlock may reach the granter after the same node's
-// next lock request, and must then not release the newer hold. The grant lapses when the holder Unlocks, leaves or is
-// declared dead (or restarts: its boot id changes), or when no renewal
-// came for acmeLease. Membership changes: a newcomer never takes the
-// role, since it is the youngest; when the granting node goes, the next
-// oldest takes over with an empty table, accepts the holders' renewals at
+// next lock request, and must then not release the newer hold. The grant
+// lapses when the holder Unlocks, leaves or is declared dead (or
+// restarts: its boot id changes), or when no renewal came for acmeLease.
+// Membership changes: a newcomer never takes the role, since it is the
+// youngest; when the granting node goes, the next oldest takes over with an empty table, accepts the holders' renewals at
 // once and grants nothing new for acmeGrace (longer than a renewal
 // period), so a lock held across the change stays held. Two nodes that
 // ordered while apart (a partition, or both alone at start) may both hold

@@ -102,11 +102,10 @@ func New(o Options) (*Manager, error) {
 	if m.retry[1] <= 0 {
 		m.retry[1] = 6 * time.Hour
 	}
-	zl := m.zlog
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   m.configFor,
 		RenewCheckInterval: renewCheckInterval(o.RenewBefore),
-		Logger:             zl,
+		Logger:             m.zlog,
 	})
 	m.magic = m.newConfig(baseRatio)
 	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
@@ -119,7 +118,7 @@ func New(o Options) (*Manager, error) {
 		ListenHost:              host(o.HTTPAddr, o.TLSAddr),
 		AltHTTPPort:             port(o.HTTPAddr),
 		AltTLSALPNPort:          port(o.TLSAddr),
-		Logger:                  zl,
+		Logger:                  m.zlog,
 	})
 	m.magic.Issuers = []certmagic.Issuer{quietIssuer{m.issuer}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
@@ -198,8 +197,9 @@ func (m *Manager) manageOne(name string) {
 
 // renewIfDue starts the renewal of a certificate found in storage with
 // less than its renewal window left: ManageSync judged it by the base
-// Config, which renews only at expiry; certmagic's maintenance, which
-// asks configFor, would otherwise wait for its next check.
+// Config, which renews only in certmagic's emergency window, and
+// certmagic's maintenance, which asks configFor, would come only at its
+// next check.
 func (m *Manager) renewIfDue(name string) {
 	if !m.renewDue(name, time.Now()) {
 		return

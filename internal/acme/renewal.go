@@ -17,9 +17,10 @@ import (
 const DefaultRenewBefore = 720 * time.Hour
 
 // baseRatio is the ratio of the Config that manages names before their
-// certificate is known (ManageSync): so small that it never finds one due
-// by its ratio, since its ratio cannot know the lifetime; Manage then
-// asks the per-certificate Configs (renewDue).
+// certificate is known (ManageSync): it cannot know the lifetime, so it
+// is too small ever to find a certificate due by its ratio (certmagic's
+// emergency checks still apply); Manage then asks the per-certificate
+// Config (renewIfDue).
 const baseRatio = 1e-9
 
 // renewalWindow is how long before expiry a certificate of the given
