@@ -23,12 +23,13 @@ package cluster
 // lapses when the holder Unlocks, leaves or is declared dead (or
 // restarts: its boot id changes), or when no renewal came for acmeLease.
 // Membership changes: a newcomer never takes the role, since it is the
-// youngest; when the granting node goes, the next oldest takes over with an empty table, accepts the holders' renewals at
-// once and grants nothing new for acmeGrace (longer than a renewal
-// period), so a lock held across the change stays held. Two nodes that
-// ordered while apart (a partition, or both alone at start) may both hold
-// a name; to avoid the second case a node waits up to acmeJoinWait after
-// start for its first join before it takes a lock.
+// youngest; when the granting node goes, the next oldest takes over with
+// an empty table, accepts the holders' renewals at once and grants
+// nothing new for acmeGrace (longer than a renewal period), so a lock
+// held across the change stays held. Two nodes that ordered while apart
+// (a partition, or both alone at start) may both hold a name; to avoid
+// the second case a node waits up to acmeJoinWait after start for its
+// first join before it takes a lock.
 
 import (
 	"context"
