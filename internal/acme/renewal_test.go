@@ -107,7 +107,8 @@ func TestRenewsAtRenewBefore(t *testing.T) {
 	if second.NotBefore.Before(due.Add(-time.Second)) {
 		t.Errorf("renewed at %v, before the due time %v (renew_before %v)", second.NotBefore, due, before)
 	}
-	if late := second.NotBefore.Sub(due); late > 8*time.Second {
+	// Late by a check interval (1s) and an order; not when nearly expired.
+	if late := second.NotBefore.Sub(due); late > before-2*time.Second {
 		t.Errorf("renewed %v after the due time", late)
 	}
 	if got := len(p.Issued()); got != 2 {
