@@ -50,12 +50,18 @@ func renewalRatio(lifetime, before time.Duration) float64 {
 }
 
 // renewCheckInterval is how often certmagic looks for certificates to
-// renew: a twentieth of renew_before, between a second and certmagic's
-// default 10 minutes. certmagic also renews any certificate with less
-// than five intervals left, which must not come before renew_before.
+// renew, which bounds how late after its due moment a renewal starts: a
+// twentieth of renew_before, between a second and a minute (certmagic's
+// 10-minute default is meant for caches of millions of certificates; a
+// node's few cost nothing to look over). certmagic also renews any
+// certificate with less than five intervals left, which must not come
+// before renew_before.
 func renewCheckInterval(before time.Duration) time.Duration {
-	return min(max(before/20, time.Second), certmagic.DefaultRenewCheckInterval)
+	return min(max(before/20, time.Second), maxRenewCheck)
 }
+
+// maxRenewCheck is the longest renewCheckInterval.
+const maxRenewCheck = time.Minute
 
 // configFor is certmagic's GetConfigForCert: the Config whose ratio
 // renews cert renew_before its expiry. Configs are kept by lifetime; a CA
