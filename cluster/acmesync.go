@@ -16,16 +16,20 @@ package cluster
 //
 // Lock: the oldest live member (earliest published start time, then name)
 // grants the locks; a node asks it and, once granted, renews its lease
-// every acmeRenew. The grant lapses when the holder Unlocks, leaves or is
-// declared dead (or restarts: its boot id changes), or when no renewal
-// came for acmeLease. Membership changes: a newcomer never takes the
-// role, since it is the youngest; when the granting node goes, the next
-// oldest takes over with an empty table, accepts the holders' renewals at
-// once and grants nothing new for acmeGrace (longer than a renewal
-// period), so a lock held across the change stays held. Two nodes that
-// ordered while apart (a partition, or both alone at start) may both hold
-// a name; to avoid the second case a node waits up to acmeJoinWait after
-// start for its first join before it takes a lock.
+// every acmeRenew. Each hold has an id of its own, carried by its lock,
+// renewal and unlock messages: each message travels on a stream of its
+// own, so a node's unlock may reach the granter after the same node's
+// next lock request, and must then not release the newer hold. The grant
+// lapses when the holder Unlocks, leaves or is declared dead (or
+// restarts: its boot id changes), or when no renewal came for acmeLease.
+// Membership changes: a newcomer never takes the role, since it is the
+// youngest; when the granting node goes, the next oldest takes over with
+// an empty table, accepts the holders' renewals at once and grants
+// nothing new for acmeGrace (longer than a renewal period), so a lock
+// held across the change stays held. Two nodes that ordered while apart
+// (a partition, or both alone at start) may both hold a name; to avoid
+// the second case a node waits up to acmeJoinWait after start for its
+// first join before it takes a lock.
 
 import (
 	"context"
@@ -148,7 +152,7 @@ type acmeSync struct {
 	mu      sync.Mutex
 	pending map[uint64]chan *acmeMsg // requests awaiting replies
 	grants  map[string]acmeGrant     // locks this node granted, as owner
-	held    map[string]chan struct{} // locks this node holds; closed on Unlock
+	held    map[string]acmeHold      // locks this node holds or is taking
 	owner   string                   // the granting node last seen
 	graceTo time.Time                // grant nothing new before this
 	early   map[string][]byte        // publishes received before ServeACME
@@ -159,7 +163,25 @@ type acmeSync struct {
 type acmeGrant struct {
 	holder  string
 	boot    uint32
+	hold    uint64 // the holder's id for this hold
 	expires time.Time
+}
+
+// acmeHold is one lock as its holder knows it.
+type acmeHold struct {
+	id   uint64
+	done chan struct{} // closed on Unlock
+}
+
+// holdValue carries a hold id in a lock or unlock message's Value.
+func holdValue(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
+
+// holdID reads holdValue; 0 (no hold) when the value is not one.
+func holdID(v []byte) uint64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
 }
 
 func (s *acmeSync) init() {
@@ -168,7 +190,7 @@ func (s *acmeSync) init() {
 		s.mu.Lock()
 		s.pending = map[uint64]chan *acmeMsg{}
 		s.grants = map[string]acmeGrant{}
-		s.held = map[string]chan struct{}{}
+		s.held = map[string]acmeHold{}
 		s.mu.Unlock()
 	})
 }
@@ -281,8 +303,9 @@ func (c *Cluster) observeOwner(owner string, now time.Time) {
 	s.owner = owner
 }
 
-// grantLock answers a lock request as owner.
-func (c *Cluster) grantLock(name, from string, boot uint32, renew bool, now time.Time) byte {
+// grantLock answers a lock request as owner; hold is the asker's id for
+// the hold it takes or renews.
+func (c *Cluster) grantLock(name, from string, boot uint32, hold uint64, renew bool, now time.Time) byte {
 	s := &c.acme
 	owner := c.acmeOwner()
 	s.mu.Lock()
@@ -294,7 +317,13 @@ func (c *Cluster) grantLock(name, from string, boot uint32, renew bool, now time
 	g, ok := s.grants[name]
 	grace := now.Before(s.graceTo)
 	switch mine := ok && g.holder == from && g.boot == boot; {
+	case mine && g.hold == hold:
+	case mine && renew:
+		return acmeBusy // a late renewal of a hold that ended
 	case mine:
+		// The same node's next hold: it holds a name once at a time
+		// (reserveLock), so the previous one ended, its unlock still
+		// on the way.
 	case ok && !c.grantLapsed(g, now):
 		return acmeBusy
 	case renew && !grace:
@@ -304,7 +333,7 @@ func (c *Cluster) grantLock(name, from string, boot uint32, renew bool, now time
 	case !renew && grace:
 		return acmeBusy // a holder from before the takeover may still renew
 	}
-	s.grants[name] = acmeGrant{holder: from, boot: boot, expires: now.Add(orDefault(s.lease, acmeLease))}
+	s.grants[name] = acmeGrant{holder: from, boot: boot, hold: hold, expires: now.Add(orDefault(s.lease, acmeLease))}
 	return acmeOK
 }
 
@@ -325,11 +354,11 @@ func (c *Cluster) grantLapsed(g acmeGrant, now time.Time) bool {
 	return meta == nil || meta.Boot != g.boot
 }
 
-func (c *Cluster) releaseLock(name, from string, boot uint32) {
+func (c *Cluster) releaseLock(name, from string, boot uint32, hold uint64) {
 	s := &c.acme
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if g, ok := s.grants[name]; ok && g.holder == from && g.boot == boot {
+	if g, ok := s.grants[name]; ok && g.holder == from && g.boot == boot && g.hold == hold {
 		delete(s.grants, name)
 	}
 }
@@ -342,8 +371,8 @@ func (c *Cluster) Lock(ctx context.Context, name string) error {
 	c.waitFirstJoin(ctx)
 	wait := 50 * time.Millisecond
 	for {
-		if c.reserveLock(name) {
-			st, err := c.askLock(ctx, name, false)
+		if hold, ok := c.reserveLock(name); ok {
+			st, err := c.askLock(ctx, name, hold, false)
 			if st == acmeOK {
 				c.startRenewing(name)
 				return nil
@@ -365,33 +394,35 @@ func (c *Cluster) Lock(ctx context.Context, name string) error {
 }
 
 // reserveLock marks name as being taken by this node, so two callers in
-// one process never both hold it; false when it already is.
-func (c *Cluster) reserveLock(name string) bool {
+// one process never both hold it, and returns the new hold's id; false
+// when it already is.
+func (c *Cluster) reserveLock(name string) (uint64, bool) {
 	s := &c.acme
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.held[name]; ok {
-		return false
+		return 0, false
 	}
-	s.held[name] = make(chan struct{})
-	return true
+	h := acmeHold{id: s.nextID.Add(1), done: make(chan struct{})}
+	s.held[name] = h
+	return h.id, true
 }
 
 func (c *Cluster) unreserveLock(name string) {
 	s := &c.acme
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ch, ok := s.held[name]; ok {
-		close(ch)
+	if h, ok := s.held[name]; ok {
+		close(h.done)
 		delete(s.held, name)
 	}
 }
 
 // askLock asks the owner for name (the owner being this node or a peer).
-func (c *Cluster) askLock(ctx context.Context, name string, renew bool) (byte, error) {
+func (c *Cluster) askLock(ctx context.Context, name string, hold uint64, renew bool) (byte, error) {
 	owner := c.acmeOwner()
 	if owner == c.opts.Name {
-		return c.grantLock(name, owner, c.boot, renew, time.Now()), nil
+		return c.grantLock(name, owner, c.boot, hold, renew, time.Now()), nil
 	}
 	c.acme.mu.Lock()
 	c.observeOwner(owner, time.Now())
@@ -404,7 +435,8 @@ func (c *Cluster) askLock(ctx context.Context, name string, renew bool) (byte, e
 	if renew {
 		flags = acmeFlagRenew
 	}
-	replies := c.ask(ctx, []*member{m}, &acmeMsg{Op: acmeLock, Flags: flags, Key: name}, orDefault(c.acme.askWait, acmeAskWait), nil)
+	replies := c.ask(ctx, []*member{m}, &acmeMsg{Op: acmeLock, Flags: flags, Key: name, Value: holdValue(hold)},
+		orDefault(c.acme.askWait, acmeAskWait), nil)
 	r, ok := replies[owner]
 	if !ok {
 		return acmeNotOwner, fmt.Errorf("cluster: lock owner %s did not answer", owner)
@@ -416,8 +448,9 @@ func (c *Cluster) askLock(ctx context.Context, name string, renew bool) (byte, e
 func (c *Cluster) startRenewing(name string) {
 	s := &c.acme
 	s.mu.Lock()
-	done := s.held[name]
+	h := s.held[name]
 	s.mu.Unlock()
+	done := h.done
 	go func() {
 		t := time.NewTicker(orDefault(s.renew, acmeRenew))
 		defer t.Stop()
@@ -430,8 +463,13 @@ func (c *Cluster) startRenewing(name string) {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), orDefault(s.askWait, acmeAskWait))
-			st, err := c.askLock(ctx, name, true)
+			st, err := c.askLock(ctx, name, h.id, true)
 			cancel()
+			select {
+			case <-done:
+				return // released while the renewal was on the way
+			default:
+			}
 			if st == acmeBusy {
 				// Another node holds it (two halves of a partition
 				// met); the order in progress goes on, at worst ordered
@@ -449,7 +487,7 @@ func (c *Cluster) Unlock(ctx context.Context, name string) error {
 	s := &c.acme
 	s.init()
 	s.mu.Lock()
-	_, ok := s.held[name]
+	h, ok := s.held[name]
 	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("cluster: lock %q is not held here", name)
@@ -457,12 +495,12 @@ func (c *Cluster) Unlock(ctx context.Context, name string) error {
 	c.unreserveLock(name)
 	owner := c.acmeOwner()
 	if owner == c.opts.Name {
-		c.releaseLock(name, owner, c.boot)
+		c.releaseLock(name, owner, c.boot, h.id)
 		return nil
 	}
 	if m := c.peer(owner); m != nil {
 		// No answer is needed: the lease ends the grant anyway.
-		c.send(m, &acmeMsg{Op: acmeUnlock, Key: name})
+		c.send(m, &acmeMsg{Op: acmeUnlock, Key: name, Value: holdValue(h.id)})
 	}
 	return nil
 }
@@ -621,9 +659,9 @@ func (c *Cluster) serveACME(m *acmeMsg) {
 	st := c.acme.storage.Load()
 	switch m.Op {
 	case acmeLock:
-		reply.Status = c.grantLock(m.Key, m.From, m.Boot, m.Flags&acmeFlagRenew != 0, time.Now())
+		reply.Status = c.grantLock(m.Key, m.From, m.Boot, holdID(m.Value), m.Flags&acmeFlagRenew != 0, time.Now())
 	case acmeUnlock:
-		c.releaseLock(m.Key, m.From, m.Boot)
+		c.releaseLock(m.Key, m.From, m.Boot, holdID(m.Value))
 		return
 	case acmePublish:
 		value := m.Value

@@ -292,13 +292,54 @@ func TestACMELateRenewal(t *testing.T) {
 		_, held := owner.acme.grants["n"]
 		return !held
 	})
-	if st := owner.grantLock("n", "n1", boot, true, time.Now()); st != acmeBusy {
+	if st := owner.grantLock("n", "n1", boot, 1, true, time.Now()); st != acmeBusy {
 		t.Fatalf("late renewal answered %d, want busy", st)
 	}
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := owner.Lock(short, "n"); err != nil {
 		t.Fatalf("owner cannot take the released lock: %v", err)
+	}
+}
+
+// TestACMEUnlockAfterNextLock: a node's unlock and its next lock request
+// travel on streams of their own; an unlock that reaches the granter
+// after the next hold was granted releases only the hold it was sent
+// for, and a late renewal of the old hold is refused.
+func TestACMEUnlockAfterNextLock(t *testing.T) {
+	nodes, _ := acmeNodes(t, 3)
+	owner := nodes[0].c
+	boot := nodes[1].c.boot
+	now := time.Now()
+	for _, step := range []struct {
+		what   string
+		from   string
+		hold   uint64
+		renew  bool
+		unlock bool
+		want   byte
+	}{
+		{what: "n1 takes its first hold", from: "n1", hold: 1, want: acmeOK},
+		{what: "n2 waits", from: "n2", hold: 7, want: acmeBusy},
+		{what: "n1's next hold, its unlock of the first still on the way", from: "n1", hold: 2, want: acmeOK},
+		{what: "the first hold's unlock arrives", from: "n1", hold: 1, unlock: true},
+		{what: "n2 still waits", from: "n2", hold: 7, want: acmeBusy},
+		{what: "a late renewal of the first hold", from: "n1", hold: 1, renew: true, want: acmeBusy},
+		{what: "the second hold renews", from: "n1", hold: 2, renew: true, want: acmeOK},
+		{what: "the second hold's unlock", from: "n1", hold: 2, unlock: true},
+		{what: "n2 takes it", from: "n2", hold: 7, want: acmeOK},
+	} {
+		b := boot
+		if step.from == "n2" {
+			b = nodes[2].c.boot
+		}
+		if step.unlock {
+			owner.releaseLock("n", step.from, b, step.hold)
+			continue
+		}
+		if got := owner.grantLock("n", step.from, b, step.hold, step.renew, now); got != step.want {
+			t.Fatalf("%s: answered %d, want %d", step.what, got, step.want)
+		}
 	}
 }
 

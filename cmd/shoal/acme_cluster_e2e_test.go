@@ -38,6 +38,8 @@ enabled = true
 ca = %q
 ca_root = %q
 storage = "acme-state"
+challenges = %s
+renew_before = %q
 
 [cluster]
 enabled = true
@@ -46,9 +48,26 @@ join = [%q]
 secret = %q
 
 [[site]]
-hosts = ["a.shoal.test", "b.shoal.test", "c.shoal.test"]
+hosts = %s
 root = "www"
 `
+
+// acmeNodeConfig is what differs between the nodes and tests of the ACME
+// cluster tests; zero fields take the defaults of acmeConfig.
+type acmeNodeConfig struct {
+	name, http, https, gossip, join, secret string
+	hosts, challenges                       []string // default acmeDomains, both challenges
+	renewBefore                             string   // default 720h
+}
+
+// tomlList writes a TOML array of strings.
+func tomlList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
 
 // anode is one shoal process of the ACME cluster test, in a folder of
 // its own (so nothing but the cluster carries certificates between
@@ -57,19 +76,37 @@ type anode struct {
 	t                          *testing.T
 	name, dir                  string
 	http, https, admin, gossip string
+	cmd                        *exec.Cmd
 	out                        *syncBuffer
 	exited                     chan struct{}
 }
 
 func startACMENode(t *testing.T, name, httpAddr, httpsAddr, gossip, join, secret string, p *acmetest.Pebble) *anode {
 	t.Helper()
-	n := &anode{t: t, name: name, dir: t.TempDir(), http: httpAddr, https: httpsAddr, admin: freeAddr(t), gossip: gossip}
+	return startACMENodeWith(t, acmeNodeConfig{name: name, http: httpAddr, https: httpsAddr,
+		gossip: gossip, join: join, secret: secret}, p)
+}
+
+func startACMENodeWith(t *testing.T, c acmeNodeConfig, p *acmetest.Pebble) *anode {
+	t.Helper()
+	if c.hosts == nil {
+		c.hosts = acmeDomains
+	}
+	if c.challenges == nil {
+		c.challenges = []string{"http-01", "tls-alpn-01"}
+	}
+	if c.renewBefore == "" {
+		c.renewBefore = "720h"
+	}
+	name := c.name
+	n := &anode{t: t, name: name, dir: t.TempDir(), http: c.http, https: c.https, admin: freeAddr(t), gossip: c.gossip}
 	if err := os.MkdirAll(filepath.Join(n.dir, "www"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(n.dir, "www", "index.html"), "node "+name+"\n")
 	writeFile(t, filepath.Join(n.dir, "config.toml"), fmt.Sprintf(acmeClusterConfig,
-		name, n.http, n.https, n.admin, p.Directory(), p.CAPath(), n.gossip, join, secret))
+		name, n.http, n.https, n.admin, p.Directory(), p.CAPath(), tomlList(c.challenges), c.renewBefore,
+		n.gossip, c.join, c.secret, tomlList(c.hosts)))
 	n.out, n.exited = &syncBuffer{}, make(chan struct{})
 	cmd := exec.Command(shoalBin, "serve", "-config", "config.toml")
 	cmd.Dir = n.dir
@@ -77,26 +114,22 @@ func startACMENode(t *testing.T, name, httpAddr, httpsAddr, gossip, join, secret
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	n.cmd = cmd
 	go func() { _ = cmd.Wait(); close(n.exited) }()
 	t.Cleanup(func() {
-		select {
-		case <-n.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-n.exited
-		}
+		n.kill()
 		if t.Failed() {
 			t.Logf("node %s output:\n%s", name, n.out)
 		}
 	})
-	c := &http.Client{Timeout: time.Second}
+	c2 := &http.Client{Timeout: time.Second}
 	pollFor(t, "node "+name+" up", func() bool {
 		select {
 		case <-n.exited:
 			t.Fatalf("node %s exited:\n%s", name, n.out)
 		default:
 		}
-		res, err := c.Get("http://" + n.admin + "/healthz")
+		res, err := c2.Get("http://" + n.admin + "/healthz")
 		if err != nil {
 			return false
 		}
@@ -104,6 +137,17 @@ func startACMENode(t *testing.T, name, httpAddr, httpsAddr, gossip, join, secret
 		return res.StatusCode == 200
 	})
 	return n
+}
+
+// kill ends the node with SIGKILL (no leave message, no cleanup) and
+// waits for it.
+func (n *anode) kill() {
+	select {
+	case <-n.exited:
+	default:
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
 }
 
 // serial is the serial of the certificate the node serves for name when
@@ -172,7 +216,7 @@ func TestE2EACMEClusterOrdersOnce(t *testing.T) {
 	a := startACMENode(t, "a", "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1]), aGossip, b.gossip, secret, p)
 	nodes := []*anode{a, b, c}
 
-	serials := waitSameSerials(t, nodes, roots)
+	serials := waitSameSerials(t, nodes, acmeDomains, roots)
 	total := 0
 	for _, n := range nodes {
 		total += n.orders()
@@ -196,7 +240,7 @@ func TestE2EACMEClusterOrdersOnce(t *testing.T) {
 	}
 
 	d := startACMENode(t, "d", freeAddr(t), freeAddr(t), freeAddr(t), a.gossip, secret, p)
-	got := waitSameSerials(t, []*anode{d}, roots)
+	got := waitSameSerials(t, []*anode{d}, acmeDomains, roots)
 	for _, name := range acmeDomains {
 		if got[name] != serials[name] {
 			t.Errorf("%s: late node serves serial %s, the cluster %s", name, got[name], serials[name])
@@ -210,11 +254,11 @@ func TestE2EACMEClusterOrdersOnce(t *testing.T) {
 // waitSameSerials waits until every node serves, for every name, a
 // certificate chaining to Pebble's roots, and returns the serials,
 // failing when two nodes serve different ones.
-func waitSameSerials(t *testing.T, nodes []*anode, roots *x509.CertPool) map[string]string {
+func waitSameSerials(t *testing.T, nodes []*anode, names []string, roots *x509.CertPool) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	deadline := time.Now().Add(120 * time.Second)
-	for _, name := range acmeDomains {
+	for _, name := range names {
 		for _, n := range nodes {
 			var s string
 			for s = n.serial(name, roots); s == ""; s = n.serial(name, roots) {

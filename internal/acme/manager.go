@@ -24,6 +24,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
+	"go.uber.org/zap"
 )
 
 // Challenge types as [acme] challenges spells them.
@@ -41,8 +42,9 @@ type Options struct {
 	Challenges []string       // HTTP01 and/or TLSALPN01
 	Storage    string         // folder for account, keys, certificates
 	// RenewBefore is how long before expiry a certificate is renewed (ARI
-	// may ask for earlier). It is turned into certmagic's renewal ratio
-	// of a 90-day certificate.
+	// may ask for earlier; a certificate shorter-lived than it is renewed
+	// at half its life, and none later than its last fiftieth, as
+	// certmagic does); 0: DefaultRenewBefore.
 	RenewBefore time.Duration
 	Node        string  // this node's name, recorded as a certificate's orderer
 	Cluster     Cluster // nil: this node alone
@@ -56,18 +58,17 @@ type Options struct {
 	HTTPAddr, TLSAddr string
 }
 
-// letsEncryptLifetime is the lifetime RenewBefore is measured against.
-const letsEncryptLifetime = 90 * 24 * time.Hour
-
 // Manager orders and renews certificates for the names it is given.
 type Manager struct {
-	log     *slog.Logger
-	node    string
-	cache   *certmagic.Cache
-	magic   *certmagic.Config
-	issuer  *certmagic.ACMEIssuer
-	storage *Storage
-	retry   [2]time.Duration
+	log         *slog.Logger
+	zlog        *zap.Logger
+	node        string
+	renewBefore time.Duration
+	cache       *certmagic.Cache
+	magic       *certmagic.Config
+	issuer      *certmagic.ACMEIssuer
+	storage     *Storage
+	retry       [2]time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,6 +79,10 @@ type Manager struct {
 	// mu guards managed.
 	mu      sync.Mutex
 	managed map[string]bool
+
+	// cfgMu guards configs.
+	cfgMu   sync.Mutex
+	configs map[time.Duration]*certmagic.Config // by certificate lifetime
 }
 
 // New sets up the ACME client; it orders nothing until Manage.
@@ -85,28 +90,24 @@ func New(o Options) (*Manager, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	m := &Manager{log: o.Logger, node: o.Node, storage: NewStorage(o.Storage, o.Cluster),
-		managed: map[string]bool{}, retry: [2]time.Duration{o.RetryBase, o.RetryMax}}
+	if o.RenewBefore <= 0 {
+		o.RenewBefore = DefaultRenewBefore
+	}
+	m := &Manager{log: o.Logger, zlog: newZapLogger(o.Logger), node: o.Node, renewBefore: o.RenewBefore,
+		storage: NewStorage(o.Storage, o.Cluster), managed: map[string]bool{},
+		configs: map[time.Duration]*certmagic.Config{}, retry: [2]time.Duration{o.RetryBase, o.RetryMax}}
 	if m.retry[0] <= 0 {
 		m.retry[0] = 30 * time.Second
 	}
 	if m.retry[1] <= 0 {
 		m.retry[1] = 6 * time.Hour
 	}
-	zl := newZapLogger(o.Logger)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
-		Logger:           zl,
+		GetConfigForCert:   m.configFor,
+		RenewCheckInterval: renewCheckInterval(o.RenewBefore),
+		Logger:             m.zlog,
 	})
-	ratio := float64(o.RenewBefore) / float64(letsEncryptLifetime)
-	ratio = min(max(ratio, 0.01), 0.99)
-	m.magic = certmagic.New(m.cache, certmagic.Config{
-		RenewalWindowRatio: ratio,
-		KeySource:          certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
-		Storage:            m.storage,
-		Logger:             zl,
-		OnEvent:            m.onEvent,
-	})
+	m.magic = m.newConfig(baseRatio)
 	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
 		CA:                      o.CA,
 		Email:                   o.Email,
@@ -117,7 +118,7 @@ func New(o Options) (*Manager, error) {
 		ListenHost:              host(o.HTTPAddr, o.TLSAddr),
 		AltHTTPPort:             port(o.HTTPAddr),
 		AltTLSALPNPort:          port(o.TLSAddr),
-		Logger:                  zl,
+		Logger:                  m.zlog,
 	})
 	m.magic.Issuers = []certmagic.Issuer{quietIssuer{m.issuer}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
@@ -177,6 +178,7 @@ func (m *Manager) manageOne(name string) {
 	for attempt := 1; ; attempt++ {
 		err := m.magic.ManageSync(m.ctx, []string{name})
 		if err == nil {
+			m.renewIfDue(name)
 			return
 		}
 		if m.ctx.Err() != nil {
@@ -190,6 +192,20 @@ func (m *Manager) manageOne(name string) {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, m.retry[1])
+	}
+}
+
+// renewIfDue starts the renewal of a certificate found in storage with
+// less than its renewal window left: ManageSync judged it by the base
+// Config, which renews only in certmagic's emergency window, and
+// certmagic's maintenance, which asks configFor, would come only at its
+// next check.
+func (m *Manager) renewIfDue(name string) {
+	if !m.renewDue(name, time.Now()) {
+		return
+	}
+	if err := m.cache.RenewManagedCertificates(m.ctx); err != nil {
+		m.log.Warn("acme: renewal check failed", "name", name, "err", err)
 	}
 }
 

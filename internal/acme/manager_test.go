@@ -31,8 +31,17 @@ type testNode struct {
 	m        *Manager
 	httpLn   net.Listener
 	tlsLn    net.Listener
+	hs, ts   *http.Server
 	fallback *tls.Certificate
 	logs     *logCount
+}
+
+// stop ends the node and closes its listeners, so another node can take
+// their ports.
+func (n *testNode) stop() {
+	n.m.Close()
+	n.hs.Close()
+	n.ts.Close()
 }
 
 // listeners opens a node's two listeners on loopback port 0.
@@ -72,6 +81,7 @@ func startNode(t *testing.T, o Options, httpLn, tlsLn net.Listener) *testNode {
 		}
 		http.NotFound(w, r)
 	})}
+	n.hs = hs
 	go hs.Serve(httpLn)
 	t.Cleanup(func() { hs.Close() })
 	tcfg := &tls.Config{NextProtos: []string{"http/1.1", ALPN}, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -84,6 +94,7 @@ func startNode(t *testing.T, o Options, httpLn, tlsLn net.Listener) *testNode {
 		return n.fallback, nil
 	}}
 	ts := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: tcfg, ErrorLog: log.New(io.Discard, "", 0)}
+	n.ts = ts
 	go ts.Serve(tls.NewListener(tlsLn, tcfg))
 	t.Cleanup(func() { ts.Close() })
 	return n
@@ -166,9 +177,9 @@ type testLog struct {
 
 func (l *testLog) Write(b []byte) (int, error) {
 	l.count.add(string(b))
-	if testing.Verbose() {
-		l.t.Logf("%s: %s", l.node, bytes.TrimSpace(b))
-	}
+	defer func() { _ = recover() }() // a line after the test ended
+	// Shown with -v, or when the test fails.
+	l.t.Logf("%s: %s", l.node, bytes.TrimSpace(b))
 	return len(b), nil
 }
 

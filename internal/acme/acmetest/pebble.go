@@ -18,10 +18,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +44,10 @@ type Pebble struct {
 	dir      string
 	bin      string
 	cfg      string
-	dns      string // challtestsrv address Pebble resolves with
-	addr     string // ACME listener, fixed across Stop/Start
+	dns      string       // challtestsrv address Pebble resolves with
+	proxy    *http.Server // the NoARI proxy; nil without
+	addr     string       // ACME listener clients use, fixed across Stop/Start
+	listen   string       // Pebble's own ACME listener: addr, or behind the NoARI proxy
 	mgmt     string
 	RootsPEM []byte // trust for Pebble's own HTTPS (ca_root)
 	Roots    *x509.CertPool
@@ -51,12 +56,25 @@ type Pebble struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
+
+	// issuedMu guards issued (apart from mu, which start holds while
+	// Pebble logs).
+	issuedMu sync.Mutex
+	issued   []string // serials of the certificates Pebble issued, in order
 }
 
 // Options for Start.
 type Options struct {
 	HTTPPort, TLSPort int  // where Pebble validates http-01 and tls-alpn-01
 	Stopped           bool // reserve the address but do not start (CA down)
+	// Validity is the lifetime of the certificates Pebble issues, in
+	// whole seconds; 0: 90 days.
+	Validity time.Duration
+	// NoARI hides Pebble's renewal info (ARI) from clients: for a
+	// certificate shorter than three days Pebble suggests renewing at a
+	// random moment of its whole life, which would make renewal tests
+	// depend on chance.
+	NoARI bool
 }
 
 // Directory is the ACME directory URL.
@@ -83,9 +101,16 @@ func Start(t testing.TB, o Options) *Pebble {
 	p.dns = startDNS(t, tool(t, "pebble-challtestsrv"))
 	t.Cleanup(p.Stop)
 	for attempt := 1; ; attempt++ {
-		ports := FreePorts(t, 2, o.HTTPPort, o.TLSPort)
+		ports := FreePorts(t, 3, o.HTTPPort, o.TLSPort)
 		p.addr, p.mgmt = "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1])
+		p.listen = p.addr
+		if o.NoARI {
+			p.listen = "127.0.0.1:" + strconv.Itoa(ports[2])
+		}
 		p.writeConfig(o)
+		if o.NoARI {
+			p.serveWithoutARI()
+		}
 		if o.Stopped {
 			return p
 		}
@@ -237,18 +262,80 @@ func (p *Pebble) writeConfig(o Options) {
 	certPath := write("cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	keyPath := write("key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 	write("ca.pem", p.RootsPEM)
+	validity := int64(o.Validity / time.Second)
+	if validity <= 0 {
+		validity = 7776000
+	}
 	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": p.addr, "managementListenAddress": p.mgmt,
+		"listenAddress": p.listen, "managementListenAddress": p.mgmt,
 		"certificate": certPath, "privateKey": keyPath,
 		"httpPort": o.HTTPPort, "tlsPort": o.TLSPort,
 		"externalAccountBindingRequired": false,
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
 		"profiles": map[string]any{"default": map[string]any{
-			"description": "default", "validityPeriod": 7776000}},
+			"description": "default", "validityPeriod": validity}},
 	}}
 	b, _ := json.Marshal(cfg)
 	p.cfg = write("pebble.json", b)
+}
+
+// serveWithoutARI answers clients on p.addr for Pebble on p.listen,
+// dropping renewalInfo from the directory (Options.NoARI). The Host header
+// goes through unchanged: Pebble builds its URLs, and checks the URL each
+// request signs, from it.
+func (p *Pebble) serveWithoutARI() {
+	t := p.t
+	if p.proxy != nil {
+		_ = p.proxy.Close() // an earlier attempt's, on a port Pebble lost
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(p.dir, "cert.pem"), filepath.Join(p.dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := &url.URL{Scheme: "https", Host: p.listen}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+		},
+		Transport:      &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Roots}},
+		ModifyResponse: dropARI,
+		ErrorLog:       log.New(io.Discard, "", 0), // Pebble down: 502, as a CA that is down
+	}
+	srv := &http.Server{Handler: rp, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	p.proxy = srv
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+// dropARI removes renewalInfo from Pebble's directory.
+func dropARI(r *http.Response) error {
+	if r.Request.URL.Path != "/dir" || r.StatusCode != http.StatusOK {
+		return nil
+	}
+	b, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		return err
+	}
+	var dir map[string]any
+	if err := json.Unmarshal(b, &dir); err != nil {
+		return fmt.Errorf("pebble directory: %w", err)
+	}
+	delete(dir, "renewalInfo")
+	if b, err = json.Marshal(dir); err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.ContentLength = int64(len(b))
+	r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	return nil
 }
 
 // CAPath is a file holding the CA of Pebble's HTTPS, for acme.ca_root.
@@ -274,7 +361,7 @@ func (p *Pebble) start() bool {
 	cmd := exec.Command(p.bin, "-config", p.cfg, "-dnsserver", p.dns)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0",
 		"PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-	cmd.Stdout, cmd.Stderr = &logWriter{t: t}, &logWriter{t: t}
+	cmd.Stdout, cmd.Stderr = &logWriter{t: t, p: p}, &logWriter{t: t, p: p}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +377,7 @@ func (p *Pebble) start() bool {
 			return false
 		default:
 		}
-		resp, err := client.Get(p.Directory())
+		resp, err := client.Get("https://" + p.listen + "/dir")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -343,9 +430,42 @@ func (p *Pebble) IssuerRoots() *x509.CertPool {
 	return pool
 }
 
-type logWriter struct{ t testing.TB }
+// Issued lists the serials (hex) of the certificates Pebble issued so
+// far, oldest first: the orders that reached the CA, whichever node
+// placed them.
+func (p *Pebble) Issued() []string {
+	p.issuedMu.Lock()
+	defer p.issuedMu.Unlock()
+	return slices.Clone(p.issued)
+}
+
+// issuedLine is how Pebble logs an issuance: "Issued certificate serial
+// <hex> for order <id>".
+const issuedLine = "Issued certificate serial "
+
+func (p *Pebble) noteIssued(line string) {
+	_, rest, ok := strings.Cut(line, issuedLine)
+	if !ok {
+		return
+	}
+	serial, _, _ := strings.Cut(rest, " ")
+	p.issuedMu.Lock()
+	defer p.issuedMu.Unlock()
+	p.issued = append(p.issued, serial)
+}
+
+type logWriter struct {
+	t testing.TB
+	p *Pebble // nil: lines are only logged
+}
 
 func (w *logWriter) Write(b []byte) (int, error) {
+	if w.p != nil {
+		// Pebble writes each log line with one Write.
+		for line := range strings.SplitSeq(string(b), "\n") {
+			w.p.noteIssued(line)
+		}
+	}
 	defer func() { _ = recover() }() // a line after the test ended
 	w.t.Logf("pebble: %s", strings.TrimRight(string(b), "\n"))
 	return len(b), nil
