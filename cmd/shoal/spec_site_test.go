@@ -38,7 +38,7 @@ var specFiles = map[string]string{
 	"www/data.tmpl": `M={{.Request.Method}}
 H={{.Request.Host}}
 P={{.Request.Path}}
-Q={{index .Request.Query "q"}}
+Q={{.Request.Query.Get "q"}}
 HDR={{.Request.Header.Get "X-Name"}}
 IP={{.Request.ClientIP}}
 RA={{.Request.RemoteAddr}}
@@ -61,6 +61,8 @@ now={{if .Now.IsZero}}zero{{else}}set{{end}}
 layout={{template "layout"}}
 escaped={{query "x"}}
 `,
+	"www/user.tmpl":         "user={{.Request.User}}\n",
+	"www/whoami.tmpl":       "session user={{.Session.Get \"user\"}}\n",
 	"templates/layout.tmpl": `{{define "layout"}}LAYOUT{{end}}`,
 	"secret.txt":            "outside root\n",
 	"www/run.cgi":           "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran run.cgi\\n'\n",
