@@ -61,6 +61,8 @@ func TestSpecCGI(t *testing.T) {
 		{name: "auth user, no Authorization", req: specReq{path: "/cgi-bin/env.sh/private/x", hdr: []string{"Authorization", "Basic YWxpY2U6cHc="}},
 			status: 200, has: []string{"REMOTE_USER=alice\n", "AUTH_TYPE=Basic\n"}, hasNot: []string{"HTTP_AUTHORIZATION", "YWxpY2U6cHc="}},
 		{name: "Status and Location", req: specReq{path: "/cgi-bin/status.sh"}, status: 201, hdr: map[string]string{"Location": "http://example.com/made"}},
+		{name: "Location alone 302", req: specReq{path: "/cgi-bin/redir.sh"}, status: 302, hdr: map[string]string{"Location": "http://example.com/r"}},
+		{name: "HEAD runs the script", req: specReq{method: "HEAD", path: "/cgi-bin/env.sh"}, status: 200},
 		{name: "local Location", req: specReq{path: "/cgi-bin/local.sh"}, status: 200, has: []string{"front"}},
 		{name: "bad Status 502", req: specReq{path: "/cgi-bin/badstatus.sh"}, status: 502},
 		{name: "crash before headers 502", req: specReq{path: "/cgi-bin/crash.sh"}, status: 502, logHas: "spec-crash-stderr"},

@@ -57,7 +57,8 @@ after={{.Session.Get "k"}}
 unset={{.Session.Get "never"}}
 node={{.Node.Name}}
 members={{len .Node.Members}}
-now={{if .Now.IsZero}}zero{{else}}set{{end}}
+{{range .Node.Members}}member={{.Name}} load={{.Load}}
+{{end}}now={{if .Now.IsZero}}zero{{else}}set{{end}}
 layout={{template "layout"}}
 escaped={{query "x"}}
 `,
@@ -75,6 +76,7 @@ if [ -n "$CONTENT_LENGTH" ]; then printf 'BODY='; head -c "$CONTENT_LENGTH"; ech
 	"cgi-bin/slow.sh":      "#!/bin/sh\nsleep 60 &\necho $! > \"$PIDFILE\"\nsleep 60\n",
 	"cgi-bin/sess.sh":      "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-Replace-Session: user=bob&n=1\\n\\nS=%s\\n' \"$HTTP_SESSION\"\n",
 	"cgi-bin/status.sh":    "#!/bin/sh\nprintf 'Status: 201 Made\\nLocation: http://example.com/made\\n\\n'\n",
+	"cgi-bin/redir.sh":     "#!/bin/sh\nprintf 'Location: http://example.com/r\\n\\n'\n",
 	"cgi-bin/local.sh":     "#!/bin/sh\nprintf 'Location: /front.html\\n\\n'\n",
 	"cgi-bin/badstatus.sh": "#!/bin/sh\nprintf 'Status: abc\\nContent-Type: text/plain\\n\\nx\\n'\n",
 	// stream.sh holds its second line until the test, having read the
