@@ -41,7 +41,7 @@ func startFPM(t *testing.T, network string) *fpm {
 	return &fpm{network: p.Network, address: p.Address, dir: p.Dir}
 }
 
-func phpRoot(t *testing.T) string {
+func phpRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("testdata/php")
 	if err != nil {
@@ -275,14 +275,15 @@ func testFPMResponses(t *testing.T, f *handlerFixture) {
 	}
 }
 
-// testFPMUpload streams 6 MB with a length and 1 MB chunked; php hashes
-// what it reads.
+// testFPMUpload sends bodies sent whole with the params (up to 16 KiB),
+// streams 6 MB with a length and 1 MB chunked; php hashes what it reads.
 func testFPMUpload(t *testing.T, f *handlerFixture) {
 	for _, tc := range []struct {
 		name    string
 		size    int
 		chunked bool
-	}{{"length", 6 << 20, false}, {"chunked", 1 << 20, true}} {
+	}{{"small", 100, false}, {"whole", smallBody, false}, {"streamed", smallBody + 1, false},
+		{"length", 6 << 20, false}, {"chunked", 1 << 20, true}} {
 		data := make([]byte, tc.size)
 		rand.Read(data)
 		sum := sha256.Sum256(data)

@@ -11,7 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sync/atomic"
+	"slices"
+	"sync"
 	"time"
 
 	"shoal/handlers/books"
@@ -21,7 +22,9 @@ import (
 
 // Handler serves requests through a FastCGI responder, as net/http/cgi's
 // Handler runs a CGI script: the struct literal is the whole API, and the
-// zero value of each field has the meaning its comment gives.
+// zero value of each field has the meaning its comment gives. A Handler
+// works out what its requests share at the first one: it must not be
+// changed or copied after that.
 type Handler struct {
 	// Client is the target's connection pool. Required.
 	Client *Client
@@ -49,6 +52,10 @@ type Handler struct {
 	Dispatch http.Handler
 	// Logger gets stderr lines and failures. Nil: slog.Default().
 	Logger *slog.Logger
+
+	once   sync.Once
+	shared *siteParams // what every request shares (site)
+	pool   sync.Pool   // of *exchange
 }
 
 func (h *Handler) logger() *slog.Logger {
@@ -58,95 +65,104 @@ func (h *Handler) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// ServeHTTP reads top to bottom: map the path to a script, take the body,
+func (h *Handler) timeout() time.Duration { return cmp.Or(h.Timeout, 60*time.Second) }
+
+// site returns what every request shares, worked out at the first one.
+func (h *Handler) site() *siteParams {
+	h.once.Do(func() { h.shared = newSiteParams(h.Root, h.Index, h.Split, h.Env) })
+	return h.shared
+}
+
+// ServeHTTP reads top to bottom: take the body, map the path to a script,
 // send the request, read the header block, then stream the body.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, length, status, err := h.requestBody(r)
+	x := h.exchange(r)
+	defer h.done(x)
+	body, length, status, err := h.requestBody(r, x)
 	if err != nil {
 		h.refuse(w, r, status, err)
 		return
 	}
 	defer body.Close()
-	opts := ParamsOptions{Root: h.Root, Index: h.Index, Split: h.Split, Env: h.Env, NodeName: h.NodeName, ContentLength: length}
-	if h.Sessions != nil {
-		opts.Session = h.Sessions.Encoded(r)
-	}
-	if h.User != nil {
-		opts.User, opts.AuthType = h.User(r)
-	}
-	params, err := Params(r, opts)
-	if err != nil {
+	if err := x.params(r, length); err != nil {
 		h.refuse(w, r, http.StatusNotFound, err)
 		return
 	}
-	script := scriptOf(params)
-	log := h.logger().With("script", script, "method", r.Method, "uri", r.RequestURI, "remote", books.ClientIP(r))
-
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	var timedOut atomic.Bool
-	timer := time.AfterFunc(cmp.Or(h.Timeout, 60*time.Second), func() { timedOut.Store(true); cancel() })
-	defer timer.Stop()
-
-	req := &Request{Params: params, Stderr: stderrLogger(log)}
-	if length > 0 {
-		req.Stdin = body
+	deadline := time.Now().Add(h.timeout())
+	x.req = Request{Stderr: x.stderrFunc, encoded: x.pairs.enc, body: x.body, deadline: deadline}
+	if length > 0 && x.body == nil {
+		x.req.Stdin = body
 	}
-	resp, err := h.Client.Do(ctx, req)
-	if err != nil {
-		h.failed(w, r, log, timedOut.Load(), err)
+	resp := &x.resp
+	if err := h.Client.do(r.Context(), &x.req, resp); err != nil {
+		h.failed(w, r, &x.log, deadline, err)
 		return
 	}
 	defer resp.Close()
-	br := bufio.NewReaderSize(resp, 8<<10)
-	hdr, err := cgi.ReadHeader(br, func(line []byte) {
-		log.Warn("fastcgi: header with an invalid name dropped", "line", string(line))
-	})
+	x.br.Reset(resp)
+	hdr, err := cgi.ReadHeader(x.br, x.droppedFunc)
 	if err != nil {
-		h.failed(w, r, log, timedOut.Load(), err)
+		h.failed(w, r, &x.log, deadline, err)
 		return
 	}
-	if !timer.Stop() {
-		h.failed(w, r, log, true, context.DeadlineExceeded)
-		return
-	}
-	status, redirect, err := cgi.ApplyHeader(w, r, hdr, h.Sessions, log)
+	resp.headerRead()
+	status, redirect, err := cgi.ApplyHeader(w, r, hdr, h.Sessions, &x.log)
 	if err != nil {
-		h.failed(w, r, log, false, err)
+		h.failed(w, r, &x.log, time.Time{}, err)
 		return
 	}
 	if redirect != "" {
-		io.Copy(io.Discard, br) // RFC 3875 6.2.2: the body is not sent
+		io.Copy(io.Discard, x.br) // RFC 3875 6.2.2: the body is not sent
 		resp.Close()
-		cgi.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, log)
+		cgi.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, &x.log)
 		return
 	}
 	w.WriteHeader(status)
-	if err := h.stream(w, r, br, resp, status); err != nil {
-		log.Warn("fastcgi: response cut short", "error", err)
+	if err := x.stream(w, r, status); err != nil {
+		x.log.Warn("fastcgi: response cut short", "error", err)
 		// The client must not take a truncated body for a whole one.
 		panic(http.ErrAbortHandler)
 	}
 }
 
-// stream copies the body as it comes, flushing whenever nothing more is at
-// hand, so a slow script's output reaches the client as it is written
-// while a quick one's leaves in one write.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, br *bufio.Reader, resp *Response, status int) error {
+// stream copies the body as it comes, the records' content as they are
+// (no copy on the way), flushing whenever nothing more is at hand, so a
+// slow script's output reaches the client as it is written while a quick
+// one's leaves in one write.
+func (x *exchange) stream(w http.ResponseWriter, r *http.Request, status int) error {
+	resp := &x.resp
 	if r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
-		_, err := io.Copy(io.Discard, br)
+		_, err := io.Copy(io.Discard, x.br)
 		return err
 	}
-	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := br.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+	var rc *http.ResponseController
+	write := func(p []byte) error {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+		if resp.Buffered() == 0 {
+			if rc == nil {
+				rc = http.NewResponseController(w)
 			}
-			if br.Buffered() == 0 && resp.Buffered() == 0 {
-				rc.Flush()
+			rc.Flush()
+		}
+		return nil
+	}
+	// What the header block's reader holds first, then straight from the
+	// records.
+	if n := x.br.Buffered(); n > 0 {
+		p, _ := x.br.Peek(n)
+		err := write(p)
+		x.br.Discard(n)
+		if err != nil {
+			return err
+		}
+	}
+	for {
+		p, err := resp.chunk()
+		if len(p) > 0 {
+			if werr := write(p); werr != nil {
+				return werr
 			}
 		}
 		if err == io.EOF {
@@ -159,11 +175,13 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, br *bufio.Reade
 }
 
 // failed answers a request that got no usable header: 504 when the
-// timeout fired, else 502; a client that left gets nothing.
-func (h *Handler) failed(w http.ResponseWriter, r *http.Request, log *slog.Logger, timedOut bool, err error) {
+// deadline passed, else 502; a client that left gets nothing.
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, log *slog.Logger, deadline time.Time, err error) {
+	timedOut := !deadline.IsZero() && !time.Now().Before(deadline) &&
+		(errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded))
 	switch {
 	case timedOut:
-		log.Warn("fastcgi: no response header within timeout", "timeout", cmp.Or(h.Timeout, 60*time.Second), "error", err)
+		log.Warn("fastcgi: no response header within timeout", "timeout", h.timeout(), "error", err)
 		h.Errors.Serve(w, r, http.StatusGatewayTimeout)
 	case r.Context().Err() != nil:
 		log.Debug("fastcgi: client went away; request aborted")
@@ -184,20 +202,34 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, err
 }
 
 // requestBody returns what goes to FCGI_STDIN and CONTENT_LENGTH (-1: no
-// body). A body with a length streams; one without is read first, in
-// memory and then in an unlinked temp file, up to MaxBodyBytes.
-func (h *Handler) requestBody(r *http.Request) (io.ReadCloser, int64, int, error) {
+// body). A small body with a length is read whole into x.body, to go out
+// with the params in one write before a connection is taken (a slow
+// client holds no php-fpm worker); a larger one streams; one without a
+// length is read first, in memory and then in an unlinked temp file, up
+// to MaxBodyBytes.
+func (h *Handler) requestBody(r *http.Request, x *exchange) (io.ReadCloser, int64, int, error) {
 	switch {
+	case r.ContentLength > 0 && r.ContentLength <= smallBody:
+		x.body = slices.Grow(x.bodyBuf[:0], int(r.ContentLength))[:r.ContentLength]
+		if _, err := io.ReadFull(r.Body, x.body); err != nil {
+			x.body = nil
+			return nil, 0, bodyErrStatus(err), fmt.Errorf("fastcgi: reading body: %w", err)
+		}
+		x.bodyBuf = x.body
+		return http.NoBody, r.ContentLength, 0, nil
 	case r.ContentLength > 0:
 		return io.NopCloser(r.Body), r.ContentLength, 0, nil
 	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
 		if r.Header.Get("Content-Length") != "" {
-			return io.NopCloser(http.NoBody), 0, 0, nil
+			return http.NoBody, 0, 0, nil
 		}
-		return io.NopCloser(http.NoBody), -1, 0, nil
+		return http.NoBody, -1, 0, nil
 	}
 	return bufferBody(r.Body, cmp.Or(h.MaxBodyBytes, 32<<20))
 }
+
+// smallBody is the largest body read whole before it is sent.
+const smallBody = 16 << 10
 
 const memBody = 256 << 10
 
@@ -242,23 +274,117 @@ func bodyErrStatus(err error) int {
 	return http.StatusBadRequest
 }
 
-func scriptOf(params []Param) string {
-	for _, p := range params {
-		if p.Name == "SCRIPT_FILENAME" {
-			return p.Value
-		}
-	}
-	return ""
+// exchange is one request's state, kept in a pool with its buffers: the
+// encoded params, a small body, the header block's reader, the Response,
+// and a logger that adds the request's attributes only to lines logged.
+type exchange struct {
+	h       *Handler
+	r       *http.Request
+	pairs   paramSink
+	body    []byte // a small body read whole, or nil
+	bodyBuf []byte
+	br      *bufio.Reader
+	req     Request
+	resp    Response
+	logh    requestLog
+	log     slog.Logger
+	// stderrFunc and droppedFunc are x's methods as funcs, made once.
+	stderrFunc, droppedFunc func([]byte)
 }
 
-// stderrLogger logs each line of the application's stderr records with
-// the script's name; a line split across records logs as two.
-func stderrLogger(log *slog.Logger) func([]byte) {
-	return func(p []byte) {
-		for line := range bytes.SplitSeq(bytes.TrimRight(p, "\r\n"), []byte("\n")) {
-			if line = bytes.TrimRight(line, "\r"); len(line) > 0 {
-				log.Warn("fastcgi stderr", "line", string(line))
-			}
+func (h *Handler) exchange(r *http.Request) *exchange {
+	x, _ := h.pool.Get().(*exchange)
+	if x == nil {
+		x = &exchange{h: h, br: bufio.NewReaderSize(nil, 8<<10)}
+		x.pairs.enc = make([]byte, 0, 2048)
+		x.logh.x = x
+		x.log = *slog.New(&x.logh)
+		x.stderrFunc, x.droppedFunc = x.logStderr, x.logDropped
+	}
+	x.r = r
+	x.logh.base = h.logger().Handler()
+	return x
+}
+
+// done puts x back in the pool, without what belongs to the request.
+func (h *Handler) done(x *exchange) {
+	if w := x.resp.wire; cap(w) > cap(x.pairs.enc) && cap(w) <= 64<<10 {
+		x.pairs.enc = w[:0] // framing grew it
+	}
+	x.r, x.body, x.req, x.resp = nil, nil, Request{}, Response{}
+	x.pairs.list = nil
+	x.logh.name, x.logh.base = "", nil
+	x.br.Reset(nil)
+	if cap(x.pairs.enc) > 64<<10 {
+		x.pairs.enc = make([]byte, 0, 2048)
+	}
+	h.pool.Put(x)
+}
+
+// params encodes r's parameters into x.pairs.enc, after the room the
+// request's first records take.
+func (x *exchange) params(r *http.Request, length int64) error {
+	h := x.h
+	o := ParamsOptions{NodeName: h.NodeName, ContentLength: length}
+	if h.Sessions != nil {
+		o.Session = h.Sessions.Encoded(r)
+	}
+	if h.User != nil {
+		o.User, o.AuthType = h.User(r)
+	}
+	x.pairs.site = h.site()
+	x.pairs.enc = append(x.pairs.enc[:0], make([]byte, requestRoom)...)
+	name, _, err := x.pairs.build(r, &o)
+	x.logh.root, x.logh.name = x.pairs.site.root, name
+	return err
+}
+
+// logStderr logs each line of the application's stderr records with the
+// script's name; a line split across records logs as two.
+func (x *exchange) logStderr(p []byte) {
+	for line := range bytes.SplitSeq(bytes.TrimRight(p, "\r\n"), []byte("\n")) {
+		if line = bytes.TrimRight(line, "\r"); len(line) > 0 {
+			x.log.Warn("fastcgi stderr", "line", string(line))
 		}
 	}
+}
+
+func (x *exchange) logDropped(line []byte) {
+	x.log.Warn("fastcgi: header with an invalid name dropped", "line", string(line))
+}
+
+// requestLog is a slog.Handler that puts the request's attributes (script,
+// method, uri, remote) in front of a line's own, as Logger.With would,
+// but works them out only for a line that is logged.
+type requestLog struct {
+	x          *exchange
+	base       slog.Handler
+	root, name string
+}
+
+func (l *requestLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.base.Enabled(ctx, level)
+}
+
+func (l *requestLog) attrs() []slog.Attr {
+	r := l.x.r
+	return []slog.Attr{slog.String("script", l.root+l.name), slog.String("method", r.Method),
+		slog.String("uri", r.RequestURI), slog.String("remote", books.ClientIP(r))}
+}
+
+func (l *requestLog) Handle(ctx context.Context, rec slog.Record) error {
+	out := slog.NewRecord(rec.Time, rec.Level, rec.Message, rec.PC)
+	out.AddAttrs(l.attrs()...)
+	rec.Attrs(func(a slog.Attr) bool { out.AddAttrs(a); return true })
+	return l.base.Handle(ctx, out)
+}
+
+// WithAttrs and WithGroup make a handler that outlives the request, so
+// they fix the attributes now.
+func (l *requestLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return l.base.WithAttrs(l.attrs()).WithAttrs(as)
+}
+
+func (l *requestLog) WithGroup(name string) slog.Handler {
+	return l.base.WithAttrs(l.attrs()).WithGroup(name)
 }

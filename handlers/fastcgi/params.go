@@ -69,50 +69,147 @@ func SplitPath(p, index, split string) (name, pathInfo string) {
 // cgi.force_redirect), the client's headers as HTTP_* (never HTTP_PROXY),
 // then o.Env. It refuses a path that is not clean.
 func Params(r *http.Request, o ParamsOptions) ([]Param, error) {
-	p := r.URL.Path
-	if !cleanPath(p) {
-		return nil, errUncleanPath
+	site := newSiteParams(o.Root, o.Index, o.Split, o.Env)
+	s := paramSink{site: site, list: make([]Param, 0, 32+len(r.Header)+len(o.Env))}
+	if _, _, err := s.build(r, &o); err != nil {
+		return nil, err
 	}
-	name, info := SplitPath(p, cmp.Or(o.Index, "index.php"), cmp.Or(o.Split, ".php"))
-	root := strings.TrimSuffix(o.Root, "/")
-	params := make([]Param, 0, 32+len(r.Header)+len(o.Env))
-	seen := make(map[string]bool, cap(params))
-	add := func(k, v string) {
-		seen[k] = true
-		params = append(params, Param{k, v})
-	}
-	add("GATEWAY_INTERFACE", "CGI/1.1")
-	add("SERVER_SOFTWARE", "shoal")
-	add("REDIRECT_STATUS", "200")
-	add("DOCUMENT_ROOT", cmp.Or(root, "/"))
-	add("SCRIPT_NAME", name)
-	add("SCRIPT_FILENAME", root+name)
-	if info != "" {
-		add("PATH_INFO", info)
-		add("PATH_TRANSLATED", root+info)
-	}
-	if o.ContentLength >= 0 {
-		add("CONTENT_LENGTH", strconv.FormatInt(o.ContentLength, 10))
-	}
-	if o.Session != "" {
-		add("HTTP_SESSION", o.Session)
-	}
-	if o.User != "" {
-		add("REMOTE_USER", o.User)
-	}
-	if o.AuthType != "" {
-		add("AUTH_TYPE", o.AuthType)
-	}
-	if o.NodeName != "" {
-		add("SHOAL_NODE", o.NodeName)
-	}
-	cgi.RequestVars(r, add)
-	for _, k := range slices.Sorted(maps.Keys(o.Env)) {
-		if k != "" && !seen[k] && !strings.HasPrefix(k, "HTTP_") {
-			add(k, o.Env[k])
+	return s.list, nil
+}
+
+// siteParams is what every request of a Handler shares, worked out once:
+// the script mapping and the parameters that never change, encoded.
+type siteParams struct {
+	root, index, split string
+	// head is GATEWAY_INTERFACE, SERVER_SOFTWARE, REDIRECT_STATUS and
+	// DOCUMENT_ROOT; env the extra parameters, sorted, and envIndex their
+	// positions by name. Each list also encoded as pairs (headPairs,
+	// envPairs).
+	head, env           []Param
+	headPairs, envPairs []byte
+	envIndex            map[string]int
+}
+
+func newSiteParams(root, index, split string, env map[string]string) *siteParams {
+	sp := &siteParams{root: strings.TrimSuffix(root, "/"), index: cmp.Or(index, "index.php"), split: cmp.Or(split, ".php")}
+	sp.head = []Param{{"GATEWAY_INTERFACE", "CGI/1.1"}, {"SERVER_SOFTWARE", "shoal"},
+		{"REDIRECT_STATUS", "200"}, {"DOCUMENT_ROOT", cmp.Or(sp.root, "/")}}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if k != "" && !strings.HasPrefix(k, "HTTP_") {
+			sp.env = append(sp.env, Param{k, env[k]})
 		}
 	}
-	return params, nil
+	if len(sp.env) > 0 {
+		sp.envIndex = make(map[string]int, len(sp.env))
+	}
+	for i, p := range sp.env {
+		sp.envIndex[p.Name] = i
+		sp.envPairs = appendPair(sp.envPairs, p.Name, p.Value)
+	}
+	for _, p := range sp.head {
+		sp.headPairs = appendPair(sp.headPairs, p.Name, p.Value)
+	}
+	return sp
+}
+
+// paramSink collects one request's parameters: as encoded pairs into enc
+// (Handler's way, with no allocation of its own) or, when list is not
+// nil, as a list (Params). An extra parameter of the site never replaces
+// one the request set (shadowed marks those).
+type paramSink struct {
+	site     *siteParams
+	enc      []byte
+	list     []Param
+	shadowed []bool
+}
+
+func (s *paramSink) add(k, v string) {
+	if s.site.envIndex != nil {
+		if i, ok := s.site.envIndex[k]; ok {
+			s.shadowed[i] = true
+		}
+	}
+	if s.list != nil {
+		s.list = append(s.list, Param{k, v})
+		return
+	}
+	s.enc = appendPair(s.enc, k, v)
+}
+
+// addJoined adds k = v1+v2 without making that string when encoding.
+func (s *paramSink) addJoined(k, v1, v2 string) {
+	if s.list != nil || s.site.envIndex != nil {
+		s.add(k, v1+v2)
+		return
+	}
+	s.enc = appendPair2(s.enc, k, v1, v2)
+}
+
+// build adds r's parameters and returns the script's name and PATH_INFO.
+// The order is fixed: the site's head, the script, the request's
+// variables, then the site's extra parameters.
+func (s *paramSink) build(r *http.Request, o *ParamsOptions) (name, info string, err error) {
+	p := r.URL.Path
+	if !cleanPath(p) {
+		return "", "", errUncleanPath
+	}
+	sp := s.site
+	name, info = SplitPath(p, sp.index, sp.split)
+	s.shadowed = append(s.shadowed[:0], make([]bool, len(sp.env))...)
+	for _, hp := range sp.head {
+		if i, ok := sp.envIndex[hp.Name]; ok {
+			s.shadowed[i] = true
+		}
+	}
+	if s.list != nil {
+		s.list = append(s.list, sp.head...)
+	} else {
+		s.enc = append(s.enc, sp.headPairs...)
+	}
+	s.add("SCRIPT_NAME", name)
+	s.addJoined("SCRIPT_FILENAME", sp.root, name)
+	if info != "" {
+		s.add("PATH_INFO", info)
+		s.addJoined("PATH_TRANSLATED", sp.root, info)
+	}
+	if o.ContentLength >= 0 {
+		s.add("CONTENT_LENGTH", strconv.FormatInt(o.ContentLength, 10))
+	}
+	if o.Session != "" {
+		s.add("HTTP_SESSION", o.Session)
+	}
+	if o.User != "" {
+		s.add("REMOTE_USER", o.User)
+	}
+	if o.AuthType != "" {
+		s.add("AUTH_TYPE", o.AuthType)
+	}
+	if o.NodeName != "" {
+		s.add("SHOAL_NODE", o.NodeName)
+	}
+	cgi.RequestVars(r, s.add)
+	s.addEnv()
+	return name, info, nil
+}
+
+// addEnv adds the site's extra parameters the request did not set: all
+// of them at once, encoded already, in the usual case.
+func (s *paramSink) addEnv() {
+	sp := s.site
+	if s.list == nil && !slices.Contains(s.shadowed, true) {
+		s.enc = append(s.enc, sp.envPairs...)
+		return
+	}
+	for i, p := range sp.env {
+		if s.shadowed[i] {
+			continue
+		}
+		if s.list != nil {
+			s.list = append(s.list, p)
+		} else {
+			s.enc = appendPair(s.enc, p.Name, p.Value)
+		}
+	}
 }
 
 // cleanPath reports an absolute path without NUL and without "." or ".."

@@ -53,14 +53,16 @@ type header struct {
 	PaddingLength uint8
 }
 
-// readRecord reads one record from br: its header and its content into
-// buf (which must hold maxContent bytes), skipping the padding. It never
-// reads past the record's end, and never allocates.
+// readRecord reads one record from br: its header, then its content. A
+// record that fits in br's buffer is returned in place there, valid until
+// br is read again (no copy); a longer one is read into buf, which must
+// hold maxContent bytes. The padding is skipped. It never reads past the
+// record's end, and never allocates.
 func readRecord(br *bufio.Reader, buf []byte) (header, []byte, error) {
 	var h header
-	var raw [headerLen]byte
-	if _, err := io.ReadFull(br, raw[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+	raw, err := br.Peek(headerLen)
+	if err != nil {
+		if len(raw) > 0 && err == io.EOF {
 			return h, nil, errShortRecord
 		}
 		return h, nil, err // io.EOF between records: a clean end
@@ -72,14 +74,33 @@ func readRecord(br *bufio.Reader, buf []byte) (header, []byte, error) {
 	h.RequestID = binary.BigEndian.Uint16(raw[2:4])
 	h.ContentLength = binary.BigEndian.Uint16(raw[4:6])
 	h.PaddingLength = raw[6]
-	content := buf[:h.ContentLength]
+	n, total := int(h.ContentLength), headerLen+int(h.ContentLength)+int(h.PaddingLength)
+	if total <= br.Size() {
+		rec, err := br.Peek(total)
+		if err != nil {
+			return h, nil, shortRecord(err)
+		}
+		br.Discard(total)
+		return h, rec[headerLen : headerLen+n], nil
+	}
+	br.Discard(headerLen)
+	content := buf[:n]
 	if _, err := io.ReadFull(br, content); err != nil {
-		return h, nil, errShortRecord
+		return h, nil, shortRecord(err)
 	}
 	if _, err := br.Discard(int(h.PaddingLength)); err != nil {
-		return h, nil, errShortRecord
+		return h, nil, shortRecord(err)
 	}
 	return h, content, nil
+}
+
+// shortRecord is the error of a read that ended inside a record: the
+// connection's own failure (a deadline, a close) when it has one.
+func shortRecord(err error) error {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errShortRecord
+	}
+	return err
 }
 
 // writeRecord writes one record with content (at most maxContent bytes),
@@ -112,14 +133,57 @@ func writeStream(w *bufio.Writer, typ uint8, id uint16, data []byte) error {
 	return nil
 }
 
-// beginRequest is the content of FCGI_BEGIN_REQUEST for a responder that
-// keeps the connection open.
-func beginRequest(keepConn bool) []byte {
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint16(b[0:2], roleResponder)
-	if keepConn {
-		b[2] = flagKeepConn
+// beginRecord is the whole FCGI_BEGIN_REQUEST record of every request: a
+// responder that keeps the connection open.
+var beginRecord = [2 * headerLen]byte{version1, typeBeginRequest, 0, requestID, 0, 8, 0, 0,
+	0, roleResponder, flagKeepConn}
+
+// requestRoom is the room an encoded params buffer leaves at its front
+// for FCGI_BEGIN_REQUEST and the params record's header, so that a
+// request goes out in one write without its params being copied.
+const requestRoom = 3 * headerLen
+
+// frameRequest turns b, requestRoom bytes of room and then the encoded
+// params, into the request's records: FCGI_BEGIN_REQUEST, the params and
+// the empty record that ends them, then body as FCGI_STDIN and the empty
+// record that ends stdin when end says the body is whole. false: the
+// params exceed one record and need writeStream.
+func frameRequest(b, body []byte, end bool) ([]byte, bool) {
+	n := len(b) - requestRoom
+	if n > maxContent {
+		return b, false
 	}
+	copy(b, beginRecord[:])
+	putHeader(b[2*headerLen:], typeParams, n)
+	b = append(b, zeros[:-n&7]...)
+	b = appendRecordHeader(b, typeParams, 0)
+	for len(body) > 0 {
+		m := min(len(body), maxContent)
+		b = appendRecordHeader(b, typeStdin, m)
+		b = append(b, body[:m]...)
+		b = append(b, zeros[:-m&7]...)
+		body = body[m:]
+	}
+	if end {
+		b = appendRecordHeader(b, typeStdin, 0)
+	}
+	return b, true
+}
+
+var zeros [8]byte
+
+// putHeader writes a record header for n bytes of content, padded to a
+// multiple of 8, into b.
+func putHeader(b []byte, typ uint8, n int) {
+	b[0], b[1] = version1, typ
+	binary.BigEndian.PutUint16(b[2:4], requestID)
+	binary.BigEndian.PutUint16(b[4:6], uint16(n))
+	b[6], b[7] = uint8(-n&7), 0
+}
+
+func appendRecordHeader(b []byte, typ uint8, n int) []byte {
+	b = append(b, zeros[:]...)
+	putHeader(b[len(b)-headerLen:], typ, n)
 	return b
 }
 
@@ -143,6 +207,16 @@ func appendPair(b []byte, name, value string) []byte {
 	b = appendLen(b, len(value))
 	b = append(b, name...)
 	return append(b, value...)
+}
+
+// appendPair2 appends a pair whose value is v1+v2, without making that
+// string.
+func appendPair2(b []byte, name, v1, v2 string) []byte {
+	b = appendLen(b, len(name))
+	b = appendLen(b, len(v1)+len(v2))
+	b = append(b, name...)
+	b = append(b, v1...)
+	return append(b, v2...)
 }
 
 func appendLen(b []byte, n int) []byte {

@@ -1,12 +1,13 @@
 package fastcgi
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -28,6 +29,17 @@ type Request struct {
 	// Stderr gets the content of each FCGI_STDERR record; nil: dropped.
 	// It runs on the goroutine that reads the response.
 	Stderr func(p []byte)
+
+	// encoded, when set, holds the params already encoded, after
+	// requestRoom bytes of room (Handler's path); Params is then unused.
+	// Framing the request writes into it.
+	encoded []byte
+	// body is a whole body small enough to go out with the params; Stdin
+	// is then nil.
+	body []byte
+	// deadline bounds the wait for a connection and for the first records
+	// (the response header). Zero: none.
+	deadline time.Time
 }
 
 // Response is the application's stdout as it arrives. Read it to the end
@@ -39,97 +51,165 @@ type Response struct {
 	stderr  func([]byte)
 	pending []byte // the unread part of the current stdout record
 
-	stopCtx func() bool
-	ctx     context.Context
+	ctx context.Context
 
-	writer    sync.WaitGroup // the goroutine writing stdin
+	// wire is the whole request as written (params and a small body),
+	// kept to send it again on a fresh connection when a kept one turns
+	// out closed before any answer; nil when stdin streams.
+	wire     []byte
+	deadline time.Time
+	// resent counts the sends after the first (bounded).
+	resent int
+
+	writing   bool           // a goroutine streams stdin
+	writer    sync.WaitGroup // that goroutine
 	writerErr error          // set before writer.Done
 	writeDone chan struct{}  // closed when the writer is done
 
 	end      endRequest
+	answered bool  // a record came
 	done     bool  // END_REQUEST was read
 	err      error // the first failure; sticky
 	released bool  // the connection went back to the pool or was closed
-
-	// starve marks the request starved (Client.starved) when no record
-	// came within starveAfter; answered stops it (first record or end).
-	starve   *time.Timer
-	starving atomic.Bool
-}
-
-// watchStarve starts the starvation watch of a request just sent.
-func (r *Response) watchStarve() {
-	r.starve = time.AfterFunc(starveAfter, func() {
-		r.starving.Store(true)
-		r.c.starved.Add(1)
-	})
-}
-
-// answered ends the starvation watch: the application answers.
-func (r *Response) answered() {
-	if r.starve == nil {
-		return
-	}
-	if !r.starve.Stop() && r.starving.Swap(false) {
-		r.c.starved.Add(-1)
-	}
-	r.starve = nil
 }
 
 // errProtocol: the application broke the protocol; its connection is closed.
 var errProtocol = errors.New("fastcgi: protocol error")
 
 // Do sends req and returns once the request is on its way: the response is
-// read through the returned Response. Ending ctx aborts the request: the
-// connection is closed (php-fpm stops the script at its next output) and
-// reads fail with ctx's error.
+// read through the returned Response. Ending ctx aborts the request: a
+// read waiting for the application gives up within a tenth of a second
+// with ctx's error, and the connection is closed (php-fpm stops the
+// script at its next output).
 func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
-	var resp *Response
-	for attempt := 0; ; attempt++ {
-		cn, err := c.get(ctx)
-		if err != nil {
-			return nil, err
-		}
-		resp = &Response{c: c, cn: cn, stderr: req.Stderr, ctx: ctx, writeDone: make(chan struct{})}
-		err = resp.begin(req)
-		if err == nil {
-			break
-		}
-		c.discard(cn)
-		// A kept connection the application closed meanwhile: once more on
-		// a fresh one (nothing of the body was read yet).
-		if !cn.reused || attempt > 0 {
-			return nil, fmt.Errorf("fastcgi: sending request: %w", err)
-		}
+	resp := new(Response)
+	if err := c.do(ctx, req, resp); err != nil {
+		return nil, err
 	}
-	cn := resp.cn
-	resp.watchStarve()
-	resp.stopCtx = context.AfterFunc(ctx, func() { cn.nc.Close() })
-	if req.Stdin == nil {
-		// begin ended the stdin stream already: nothing to write, and no
-		// goroutine whose exit could race with the answer (finish).
-		close(resp.writeDone)
-		return resp, nil
-	}
-	resp.writer.Add(1)
-	go resp.writeStdin(req.Stdin)
 	return resp, nil
 }
 
-// begin writes FCGI_BEGIN_REQUEST and the params stream.
-func (r *Response) begin(req *Request) error {
-	bw := r.cn.bw
-	writeRecord(bw, typeBeginRequest, requestID, beginRequest(true))
-	var b []byte
-	for _, p := range req.Params {
-		b = appendPair(b, p.Name, p.Value)
+// do is Do into a Response the caller provides (Handler keeps one per
+// request state, so a request allocates none).
+func (c *Client) do(ctx context.Context, req *Request, resp *Response) error {
+	*resp = Response{c: c, stderr: req.Stderr, ctx: ctx, deadline: req.deadline}
+	wire, framed := req.frame()
+	if framed {
+		resp.wire = wire
 	}
-	writeStream(bw, typeParams, requestID, b)
+	cn, err := resp.send(req, wire, framed)
+	if err != nil {
+		return err
+	}
+	resp.start(cn)
+	if framed {
+		return nil
+	}
+	// Without a body to stream, writeUnframed ended stdin already: no
+	// goroutine whose exit could race with the answer.
+	if req.Stdin != nil {
+		resp.writing = true
+		resp.writeDone = make(chan struct{})
+		resp.writer.Add(1)
+		go resp.writeStdin(req.Stdin)
+	}
+	return nil
+}
+
+// frame returns the request's records for one write: the params (encoded
+// here unless the Handler did) and a small body with the end of stdin.
+// false: the params exceed a record or stdin streams, and send writes
+// them through the connection's buffered writer.
+func (req *Request) frame() ([]byte, bool) {
+	b := req.encoded
+	if b == nil {
+		b = make([]byte, requestRoom, requestRoom+1024)
+		for _, p := range req.Params {
+			b = appendPair(b, p.Name, p.Value)
+		}
+	}
+	if req.Stdin != nil {
+		return b, false
+	}
+	return frameRequest(b, req.body, true)
+}
+
+// send takes a connection and writes the request on it. A kept connection
+// the application closed meanwhile fails the write: once more on another
+// (nothing of the body was read yet).
+func (r *Response) send(req *Request, wire []byte, framed bool) (*conn, error) {
+	for attempt := 0; ; attempt++ {
+		cn, err := r.c.get(r.ctx, r.deadline)
+		if err != nil {
+			return nil, err
+		}
+		if framed {
+			_, err = cn.nc.Write(wire)
+		} else {
+			err = writeUnframed(cn, req, wire)
+		}
+		if err == nil {
+			return cn, nil
+		}
+		r.c.discard(cn)
+		if !cn.reused || attempt > r.c.maxConns() {
+			return nil, fmt.Errorf("fastcgi: sending request: %w", err)
+		}
+	}
+}
+
+// writeUnframed writes FCGI_BEGIN_REQUEST and the params stream through
+// the connection's buffered writer, and the end of stdin when there is no
+// body: params too long for one record, or a body to stream after.
+func writeUnframed(cn *conn, req *Request, b []byte) error {
+	if cn.bw == nil {
+		cn.bw = bufio.NewWriterSize(cn.nc, 16<<10)
+	}
+	bw := cn.bw
+	bw.Write(beginRecord[:])
+	writeStream(bw, typeParams, requestID, b[requestRoom:])
 	writeRecord(bw, typeParams, requestID, nil)
 	if req.Stdin == nil {
+		writeStream(bw, typeStdin, requestID, req.body)
 		writeRecord(bw, typeStdin, requestID, nil)
 	}
 	return bw.Flush()
+}
+
+// start watches the request sent on cn: its context, its deadline, and
+// how long the first record takes (Client.put).
+func (r *Response) start(cn *conn) {
+	r.cn = cn
+	now := time.Now()
+	cn.watch(r.ctx, r.deadline, now)
+	if !cn.served {
+		cn.sentAt.Store(int64(max(now.Sub(clockStart), 1)))
+	}
+}
+
+// resend sends the request again on another connection after a kept one
+// ended before a single byte of answer: the application closed it while
+// it was idle (php-fpm recycling a worker), which a write to it does not
+// reveal. Only a request sent whole in one write (no streamed stdin) can
+// go again; an application that began to answer ran the script, and its
+// failure stands.
+func (r *Response) resend(cause error) bool {
+	if r.wire == nil || r.answered || r.cn.br.Buffered() > 0 || !r.cn.reused || r.resent > r.c.maxConns() ||
+		r.ctx.Err() != nil || !(errors.Is(cause, io.EOF) || errors.Is(cause, syscall.ECONNRESET) || errors.Is(cause, syscall.EPIPE)) {
+		return false
+	}
+	r.resent++
+	r.cn.sentAt.Store(0)
+	r.cn.ctx = nil
+	r.c.discard(r.cn)
+	cn, err := r.send(nil, r.wire, true)
+	if err != nil {
+		r.released = true // discarded above
+		r.failWith(err)
+		return true
+	}
+	r.start(cn)
+	return true
 }
 
 // writeStdin streams the body as FCGI_STDIN records, then the empty one
@@ -137,9 +217,6 @@ func (r *Response) begin(req *Request) error {
 func (r *Response) writeStdin(body io.Reader) {
 	defer r.writer.Done()
 	defer close(r.writeDone)
-	if body == nil {
-		return
-	}
 	bw := r.cn.bw
 	buf := make([]byte, 32<<10)
 	for {
@@ -183,11 +260,38 @@ func (r *Response) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// chunk returns the next piece of stdout as it came (in the connection's
+// buffer, valid until the next call), so a copier writes it on without
+// copying it first; io.EOF as Read.
+func (r *Response) chunk() ([]byte, error) {
+	for len(r.pending) == 0 {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if r.done {
+			return nil, io.EOF
+		}
+		r.next()
+	}
+	p := r.pending
+	r.pending = nil
+	return p, nil
+}
+
+// headerRead ends the header's deadline: the body streams without one.
+func (r *Response) headerRead() {
+	if !r.released {
+		r.cn.want = time.Time{}
+	}
+}
+
 // next reads one record and acts on it.
 func (r *Response) next() {
 	h, content, err := readRecord(r.cn.br, r.cn.rbuf())
-	r.answered()
 	if err != nil {
+		if r.resend(err) {
+			return
+		}
 		if r.ctx.Err() != nil {
 			err = r.ctx.Err()
 		} else if errors.Is(err, io.EOF) {
@@ -195,6 +299,13 @@ func (r *Response) next() {
 		}
 		r.fail(err)
 		return
+	}
+	if !r.answered {
+		r.answered = true
+		if !r.cn.served {
+			r.cn.served = true
+			r.cn.sentAt.Store(0)
+		}
 	}
 	if h.RequestID != requestID {
 		if h.RequestID == 0 {
@@ -241,15 +352,23 @@ func protocolStatusText(s uint8) string {
 
 // fail records the first error and closes the connection.
 func (r *Response) fail(err error) {
+	r.failWith(err)
+	r.release(false)
+}
+
+func (r *Response) failWith(err error) {
 	if r.err == nil {
 		r.err = err
 	}
-	r.release(false)
 }
 
 // finish ends a request the application completed: the connection is
 // reused when the body went out whole, else closed.
 func (r *Response) finish() {
+	if !r.writing {
+		r.release(true)
+		return
+	}
 	select {
 	case <-r.writeDone:
 		r.release(r.writerErr == nil)
@@ -277,15 +396,14 @@ func (r *Response) release(reuse bool) {
 		return
 	}
 	r.released = true
-	r.answered()
-	if r.stopCtx != nil && !r.stopCtx() {
-		reuse = false // the context ended meanwhile: the connection is closed
-	}
+	cn := r.cn
+	cn.sentAt.Store(0)
+	cn.ctx, cn.want = nil, time.Time{}
 	if reuse {
-		r.c.put(r.cn)
-		return
+		r.c.put(cn)
+	} else {
+		r.c.discard(cn)
 	}
-	r.c.discard(r.cn)
 }
 
 // Buffered reports stdout bytes that a Read returns without waiting: the

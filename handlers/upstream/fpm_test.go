@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,5 +49,31 @@ func TestFastCGIUpstream(t *testing.T) {
 	}
 	if s := u.Snapshot(); s.Targets[1].Inflight != 0 || s.Targets[0].Failures == 0 {
 		t.Errorf("snapshot %+v", s)
+	}
+}
+
+// TestFastCGIUpstreamBody: the body of a request kept for a retry (a PUT)
+// still reaches the FastCGI application whole.
+func TestFastCGIUpstreamBody(t *testing.T) {
+	sock := startFPM(t)
+	root, err := filepath.Abs("testdata/php")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fe := front(t, Options{Name: "php", Targets: []string{"fastcgi+unix:" + sock}, Root: root}, Site{})
+	for _, method := range []string{http.MethodPut, http.MethodPost} {
+		req, err := http.NewRequest(method, fe.URL+"/body.php", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := fe.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "5 5" {
+			t.Errorf("%s: %d %q, want the 5 bytes sent", method, resp.StatusCode, b)
+		}
 	}
 }

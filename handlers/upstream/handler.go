@@ -62,12 +62,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		done = append(done, t)
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		if t.fcgi != nil {
 			h.serveFastCGI(t, w, r)
 			return
-		}
-		if body != nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		err := t.http.serve(t, w, r)
 		if err == nil {
