@@ -38,6 +38,8 @@ func TestSpecPages(t *testing.T) {
 		{name: "httpError 404", req: specReq{path: "/e404"}, status: 404, has: []string{"custom not found"}, hasNot: []string{"before"}},
 		{name: "render error 500 with file:line", req: specReq{path: "/bad"}, status: 500,
 			hasNot: []string{"HALF-A-PAGE", "Nope"}, logHas: "bad.tmpl:2"},
+		{name: "include outside root", req: specReq{path: "/inc-out"}, status: 500, hasNot: []string{"outside root"}},
+		{name: "include a dotfile", req: specReq{path: "/inc-dot"}, status: 500, hasNot: []string{"SECRET"}},
 		{name: "user from auth", req: specReq{path: "/user", hdr: []string{"Authorization", "Basic YWxpY2U6cHc="}}, status: 200, has: []string{"user=alice"}},
 		{name: "tampered session cookie", req: specReq{path: "/whoami", hdr: []string{"Cookie", "shoal_session=MTc5NjU4MjU2OXxvYmNxdFg0US1QejFOa1Q3LXNKOGFDdnpnYTE3N1BKZk5maEwzZz09fPDZh"}},
 			status: 200, has: []string{"session user=\n"}},

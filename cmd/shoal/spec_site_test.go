@@ -62,6 +62,8 @@ members={{len .Node.Members}}
 layout={{template "layout"}}
 escaped={{query "x"}}
 `,
+	"www/inc-out.tmpl":      "{{include \"../secret.txt\"}}",
+	"www/inc-dot.tmpl":      "{{include \".env\"}}",
 	"www/user.tmpl":         "user={{.Request.User}}\n",
 	"www/whoami.tmpl":       "session user={{.Session.Get \"user\"}}\n",
 	"templates/layout.tmpl": `{{define "layout"}}LAYOUT{{end}}`,
