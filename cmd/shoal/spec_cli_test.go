@@ -110,4 +110,25 @@ func TestSpecCommandLine(t *testing.T) {
 			}
 		})
 	}
+
+	// A bad value given by a flag is blamed on the flag, not on a line
+	// of the file that does not hold it.
+	writeFile(t, filepath.Join(empty, "c.toml"), "[server]\nidle_timeout = \"1m\"\n\n[[site]]\nroot = \"www\"\n")
+	flags := []struct{ flag, value, key string }{
+		{"http", "nonsense", "server.http"},
+		{"https", "127.0.0.1:99999", "server.https"},
+		{"admin", "x", "server.admin"},
+		{"root", "nowhere", "root"},
+		{"gossip", "bad", "cluster.gossip"},
+	}
+	for _, f := range flags {
+		t.Run("bad -"+f.flag, func(t *testing.T) {
+			for _, sub := range []string{"check", "serve"} {
+				code, _, stderr := runShoal(t, empty, sub, "-config", "c.toml", "-"+f.flag, f.value)
+				if code != 2 || !strings.Contains(stderr, "-"+f.flag) || !strings.Contains(stderr, f.key) || strings.Contains(stderr, "c.toml:") {
+					t.Errorf("shoal %s -%s %s: exit %d, want 2 and an error naming -%s and %s, no c.toml line:\n%s", sub, f.flag, f.value, code, f.flag, f.key, stderr)
+				}
+			}
+		})
+	}
 }
