@@ -147,7 +147,8 @@ func TestSpecRoutes(t *testing.T) {
 }
 
 // TestSpecRequestID: SPEC "Request IDs": an X-Request-ID from a trusted
-// proxy is kept (CGI, JSON access log), one from anyone else replaced.
+// proxy is kept (CGI, JSON access log), one from anyone else replaced;
+// likewise only a trusted proxy's X-Forwarded-For sets REMOTE_ADDR.
 func TestSpecRequestID(t *testing.T) {
 	t.Parallel()
 	dir := specSite(t, "")
@@ -160,20 +161,25 @@ func TestSpecRequestID(t *testing.T) {
 			}}}
 	}
 	cases := []struct {
-		name, ip, sent string
-		kept           bool
+		name, ip, sent, remote string
+		kept                   bool
 	}{
-		{"trusted proxy", "127.0.0.2", "spec-trusted-id-1", true},
-		{"untrusted client", "127.0.0.1", "spec-forged-id-2", false},
+		{"trusted proxy", "127.0.0.2", "spec-trusted-id-1", "203.0.113.9", true},
+		{"untrusted client", "127.0.0.1", "spec-forged-id-2", "127.0.0.1", false},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := specDo(t, from(tc.ip), p.url, specReq{path: "/cgi-bin/env.sh", hdr: []string{"X-Request-ID", tc.sent}})
+			resp, body := specDo(t, from(tc.ip), p.url, specReq{path: "/cgi-bin/env.sh",
+				hdr: []string{"X-Request-ID", tc.sent, "X-Forwarded-For", "203.0.113.9"}})
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
 			if got := strings.Contains(body, "HTTP_X_REQUEST_ID="+tc.sent+"\n"); got != tc.kept {
 				t.Errorf("CGI got the sent ID: %v, want %v\n%s", got, tc.kept, body)
+			}
+			// trusted_proxies: only a trusted proxy's X-Forwarded-For is believed.
+			if !strings.Contains(body, "REMOTE_ADDR="+tc.remote+"\n") {
+				t.Errorf("REMOTE_ADDR is not %s:\n%s", tc.remote, body)
 			}
 			if !strings.Contains(body, "HTTP_X_REQUEST_ID=") {
 				t.Errorf("no HTTP_X_REQUEST_ID at all")
