@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -127,6 +128,24 @@ func TestSpecRoutes(t *testing.T) {
 		resp, _ := specDo(t, c, p.url, specReq{path: "/limited"})
 		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	})
+	t.Run("access log user field", func(t *testing.T) {
+		pollFor(t, `"user":"alice" in the access log`, func() bool {
+			b, _ := os.ReadFile(filepath.Join(dir, "access.log"))
+			return strings.Contains(string(b), `"user":"alice"`)
+		})
+	})
+	t.Run("htpasswd reloaded with the config", func(t *testing.T) {
+		writeHtpasswd(t, filepath.Join(dir, "users.htpasswd"), "alice", "new")
+		p.signal(syscall.SIGHUP)
+		newPw := specReq{path: "/locked/x", hdr: []string{"Authorization", "Basic YWxpY2U6bmV3"}} // alice:new
+		pollFor(t, "alice's new password accepted after SIGHUP", func() bool {
+			resp, _ := specDo(t, c, p.url, newPw)
+			return resp.StatusCode == 404
+		})
+		if resp, _ := specDo(t, c, p.url, specReq{path: "/locked/x", hdr: []string{"Authorization", "Basic YWxpY2U6cHc="}}); resp.StatusCode != 401 {
+			t.Errorf("old password after reload: %d, want 401", resp.StatusCode)
 		}
 	})
 	t.Run("keep-alive connection sees routes", func(t *testing.T) {
