@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -65,11 +66,12 @@ type Cluster struct {
 	conflict *conflictNote      // the last report of another node using our name
 
 	proxy     *httputil.ReverseProxy
-	transport *leanTransport
-	peerTLS   *peerTLS     // nil: peers talk plain HTTP
-	replay    *replayGuard // nonces of the hops accepted
-	refusals  logLimiter   // refused hops, logged at most once a second
-	acme      acmeSync     // certificate locks and key sharing (acmesync.go)
+	transport *http.Transport // ReverseProxy's, for what hop.go does not send
+	hops      *hopPools       // the lean path's connections to peers (hop.go)
+	peerTLS   *peerTLS        // nil: peers talk plain HTTP
+	replay    *replayGuard    // nonces of the hops accepted
+	refusals  logLimiter      // refused hops, logged at most once a second
+	acme      acmeSync        // certificate locks and key sharing (acmesync.go)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -120,7 +122,8 @@ func New(opts Options) (*Cluster, error) {
 		}
 	}
 	c.replay = newReplayGuard(opts.Timings.hopValidity())
-	c.transport = newLeanTransport(newTransport(opts.Timings.dialTimeout(), c.peerTLS), c.peerTLS != nil)
+	c.transport = newTransport(opts.Timings.dialTimeout(), c.peerTLS)
+	c.hops = newHopPools(c.transport, opts.peerTimeout())
 	c.proxy = c.newProxy()
 	cfg, err := c.memberlistConfig()
 	if err != nil {
@@ -315,7 +318,8 @@ func (c *Cluster) Shutdown() error {
 		close(c.stop)
 		c.shutErr = c.ml.Shutdown()
 		c.wg.Wait()
-		c.transport.close()
+		c.transport.CloseIdleConnections()
+		c.hops.close()
 	})
 	return c.shutErr
 }

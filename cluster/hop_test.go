@@ -510,3 +510,39 @@ func TestConcurrentTimeoutsOneFailure(t *testing.T) {
 		return m.available(time.Now().UnixNano(), stale)
 	})
 }
+
+// The hop keeps its connections to a peer: sequential GETs and a POST
+// with a body, plain and over peer TLS, go over one connection.
+func TestHopReusesConnections(t *testing.T) {
+	for _, peerTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "tls"}[peerTLS], func(t *testing.T) {
+			nodes := startCluster(t, 2, func(o *Options) { o.PeerTLS = peerTLS })
+			a, b := nodes[0], nodes[1]
+			var dials atomic.Int32
+			dial := a.c.hops.dial
+			a.c.hops.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return dial(ctx, network, addr)
+			}
+			full(t, nodes, a)
+			for i := range 5 {
+				body, _, err := timedGet(t, a.url+"/x", 5*time.Second)
+				if err != nil || body != b.name {
+					t.Fatalf("GET %d: %q %v", i, body, err)
+				}
+			}
+			res, err := http.Post(a.url+"/x", "text/plain", strings.NewReader("payload"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || res.Header.Get("X-Node") != b.name {
+				t.Fatalf("POST: %d from %q", res.StatusCode, res.Header.Get("X-Node"))
+			}
+			if n := dials.Load(); n != 1 {
+				t.Errorf("%d connections dialed to the peer, want 1", n)
+			}
+		})
+	}
+}

@@ -41,6 +41,17 @@ func (m *member) lifeCtx() context.Context {
 	}
 }
 
+// liveCtx is lifeCtx for an attempt about to start: choose just found m
+// available, so a life that ended means m came back since the last watch.
+func (m *member) liveCtx() context.Context {
+	life := m.lifeCtx()
+	if life.Err() != nil {
+		m.markUp()
+		life = m.lifeCtx()
+	}
+	return life
+}
+
 // markDown cancels every attempt at m with cause; it reports whether m
 // was up until now.
 func (m *member) markDown(cause error) bool {

@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -136,16 +136,14 @@ func (c *Cluster) proxyTo(w http.ResponseWriter, r *http.Request, m *member) err
 	if a.host == "" {
 		a.host = m.peerURL.Load().Host
 	}
+	if pool := c.hopPool(r, m); pool != nil {
+		return c.proxyLean(w, r, a, pool)
+	}
 	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), attemptKey{}, a))
 	defer cancel(nil)
 	a.header = time.AfterFunc(c.opts.peerTimeout(), func() { cancel(errPeerTimeout) })
 	defer a.header.Stop()
-	life := m.lifeCtx()
-	if life.Err() != nil {
-		// choose just found m available: it came back since the last watch.
-		m.markUp()
-		life = m.lifeCtx()
-	}
+	life := m.liveCtx()
 	stop := context.AfterFunc(life, func() { cancel(context.Cause(life)) })
 	defer stop()
 	m.sent.Add(1)
@@ -183,43 +181,61 @@ func (c *Cluster) rewrite(pr *httputil.ProxyRequest) {
 	u := a.peer.peerURL.Load()
 	out := pr.Out
 	out.URL.Scheme, out.URL.Host = u.Scheme, u.Host
-	if p := strings.TrimSuffix(u.Path, "/"); p != "" {
-		out.URL.Path = p + out.URL.Path
-		if out.URL.RawPath != "" {
-			out.URL.RawPath = p + out.URL.RawPath
-		}
-	}
+	out.URL.Path, out.URL.RawPath = peerPath(u, out.URL)
 	out.Host = pr.In.Host // the peer picks the same virtual host
-
-	h := out.Header
-	client := c.clientIP(pr.In)
-	xff := client
-	if c.trusted(pr.In) {
-		if prior := strings.Join(pr.In.Header.Values("X-Forwarded-For"), ", "); prior != "" {
-			xff = prior + ", " + hostOnly(pr.In.RemoteAddr)
-		}
-		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
-			a.host = v
-		}
-	}
-	h.Set("X-Forwarded-For", xff)
-	h.Set("X-Forwarded-Proto", a.scheme)
-	h.Set("X-Forwarded-Host", a.host)
-	via := fmt.Sprintf("%d.%d %s", pr.In.ProtoMajor, pr.In.ProtoMinor, c.opts.Name)
-	if prior := pr.In.Header.Values("Via"); len(prior) > 0 {
-		via = strings.Join(prior, ", ") + ", " + via
-	}
-	h.Set("Via", via)
-
-	clientAddr := net.JoinHostPort(client, "0")
-	if host, port, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil && host == client {
-		clientAddr = net.JoinHostPort(client, port)
-	}
 	host := out.Host
 	if host == "" {
 		host = out.URL.Host // what Request.Write sends then
 	}
-	h.Set(hopHeader, c.keys.hopValue(out.Method, host, out.URL.RequestURI(), a.peer.name, c.opts.Name, clientAddr, time.Now()))
+	v := c.vouch(pr.In, a, host, out.URL.RequestURI())
+	h := out.Header
+	h.Set("X-Forwarded-For", v.xff)
+	h.Set("X-Forwarded-Proto", a.scheme)
+	h.Set("X-Forwarded-Host", a.host)
+	h.Set("Via", v.via)
+	h.Set(hopHeader, v.hop)
+}
+
+// peerPath is the request's path under the peer URL's path.
+func peerPath(peer, in *url.URL) (path, rawPath string) {
+	path, rawPath = in.Path, in.RawPath
+	if p := strings.TrimSuffix(peer.Path, "/"); p != "" {
+		path = p + path
+		if rawPath != "" {
+			rawPath = p + rawPath
+		}
+	}
+	return path, rawPath
+}
+
+// vouched is what this node says of a request it proxies: the client's
+// address (X-Forwarded-For), the hops it passed (Via), and the signed hop
+// header binding method, host, target, both nodes and the client.
+type vouched struct{ xff, via, hop string }
+
+// vouch works out the vouched fields of in, sent to host with target;
+// a.host becomes the X-Forwarded-Host a trusted proxy in front gave.
+func (c *Cluster) vouch(in *http.Request, a *attempt, host, target string) vouched {
+	client := c.clientIP(in)
+	xff := client
+	if c.trusted(in) {
+		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+			xff = prior + ", " + hostOnly(in.RemoteAddr)
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			a.host = v
+		}
+	}
+	via := strconv.Itoa(in.ProtoMajor) + "." + strconv.Itoa(in.ProtoMinor) + " " + c.opts.Name
+	if prior := in.Header.Values("Via"); len(prior) > 0 {
+		via = strings.Join(prior, ", ") + ", " + via
+	}
+	clientAddr := net.JoinHostPort(client, "0")
+	if h, port, err := net.SplitHostPort(in.RemoteAddr); err == nil && h == client {
+		clientAddr = net.JoinHostPort(client, port)
+	}
+	return vouched{xff: xff, via: via,
+		hop: c.keys.hopValue(in.Method, host, target, a.peer.name, c.opts.Name, clientAddr, time.Now())}
 }
 
 // modifyResponse takes the peer's signed load, points a Location at the
@@ -232,21 +248,28 @@ func (c *Cluster) modifyResponse(res *http.Response) error {
 	if !a.header.Stop() {
 		return errPeerTimeout // too late: the attempt is being cancelled
 	}
-	if v := res.Header.Get(loadHeader); v != "" {
-		res.Header.Del(loadHeader)
+	c.fixResponse(a, res.Header)
+	return nil
+}
+
+// fixResponse takes the peer's signed load out of a response header,
+// points a Location at the peer's internal address back at this node, and
+// adds the affinity cookie.
+func (c *Cluster) fixResponse(a *attempt, h http.Header) {
+	if v := h.Get(loadHeader); v != "" {
+		h.Del(loadHeader)
 		if l, ok := c.keys.checkLoad(v, c.opts.Timings.hopValidity(), time.Now()); ok && l.Name == a.peer.name {
 			a.peer.applyReport(l)
 		}
 	}
-	if loc := res.Header.Get("Location"); loc != "" {
+	if loc := h.Get("Location"); loc != "" {
 		if fixed, ok := rewriteLocation(loc, a.peer.peerURL.Load(), a.scheme, a.host); ok {
-			res.Header.Set("Location", fixed)
+			h.Set("Location", fixed)
 		}
 	}
 	if a.cookie != "" {
-		res.Header.Add("Set-Cookie", a.cookie)
+		h.Add("Set-Cookie", a.cookie)
 	}
-	return nil
 }
 
 // rewriteLocation maps an absolute URL on the peer's internal address to

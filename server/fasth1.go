@@ -31,6 +31,9 @@ type fastAnswer struct {
 	// rt is the runtime the answer came from, held (acquire) until the
 	// answer is out: a reload closes it only after its last request.
 	rt *runtime
+	// relay, set instead of file, sends the request to an upstream
+	// (HTTP/1.1 fast path only; relay.go).
+	relay *upstreamRelay
 }
 
 // done lets go of the runtime an answer held.
@@ -41,7 +44,7 @@ func (a *fastAnswer) done() {
 	}
 }
 
-func (a fastAnswer) ok() bool { return a.file != nil }
+func (a fastAnswer) ok() bool { return a.file != nil || a.relay != nil }
 
 // fastRoute is the HTTP/1.1 fast path's hook into the sites
 // (http1.Route): the answer for h, or false when the request takes the
@@ -77,6 +80,11 @@ func (n *Node) answerFast(c *http1.Conn, h *http1.Head, a fastAnswer, listener [
 	if !a.ok() {
 		return http1.Answer{}, false
 	}
+	b := connBooks(c)
+	if a.relay != nil {
+		b.cluster, b.listener = a.cluster, listener
+		return http1.Answer{Relay: a.relay, Hold: a.rt}, true
+	}
 	st, ff := a.site, a.file
 	remote := c.Remote()
 	if a.hop && a.client != "" {
@@ -86,11 +94,7 @@ func (n *Node) answerFast(c *http1.Conn, h *http1.Head, a fastAnswer, listener [
 	if h.IsHEAD {
 		body = nil
 	}
-	rq, _ := c.Books.(*request)
-	if rq == nil {
-		rq = new(request)
-		c.Books = rq
-	}
+	rq := &b.rq
 	*rq = request{hop: a.hop}
 	rq.Started = time.Now()
 	readFast(rq, st, h, remote, "HTTP/1.1", headBlock(h.Lines))
@@ -166,6 +170,9 @@ func (n *Node) routeFast(h http1.Head, scheme string) (a fastAnswer) {
 	var ok bool
 	if a.routes, ok = st.fastRoutes(method, scheme, h.Path); !ok || a.hop && st.routes != nil {
 		// A hop's scheme is the client's, which only the full chain reads.
+		if a.relay = st.fastUpstream(method, scheme, h.Path, a); a.relay != nil {
+			return a
+		}
 		return fastAnswer{}
 	}
 	a.file = st.fastVariant(st.fast(h.Path, static.FastRequest(h.Cond)), a.routes)

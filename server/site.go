@@ -53,6 +53,9 @@ type site struct {
 	// upstreams are the node's [[upstream]]s, answering with this site's
 	// error pages, by name.
 	upstreams map[string]http.Handler
+	// relays answer the upstreams' plain requests on the HTTP/1.1 fast
+	// path (relay.go).
+	relays map[string]*upstreamRelay
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -145,6 +148,7 @@ func buildSite(sc config.Site, d siteDeps) (*site, error) {
 	st.upstreams = d.upstreams.forSite(upstream.Site{Errors: st.errors, Sessions: d.sessions, Dispatch: dispatch,
 		MaxBodyBytes: st.maxBody, User: checkedUser})
 	st.headers = canonicalHeaders(sc.Headers)
+	st.relays = relaysFor(st)
 	files, err := static.New(static.Options{
 		Root:           sc.Root,
 		Index:          sc.Index,

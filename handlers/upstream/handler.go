@@ -56,8 +56,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var tried [4]*target
 	done := tried[:0]
 	lastErr := errNoTarget
+	client := books.ClientIP(r)
 	for range attempts {
-		t := u.pick(r, done)
+		t := u.pick(client, done)
 		if t == nil {
 			break
 		}
@@ -69,7 +70,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.serveFastCGI(t, w, r)
 			return
 		}
-		err := t.http.serve(t, w, r)
+		err := t.http.serve(u, t, w, r)
 		if err == nil {
 			return
 		}

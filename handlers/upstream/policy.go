@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"net/http"
 	"sync/atomic"
-
-	"shoal/handlers/books"
 )
 
 // Policy names, as the policy key spells them.
@@ -22,9 +19,10 @@ const (
 // Policies lists every policy name, for validation.
 var Policies = []string{LeastLoaded, RoundRobin, IPHash, Random, First}
 
-// policy picks one of the candidates (all available, never empty) for r.
+// policy picks one of the candidates (all available, never empty) for
+// the client at that address.
 type policy interface {
-	Select(candidates []*target, r *http.Request) *target
+	Select(candidates []*target, client string) *target
 }
 
 func newPolicy(name string) (policy, error) {
@@ -48,7 +46,7 @@ func newPolicy(name string) (policy, error) {
 // sends a burst to the one target every node saw as idlest at once.
 type leastLoaded struct{}
 
-func (leastLoaded) Select(c []*target, _ *http.Request) *target {
+func (leastLoaded) Select(c []*target, _ string) *target {
 	if len(c) == 1 {
 		return c[0]
 	}
@@ -67,7 +65,7 @@ func (leastLoaded) Select(c []*target, _ *http.Request) *target {
 // roundRobin takes candidates in turn.
 type roundRobin struct{ next atomic.Uint64 }
 
-func (p *roundRobin) Select(c []*target, _ *http.Request) *target {
+func (p *roundRobin) Select(c []*target, _ string) *target {
 	return c[(p.next.Add(1)-1)%uint64(len(c))]
 }
 
@@ -76,9 +74,9 @@ func (p *roundRobin) Select(c []*target, _ *http.Request) *target {
 // the same target for a client.
 type ipHash struct{}
 
-func (ipHash) Select(c []*target, r *http.Request) *target {
+func (ipHash) Select(c []*target, client string) *target {
 	h := fnv.New64a()
-	h.Write([]byte(books.ClientIP(r)))
+	h.Write([]byte(client))
 	ip := h.Sum64()
 	best, bestScore := c[0], mix(ip^c[0].key)
 	for _, t := range c[1:] {
@@ -100,10 +98,10 @@ func mix(x uint64) uint64 {
 
 type random struct{}
 
-func (random) Select(c []*target, _ *http.Request) *target { return c[rand.IntN(len(c))] }
+func (random) Select(c []*target, _ string) *target { return c[rand.IntN(len(c))] }
 
 // first takes the first candidate in config order: a primary with
 // fallbacks.
 type first struct{}
 
-func (first) Select(c []*target, _ *http.Request) *target { return c[0] }
+func (first) Select(c []*target, _ string) *target { return c[0] }

@@ -12,22 +12,38 @@ import (
 	"time"
 
 	"shoal/handlers/books"
+	"shoal/internal/forward"
 )
 
 // httpTarget is an HTTP application's reverse proxy and keep-alive pool.
 type httpTarget struct {
+	// pool carries what forward.Lean accepts; transport and proxy the
+	// rest (upgrades) and the health checks.
+	pool      *forward.Pool
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
-	base      *url.URL // scheme and host the request goes to
+	// dropID, dropNoID and extra: the client fields not passed when this
+	// node sets the request's ID and when not, the configured ones added
+	// (forwardDrop, forwardExtra).
+	dropID, dropNoID map[string]bool
+	extra            []forward.Field
+	keepAlive        time.Duration
+	base             *url.URL // scheme and host the request goes to
 	// clientHost: a unix socket has no host of its own, so the client's
 	// Host is passed; a TCP target gets its own address, as nginx does.
 	clientHost bool
 }
 
+// idleTimeout is how long a kept connection may sit unused: below the
+// keep-alive timeout of common application servers (nginx 75s, Go 90s...
+// Node's 5s is the exception a stale retry covers).
+const idleTimeout = 60 * time.Second
+
 var discardLogger = slog.New(slog.DiscardHandler)
 
 func (u *Upstream) newHTTP(t *target) *httpTarget {
-	ht := &httpTarget{base: &url.URL{Scheme: "http", Host: t.Address}}
+	ht := &httpTarget{base: &url.URL{Scheme: "http", Host: t.Address}, keepAlive: 30 * time.Second,
+		dropID: u.forwardDrop(true), dropNoID: u.forwardDrop(false), extra: u.forwardExtra()}
 	if t.TLS {
 		ht.base.Scheme = "https"
 	}
@@ -47,7 +63,7 @@ func (u *Upstream) newHTTP(t *target) *httpTarget {
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          0, // no total cap: per target only
 		MaxIdleConnsPerHost:   u.opts.maxIdle(),
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       idleTimeout,
 		// The client's Accept-Encoding goes through as sent: the proxy
 		// must not ask for gzip and unpack it in between.
 		DisableCompression: true,
@@ -67,14 +83,18 @@ func (u *Upstream) newHTTP(t *target) *httpTarget {
 		// a small response leaves in one write, not a flush per copy.
 		FlushInterval: 0,
 	}
+	ht.pool = u.newPool(t, ht)
 	return ht
 }
 
 // serve proxies r to t; a non-nil error means nothing was written and
 // another target may be tried.
-func (ht *httpTarget) serve(t *target, w http.ResponseWriter, r *http.Request) error {
+func (ht *httpTarget) serve(u *Upstream, t *target, w http.ResponseWriter, r *http.Request) error {
 	t.inflight.Add(1)
 	defer t.inflight.Add(-1)
+	if forward.Lean(r) {
+		return ht.serveLean(u, w, r)
+	}
 	aw := &attemptWriter{ResponseWriter: w}
 	ht.proxy.ServeHTTP(aw, r)
 	return aw.err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"shoal/handlers/books"
@@ -109,6 +110,9 @@ type Upstream struct {
 	// request that comes back with it has looped (a target pointing at
 	// this server), and would loop until descriptors ran out.
 	via string
+	// pruned (unix nanoseconds) is when the pools were last rid of their
+	// idle connections past the idle timeout (prune).
+	pruned atomic.Int64
 
 	// ctx ends on Close: the health checks stop, a check under way too.
 	ctx       context.Context
@@ -189,6 +193,7 @@ func (u *Upstream) closeTargets() {
 	for _, t := range u.targets {
 		if t.http != nil {
 			t.http.transport.CloseIdleConnections()
+			t.http.pool.Close()
 		}
 		if t.fcgi != nil {
 			t.fcgi.client.Close()
@@ -289,10 +294,11 @@ func (u *Upstream) markFailed(t *target, err error) {
 }
 
 // pick selects among the available targets not tried yet; nil: none.
-func (u *Upstream) pick(r *http.Request, tried []*target) *target {
+func (u *Upstream) pick(client string, tried []*target) *target {
 	var buf [16]*target
 	c := buf[:0]
 	now := time.Now().UnixNano()
+	u.prune(now)
 	for _, t := range u.targets {
 		if t.available(now) && !contains(tried, t) {
 			c = append(c, t)
@@ -301,7 +307,22 @@ func (u *Upstream) pick(r *http.Request, tried []*target) *target {
 	if len(c) == 0 {
 		return nil
 	}
-	return u.policy.Select(c, r)
+	return u.policy.Select(c, client)
+}
+
+// prune closes, at most once per idle timeout, the idle connections
+// past it in every target's pool: a target the policy no longer picks
+// (first, once the first is back) would keep them until a reload.
+func (u *Upstream) prune(now int64) {
+	last := u.pruned.Load()
+	if now-last < int64(idleTimeout) || !u.pruned.CompareAndSwap(last, now) {
+		return
+	}
+	for _, t := range u.targets {
+		if t.http != nil {
+			t.http.pool.Prune()
+		}
+	}
 }
 
 func contains(ts []*target, t *target) bool {

@@ -154,6 +154,14 @@ type Conn struct {
 // Remote is the client's address, host:port.
 func (c *Conn) Remote() string { return c.remote }
 
+// TLS reports whether the client's connection is TLS (HTTPS/1.1 or a
+// peer's).
+func (c *Conn) TLS() bool { return c.tls != nil }
+
+// DateLine is the Date header line ("Date: ...\r\n") for now, formatted
+// once a second per connection; it is valid until the next call.
+func (c *Conn) DateLine(now time.Time) []byte { return c.dateLine(now, false) }
+
 // NewFront returns the fast path for the connections ln gives; those it
 // does not answer go to handoff, where net/http takes them.
 func NewFront(ln net.Listener, handoff *Handoff, lim Limits, log *slog.Logger, route Route) *Front {

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"shoal/cluster"
+	"shoal/handlers/books"
+	"shoal/handlers/upstream"
+	"shoal/internal/forward"
+	"shoal/internal/http1"
+)
+
+// fastBooks is what the HTTP/1.1 fast path keeps per connection for the
+// node (http1.Conn.Books): the books of the request being answered and,
+// for a relayed one, its sink and what the upstream is told; reused from
+// one request to the next, so a fast answer allocates none of them.
+type fastBooks struct {
+	rq   request
+	sink forward.WireSink
+	in   upstream.Inbound
+	// cluster and listener are the answer's (fastAnswer.cluster, the
+	// HTTPS listener's header lines) for the relay to use.
+	cluster  *cluster.Cluster
+	listener []byte
+	// fields adds the Date (when the upstream sent none) and the
+	// listener's lines to a relayed head: made once per connection.
+	fields func(b []byte, h *forward.Head) []byte
+	c      *http1.Conn
+}
+
+// connBooks is c's fastBooks, made at its first fast answer.
+func connBooks(c *http1.Conn) *fastBooks {
+	b, _ := c.Books.(*fastBooks)
+	if b == nil {
+		b = &fastBooks{c: c}
+		b.fields = b.addFields
+		c.Books = b
+	}
+	return b
+}
+
+func (b *fastBooks) addFields(dst []byte, h *forward.Head) []byte {
+	if !hasField(h, "Date") {
+		dst = append(dst, b.c.DateLine(b.rq.Started)...)
+	}
+	return append(dst, b.listener...)
+}
+
+// hasField reports whether h carries an end-to-end field of that name.
+func hasField(h *forward.Head, name string) bool {
+	for i, f := range h.Fields {
+		if !h.Hop(i) && strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// upstreamRelay relays a site's requests for one upstream on the
+// HTTP/1.1 fast path (http1.Relay): a GET or HEAD whose first matching
+// route is that upstream's and nothing else (route.PlainUpstream), on a
+// site without headers of its own, served here (no cluster, or a balance
+// that leaves upstream requests to this node). The upstream's Relay does
+// what its ServeHTTP does (targets, retries, passive health, the request
+// and response fields) without net/http in between; whatever it leaves,
+// or cannot get an answer for, goes to net/http unread, whose full chain
+// serves it as it would have (the site's 502 and 504 pages included).
+type upstreamRelay struct {
+	site *site
+	h    *upstream.Handler
+}
+
+// fastUpstream is the relay for a request the fast routes declined, when
+// an upstream takes it as it is; nil otherwise.
+func (st *site) fastUpstream(method, scheme, path string, a fastAnswer) *upstreamRelay {
+	if a.hop || len(st.headers) > 0 || a.cluster != nil && balanced(st.balance, true) {
+		return nil
+	}
+	if name := st.routes.PlainUpstream(method, scheme, path); name != "" {
+		return st.relays[name]
+	}
+	return nil
+}
+
+// relaysFor makes a site's relays, one per upstream that has an HTTP
+// handler.
+func relaysFor(st *site) map[string]*upstreamRelay {
+	m := map[string]*upstreamRelay{}
+	for name, h := range st.upstreams {
+		if uh, ok := h.(*upstream.Handler); ok {
+			m[name] = &upstreamRelay{site: st, h: uh}
+		}
+	}
+	return m
+}
+
+// Relay sends the request to the upstream and its answer to the client,
+// then writes the books (the access log and metrics see it once it is
+// out, as HTTP/2's fast answers).
+func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bool) (wrote, keep bool) {
+	st, b := r.site, connBooks(c)
+	rq := &b.rq
+	*rq = request{}
+	rq.Started = time.Now()
+	fields := headBlock(h.Lines)
+	readFast(rq, st, h, c.Remote(), "HTTP/1.1", fields)
+	rq.Handler = books.KindUpstream
+	if rq.RequestID == "" {
+		rq.RequestID = st.ids.requestID(fields.first("x-request-id"), books.TrustedPeer(c.Remote(), st.trusted))
+	}
+	b.in = upstream.Inbound{Method: rq.Method, Target: h.Target, Host: h.Host, Lines: string(h.Lines),
+		ClientIP: rq.ClientIP, TLS: c.TLS(), RequestID: rq.RequestID}
+	// The sink keeps its buffer from one request to the next.
+	b.sink.W, b.sink.HEAD, b.sink.Close, b.sink.Fields = c, h.IsHEAD, closing, b.fields
+	b.sink.Status, b.sink.Bytes = 0, 0
+	wrote, err := r.h.Relay(context.Background(), &b.in, &b.sink)
+	if !wrote {
+		return false, false
+	}
+	if err == nil {
+		err = b.sink.End()
+	}
+	rq.Status, rq.Bytes = b.sink.Status, b.sink.Bytes
+	if err != nil && rq.Status == 0 {
+		rq.Status = http.StatusBadGateway
+	}
+	rq.begin(st, b.cluster)
+	rq.finish()
+	return true, err == nil && b.sink.Keep
+}
