@@ -214,3 +214,58 @@ func TestSpecRequestID(t *testing.T) {
 		})
 	}
 }
+
+// TestSpecRoutesUpstream: SPEC "Routes apply to the fast paths too": on a
+// kept connection (where plain upstream requests may be relayed by the
+// fast path) a deny before the upstream route still answers 403 and a
+// headers route still sets and removes response headers; an upstream
+// that refuses gives 502 with the site's error page.
+func TestSpecRoutesUpstream(t *testing.T) {
+	t.Parallel()
+	app := listenTCP(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "spec-app")
+		fmt.Fprintf(w, "appdata %s", r.URL.Path)
+	})}
+	go srv.Serve(app)
+	t.Cleanup(func() { srv.Close() })
+	dead := freeAddr(t)
+	dir := specSite(t, fmt.Sprintf(`
+[[site.route]]
+path = "/api/secret/*"
+deny = ["0.0.0.0/0"]
+[[site.route]]
+path = "/api/*"
+headers = {X-Up = "yes", "-Server" = ""}
+[[site.route]]
+path = "/api/*"
+upstream = "app"
+[[site.route]]
+path = "/down/*"
+upstream = "down"
+
+[[upstream]]
+name = "app"
+targets = ["http://%s"]
+
+[[upstream]]
+name = "down"
+targets = ["http://%s"]
+`, app.Addr(), dead))
+	writeFile(t, filepath.Join(dir, "www", "502.html"), "custom bad gateway\n")
+	cfgPath := filepath.Join(dir, "config.toml")
+	writeFile(t, cfgPath, strings.Replace(readFileT(t, cfgPath), `error_pages = {404 = "404.html"}`, `error_pages = {404 = "404.html", 502 = "502.html"}`, 1))
+	p := startShoal(t, dir)
+	kc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	defer kc.CloseIdleConnections()
+	cases := []specCase{
+		{name: "proxied with route headers", req: specReq{path: "/api/x"}, status: 200, has: []string{"appdata /api/x"},
+			hdr: map[string]string{"X-Up": "yes"}, hdrNone: []string{"Server"}},
+		{name: "deny before upstream", req: specReq{path: "/api/secret/y"}, status: 403, hasNot: []string{"appdata"}},
+		{name: "refused upstream 502 error page", req: specReq{path: "/down/x"}, status: 502, has: []string{"custom bad gateway"}},
+	}
+	// Twice over one kept connection: the second round may take fast paths.
+	for round := 0; round < 2; round++ {
+		runSpecCases(t, p, kc, p.url, cases)
+	}
+}
