@@ -213,7 +213,8 @@ func (n *Node) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		return nil, err
 	}
 	deps := siteDeps{server: cfg.Server, access: rt.access, logger: n.log, configAbs: configAbs,
-		metrics: n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
+		configFiles: configFiles(cfg, configAbs),
+		metrics:     n.metrics, nodeName: rt.name, compress: n.compress, cluster: &n.cl, balance: cfg.Cluster.Balance,
 		sessions: sessions, node: nodeInfo{n}, routes: n.routes, ids: n.ids, hasUpstream: cfg.HasUpstream,
 		upstreams: rt.upstreams}
 	for _, sc := range cfg.Sites {

@@ -80,6 +80,10 @@ type siteDeps struct {
 	upstreams *upstreamSet
 	// hasUpstream reports whether an [[upstream]] of that name exists.
 	hasUpstream func(string) bool
+
+	// configFiles are the files the config names that hold secrets
+	// (private keys, htpasswd, session keys): never served from a root.
+	configFiles []string
 }
 
 func buildSite(sc config.Site, d siteDeps) (*site, error) {
@@ -152,7 +156,7 @@ func buildSite(sc config.Site, d siteDeps) (*site, error) {
 		Compress:       sc.Compress,
 		FollowSymlinks: sc.FollowSymlinks,
 		Errors:         st.errors,
-		Hidden:         st.hiddenFiles(d.configAbs),
+		Hidden:         st.hiddenFiles(append([]string{d.configAbs}, d.configFiles...)),
 		Logger:         d.logger,
 		Headers:        st.headers,
 	})
@@ -274,12 +278,16 @@ func canonicalHeaders(headers map[string]string) http.Header {
 }
 
 // hiddenFiles names what the static handler must never serve although it
-// may lie under root: the config file and every CGI script.
-func (st *site) hiddenFiles(configAbs string) func(abs string) bool {
+// may lie under root: the named files (the config, its keys and htpasswd
+// files) and every CGI script.
+func (st *site) hiddenFiles(named []string) func(abs string) bool {
 	var files []string
-	if configAbs != "" {
-		files = append(files, configAbs)
-		if real, err := filepath.EvalSymlinks(configAbs); err == nil {
+	for _, f := range named {
+		if f == "" {
+			continue
+		}
+		files = append(files, f)
+		if real, err := filepath.EvalSymlinks(f); err == nil {
 			files = append(files, real)
 		}
 	}
@@ -296,6 +304,24 @@ func (st *site) hiddenFiles(configAbs string) func(abs string) bool {
 		}
 		return false
 	}
+}
+
+// configFiles lists the secret files cfg names, absolute: a key or an
+// htpasswd file kept under a site's root must not be served with it.
+func configFiles(cfg *config.Config, configAbs string) []string {
+	files := []string{cfg.TLS.Key}
+	if kf := cfg.Session.KeyFile; filepath.IsAbs(kf) {
+		files = append(files, kf)
+	} else if kf != "" && configAbs != "" {
+		files = append(files, filepath.Join(filepath.Dir(configAbs), kf))
+	}
+	for _, sc := range cfg.Sites {
+		files = append(files, sc.Key)
+		for _, r := range sc.Routes {
+			files = append(files, r.Auth)
+		}
+	}
+	return files
 }
 
 // cgiCounts sums running and queued scripts over every site.

@@ -209,7 +209,7 @@ func serve(args []string, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: level}))
 	node, err := server.New(o.load, server.Options{Version: version(), Logger: logger, Level: level, ProcessMetrics: true})
 	if err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, err, &o)
 		return exitUsage
 	}
 	if path, why := o.configSource(); path != "" {
@@ -264,15 +264,33 @@ func reopenLogs(node *server.Node, logger *slog.Logger) {
 	logger.Info("log files reopened")
 }
 
-func printConfigError(w io.Writer, err error) {
+// printConfigError prints each config error on its line; an error in a
+// value given by a flag names the flag, not the file's line, since the
+// file does not hold that value.
+func printConfigError(w io.Writer, err error, o *overrides) {
 	var errs config.Errors
 	if errors.As(err, &errs) {
 		for _, e := range errs {
+			if f := o.flagFor(e.Key); f != "" {
+				fmt.Fprintf(w, "-%s flag: %s\n", f, e.Msg)
+				continue
+			}
 			fmt.Fprintln(w, e.Error())
 		}
 		return
 	}
 	fmt.Fprintln(w, "shoal:", err)
+}
+
+// flagFor returns the name of the flag given on the command line that set
+// key, or "".
+func (o *overrides) flagFor(key string) string {
+	flag := map[string]string{"server.name": "name", "server.http": "http", "server.https": "https",
+		"server.admin": "admin", "site.0.root": "root", "cluster.gossip": "gossip", "cluster.join": "join"}[key]
+	if o.set[flag] {
+		return flag
+	}
+	return ""
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
@@ -285,7 +303,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if _, err := server.LoadValid(o.load); err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, err, &o)
 		return exitUsage
 	}
 	name, why := o.configSource()

@@ -165,7 +165,7 @@ func (s Site) StatusPages() map[int]string { return s.errorPages }
 
 // CGI is one [[site.cgi]] mapping.
 type CGI struct {
-	// Prefix is the URL prefix whose paths run scripts from dir (ScriptAlias style).
+	// Prefix is the URL prefix whose paths run scripts from dir (ScriptAlias style); "/cgi-bin/" when neither ext nor program is set.
 	Prefix string `toml:"prefix"`
 	// Dir is the folder of scripts for prefix, relative to the config.
 	Dir string `toml:"dir"`

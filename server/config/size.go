@@ -27,7 +27,7 @@ func (s *Size) UnmarshalTOML(v any) error {
 		*s = Size(n)
 		return nil
 	default:
-		return fmt.Errorf("a size must be an integer or a string like \"64KiB\", not %T", v)
+		return fmt.Errorf("a size must be an integer or a string like \"64KiB\", not %s", tomlKind(v))
 	}
 }
 
@@ -84,7 +84,24 @@ func (r *Rate) UnmarshalTOML(v any) error {
 		*r = Rate(n)
 		return nil
 	default:
-		return fmt.Errorf("a rate must be a string like \"1KiB/s\", not %T", v)
+		return fmt.Errorf("a rate must be a string like \"1KiB/s\", not %s", tomlKind(v))
+	}
+}
+
+// tomlKind names a decoded TOML value's type in the user's words, not
+// Go's ("[]interface {}" means nothing to someone editing a config).
+func tomlKind(v any) string {
+	switch v.(type) {
+	case []any, []map[string]any:
+		return "a list"
+	case map[string]any:
+		return "a table"
+	case bool:
+		return "true/false"
+	case int64, float64:
+		return "a number"
+	default:
+		return "a date or time"
 	}
 }
 

@@ -325,7 +325,9 @@ func validHostPattern(h string) error {
 
 func (v *validator) cgi(prefix string, c *CGI) {
 	if c.Prefix == "" && len(c.Ext) == 0 && c.Program == "" {
-		v.fail(prefix+"prefix", "a cgi mapping needs prefix (with dir or program) or ext")
+		// SPEC's defaults: a mapping that names neither prefix, ext nor
+		// program maps /cgi-bin/ to the cgi-bin folder (dir's default).
+		c.Prefix = "/cgi-bin/"
 	}
 	if c.Program != "" {
 		v.cgiProgram(prefix, c)
