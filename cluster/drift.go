@@ -94,6 +94,11 @@ func (c *Cluster) siteOf(r *http.Request) siteFilter {
 	if !ok {
 		return siteFilter{}
 	}
+	return c.siteNamed(name)
+}
+
+// siteNamed is the filter for a request of the site called name.
+func (c *Cluster) siteNamed(name string) siteFilter {
 	t := c.drift.local.Load()
 	if t == nil {
 		return siteFilter{}

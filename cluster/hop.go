@@ -110,10 +110,7 @@ var hopDrop = map[string]bool{"X-Forwarded-For": true, "X-Forwarded-Proto": true
 // peer_timeout or the peer turns suspect or dead; an error means nothing
 // was written to w.
 func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, pool *forward.Pool) error {
-	m := a.peer
-	life := m.liveCtx()
-
-	u := m.peerURL.Load()
+	u := a.peer.peerURL.Load()
 	target := r.URL.RequestURI()
 	if strings.TrimSuffix(u.Path, "/") != "" {
 		out := *r.URL
@@ -126,30 +123,51 @@ func (c *Cluster) proxyLean(w http.ResponseWriter, r *http.Request, a *attempt, 
 	}
 	v := c.vouch(r, a, host, target)
 	req := forward.Request{Method: r.Method, Target: target, Host: host, Header: r.Header, Drop: hopDrop,
-		Extra: []forward.Field{{Name: "X-Forwarded-For", Value: v.xff}, {Name: "X-Forwarded-Proto", Value: a.scheme},
-			{Name: "X-Forwarded-Host", Value: a.host}, {Name: "Via", Value: v.via}, {Name: hopHeader, Value: v.hop}},
-		HeaderTimeout: c.opts.peerTimeout(), Abort: life}
+		Extra: v.fields(nil, a)}
 	req.Body, req.ContentLength = forward.Body(r)
-	m.sent.Add(1)
-	defer m.done.Add(1)
 	sink := forward.ResponseWriterSink{W: w, Fix: func(h http.Header) { c.fixResponse(a, h) }}
-	err := pool.Forward(r.Context(), &req, &sink)
-	switch {
-	case err == nil:
-		m.markWell()
-		return nil
-	case !errors.Is(err, forward.ErrNoResponse):
+	cut, err := c.leanForward(r.Context(), a, pool, &req, &sink)
+	if cut {
 		// Cut after the head went out: abort the client's response rather
 		// than let it look complete, as ReverseProxy does.
 		if r.Context().Value(http.ServerContextKey) != nil {
 			panic(http.ErrAbortHandler)
 		}
 		return nil
-	case errors.Is(err, forward.ErrHeaderTimeout):
-		return errPeerTimeout
-	}
-	if life.Err() != nil && r.Context().Err() == nil {
-		return context.Cause(life) // the peer turned suspect or dead meanwhile
 	}
 	return err
+}
+
+// fields appends what the hop vouches for to dst, as request fields.
+func (v vouched) fields(dst []forward.Field, a *attempt) []forward.Field {
+	return append(dst, forward.Field{Name: "X-Forwarded-For", Value: v.xff}, forward.Field{Name: "X-Forwarded-Proto", Value: a.scheme},
+		forward.Field{Name: "X-Forwarded-Host", Value: a.host}, forward.Field{Name: "Via", Value: v.via},
+		forward.Field{Name: hopHeader, Value: v.hop})
+}
+
+// leanForward sends req to a.peer on pool, within peer_timeout for the
+// response head and cancelled when the peer turns suspect or dead, and
+// streams the answer to dst. cut reports an answer broken off after
+// something may have reached dst; otherwise an error means nothing did
+// (errPeerTimeout, the peer's death, or the transport's error).
+func (c *Cluster) leanForward(ctx context.Context, a *attempt, pool *forward.Pool, req *forward.Request, dst forward.Sink) (cut bool, err error) {
+	m := a.peer
+	life := m.liveCtx()
+	req.HeaderTimeout, req.Abort = c.opts.peerTimeout(), life
+	m.sent.Add(1)
+	defer m.done.Add(1)
+	err = pool.Forward(ctx, req, dst)
+	switch {
+	case err == nil:
+		m.markWell()
+		return false, nil
+	case !errors.Is(err, forward.ErrNoResponse):
+		return true, err
+	case errors.Is(err, forward.ErrHeaderTimeout):
+		return false, errPeerTimeout
+	}
+	if life.Err() != nil && ctx.Err() == nil {
+		return false, context.Cause(life) // the peer turned suspect or dead meanwhile
+	}
+	return false, err
 }

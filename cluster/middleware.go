@@ -238,37 +238,49 @@ func (c *Cluster) route(w http.ResponseWriter, r *http.Request, next http.Handle
 // inflight is this node's count without r; peers in skip (which failed r)
 // are left out.
 func (c *Cluster) choose(t *tuning, r *http.Request, inflight int64, skip []*member) *member {
-	now := time.Now().UnixNano()
-	stale := c.opts.Timings.staleAfter()
-	peers := *c.peers.Load()
 	site := c.siteOf(r) // only peers with this node's hash of r's site (drift.go)
-	usable := func(m *member) bool { return m.available(now, stale) && !contains(skip, m) && m.agrees(site) }
-	draining := c.draining.Load()
 	if t.set.Sticky {
 		if name, ok := c.stickyNode(r); ok {
-			if name == c.opts.Name && !draining {
+			if name == c.opts.Name && !c.draining.Load() {
 				return nil
 			}
-			if m := c.peer(name); m != nil && usable(m) {
+			if m := c.peer(name); m != nil && c.usable(m, time.Now().UnixNano(), skip, site) {
 				return m
 			}
 		}
 	}
+	key := ""
+	if _, ok := t.policy.(ipHash); ok {
+		key = c.clientIP(r)
+	}
+	return c.pick(t, site, key, inflight, skip)
+}
+
+// usable: m may take a request of site now (skip: it failed this one).
+func (c *Cluster) usable(m *member, now int64, skip []*member, site siteFilter) bool {
+	return m.available(now, c.opts.Timings.staleAfter()) && !contains(skip, m) && m.agrees(site)
+}
+
+// pick applies t's policy over the usable peers and this node, for a
+// request of site from the client address key (read by ip_hash only):
+// the peer, or nil for this node. choose (the full chain) and Pick (a
+// fast path) share it.
+func (c *Cluster) pick(t *tuning, site siteFilter, key string, inflight int64, skip []*member) *member {
+	now := time.Now().UnixNano()
+	peers := *c.peers.Load()
 	capacity := int64(t.capacity)
 	ch := choice{
 		self:     cand{name: c.opts.Name, load: float64(inflight) / float64(capacity), self: true, idx: -1},
-		selfOK:   !draining,
+		selfOK:   !c.draining.Load(),
 		inflight: inflight,
 		capacity: capacity,
+		key:      key,
 		rnd:      randN,
-	}
-	if _, ok := t.policy.(ipHash); ok {
-		ch.key = c.clientIP(r)
 	}
 	var buf [16]cand
 	ch.peers = buf[:0]
 	for i, m := range peers {
-		if usable(m) {
+		if c.usable(m, now, skip, site) {
 			ch.peers = append(ch.peers, cand{name: m.name, load: m.load(), idx: i})
 		}
 	}

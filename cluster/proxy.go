@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"shoal/internal/forward"
 )
 
 // attempt is one try of one request at one peer; the proxy hooks find it
@@ -216,26 +218,44 @@ type vouched struct{ xff, via, hop string }
 // vouch works out the vouched fields of in, sent to host with target;
 // a.host becomes the X-Forwarded-Host a trusted proxy in front gave.
 func (c *Cluster) vouch(in *http.Request, a *attempt, host, target string) vouched {
-	client := c.clientIP(in)
-	xff := client
+	f := hopFrom{method: in.Method, remote: in.RemoteAddr, client: c.clientIP(in),
+		proto: strconv.Itoa(in.ProtoMajor) + "." + strconv.Itoa(in.ProtoMinor),
+		via:   strings.Join(in.Header.Values("Via"), ", ")}
 	if c.trusted(in) {
-		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
-			xff = prior + ", " + hostOnly(in.RemoteAddr)
-		}
+		f.xff = strings.Join(in.Header.Values("X-Forwarded-For"), ", ")
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			a.host = v
 		}
 	}
-	via := strconv.Itoa(in.ProtoMajor) + "." + strconv.Itoa(in.ProtoMinor) + " " + c.opts.Name
-	if prior := in.Header.Values("Via"); len(prior) > 0 {
-		via = strings.Join(prior, ", ") + ", " + via
+	return c.vouchFrom(&f, a, host, target)
+}
+
+// hopFrom is what the hop vouches for, read from the client's request:
+// its method and protocol version ("1.1"), the connection's address
+// (host:port), the client's address (trusted proxies applied), and the
+// X-Forwarded-For (only from a trusted proxy) and Via it came with ("":
+// none).
+type hopFrom struct {
+	method, proto, remote, client string
+	xff, via                      string
+}
+
+// vouchFrom is vouch for a request read as f.
+func (c *Cluster) vouchFrom(f *hopFrom, a *attempt, host, target string) vouched {
+	xff := f.client
+	if f.xff != "" {
+		xff = f.xff + ", " + hostOnly(f.remote)
 	}
-	clientAddr := net.JoinHostPort(client, "0")
-	if h, port, err := net.SplitHostPort(in.RemoteAddr); err == nil && h == client {
-		clientAddr = net.JoinHostPort(client, port)
+	via := f.proto + " " + c.opts.Name
+	if f.via != "" {
+		via = f.via + ", " + via
+	}
+	clientAddr := net.JoinHostPort(f.client, "0")
+	if h, port, err := net.SplitHostPort(f.remote); err == nil && h == f.client {
+		clientAddr = net.JoinHostPort(f.client, port)
 	}
 	return vouched{xff: xff, via: via,
-		hop: c.keys.hopValue(in.Method, host, target, a.peer.name, c.opts.Name, clientAddr, time.Now())}
+		hop: c.keys.hopValue(f.method, host, target, a.peer.name, c.opts.Name, clientAddr, time.Now())}
 }
 
 // modifyResponse takes the peer's signed load, points a Location at the
@@ -258,9 +278,7 @@ func (c *Cluster) modifyResponse(res *http.Response) error {
 func (c *Cluster) fixResponse(a *attempt, h http.Header) {
 	if v := h.Get(loadHeader); v != "" {
 		h.Del(loadHeader)
-		if l, ok := c.keys.checkLoad(v, c.opts.Timings.hopValidity(), time.Now()); ok && l.Name == a.peer.name {
-			a.peer.applyReport(l)
-		}
+		c.takeLoad(a, v)
 	}
 	if loc := h.Get("Location"); loc != "" {
 		if fixed, ok := rewriteLocation(loc, a.peer.peerURL.Load(), a.scheme, a.host); ok {
@@ -269,6 +287,33 @@ func (c *Cluster) fixResponse(a *attempt, h http.Header) {
 	}
 	if a.cookie != "" {
 		h.Add("Set-Cookie", a.cookie)
+	}
+}
+
+// fixHead is fixResponse for a response head passed on as received (a
+// fast path's relay): the load fields are dropped, a Location rewritten.
+// It adds no cookie: the relay runs only with sticky off.
+func (c *Cluster) fixHead(a *attempt, h *forward.Head) {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		switch {
+		case h.Hop(i):
+		case strings.EqualFold(f.Name, loadHeader):
+			h.Drop(i)
+			c.takeLoad(a, f.Value)
+		case strings.EqualFold(f.Name, "Location"):
+			if fixed, ok := rewriteLocation(f.Value, a.peer.peerURL.Load(), a.scheme, a.host); ok {
+				f.Value = fixed
+			}
+		}
+	}
+}
+
+// takeLoad applies the peer's signed load report v, when it checks out
+// and is the peer's own.
+func (c *Cluster) takeLoad(a *attempt, v string) {
+	if l, ok := c.keys.checkLoad(v, c.opts.Timings.hopValidity(), time.Now()); ok && l.Name == a.peer.name {
+		a.peer.applyReport(l)
 	}
 }
 

@@ -111,7 +111,7 @@ func TestPeerTLSBetweenNodes(t *testing.T) {
 	}
 }
 
-func waitMembers(t *testing.T, nodes ...*Node) {
+func waitMembers(t testing.TB, nodes ...*Node) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for _, n := range nodes {

@@ -30,7 +30,7 @@ func TestFastAnswerHoldsRuntime(t *testing.T) {
 		}
 		goruntime.Gosched()
 	}
-	a := n.routeFast(head("/index.html"), "http")
+	a := n.routeFast(head("/index.html"), "http", "127.0.0.1:1")
 	if !a.ok() {
 		t.Fatal("/index.html not answered by the fast path")
 	}
@@ -42,7 +42,7 @@ func TestFastAnswerHoldsRuntime(t *testing.T) {
 	if got := rt.refs.Load(); got != base {
 		t.Fatalf("refs %d after done, want %d", got, base)
 	}
-	if d := n.routeFast(head("/cgi-bin/ok.sh"), "http"); d.ok() || rt.refs.Load() != base {
+	if d := n.routeFast(head("/cgi-bin/ok.sh"), "http", "127.0.0.1:1"); d.ok() || rt.refs.Load() != base {
 		t.Fatalf("a declined request holds the runtime: refs %d, want %d", rt.refs.Load(), base)
 	}
 }

@@ -34,6 +34,9 @@ type fastAnswer struct {
 	// relay, set instead of file, sends the request to an upstream
 	// (HTTP/1.1 fast path only; relay.go).
 	relay *upstreamRelay
+	// peer, when not Here, is the peer the cluster sends the request to,
+	// instead of file (HTTP/1.1 fast path only; hoprelay.go).
+	peer cluster.Choice
 }
 
 // done lets go of the runtime an answer held.
@@ -44,7 +47,7 @@ func (a *fastAnswer) done() {
 	}
 }
 
-func (a fastAnswer) ok() bool { return a.file != nil || a.relay != nil }
+func (a fastAnswer) ok() bool { return a.file != nil || a.relay != nil || !a.peer.Here() }
 
 // fastRoute is the HTTP/1.1 fast path's hook into the sites
 // (http1.Route): the answer for h, or false when the request takes the
@@ -56,13 +59,13 @@ func (n *Node) fastRoute(c *http1.Conn, h *http1.Head) (http1.Answer, bool) {
 	if n.state.Load().redirect.Load() != nil {
 		return http1.Answer{}, false
 	}
-	return n.answerFast(c, h, n.routeFast(*h, "http"), nil)
+	return n.answerFast(c, h, n.routeFast(*h, "http", c.Remote()), nil)
 }
 
 // fastRouteTLS is fastRoute for HTTPS/1.1: routes see the scheme
 // "https", and every answer carries the header lines serveHTTPS adds.
 func (n *Node) fastRouteTLS(c *http1.Conn, h *http1.Head) (http1.Answer, bool) {
-	a := n.routeFast(*h, "https")
+	a := n.routeFast(*h, "https", c.Remote())
 	if !a.ok() {
 		return http1.Answer{}, false
 	}
@@ -84,6 +87,10 @@ func (n *Node) answerFast(c *http1.Conn, h *http1.Head, a fastAnswer, listener [
 	if a.relay != nil {
 		b.cluster, b.listener = a.cluster, listener
 		return http1.Answer{Relay: a.relay, Hold: a.rt}, true
+	}
+	if !a.peer.Here() {
+		b.cluster, b.listener, b.peer = a.cluster, listener, a.peer
+		return http1.Answer{Relay: a.site.hopRelay, Hold: a.rt}, true
 	}
 	st, ff := a.site, a.file
 	remote := c.Remote()
@@ -141,9 +148,9 @@ func (n *Node) httpsLines() []byte {
 }
 
 // routeFast is fastRoute for any listener: what redirect_http leaves alone.
-// An answer with a file holds its runtime: the caller calls done once it
-// is out (or dropped).
-func (n *Node) routeFast(h http1.Head, scheme string) (a fastAnswer) {
+// remote is the client connection's address. An answer with a file holds
+// its runtime: the caller calls done once it is out (or dropped).
+func (n *Node) routeFast(h http1.Head, scheme, remote string) (a fastAnswer) {
 	rt := n.acquire()
 	defer func() {
 		if a.ok() {
@@ -160,8 +167,15 @@ func (n *Node) routeFast(h http1.Head, scheme string) (a fastAnswer) {
 		return fastAnswer{}
 	case h.Hop != "":
 		a.hop = true // checked once the fast path knows it answers: the check spends the nonce
-	case h.Forwarded || balanced(st.balance, false):
+	case h.Forwarded:
 		return fastAnswer{}
+	case st.covers(h.Path):
+		if !st.pickFast(&a, &h, scheme, remote) {
+			return fastAnswer{}
+		}
+		if !a.peer.Here() {
+			return a // relayed to the peer (hoprelay.go)
+		}
 	}
 	method := http.MethodGet
 	if h.IsHEAD {

@@ -25,7 +25,7 @@ func (n *Node) h2Fast(r *h2.Request) *h2.Answer {
 	if !ok {
 		return nil
 	}
-	a := n.routeFast(h, "https")
+	a := n.routeFast(h, "https", r.RemoteAddr)
 	if a.file == nil || a.hop {
 		a.done()
 		return nil

@@ -32,6 +32,11 @@ type fastBooks struct {
 	c      *http1.Conn
 	// scratch holds an answer the relay writes itself (timedOut).
 	scratch []byte
+	// peer is the cluster's choice for a request relayed to a peer, hop
+	// what it is told, out what reached the client (hoprelay.go).
+	peer cluster.Choice
+	hop  cluster.HopRequest
+	out  countingWriter
 }
 
 // connBooks is c's fastBooks, made at its first fast answer.

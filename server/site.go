@@ -56,6 +56,9 @@ type site struct {
 	// relays answer the upstreams' plain requests on the HTTP/1.1 fast
 	// path (relay.go).
 	relays map[string]*upstreamRelay
+	// hopRelay answers on the HTTP/1.1 fast path what the cluster sends
+	// to a peer (hoprelay.go).
+	hopRelay *hopRelay
 	// chain is everything inside the outer bookkeeping of ServeHTTP.
 	chain http.Handler
 	// closers release what the site opened (files, roots).
@@ -149,6 +152,7 @@ func buildSite(sc config.Site, d siteDeps) (*site, error) {
 		MaxBodyBytes: st.maxBody, User: checkedUser})
 	st.headers = canonicalHeaders(sc.Headers)
 	st.relays = relaysFor(st)
+	st.hopRelay = &hopRelay{site: st}
 	files, err := static.New(static.Options{
 		Root:           sc.Root,
 		Index:          sc.Index,
@@ -244,18 +248,25 @@ func (st *site) bodyLimit(path string) (max int64, cgiOwns bool) {
 // route would send it to the static handler and that has it in memory;
 // nil sends the request down the full chain.
 func (st *site) fast(path string, req static.FastRequest) *static.FastFile {
-	for _, c := range st.cgi {
-		if c.Match(path) {
-			return nil
-		}
-	}
-	if c, _ := cgi.Index(st.root, st.index, path, st.cgi); c != nil {
-		return nil
-	}
-	if st.pages.Match(path) {
+	if st.generated(path) {
 		return nil
 	}
 	return st.static.Fast(path, req)
+}
+
+// generated reports whether route sends a request for path to CGI or a
+// page (the work balance = "dynamic" covers), for a fast path's plain
+// path.
+func (st *site) generated(path string) bool {
+	for _, c := range st.cgi {
+		if c.Match(path) {
+			return true
+		}
+	}
+	if c, _ := cgi.Index(st.root, st.index, path, st.cgi); c != nil {
+		return true
+	}
+	return st.pages.Match(path)
 }
 
 func (st *site) close() {

@@ -45,6 +45,9 @@ type Head struct {
 // Hop reports whether Fields[i] is hop-by-hop and so never passed on.
 func (h *Head) Hop(i int) bool { return h.hop[i] }
 
+// Drop marks Fields[i] as not passed on (a field for this side only).
+func (h *Head) Drop(i int) { h.hop[i] = true }
+
 // maxHead is the largest response head accepted, as the read buffer: a
 // larger one is answered 502, as nginx does ("upstream sent too big
 // header") past 4 or 8 KiB. 32 KiB leaves room for big cookies and
