@@ -106,9 +106,11 @@ func (s *WireSink) Flush() error {
 	return err
 }
 
-// End finishes a chunked body and writes out the rest.
+// End finishes a chunked body and writes out the rest; a second End
+// (Forward ends the sink itself) adds nothing.
 func (s *WireSink) End() error {
 	if s.chunked {
+		s.chunked = false
 		s.buf = append(s.buf, "0\r\n\r\n"...)
 	}
 	err := s.Flush()

@@ -125,3 +125,26 @@ func TestResponseWriterSinkNoFlush(t *testing.T) {
 		t.Fatalf("%v %d %q", err, w.code, w.body.String())
 	}
 }
+
+// TestWireSinkEndTwice: Forward ends the sink itself, and a caller that
+// ends it again must not add a second last chunk, which a keep-alive
+// client would read as the start of the next response.
+func TestWireSinkEndTwice(t *testing.T) {
+	var out bytes.Buffer
+	s := &WireSink{W: &out}
+	h, err := parseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WriteHead(h)
+	s.Write([]byte("hi"))
+	if err := s.End(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.End(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), "0\r\n\r\n"); got != 1 {
+		t.Fatalf("%d last chunks in %q", got, out.String())
+	}
+}
