@@ -508,7 +508,7 @@ func TestBooksRedirectHTTP(t *testing.T) {
 		t.Fatalf("status %d, want 308", status)
 	}
 	m1 := waitBooks(t, n, m0)
-	if d := metricsDelta(m0, m1); !strings.Contains(d, "handler=redirect,site=localhost,status=3xx}+1") {
+	if d := metricsDelta(m0, m1); !strings.Contains(d, "handler=redirect,site=localhost,status=308}+1") {
 		t.Errorf("metrics: %s", d)
 	}
 	lines := waitLines(t, filepath.Join(dir, "access.log"), 1)

@@ -720,6 +720,11 @@ func sessionStore(cfg *config.Config, configAbs string, log *slog.Logger) (*sess
 	}
 	sameSite := map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
 		"none": http.SameSiteNoneMode}[strings.ToLower(cfg.Session.SameSite)]
+	if sameSite == http.SameSiteNoneMode && cfg.Server.HTTPS == "" {
+		// Browsers drop a SameSite=None cookie without Secure, which only
+		// HTTPS (here, or at a trusted proxy in front) sets.
+		log.Warn("session.same_site = \"none\": browsers keep the cookie only over HTTPS; this node has no https listener, so only a TLS proxy in front can make it work")
+	}
 	return session.NewStore(session.Options{Cookie: cfg.Session.Cookie, Keys: keys,
 		MaxAge: cfg.Session.MaxAge, SameSite: sameSite, Logger: log})
 }

@@ -93,12 +93,12 @@ func (st *site) fastUpstream(method, scheme, path string, a fastAnswer) *upstrea
 	return nil
 }
 
-// relaysFor makes a site's relays, one per upstream that has an HTTP
-// handler.
+// relaysFor makes a site's relays, one per upstream whose targets all
+// speak HTTP.
 func relaysFor(st *site) map[string]*upstreamRelay {
 	m := map[string]*upstreamRelay{}
 	for name, h := range st.upstreams {
-		if uh, ok := h.(*upstream.Handler); ok {
+		if uh, ok := h.(*upstream.Handler); ok && uh.Relayable() {
 			m[name] = &upstreamRelay{site: st, h: uh}
 		}
 	}

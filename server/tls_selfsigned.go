@@ -29,15 +29,17 @@ type selfSigned struct {
 	key   *ecdsa.PrivateKey
 }
 
-// selfSignedNames lists who the certificate is for: every non-wildcard site
-// host plus the local names, minus any name a real certificate covers, so a
+// selfSignedNames lists who the certificate is for: every site host
+// (wildcards included) plus the local names, minus any name a real certificate covers, so a
 // host with real files never gets the self-signed one.
 func selfSignedNames(sites []config.Site, coveredByReal func(string) bool) []string {
 	seen := map[string]bool{}
 	var names []string
 	add := func(h string) {
 		h = normalizeHost(h)
-		if h == "" || strings.HasPrefix(h, "*.") || seen[h] || coveredByReal(h) {
+		// A wildcard host goes in as such (*.example.test, RFC 6125):
+		// every name under it is a site host the certificate is for.
+		if h == "" || h == "*" || seen[h] || coveredByReal(h) {
 			return
 		}
 		seen[h] = true

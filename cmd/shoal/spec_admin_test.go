@@ -120,7 +120,7 @@ func TestSpecAdmin(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		for _, s := range []string{"shoal_http_requests_total{", `site="`, `status="2xx"`, `handler="`,
+		for _, s := range []string{"shoal_http_requests_total{", `site="`, `status="200"`, `handler="`,
 			"_bucket{", "shoal_http_requests_in_flight", "shoal_cgi_runs_total"} {
 			if !strings.Contains(body, s) {
 				t.Errorf("/metrics lacks %s", s)

@@ -3,6 +3,7 @@ package books
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,7 +214,7 @@ func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took
 	if status == 0 {
 		status = http.StatusOK
 	}
-	se := m.seriesFor(site, kind, statusClass(status))
+	se := m.seriesFor(site, kind, statusLabel(status))
 	se.requests.Inc()
 	se.duration.Observe(took.Seconds())
 	if bytes > 0 {
@@ -290,26 +291,19 @@ func siteLabel(site string) string {
 // caller cannot mint new series.
 func kindLabel(kind string) string {
 	switch kind {
-	case KindStatic, KindTemplate, KindCGI, KindProxy, KindRedirect, KindAdmin:
+	case KindStatic, KindTemplate, KindCGI, KindProxy, KindUpstream, KindRedirect, KindAdmin:
 		return kind
 	}
 	return "other"
 }
 
-func statusClass(code int) string {
-	switch {
-	case code >= 100 && code < 200:
-		return "1xx"
-	case code < 300:
-		return "2xx"
-	case code < 400:
-		return "3xx"
-	case code < 500:
-		return "4xx"
-	case code < 600:
-		return "5xx"
+// statusLabel is the status code as a label: a few dozen values at most,
+// since a code outside 100-599 counts as "other".
+func statusLabel(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
 	}
-	return "other"
+	return strconv.Itoa(code)
 }
 
 // ObserveCGI tells the metrics where to read how many CGI processes run

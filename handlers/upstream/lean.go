@@ -155,6 +155,17 @@ func (ht *httpTarget) serveLean(u *Upstream, w http.ResponseWriter, r *http.Requ
 	return nil
 }
 
+// Relayable reports whether Relay can take the upstream's requests: all
+// its targets speak HTTP (FastCGI is ServeHTTP's alone).
+func (h *Handler) Relayable() bool {
+	for _, t := range h.u.targets {
+		if t.http == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // errNotRelayed: Relay leaves the request to ServeHTTP.
 var errNotRelayed = errors.New("upstream: not for the relay")
 
