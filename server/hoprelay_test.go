@@ -18,11 +18,11 @@ import (
 
 // hopNode runs a cluster node named name whose www/1k.bin holds body,
 // with balance = "all", policy = "ip_hash", the more [cluster] keys
-// (peer_tls stays at its default) and its JSON access log at
+// (peer_tls stays at its default) and, when logs, its JSON access log at
 // dir/access.log. With ip_hash, requests from 127.0.0.1 go to the node
 // whose name wins the rendezvous: "origin" against "front", "hop-a"
 // against "hop-b".
-func hopNode(tb testing.TB, name, body, more string) (n *Node, dir string) {
+func hopNode(tb testing.TB, name, body, more string, logs bool) (n *Node, dir string) {
 	tb.Helper()
 	dir = tb.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
@@ -31,7 +31,11 @@ func hopNode(tb testing.TB, name, body, more string) (n *Node, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "www", "1k.bin"), []byte(body), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	src := "[log]\naccess = \"access.log\"\nformat = \"json\"\n[server]\nname = \"" + name +
+	access := "[log]\naccess = \"off\"\n"
+	if logs {
+		access = "[log]\naccess = \"access.log\"\nformat = \"json\"\n"
+	}
+	src := access + "[server]\nname = \"" + name +
 		"\"\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n" +
 		"[cluster]\nenabled = true\ngossip = \"127.0.0.1:0\"\nsecret = \"" + retuneSecret + "\"\nbalance = \"all\"\npolicy = \"ip_hash\"\n" +
 		more + "\n[[site]]\nroot = \"www\"\n"
@@ -45,11 +49,15 @@ func hopNode(tb testing.TB, name, body, more string) (n *Node, dir string) {
 // hopPair runs two nodes in one cluster, each serving a 1 KiB 1k.bin
 // (same size, so the same site hash; the first byte names the node), and
 // waits until each sees the other alive. moreB is added to the second's
-// [cluster] keys.
+// [cluster] keys. Both keep their access logs (dirA, dirB).
 func hopPair(tb testing.TB, front, origin, more, moreB string) (a, b *Node, dirA, dirB string) {
+	return hopPairLogs(tb, front, origin, more, moreB, true)
+}
+
+func hopPairLogs(tb testing.TB, front, origin, more, moreB string, logs bool) (a, b *Node, dirA, dirB string) {
 	tb.Helper()
-	a, dirA = hopNode(tb, front, "A"+strings.Repeat("x", 1023), more)
-	b, dirB = hopNode(tb, origin, "B"+strings.Repeat("x", 1023), more+"\n"+moreB+"\njoin = [\""+a.cl.get().GossipAddr()+"\"]")
+	a, dirA = hopNode(tb, front, "A"+strings.Repeat("x", 1023), more, logs)
+	b, dirB = hopNode(tb, origin, "B"+strings.Repeat("x", 1023), more+"\n"+moreB+"\njoin = [\""+a.cl.get().GossipAddr()+"\"]", logs)
 	waitMembers(tb, a, b)
 	return a, b, dirA, dirB
 }
@@ -395,16 +403,28 @@ func TestHopRelayPeerFails(t *testing.T) {
 
 // BenchmarkNodeWireHop proxies a 1 KiB GET from node A to node B (the
 // cluster hop of bench/run.sh proxy: balance "all", ip_hash, peer_tls
-// on) over a real keep-alive connection; both nodes run in this process,
-// so cpu-ns/op counts both.
+// on, access logs off) over a real keep-alive connection: relayed by A's
+// HTTP/1.1 fast path, and by net/http's full chain (a TE field, which
+// the hop drops, declines the fast path: the path every hop took
+// before). Both nodes run in this process, so cpu-ns/op counts both.
 //
 //	go test ./server -run '^$' -bench NodeWireHop -cpu 2
 func BenchmarkNodeWireHop(b *testing.B) {
-	front, _, _, _ := hopPair(b, "front", "origin", "", "")
-	conn, err := net.Dial("tcp", front.Addrs()["http"])
-	if err != nil {
-		b.Fatal(err)
+	front, _, _, _ := hopPairLogs(b, "front", "origin", "", "", false)
+	for _, bc := range []struct {
+		name, req string
+		fast      bool
+	}{
+		{"fast", "GET /1k.bin HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"net/http", "GET /1k.bin HTTP/1.1\r\nHost: x\r\nConnection: TE\r\nTE: trailers\r\n\r\n", false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			conn, err := net.Dial("tcp", front.Addrs()["http"])
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			benchKeepAlive(b, front, conn, bc.req, bc.fast)
+		})
 	}
-	defer conn.Close()
-	benchKeepAlive(b, front, conn, "GET /1k.bin HTTP/1.1\r\nHost: x\r\n\r\n", true)
 }
