@@ -50,11 +50,12 @@ func (a *fastAnswer) done() {
 func (a fastAnswer) ok() bool { return a.file != nil || a.relay != nil || !a.peer.Here() }
 
 // fastRoute is the HTTP/1.1 fast path's hook into the sites
-// (http1.Route): the answer for h, or false when the request takes the
-// full chain: redirect_http is on, the cluster may route it elsewhere
-// (balance = "all", or a redirect marker), it carries a hop header that
-// does not check out or forwarding headers the cluster would strip, or no
-// cached file answers it.
+// (http1.Route): the answer for h (a cached file, an upstream's relay, or
+// the relay of the cluster's hop to the peer it picked), or false when the
+// request takes the full chain: redirect_http is on, only the full chain
+// can route it (a redirect marker, sticky, redirect mode), it carries a
+// hop header that does not check out or forwarding headers the cluster
+// would strip, or nothing on the fast path answers it.
 func (n *Node) fastRoute(c *http1.Conn, h *http1.Head) (http1.Answer, bool) {
 	if n.state.Load().redirect.Load() != nil {
 		return http1.Answer{}, false

@@ -20,7 +20,8 @@ import (
 //
 //	HTTP/1.1 fast  internal/http1's Front -> Node.fastRoute -> answerFast
 //	               (a cached static file answered from the connection's
-//	               goroutine; anything else is handed to net/http; over
+//	               goroutine, or a plain upstream request or cluster hop
+//	               relayed from it; anything else is handed to net/http; over
 //	               TLS after the http1 TLS front's handshake, with
 //	               Node.fastRouteTLS)
 //	HTTP/2 fast    internal/h2 -> Node.h2Fast -> Answer.Sent
