@@ -159,7 +159,10 @@ var errStale = errors.New("forward: connection closed before a response")
 
 // exchange makes one round trip on c; c is kept or closed.
 func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool, dst Sink) (err error) {
-	stop := context.AfterFunc(ctx, c.abort)
+	var stop func() bool
+	if ctx.Done() != nil { // a server's own path passes one that never ends
+		stop = context.AfterFunc(ctx, c.abort)
+	}
 	var stopAbort func() bool
 	if req.Abort != nil {
 		stopAbort = context.AfterFunc(req.Abort, c.abort)
@@ -167,7 +170,7 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	keep := false
 	var bodyDone chan error
 	defer func() {
-		cancelled := !stop()
+		cancelled := stop != nil && !stop()
 		if stopAbort != nil && !stopAbort() {
 			cancelled = true
 			if ctx.Err() == nil {
