@@ -1,10 +1,8 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 	"testing"
 
 	"shoal/internal/testenv"
-	"shoal/server/config"
 )
 
 // BenchmarkNodeWireFastCGI serves hello.php through a route's fastcgi
@@ -25,20 +22,8 @@ func BenchmarkNodeWireFastCGI(b *testing.B) {
 	os.MkdirAll(www, 0o755)
 	os.WriteFile(filepath.Join(www, "hello.php"), []byte("<?php echo \"hello\\n\";\n"), 0o644)
 	fpm := testenv.StartPHPFPM(b, testenv.FPMOptions{Listen: "tcp", Children: 8, NoIni: true})
-	cfgPath := filepath.Join(dir, "c.toml")
-	cfg := fmt.Sprintf("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n"+
-		"[[site]]\nroot = \"www\"\n[[site.route]]\npath = \"*.php\"\nupstream = \"php\"\n"+
-		"[[upstream]]\nname = \"php\"\ntargets = [\"fastcgi://%s\"]\nroot = %q\n", fpm.Address, www)
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-n.Ready()
+	n := runBenchNode(b, dir, benchConfig+fmt.Sprintf("[[site]]\nroot = \"www\"\n[[site.route]]\npath = \"*.php\"\nupstream = \"php\"\n"+
+		"[[upstream]]\nname = \"php\"\ntargets = [\"fastcgi://%s\"]\nroot = %q\n", fpm.Address, www))
 	req := []byte("GET /hello.php HTTP/1.1\r\nHost: x\r\nUser-Agent: wrk\r\n\r\n")
 	const conns = 4
 	var cs [conns]net.Conn

@@ -26,18 +26,44 @@ func (d *nopWriter) Header() http.Header         { return d.h }
 func (d *nopWriter) WriteHeader(int)             {}
 func (d *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 
+// benchConfig starts every benchmark node's config: no access log,
+// loopback HTTP, no admin, no drain; more [server] keys may follow.
+const benchConfig = "[log]\naccess = \"off\"\n[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n"
+
+// newBenchNode builds (without starting) a node from the config text cfg,
+// written in dir.
+func newBenchNode(b *testing.B, dir, cfg string) *Node {
+	b.Helper()
+	cfgPath := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// runBenchNode is newBenchNode started, and stopped when the benchmark
+// ends.
+func runBenchNode(b *testing.B, dir, cfg string) *Node {
+	b.Helper()
+	n := newBenchNode(b, dir, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	<-n.Ready()
+	return n
+}
+
 // benchNode builds (without starting) a node serving www/1k.html.
 func benchNode(b *testing.B) *Node {
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
 	os.WriteFile(filepath.Join(dir, "www", "1k.html"), make([]byte, 1024), 0o644)
-	cfgPath := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
-	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
+	return newBenchNode(b, dir, benchConfig+"[[site]]\nroot = \"www\"\n")
 }
 
 // BenchmarkNodeStatic serves a cached 1 KiB file through the whole site
@@ -118,17 +144,7 @@ func BenchmarkNodeWirePage(b *testing.B) {
 		b.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "www", "page.tmpl"), page, 0o644)
-	cfgPath := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\ntemplates = \"templates\"\n"), 0o644)
-	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-n.Ready()
+	n := runBenchNode(b, dir, benchConfig+"[[site]]\nroot = \"www\"\ntemplates = \"templates\"\n")
 	conn, err := net.Dial("tcp", n.Addrs()["http"])
 	if err != nil {
 		b.Fatal(err)

@@ -1,18 +1,14 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
-
-	"shoal/server/config"
 )
 
 // cpuTime is the CPU time (user and system) this process has used: the
@@ -31,18 +27,7 @@ func BenchmarkNodeWireTLS(b *testing.B) {
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
 	os.WriteFile(filepath.Join(dir, "www", "1k.html"), make([]byte, 1024), 0o644)
-	cfgPath := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n"+
-		"[tls]\nself_signed = true\n[log]\naccess = \"off\"\n[[site]]\nroot = \"www\"\n"), 0o644)
-	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-n.Ready()
+	n := runBenchNode(b, dir, benchConfig+"https = \"127.0.0.1:0\"\n[tls]\nself_signed = true\n[[site]]\nroot = \"www\"\n")
 	addr := n.Addrs()["https"]
 	cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
 

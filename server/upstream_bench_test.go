@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"shoal/server/config"
 )
 
 // BenchmarkNodeWireUpstream proxies a 1 KiB GET through a route's
@@ -30,19 +26,8 @@ func BenchmarkNodeWireUpstream(b *testing.B) {
 	defer app.Close()
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
-	cfgPath := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfgPath, []byte("[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[log]\naccess = \"off\"\n"+
-		"[[site]]\nroot = \"www\"\n[[site.route]]\npath = \"/*\"\nupstream = \"app\"\n"+
-		"[[upstream]]\nname = \"app\"\ntargets = [\""+app.URL+"\"]\n"), 0o644)
-	n, err := New(func() (*config.Config, error) { return config.Load(cfgPath) }, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-n.Ready()
+	n := runBenchNode(b, dir, benchConfig+"[[site]]\nroot = \"www\"\n[[site.route]]\npath = \"/*\"\nupstream = \"app\"\n"+
+		"[[upstream]]\nname = \"app\"\ntargets = [\""+app.URL+"\"]\n")
 	conn, err := net.Dial("tcp", n.Addrs()["http"])
 	if err != nil {
 		b.Fatal(err)
