@@ -280,8 +280,9 @@ func insideRoot(root, templates string) string {
 	return filepath.ToSlash(rel) + "/"
 }
 
-// pagePath maps a clean URL path to a page's slash path under root, or,
-// for "/" and "dir/", to the folder ("" or "dir/") whose index is wanted.
+// pagePath maps a clean URL path to a page's slash path under root
+// without its .tmpl suffix, or, for "/" and "dir/", to the folder ("" or
+// "dir/") whose index is wanted.
 // ok is false for anything that is not a clean page URL: dot segments,
 // dotfiles, empty segments, NUL or backslash, and any segment naming a
 // template source, so /about.tmpl and its variants never match.
@@ -303,7 +304,7 @@ func pagePath(urlPath string) (rel string, dir bool, ok bool) {
 	if dir {
 		return trimmed + "/", true, true
 	}
-	return trimmed + ".tmpl", false, true
+	return trimmed, false, true
 }
 
 func (p *Handler) index() []string {
@@ -327,7 +328,7 @@ func (p *Handler) lookup(urlPath string) *tmplPage {
 		return nil
 	}
 	if !dir {
-		return p.find(s, rel)
+		return p.findPage(s, rel)
 	}
 	for _, name := range p.index() {
 		if isPageName(name) {
@@ -341,6 +342,22 @@ func (p *Handler) lookup(urlPath string) *tmplPage {
 		}
 	}
 	return nil
+}
+
+// findPage is find for rel + ".tmpl", the name built on the stack: the
+// HTTP/1.1 fast path asks this for every static file it answers (no page
+// may shadow it), and should not pay a heap string for the question.
+func (p *Handler) findPage(s *pageSet, rel string) *tmplPage {
+	if p.Dev || len(rel) > 250 {
+		return p.find(s, rel+".tmpl")
+	}
+	// skip ends in "/", which ".tmpl" has none of: rel alone decides.
+	if s.skip != "" && strings.HasPrefix(rel, s.skip) {
+		return nil
+	}
+	var buf [256]byte
+	key := append(append(buf[:0], rel...), ".tmpl"...)
+	return s.pages[string(key)]
 }
 
 func (p *Handler) find(s *pageSet, rel string) *tmplPage {
