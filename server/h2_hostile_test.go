@@ -184,7 +184,9 @@ dir = "cgi-bin"
 			fr.WriteData(1, true, []byte("late"))
 		}, "RST STREAM_CLOSED"},
 		{"HEADERS after the client's reset", func(fr *http2.Framer) {
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: req("POST", "/page"), EndHeaders: true})
+			// A script that reads its body: nothing can answer stream 1
+			// before the reset (a page answers a POST without reading it).
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: req("POST", "/cgi-bin/cat.sh"), EndHeaders: true})
 			fr.WriteRSTStream(1, http2.ErrCodeCancel)
 			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: req("GET", "/page"), EndStream: true, EndHeaders: true})
 		}, "RST STREAM_CLOSED"},
