@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"shoal/cluster"
+	"shoal/internal/testenv"
 	"shoal/server/config"
 )
 
@@ -96,24 +96,6 @@ func TestRestartOnly(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the test reads while nothing else writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRetuneAppliesToRunningCluster(t *testing.T) {
 	old := config.Defaults()
 	old.Cluster.Enabled = true
@@ -132,7 +114,7 @@ func TestRetuneAppliesToRunningCluster(t *testing.T) {
 	cfg.Cluster.Policy, cfg.Cluster.Capacity, cfg.Cluster.Margin = "round_robin", 7, 0
 	cfg.Cluster.Sticky, cfg.Cluster.Retries = true, 3
 	cfg.Cluster.Gossip = "127.0.0.1:7999" // needs a restart: warned, not applied
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cr.retune(&cfg, old, slog.New(slog.NewTextHandler(&logs, nil)))
 
 	want := cluster.Tunables{Mode: "proxy", Policy: "round_robin", Capacity: 7, Margin: -1, Sticky: true, Retries: 3, ConfigHash: configHash(&cfg)}
@@ -157,7 +139,7 @@ func TestRetuneAppliesToRunningCluster(t *testing.T) {
 	// A value Validate would refuse, reaching retune anyway, changes nothing.
 	bad := cfg
 	bad.Cluster.Policy = "fastest"
-	logs = syncBuffer{}
+	logs = testenv.Buffer{}
 	cr.retune(&bad, &cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if got := c.Tunables(); got != want {
 		t.Fatalf("invalid retune changed tunables to %+v", got)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"shoal/internal/acme/acmetest"
+	"shoal/internal/testenv"
 )
 
 // acmeDomains are the names every node of the ACME cluster test serves;
@@ -77,7 +78,7 @@ type anode struct {
 	name, dir                  string
 	http, https, admin, gossip string
 	cmd                        *exec.Cmd
-	out                        *syncBuffer
+	out                        *testenv.Buffer
 	exited                     chan struct{}
 }
 
@@ -107,7 +108,7 @@ func startACMENodeWith(t *testing.T, c acmeNodeConfig, p *acmetest.Pebble) *anod
 	writeFile(t, filepath.Join(n.dir, "config.toml"), fmt.Sprintf(acmeClusterConfig,
 		name, n.http, n.https, n.admin, p.Directory(), p.CAPath(), tomlList(c.challenges), c.renewBefore,
 		n.gossip, c.join, c.secret, tomlList(c.hosts)))
-	n.out, n.exited = &syncBuffer{}, make(chan struct{})
+	n.out, n.exited = &testenv.Buffer{}, make(chan struct{})
 	cmd := exec.Command(shoalBin, "serve", "-config", "config.toml")
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = n.out, n.out

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"shoal/internal/testenv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,7 @@ type cnode struct {
 	http, admin, gossip string
 	join                string
 	cmd                 *exec.Cmd
-	out                 *syncBuffer
+	out                 *testenv.Buffer
 	exited              chan struct{}
 	t                   *testing.T
 }
@@ -133,7 +134,7 @@ func (n *cnode) start() {
 	if n.join != "" {
 		args = append(args, "-join", n.join)
 	}
-	n.out = &syncBuffer{}
+	n.out = &testenv.Buffer{}
 	n.exited = make(chan struct{})
 	n.cmd = exec.Command(shoalBin, args...)
 	n.cmd.Dir = n.dir

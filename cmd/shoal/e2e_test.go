@@ -13,8 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"shoal/internal/testenv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,30 +88,12 @@ func writeFile(t *testing.T, path, body string) {
 	}
 }
 
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running shoal.
 type proc struct {
 	t              *testing.T
 	cmd            *exec.Cmd
 	addr, url      string
-	stdout, stderr *syncBuffer
+	stdout, stderr *testenv.Buffer
 	exited         chan struct{}
 	err            error // Wait's result, once exited is closed
 }

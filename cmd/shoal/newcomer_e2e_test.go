@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"shoal/internal/testenv"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,7 +65,7 @@ func TestE2EConfigSourceLogged(t *testing.T) {
 // spawnRaw starts shoal serve with exactly args in dir.
 func spawnRaw(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{t: t, stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(shoalBin, append([]string{"serve"}, args...)...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

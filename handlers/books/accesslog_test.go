@@ -1,7 +1,6 @@
 package books
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,34 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"shoal/internal/testenv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the log's flusher goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func serveLogged(t *testing.T, format string, req *http.Request) string {
 	t.Helper()
-	var out lockedBuffer
+	var out testenv.Buffer
 	log := NewAccessLog(&out, format)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := NewRecorder(w, 0)

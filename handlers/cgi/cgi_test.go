@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,12 +34,12 @@ type cgiFixture struct {
 	h       *Handler
 	srv     *httptest.Server
 	scratch string
-	log     *cgiLogBuffer
+	log     *testenv.Buffer
 }
 
 func newCGIFixture(t *testing.T, tune func(*Handler)) *cgiFixture {
 	t.Helper()
-	f := &cgiFixture{scratch: t.TempDir(), log: &cgiLogBuffer{}}
+	f := &cgiFixture{scratch: t.TempDir(), log: &testenv.Buffer{}}
 	f.h = &Handler{
 		Root:     cgiAbs(t, "testdata/cgi/www"),
 		Prefix:   "/cgi-bin/",
@@ -66,23 +65,6 @@ func cgiAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return a
-}
-
-type cgiLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *cgiLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *cgiLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // The node's metrics take CGI events as they are.

@@ -50,23 +50,6 @@ func phpRoot(t testing.TB) string {
 	return root
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type testSessions struct{}
 
 func (testSessions) Encoded(r *http.Request) string { return r.Header.Get("X-Test-Session") }
@@ -81,7 +64,7 @@ type handlerFixture struct {
 	fpm    *fpm
 	client *Client
 	srv    *httptest.Server
-	log    *logBuffer
+	log    *testenv.Buffer
 	relay  *relay // between client and php-fpm on TCP, counting connections
 }
 
@@ -144,7 +127,7 @@ func (r *relay) count() int {
 
 func newHandlerFixture(t *testing.T, network string) *handlerFixture {
 	t.Helper()
-	f := &handlerFixture{fpm: startFPM(t, network), log: &logBuffer{}}
+	f := &handlerFixture{fpm: startFPM(t, network), log: &testenv.Buffer{}}
 	f.client = &Client{Network: network, Address: f.fpm.address, MaxConns: 3}
 	if network == "tcp" {
 		f.relay = newRelay(t, f.fpm.address)

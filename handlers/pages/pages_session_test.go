@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"shoal/handlers/session"
+	"shoal/internal/testenv"
 )
 
 // testKeys, newTestStore and requestWithCookie are the session package's
@@ -41,7 +42,7 @@ func requestWithCookie(c *http.Cookie, path ...string) *http.Request {
 	return r
 }
 
-func sessionPages(t testing.TB, store *session.Store) (*Handler, *pagesLogBuf) {
+func sessionPages(t testing.TB, store *session.Store) (*Handler, *testenv.Buffer) {
 	p, lb := newTestPages(t, "")
 	p.Sessions = store
 	return p, lb

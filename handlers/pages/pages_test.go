@@ -14,35 +14,18 @@ import (
 	"time"
 
 	"shoal/handlers/books"
+	"shoal/internal/testenv"
 )
 
 const pagesSite = "testdata/pages/site"
 
-// logBuffer collects log output for assertions; safe for concurrent use.
-type pagesLogBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *pagesLogBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *pagesLogBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func pagesLogger() (*slog.Logger, *pagesLogBuf) {
-	lb := &pagesLogBuf{}
+func pagesLogger() (*slog.Logger, *testenv.Buffer) {
+	lb := &testenv.Buffer{}
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
 }
 
 // newTestPages returns a Handler over the test site (or a copy of it at dir).
-func newTestPages(t testing.TB, dir string) (*Handler, *pagesLogBuf) {
+func newTestPages(t testing.TB, dir string) (*Handler, *testenv.Buffer) {
 	t.Helper()
 	if dir == "" {
 		dir = pagesSite

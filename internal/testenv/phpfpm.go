@@ -1,13 +1,11 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -113,7 +111,7 @@ func (f *PHPFPM) start(t testing.TB, bin string, o FPMOptions) bool {
 		args = append(args, "-R")
 	}
 	cmd := exec.Command(bin, args...)
-	out := &lockedBuffer{}
+	out := &Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -154,22 +152,4 @@ func (f *PHPFPM) start(t testing.TB, bin string, o FPMOptions) bool {
 	stop()
 	t.Fatalf("php-fpm did not listen on %s within 30s: %s", f.Address, out)
 	return false
-}
-
-// lockedBuffer collects a child's output while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
