@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,7 +208,7 @@ func TestE2EGitSlowClone(t *testing.T) {
 	s := newAppsSite(t)
 	sum := s.seedRepo(t, "slow.git", slowRepoSize)
 	p := startShoal(t, s.dir)
-	relay := throttledRelay(t, p.addr, 1<<20)
+	relay := testenv.StartRelay(t, p.addr, func(dst io.Writer, src io.Reader) { pace(dst, src, 1<<20) }).Addr
 	start := time.Now()
 	dst := filepath.Join(s.dir, "slow")
 	s.git(t, s.dir, "clone", "-q", "http://"+relay+"/git/slow.git", dst)
@@ -275,50 +274,6 @@ func TestE2ECgit(t *testing.T) {
 	if resp, body := p.get("/"); resp.StatusCode != 200 || string(body) != "<h1>home</h1>\n" {
 		t.Errorf("/: %d %q, want index.html (listed first)", resp.StatusCode, body)
 	}
-}
-
-// throttledRelay forwards connections to target, pacing the bytes toward
-// the client at rate bytes per second; it returns its address.
-func throttledRelay(t *testing.T, target string, rate int) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
-			go func() { defer wg.Done(); pace(in, out, rate); in.Close() }()
-		}
-	}()
-	return l.Addr().String()
 }
 
 // pace copies src to dst at about rate bytes per second, in 16 KiB steps.

@@ -65,64 +65,7 @@ type handlerFixture struct {
 	client *Client
 	srv    *httptest.Server
 	log    *testenv.Buffer
-	relay  *relay // between client and php-fpm on TCP, counting connections
-}
-
-// relay passes TCP connections through to php-fpm and counts them: what
-// php-fpm sees (its own "accepted conn" counts requests).
-type relay struct {
-	addr string
-	mu   sync.Mutex
-	n    int
-}
-
-func newRelay(t *testing.T, target string) *relay {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &relay{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	var conns []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		r.mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		r.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.n++
-			conns = append(conns, in, out)
-			r.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return r
-}
-
-func (r *relay) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
+	relay  *testenv.Relay // between client and php-fpm on TCP, counting connections (php-fpm's own "accepted conn" counts requests)
 }
 
 func newHandlerFixture(t *testing.T, network string) *handlerFixture {
@@ -130,8 +73,8 @@ func newHandlerFixture(t *testing.T, network string) *handlerFixture {
 	f := &handlerFixture{fpm: startFPM(t, network), log: &testenv.Buffer{}}
 	f.client = &Client{Network: network, Address: f.fpm.address, MaxConns: 3}
 	if network == "tcp" {
-		f.relay = newRelay(t, f.fpm.address)
-		f.client.Address = f.relay.addr
+		f.relay = testenv.StartRelay(t, f.fpm.address, nil)
+		f.client.Address = f.relay.Addr
 	}
 	t.Cleanup(func() { f.client.Close() })
 	landing := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -312,7 +255,7 @@ func TestFPMConnectionReuse(t *testing.T) {
 	// A request that waited 200 ms for its first record (a loaded
 	// machine) has a kept connection closed to free a worker: one more.
 	relieved := int(f.client.relieved.Load())
-	if n := f.relay.count(); n > 3+relieved || n < 1 {
+	if n := f.relay.Count(); n > 3+relieved || n < 1 {
 		t.Errorf("php-fpm saw %d connections for %d requests, want at most 3 (+%d closed for starved requests)", n, requests+6, relieved)
 	}
 }
