@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"time"
 
 	"shoal/cluster"
 	"shoal/handlers/books"
@@ -77,14 +76,9 @@ func (r *hopRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bool) (
 	peer := b.peer
 	b.peer = cluster.Choice{}
 	rq := &b.rq
-	*rq = request{}
-	rq.Started = time.Now()
-	fields := headBlock(h.Lines)
-	readFast(rq, st, h, c.Remote(), "HTTP/1.1", fields)
-	rq.Handler, rq.Peer = books.KindProxy, peer.Peer()
-	if rq.RequestID == "" {
-		rq.RequestID = st.ids.requestID(fields.first("x-request-id"), books.TrustedPeer(c.Remote(), st.trusted))
-	}
+	b.out = countingWriter{w: c}
+	fields := b.openRelay(st, c, h, books.KindProxy, &b.out, closing)
+	rq.Peer = peer.Peer()
 	scheme := "http"
 	if c.TLS() {
 		scheme = "https"
@@ -94,9 +88,6 @@ func (r *hopRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bool) (
 	if via := fields.all("via"); len(via) > 0 {
 		b.hop.Via = strings.Join(via, ", ")
 	}
-	b.out = countingWriter{w: c}
-	b.sink.W, b.sink.HEAD, b.sink.Close, b.sink.Fields = &b.out, h.IsHEAD, closing, b.fields
-	b.sink.Status, b.sink.Bytes = 0, 0
 	relayed, err := b.cluster.Relay(context.Background(), peer, &b.hop, &b.sink)
 	if !relayed || b.out.n == 0 && err != nil {
 		// Nothing reached the client: the full chain serves it.
@@ -105,13 +96,7 @@ func (r *hopRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bool) (
 		}
 		return false, false
 	}
-	rq.Status, rq.Bytes = b.sink.Status, b.sink.Bytes
-	if err != nil && rq.Status == 0 {
-		rq.Status = http.StatusBadGateway
-	}
-	rq.begin(st, nil) // proxied: no local work in the cluster's load, as on the full chain
-	rq.finish()
-	return true, err == nil && b.sink.Keep
+	return true, b.closeRelay(st, nil, err) // proxied: no local work in the cluster's load, as on the full chain
 }
 
 // countingWriter counts what a relay wrote to the client.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -111,19 +112,9 @@ func relaysFor(st *site) map[string]*upstreamRelay {
 func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bool) (wrote, keep bool) {
 	st, b := r.site, connBooks(c)
 	rq := &b.rq
-	*rq = request{}
-	rq.Started = time.Now()
-	fields := headBlock(h.Lines)
-	readFast(rq, st, h, c.Remote(), "HTTP/1.1", fields)
-	rq.Handler = books.KindUpstream
-	if rq.RequestID == "" {
-		rq.RequestID = st.ids.requestID(fields.first("x-request-id"), books.TrustedPeer(c.Remote(), st.trusted))
-	}
+	b.openRelay(st, c, h, books.KindUpstream, c, closing)
 	b.in = upstream.Inbound{Method: rq.Method, Target: h.Target, Host: h.Host, Lines: string(h.Lines),
 		ClientIP: rq.ClientIP, TLS: c.TLS(), RequestID: rq.RequestID}
-	// The sink keeps its buffer from one request to the next.
-	b.sink.W, b.sink.HEAD, b.sink.Close, b.sink.Fields = c, h.IsHEAD, closing, b.fields
-	b.sink.Status, b.sink.Bytes = 0, 0
 	wrote, err := r.h.Relay(context.Background(), &b.in, &b.sink)
 	if !wrote && upstream.TimedOut(err) {
 		return r.timedOut(c, rq, b, closing, err)
@@ -134,13 +125,41 @@ func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bo
 	if err == nil {
 		err = b.sink.End()
 	}
+	return true, b.closeRelay(st, b.cluster, err)
+}
+
+// openRelay opens the books of a request a relay answers (its handler
+// kind, client and request ID read as every fast path reads them) and
+// readies the sink to write the answer to w. It returns the request's
+// header block.
+func (b *fastBooks) openRelay(st *site, c *http1.Conn, h *http1.Head, kind string, w io.Writer, closing bool) headBlock {
+	rq := &b.rq
+	*rq = request{}
+	rq.Started = time.Now()
+	fields := headBlock(h.Lines)
+	readFast(rq, st, h, c.Remote(), "HTTP/1.1", fields)
+	rq.Handler = kind
+	if rq.RequestID == "" {
+		rq.RequestID = st.ids.requestID(fields.first("x-request-id"), books.TrustedPeer(c.Remote(), st.trusted))
+	}
+	// The sink keeps its buffer from one request to the next.
+	b.sink.W, b.sink.HEAD, b.sink.Close, b.sink.Fields = w, h.IsHEAD, closing, b.fields
+	b.sink.Status, b.sink.Bytes = 0, 0
+	return fields
+}
+
+// closeRelay writes the books of a relayed answer once it is out (err:
+// how it ended; a cut before any status is a 502), counted in cl's local
+// work when cl is set, and reports whether the connection may go on.
+func (b *fastBooks) closeRelay(st *site, cl *cluster.Cluster, err error) (keep bool) {
+	rq := &b.rq
 	rq.Status, rq.Bytes = b.sink.Status, b.sink.Bytes
 	if err != nil && rq.Status == 0 {
 		rq.Status = http.StatusBadGateway
 	}
-	rq.begin(st, b.cluster)
+	rq.begin(st, cl)
 	rq.finish()
-	return true, err == nil && b.sink.Keep
+	return err == nil && b.sink.Keep
 }
 
 // timedOut answers 504 with the site's page for a request whose target
