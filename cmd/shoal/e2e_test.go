@@ -423,13 +423,7 @@ func TestE2ECommands(t *testing.T) {
 	for name, body := range files {
 		writeFile(t, filepath.Join(dir, name), body)
 	}
-	cases := []struct {
-		name   string
-		args   []string
-		code   int
-		stdout []string // each must appear
-		stderr []string
-	}{
+	cases := []commandCase{
 		{"check good", []string{"check", "-config", "good.toml"}, 0, []string{"ok"}, nil},
 		{"check default config.toml", []string{"check"}, 0, []string{"config.toml"}, nil},
 		{"check unknown key on line 3", []string{"check", "-config", "bad.toml"}, 2, nil, []string{"bad.toml:3:1:", `"server.htpp"`}},
@@ -447,24 +441,7 @@ func TestE2ECommands(t *testing.T) {
 		{"keygen", []string{"keygen"}, 0, nil, nil},
 		{"unknown subcommand", []string{"frobnicate"}, 2, nil, []string{"frobnicate"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := runShoal(t, dir, tc.args...)
-			if code != tc.code {
-				t.Errorf("shoal %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stdout, stderr)
-			}
-			for _, s := range tc.stdout {
-				if !strings.Contains(stdout, s) {
-					t.Errorf("stdout lacks %q:\n%s", s, stdout)
-				}
-			}
-			for _, s := range tc.stderr {
-				if !strings.Contains(stderr, s) {
-					t.Errorf("stderr lacks %q:\n%s", s, stderr)
-				}
-			}
-		})
-	}
+	runCommands(t, dir, cases)
 }
 
 // TestE2EPathsRelativeToConfig: relative paths in a config are resolved
@@ -483,4 +460,37 @@ func TestE2EPathsRelativeToConfig(t *testing.T) {
 // same one (a port closed by freeAddr is free again at once).
 func portTaken(out string) bool {
 	return strings.Contains(out, "address already in use") || strings.Contains(out, "uses the same port as")
+}
+
+// commandCase is one shoal command line and what it must print and exit
+// with.
+type commandCase struct {
+	name   string
+	args   []string
+	code   int
+	stdout []string // each must appear
+	stderr []string
+}
+
+// runCommands runs each case's command in dir and checks it.
+func runCommands(t *testing.T, dir string, cases []commandCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runShoal(t, dir, tc.args...)
+			if code != tc.code {
+				t.Errorf("shoal %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stdout, stderr)
+			}
+			for _, s := range tc.stdout {
+				if !strings.Contains(stdout, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+		})
+	}
 }

@@ -104,13 +104,7 @@ func TestE2ENewcomerCommands(t *testing.T) {
 		writeFile(t, filepath.Join(dir, name), body)
 	}
 	noNode := freeAddr(t)
-	cases := []struct {
-		name   string
-		args   []string
-		code   int
-		stdout []string
-		stderr []string
-	}{
+	cases := []commandCase{
 		{"-http help", []string{"serve", "-h"}, 0, nil, []string{`-http "" disables the HTTP listener`}},
 		{"members with no node", []string{"members", "-admin", noNode}, 1, nil,
 			[]string{noNode, "is a node running?", "is -admin right?", "server.admin"}},
@@ -122,22 +116,5 @@ func TestE2ENewcomerCommands(t *testing.T) {
 			[]string{`types.toml:2:1: server.http: must be a string such as ":8080"`, `types.toml:4:1: site.0.root: must be a string such as "www"`}},
 		{"check -root ignores ./config.toml", []string{"check", "-root", "www"}, 0, []string{"built-in defaults: ok", "-root without -config"}, nil},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := runShoal(t, dir, tc.args...)
-			if code != tc.code {
-				t.Errorf("shoal %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stdout, stderr)
-			}
-			for _, s := range tc.stdout {
-				if !strings.Contains(stdout, s) {
-					t.Errorf("stdout lacks %q:\n%s", s, stdout)
-				}
-			}
-			for _, s := range tc.stderr {
-				if !strings.Contains(stderr, s) {
-					t.Errorf("stderr lacks %q:\n%s", s, stderr)
-				}
-			}
-		})
-	}
+	runCommands(t, dir, cases)
 }
