@@ -172,7 +172,10 @@ func (r *upstreamRelay) timedOut(c *http1.Conn, rq *request, b *fastBooks, closi
 	out = strconv.AppendInt(out, int64(rq.Status), 10)
 	out = append(out, " "+http.StatusText(rq.Status)+"\r\n"...)
 	out = append(out, c.DateLine(rq.Started)...)
-	out = append(out, "Content-Type: text/html; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: "...)
+	for _, f := range books.PageFields(rq.Status) {
+		out = append(out, f[0]+": "+f[1]+"\r\n"...)
+	}
+	out = append(out, "Content-Length: "...)
 	out = strconv.AppendInt(out, int64(len(body)), 10)
 	out = append(out, "\r\n"...)
 	out = append(out, b.listener...)

@@ -28,16 +28,24 @@ func (e *ErrorPages) Serve(w http.ResponseWriter, r *http.Request, status int) {
 		h.Del(k)
 	}
 	body := e.body(status)
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("X-Content-Type-Options", "nosniff")
-	if status >= 500 || status == http.StatusNotFound {
-		h.Set("Cache-Control", "no-store")
+	for _, f := range PageFields(status) {
+		h.Set(f[0], f[1])
 	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// PageFields are the header fields an error page goes out with, besides
+// its length.
+func PageFields(status int) [][2]string {
+	f := [][2]string{{"Content-Type", "text/html; charset=utf-8"}, {"X-Content-Type-Options", "nosniff"}}
+	if status >= 500 || status == http.StatusNotFound {
+		f = append(f, [2]string{"Cache-Control", "no-store"})
+	}
+	return f
 }
 
 // Page is the body Serve writes for status.
