@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -366,7 +367,19 @@ func TestMaxConnsPerIP(t *testing.T) {
 		if i%2 == 1 {
 			addr = httpsAddr
 		}
-		held = append(held, dialFrom(t, "127.0.0.2", addr))
+		c := dialFrom(t, "127.0.0.2", addr)
+		if i%2 == 1 {
+			c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		}
+		// Served once, so the node has accepted (and counted) it before
+		// the one over the cap comes: the kernel completes a handshake
+		// before the listener's Accept.
+		fmt.Fprintf(c, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held connection %d not served: %v", i+1, err)
+		}
+		held = append(held, c)
 	}
 	for _, addr := range []string{tn.addr, httpsAddr} {
 		if c := dialFrom(t, "127.0.0.2", addr); !closedAtOnce(c, 2*time.Second) {
