@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"shoal/internal/rawio"
 )
 
 // Request is what Forward sends: a request head and its body.
@@ -204,6 +206,11 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 		}
 	}()
 	writeHead(c.bw, req, hasBody)
+	if rc, ok := c.nc.(*rawio.Conn); ok && !hasBody && idempotent(req.Method) {
+		// Sent with the first read of the answer; a failed send shows
+		// there, as a reset, which makes the request stale all the same.
+		rc.DeferWrite()
+	}
 	if err := c.bw.Flush(); err != nil {
 		return fmt.Errorf("%w: %w", errStale, err) // the target got no whole request
 	}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"shoal/internal/rawio"
 )
 
 // Dialer opens a connection to one target: TCP, a unix socket, TLS or
@@ -83,6 +85,11 @@ func (p *Pool) dialNew(ctx, abort context.Context) (*conn, bool, error) {
 			err = fmt.Errorf("%w: %w", err, context.Cause(abort))
 		}
 		return nil, false, err
+	}
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		if r := rawio.New(tcp); r != nil {
+			nc = r
+		}
 	}
 	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10)}
 	c.abort = func() { nc.SetDeadline(aLongTimeAgo) }

@@ -106,6 +106,12 @@ func (s *WireSink) Flush() error {
 	return err
 }
 
+// lastWriter is a W that sends a kept connection's last bytes its own
+// way (http1.Conn: with the read of the next request).
+type lastWriter interface {
+	WriteLast(p []byte) (int, error)
+}
+
 // End finishes a chunked body and writes out the rest; a second End
 // (Forward ends the sink itself) adds nothing.
 func (s *WireSink) End() error {
@@ -113,7 +119,13 @@ func (s *WireSink) End() error {
 		s.chunked = false
 		s.buf = append(s.buf, "0\r\n\r\n"...)
 	}
-	err := s.Flush()
+	var err error
+	if lw, ok := s.W.(lastWriter); ok && !s.Close && len(s.buf) > 0 {
+		_, err = lw.WriteLast(s.buf)
+		s.buf = s.buf[:0]
+	} else {
+		err = s.Flush()
+	}
 	s.Keep = err == nil && !s.Close
 	return err
 }

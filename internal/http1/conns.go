@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"shoal/internal/rawio"
 )
 
 // The slow-client limits (server.min_send_rate, server.max_conns_per_ip)
@@ -126,8 +128,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			tcp.Close()
 			continue
 		}
-		return &LimitConn{TCPConn: tcp, release: func() { l.lim.release(ip) },
-			rate: l.rate, window: l.window}, nil
+		lc := newLimitConn(tcp)
+		lc.release = func() { l.lim.release(ip) }
+		lc.rate, lc.window = l.rate, l.window
+		return lc, nil
 	}
 }
 
@@ -149,6 +153,9 @@ func clientAddr(c net.Conn) netip.Addr {
 // asks for (send_timeout) still holds as it is.
 type LimitConn struct {
 	*net.TCPConn
+	// raw does the reads and writes (package rawio says why); nil: the
+	// TCPConn's own.
+	raw      *rawio.Conn
 	release  func()
 	released atomic.Bool
 	rate     int64 // bytes per second; 0: off
@@ -167,6 +174,38 @@ type LimitConn struct {
 	cut atomic.Bool
 }
 
+// newLimitConn is tcp, not counted and without a send rate until the
+// caller sets them.
+func newLimitConn(tcp *net.TCPConn) *LimitConn {
+	return &LimitConn{TCPConn: tcp, raw: rawio.New(tcp)}
+}
+
+// Read reads from the socket.
+func (c *LimitConn) Read(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Read(p)
+	}
+	return c.TCPConn.Read(p)
+}
+
+// write writes p to the socket.
+func (c *LimitConn) write(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Write(p)
+	}
+	return c.TCPConn.Write(p)
+}
+
+// writeBuffers writes a fast answer's parts with one writev. Like the
+// answers net/http sends with sendfile, it is bound by send_timeout
+// alone.
+func (c *LimitConn) writeBuffers(bufs *net.Buffers) (int64, error) {
+	if c.raw != nil {
+		return c.raw.Writev(bufs)
+	}
+	return bufs.WriteTo(c.TCPConn)
+}
+
 // errTooSlow: the client read slower than min_send_rate. It is a
 // timeout, as a stalled reader's is.
 var errTooSlow = fmt.Errorf("client below min_send_rate: %w", os.ErrDeadlineExceeded)
@@ -179,7 +218,31 @@ func (c *LimitConn) Close() error {
 	if c.cut.Load() {
 		c.TCPConn.SetLinger(0)
 	}
+	if c.raw != nil {
+		return c.raw.Close() // sends a deferred response first
+	}
 	return c.TCPConn.Close()
+}
+
+// CloseWrite sends a deferred response, then shuts the write side.
+func (c *LimitConn) CloseWrite() error {
+	if c.raw != nil {
+		if err := c.raw.Flush(); err != nil {
+			return err
+		}
+	}
+	return c.TCPConn.CloseWrite()
+}
+
+// deferWrite makes the next write go out with the next read (a kept
+// connection's response with the read of the next request), when the
+// socket is raw and no send rate is watched.
+func (c *LimitConn) deferWrite() bool {
+	if c.raw == nil || c.rate != 0 {
+		return false
+	}
+	c.raw.DeferWrite()
+	return true
 }
 
 func (c *LimitConn) SetDeadline(t time.Time) error {
@@ -247,12 +310,12 @@ func (c *LimitConn) judge(start time.Time, n int64, err error) error {
 
 func (c *LimitConn) Write(p []byte) (int, error) {
 	if c.rate == 0 {
-		return c.TCPConn.Write(p)
+		return c.write(p)
 	}
 	var n int
 	for {
 		start := c.arm()
-		m, err := c.TCPConn.Write(p[n:])
+		m, err := c.write(p[n:])
 		n += m
 		if err = c.judge(start, int64(m), err); err != nil || n == len(p) {
 			return n, err

@@ -183,10 +183,10 @@ func (f *Front) AcceptLoop() {
 				f.handoff.give(c)
 				continue
 			}
-			lc = &LimitConn{TCPConn: tcp} // not counted: no limiter in front
+			lc = newLimitConn(tcp) // not counted: no limiter in front
 		}
 		tcp := lc.TCPConn
-		fc := &Conn{conn: lc, tcp: tcp, rw: tcp, br: bufio.NewReaderSize(tcp, fastBufferSize), accepted: time.Now(),
+		fc := &Conn{conn: lc, tcp: tcp, rw: lc, br: bufio.NewReaderSize(lc, fastBufferSize), accepted: time.Now(),
 			remote: tcp.RemoteAddr().String()}
 		if !f.track(fc) {
 			lc.Close()
@@ -369,8 +369,11 @@ func (f *Front) answer(fc *Conn, a *Answer, closing bool) bool {
 	for _, b := range fc.bufs {
 		want += int64(len(b))
 	}
+	if !closing && want <= maxDeferred {
+		fc.conn.deferWrite()
+	}
 	fc.wb = fc.bufs[:] // WriteTo consumes wb and the slices in bufs
-	sent, err := fc.wb.WriteTo(fc.tcp)
+	sent, err := fc.conn.writeBuffers(&fc.wb)
 	return err == nil && sent == want
 }
 
@@ -397,6 +400,21 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return c.tls.Write(p)
 	}
 	return c.conn.Write(p)
+}
+
+// maxDeferred is the largest response a kept plain connection sends with
+// the read of the next request (rawio.Conn.DeferWrite): it is copied
+// once, so a small one only.
+const maxDeferred = 16 << 10
+
+// WriteLast writes the last bytes of a Relay's response, which the
+// connection keeps: over plain TCP a small one goes out with the read of
+// the next request.
+func (c *Conn) WriteLast(p []byte) (int, error) {
+	if c.tls == nil && len(p) <= maxDeferred {
+		c.conn.deferWrite()
+	}
+	return c.Write(p)
 }
 
 // tlsGather is how much of a response goes out in one Write over TLS:
@@ -455,7 +473,7 @@ func (f *Front) closeGracefully(fc *Conn) {
 	if fc.tls != nil {
 		fc.tls.CloseWrite() // close_notify: the TLS way to end the write side
 	} else {
-		fc.tcp.CloseWrite()
+		fc.conn.CloseWrite()
 	}
 	fc.rw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	io.Copy(io.Discard, io.LimitReader(fc.rw, 256<<10))
