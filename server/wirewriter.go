@@ -234,4 +234,3 @@ func (w *wireWriter) writeOut() {
 	_, w.err = w.c.Write(w.out)
 	w.out = w.out[:0]
 }
-
