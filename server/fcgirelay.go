@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 
 	"shoal/handlers/books"
@@ -29,8 +31,8 @@ type fcgiBooks struct {
 // (upstreamRelay.fastcgi): the FastCGI handler builds its params from the
 // header block as it builds them from an http.Request on the full chain,
 // and answers on a wireWriter over the connection, which writes what
-// net/http would. What the relay leaves (a site with sessions, every
-// target down or refusing) goes to net/http unread, with nothing sent to
+// net/http would. What the relay leaves (every target down or refusing, a
+// loop, an unclean path) goes to net/http unread, with nothing sent to
 // php-fpm. The books are written once the answer is out, as the HTTP
 // upstream relay's.
 func (r *upstreamRelay) relayFastCGI(c *http1.Conn, h *http1.Head, closing bool) (wrote, keep bool) {
@@ -50,22 +52,47 @@ func (r *upstreamRelay) relayFastCGI(c *http1.Conn, h *http1.Head, closing bool)
 	}
 	w := &fb.wire
 	w.reset(c, b.listener, h.IsHEAD, closing)
-	served, err := r.h.RelayFastCGI(context.Background(), in, w)
+	served, err := r.serveFastCGI(in, w)
 	fb.head = nil
 	if !served {
 		return false, false
 	}
-	keep, endErr := w.end()
-	if err == nil {
-		err = endErr
+	keep = false
+	switch {
+	case errors.Is(err, errPanicked):
+		if w.status == 0 {
+			w.status = http.StatusInternalServerError // as finishHTTP books it
+		}
+	case err == nil:
+		keep, err = w.end()
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errPanicked) {
 		st.log.Warn("fastcgi: response cut short", "uri", rq.URI, "remote", rq.ClientIP, "error", err)
 	}
 	rq.Status, rq.Bytes = w.statusOrOK(), w.written
 	rq.begin(st, b.cluster)
 	rq.finish()
 	return true, keep && err == nil
+}
+
+// errPanicked: the handler panicked (a local redirect's dispatch, whose
+// static files abort a response cut short with http.ErrAbortHandler);
+// the connection is closed, as net/http does.
+var errPanicked = errors.New("fastcgi relay: handler panicked")
+
+// serveFastCGI runs the upstream's relay, a panic turned into
+// errPanicked, logged as net/http logs one (http.ErrAbortHandler quietly).
+func (r *upstreamRelay) serveFastCGI(in *fastcgi.Inbound, w *wireWriter) (served bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				r.site.log.Error("fastcgi relay: panic serving a request", "uri", in.Meta.URI,
+					"remote", in.Meta.ClientIP, "panic", p, "stack", string(debug.Stack()))
+			}
+			served, err = true, errPanicked
+		}
+	}()
+	return r.h.RelayFastCGI(context.Background(), in, w)
 }
 
 // fullRequest is the request as net/http would have handed it to the

@@ -43,9 +43,7 @@ func (h *Handler) RelayFastCGI(ctx context.Context, in *fastcgi.Inbound, w http.
 			break
 		}
 		done = append(done, t)
-		t.inflight.Add(1)
-		served, err := h.fcgi[t].Relay(ctx, in, w)
-		t.inflight.Add(-1)
+		served, err := h.relayTo(ctx, t, in, w)
 		if served || errors.Is(err, fastcgi.ErrNotRelayed) || ctx.Err() != nil {
 			return served, err
 		}
@@ -54,4 +52,12 @@ func (h *Handler) RelayFastCGI(ctx context.Context, in *fastcgi.Inbound, w http.
 		lastErr = err
 	}
 	return false, lastErr
+}
+
+// relayTo relays in to t, counted in flight while it serves (the site's
+// code a local redirect runs may panic: the count is kept right).
+func (h *Handler) relayTo(ctx context.Context, t *target, in *fastcgi.Inbound, w http.ResponseWriter) (bool, error) {
+	t.inflight.Add(1)
+	defer t.inflight.Add(-1)
+	return h.fcgi[t].Relay(ctx, in, w)
 }
