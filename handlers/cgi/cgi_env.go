@@ -195,8 +195,11 @@ func cgiRequestURI(r *http.Request) string {
 // address; "": unknown).
 func cgiServerNamePort(host, local string, tls bool) (name, port string) {
 	name = host
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		name, port = h, p
+	// Without a colon SplitHostPort fails, allocating its error.
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, p, err := net.SplitHostPort(host); err == nil {
+			name, port = h, p
+		}
 	}
 	if local != "" {
 		lh, lp, err := net.SplitHostPort(local)
