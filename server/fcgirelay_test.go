@@ -228,6 +228,33 @@ func TestFastCGIRelayFraming(t *testing.T) {
 	}
 }
 
+// TestFastCGIRelaySession: a script's X-Replace-Session answered through
+// the relay sets the session cookie, and the session comes back to
+// scripts as HTTP_SESSION on the relay as on the full chain.
+func TestFastCGIRelaySession(t *testing.T) {
+	fpm := testenv.StartPHPFPM(t, testenv.FPMOptions{Listen: "unix", Children: 2, NoIni: true})
+	n, _ := startBooksNodeWith(t, false, fcgiScripts, fcgiTail("fastcgi+unix:"+fpm.Address, "$DIR/www", refusingAddr(t)))
+	fast0 := n.fastAnswered()
+	a := booksResponse(t, n, "h1-fast", "GET", "/session.php", nil, "")
+	cookie := a.header.Get("Set-Cookie")
+	if a.status != 200 || a.body != "stored" || cookie == "" || n.fastAnswered() == fast0 {
+		t.Fatalf("session.php: %d %q, cookie %q, relayed %v", a.status, a.body, cookie, n.fastAnswered() > fast0)
+	}
+	name, value, _ := strings.Cut(strings.Split(cookie, ";")[0], "=")
+	hdr := []string{"Cookie", "a=1; " + name + "=" + value, "X-Request-ID", "sess-1"}
+	bodies := map[string]string{}
+	for _, path := range []string{"h1-fast", "h1-full"} {
+		a := booksResponse(t, n, path, "GET", "/env.php", hdr, "")
+		if !strings.Contains(a.body, "\nHTTP_SESSION=who=bob\n") {
+			t.Errorf("%s: the script does not see the session:\n%s", path, a.body)
+		}
+		bodies[path] = a.body
+	}
+	if bodies["h1-fast"] != bodies["h1-full"] {
+		t.Errorf("the params differ:\n%s\nnet/http's\n%s", bodies["h1-fast"], bodies["h1-full"])
+	}
+}
+
 // headerDiff lists the fields of got and want that differ, Date apart,
 // and those of vary that either lacks.
 func headerDiff(got, want http.Header, vary []string) string {

@@ -31,9 +31,19 @@ type Inbound struct {
 func mayHoldSession(s session.Codec, lines []byte) bool {
 	named, ok := s.(interface{ CookieName() string })
 	if !ok {
-		return bytes.Contains(lines, []byte("="))
+		return bytes.IndexByte(lines, '=') >= 0
 	}
-	return bytes.Contains(lines, []byte(named.CookieName()+"="))
+	name := named.CookieName()
+	for rest := lines; ; {
+		i := bytes.Index(rest, []byte(name))
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(name):]
+		if len(rest) > 0 && rest[0] == '=' {
+			return true
+		}
+	}
 }
 
 // ErrNotRelayed: Relay leaves the request to ServeHTTP, nothing sent.
