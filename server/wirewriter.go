@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"shoal/internal/http1"
 )
 
 // wireWriter is an http.ResponseWriter that writes HTTP/1.1 straight to
@@ -18,7 +16,7 @@ import (
 // before a buffer filled (gather; net/http's is 2 KiB), else chunked,
 // and a Flush sends what is there. Reused from one request to the next.
 type wireWriter struct {
-	c *http1.Conn
+	c wireConn
 	// extra are the header lines the listener adds (HSTS, Alt-Svc).
 	extra []byte
 	// isHEAD: no body goes out; close: Connection: close, and the
@@ -38,12 +36,19 @@ type wireWriter struct {
 	err                     error
 }
 
+// wireConn is what a wireWriter writes to: a fast-path connection
+// (*http1.Conn), whose Date line it uses.
+type wireConn interface {
+	Write(p []byte) (int, error)
+	DateLine(now time.Time) []byte
+}
+
 // gather is how much body is held before the head must go out without
 // knowing the body's length.
 const gather = 16 << 10
 
 // reset readies the writer for a new response.
-func (w *wireWriter) reset(c *http1.Conn, extra []byte, isHEAD, close bool) {
+func (w *wireWriter) reset(c wireConn, extra []byte, isHEAD, close bool) {
 	if w.header == nil {
 		w.header = http.Header{}
 	}
@@ -152,6 +157,7 @@ func (w *wireWriter) statusOrOK() int {
 func (w *wireWriter) composeHead(whole bool) {
 	h := w.header
 	body := w.out
+	length := -1 // the whole body's, when known here
 	switch {
 	case w.status == http.StatusNotModified:
 		delete(h, "Content-Type")
@@ -163,7 +169,7 @@ func (w *wireWriter) composeHead(whole bool) {
 	case w.isHEAD:
 	case w.declared >= 0:
 	case whole:
-		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+		length = len(body)
 	default:
 		w.chunked = true
 	}
@@ -198,6 +204,11 @@ func (w *wireWriter) composeHead(whole bool) {
 		b = append(b, w.c.DateLine(time.Now())...)
 	}
 	b = append(b, w.extra...)
+	if length >= 0 {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(length), 10)
+		b = append(b, "\r\n"...)
+	}
 	if w.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
