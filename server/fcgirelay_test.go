@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -252,6 +253,41 @@ func TestFastCGIRelaySession(t *testing.T) {
 	}
 	if bodies["h1-fast"] != bodies["h1-full"] {
 		t.Errorf("the params differ:\n%s\nnet/http's\n%s", bodies["h1-fast"], bodies["h1-full"])
+	}
+}
+
+// TestFastCGIRelayStderr: the application's stderr records reach the
+// node's log with the script's name when the relay serves the request.
+func TestFastCGIRelayStderr(t *testing.T) {
+	fpm := testenv.StartPHPFPM(t, testenv.FPMOptions{Listen: "unix", Children: 2, NoIni: true})
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
+	os.WriteFile(filepath.Join(dir, "www", "stderr.php"), []byte("<?php error_log('boom from the relay'); echo \"ok\\n\";\n"), 0o644)
+	cfg := fmt.Sprintf("[log]\naccess = \"off\"\n[server]\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\ndrain_delay = \"0s\"\n[[site]]\nroot = \"www\"\n"+
+		"[[site.route]]\npath = \"*.php\"\nupstream = \"php\"\n[[upstream]]\nname = \"php\"\n"+
+		"targets = [\"fastcgi+unix:%s\"]\nroot = %q\n", fpm.Address, filepath.Join(dir, "www"))
+	path := filepath.Join(dir, "shoal.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log testenv.Buffer
+	n := runNodeLogged(t, path, &log)
+	fast0 := n.fastAnswered()
+	a := booksRaw(t, n.Addrs()["http"], "GET", "/stderr.php", nil, "")
+	if a.status != 200 || a.body != "ok\n" || n.fastAnswered() == fast0 {
+		t.Fatalf("stderr.php: %d %q, relayed %v", a.status, a.body, n.fastAnswered() > fast0)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(log.String(), "boom from the relay") {
+		if time.Now().After(deadline) {
+			t.Fatalf("stderr not logged:\n%s", log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.Contains(l, "boom from the relay") && (!strings.Contains(l, "stderr.php") || !strings.Contains(l, "uri=/stderr.php")) {
+			t.Errorf("the line lacks the script or the URI: %s", l)
+		}
 	}
 }
 
