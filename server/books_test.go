@@ -204,10 +204,12 @@ func startBooksNode(t *testing.T, clustered bool) (*Node, string) {
 }
 
 // startBooksNodeWith is startBooksNode with more files and more of the
-// site's config (its [[site.route]] tables, say) after its [[site.cgi]].
+// site's config (its [[site.route]] tables, say) after its [[site.cgi]];
+// $DIR in siteTail stands for the node's folder.
 func startBooksNodeWith(t *testing.T, clustered bool, more map[string]string, siteTail string) (*Node, string) {
 	t.Helper()
 	dir := t.TempDir()
+	siteTail = strings.ReplaceAll(siteTail, "$DIR", dir)
 	files := map[string]string{
 		"www/index.html":     "<h1>home</h1>\n",
 		"www/digits.txt":     "0123456789\n",

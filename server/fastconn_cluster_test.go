@@ -61,8 +61,14 @@ root = "www"
 // ready and stops it when the test ends.
 func runNode(t testing.TB, path string) *Node {
 	t.Helper()
+	return runNodeLogged(t, path, io.Discard)
+}
+
+// runNodeLogged is runNode with the node's log written to log.
+func runNodeLogged(t testing.TB, path string, log io.Writer) *Node {
+	t.Helper()
 	n, err := New(func() (*config.Config, error) { return config.Load(path) },
-		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Options{Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,11 @@ type fastBooks struct {
 	peer cluster.Choice
 	hop  cluster.HopRequest
 	out  countingWriter
+	// local is the address of the listener that took the connection
+	// (routeOn), for the FastCGI relay's SERVER_PORT; fcgi is that
+	// relay's state (fcgirelay.go).
+	local string
+	fcgi  fcgiBooks
 }
 
 // connBooks is c's fastBooks, made at its first fast answer.
@@ -80,6 +85,9 @@ func hasField(h *forward.Head, name string) bool {
 type upstreamRelay struct {
 	site *site
 	h    *upstream.Handler
+	// fastcgi: the upstream's targets are FastCGI applications, relayed
+	// by relayFastCGI.
+	fastcgi bool
 }
 
 // fastUpstream is the relay for a request the fast routes declined, when
@@ -95,12 +103,17 @@ func (st *site) fastUpstream(method, scheme, path string, a fastAnswer) *upstrea
 }
 
 // relaysFor makes a site's relays, one per upstream whose targets all
-// speak HTTP.
+// speak HTTP, or all FastCGI.
 func relaysFor(st *site) map[string]*upstreamRelay {
 	m := map[string]*upstreamRelay{}
 	for name, h := range st.upstreams {
-		if uh, ok := h.(*upstream.Handler); ok && uh.Relayable() {
+		uh, ok := h.(*upstream.Handler)
+		switch {
+		case !ok:
+		case uh.Relayable():
 			m[name] = &upstreamRelay{site: st, h: uh}
+		case uh.FastCGIRelayable():
+			m[name] = &upstreamRelay{site: st, h: uh, fastcgi: true}
 		}
 	}
 	return m
@@ -110,6 +123,9 @@ func relaysFor(st *site) map[string]*upstreamRelay {
 // then writes the books (the access log and metrics see it once it is
 // out, as HTTP/2's fast answers).
 func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bool) (wrote, keep bool) {
+	if r.fastcgi {
+		return r.relayFastCGI(c, h, closing)
+	}
 	st, b := r.site, connBooks(c)
 	rq := &b.rq
 	b.openRelay(st, c, h, books.KindUpstream, c, closing)

@@ -51,42 +51,102 @@ func (h *Handler) environ(r *http.Request, sc *cgiScript, contentLength int64, s
 // HTTP_AUTHORIZATION), for CGI and FastCGI alike. The script's names,
 // CONTENT_LENGTH and the session are the caller's.
 func RequestVars(r *http.Request, add func(name, value string)) {
-	add("REQUEST_METHOD", r.Method)
-	add("SERVER_PROTOCOL", r.Proto)
-	add("REQUEST_URI", cgiRequestURI(r))
-	add("QUERY_STRING", r.URL.RawQuery)
-	name, port := cgiServerNamePort(r)
-	add("SERVER_NAME", name)
-	add("SERVER_PORT", port)
-	ip := books.ClientIP(r)
-	add("REMOTE_ADDR", ip)
-	add("REMOTE_HOST", ip)
-	if peer, rport, err := net.SplitHostPort(r.RemoteAddr); err == nil && peer == ip {
-		add("REMOTE_PORT", rport) // a proxy's port says nothing about the client
-	}
-	if r.TLS != nil {
-		add("HTTPS", "on")
+	m := MetaOf(r)
+	m.Vars(add)
+}
+
+// Meta is what the request's meta-variables are made of, read from an
+// *http.Request (MetaOf) or from a server's own parse of a request (its
+// HTTP/1.1 fast path): one function, Vars, turns either into the same
+// variables.
+type Meta struct {
+	// Method and Proto are REQUEST_METHOD and SERVER_PROTOCOL.
+	Method, Proto string
+	// URI is REQUEST_URI (a path: see cgiRequestURI), Query QUERY_STRING.
+	URI, Query string
+	// Host is the Host the client asked for; Local the address of the
+	// listener that took the connection ("": unknown), for SERVER_PORT.
+	Host, Local string
+	// RemoteAddr is the connection's peer (host:port); ClientIP the client
+	// as the site sees it (behind trusted proxies, the one they name).
+	RemoteAddr, ClientIP string
+	// TLS: the client came over TLS (HTTPS=on).
+	TLS bool
+	// AuthType and User: a route's auth checked the user ("": none).
+	AuthType, User string
+	// Header holds the client's fields (Host apart), as net/http keeps
+	// them; or, when nil, Lines does: the header block as the client sent
+	// it ("Name: value\r\n" lines, checked), read as net/http would have
+	// (see LineFields), with X-Request-Id replaced by RequestID.
+	Header    http.Header
+	Lines     []byte
+	RequestID string
+}
+
+// MetaOf reads r's meta-variables' parts.
+func MetaOf(r *http.Request) Meta {
+	m := Meta{Method: r.Method, Proto: r.Proto, URI: cgiRequestURI(r), Query: r.URL.RawQuery, Host: r.Host,
+		RemoteAddr: r.RemoteAddr, ClientIP: books.ClientIP(r), TLS: r.TLS != nil, Header: r.Header}
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		m.Local = local.String()
 	}
 	if info := books.InfoFrom(r); info != nil && info.AuthType != "" {
-		add("AUTH_TYPE", info.AuthType) // a route's auth checked the user
-		add("REMOTE_USER", info.User)
+		m.AuthType, m.User = info.AuthType, info.User
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	return m
+}
+
+// Vars adds the variables RequestVars documents.
+func (m *Meta) Vars(add func(name, value string)) {
+	add("REQUEST_METHOD", m.Method)
+	add("SERVER_PROTOCOL", m.Proto)
+	add("REQUEST_URI", m.URI)
+	add("QUERY_STRING", m.Query)
+	name, port := cgiServerNamePort(m.Host, m.Local, m.TLS)
+	add("SERVER_NAME", name)
+	add("SERVER_PORT", port)
+	ip := m.ClientIP
+	add("REMOTE_ADDR", ip)
+	add("REMOTE_HOST", ip)
+	if peer, rport, err := net.SplitHostPort(m.RemoteAddr); err == nil && peer == ip {
+		add("REMOTE_PORT", rport) // a proxy's port says nothing about the client
+	}
+	if m.TLS {
+		add("HTTPS", "on")
+	}
+	if m.AuthType != "" {
+		add("AUTH_TYPE", m.AuthType) // a route's auth checked the user
+		add("REMOTE_USER", m.User)
+	}
+	if m.Header == nil {
+		lf := LineFields{Lines: m.Lines, RequestID: m.RequestID}
+		lf.vars(m.Host, add)
+		return
+	}
+	if ct := m.Header.Get("Content-Type"); ct != "" {
 		add("CONTENT_TYPE", ct)
 	}
-	if r.Host != "" {
-		add("HTTP_HOST", r.Host)
+	if m.Host != "" {
+		add("HTTP_HOST", m.Host)
 	}
-	for k, vs := range r.Header {
+	for k, vs := range m.Header {
 		if cgiSkippedHeaders[k] || !cgiHeaderName(k) || len(vs) == 0 {
 			continue
 		}
-		sep := ", "
-		if k == "Cookie" {
-			sep = "; "
-		}
-		add(cgiVarName(k), strings.Join(vs, sep))
+		add(cgiVarName(k), joinValues(k, vs))
 	}
+}
+
+// joinValues joins the values of one field as a script sees them.
+func joinValues(k string, vs []string) string {
+	if len(vs) == 1 {
+		return vs[0]
+	}
+	sep := ", "
+	if k == "Cookie" {
+		sep = "; "
+	}
+	return strings.Join(vs, sep)
 }
 
 // cgiHeaderName accepts only letters, digits and '-' in a header name (as
@@ -131,14 +191,18 @@ func cgiRequestURI(r *http.Request) string {
 }
 
 // cgiServerNamePort returns SERVER_NAME from the Host the client asked for
-// and SERVER_PORT from the listener that took the connection.
-func cgiServerNamePort(r *http.Request) (name, port string) {
-	name = r.Host
-	if h, p, err := net.SplitHostPort(r.Host); err == nil {
-		name, port = h, p
+// and SERVER_PORT from the listener that took the connection (local, its
+// address; "": unknown).
+func cgiServerNamePort(host, local string, tls bool) (name, port string) {
+	name = host
+	// Without a colon SplitHostPort fails, allocating its error.
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, p, err := net.SplitHostPort(host); err == nil {
+			name, port = h, p
+		}
 	}
-	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		lh, lp, err := net.SplitHostPort(local.String())
+	if local != "" {
+		lh, lp, err := net.SplitHostPort(local)
 		if err == nil {
 			port = lp
 			if name == "" {
@@ -151,7 +215,7 @@ func cgiServerNamePort(r *http.Request) (name, port string) {
 	}
 	if port == "" {
 		port = "80"
-		if r.TLS != nil {
+		if tls {
 			port = "443"
 		}
 	}

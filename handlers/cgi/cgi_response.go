@@ -305,6 +305,8 @@ var cgiHopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Tr
 // on w (RFC 3875 6.2, 6.3) and returns the status, or the path of a local
 // redirect to dispatch instead; X-Replace-Session is applied through
 // sessions (nil: dropped with a log line) and never reaches the client.
+// r is read only for that: a caller without a request at hand (a fast
+// path's relay) may pass nil when hdr has no X-Replace-Session.
 // It writes nothing: the caller calls WriteHeader.
 func ApplyHeader(w http.ResponseWriter, r *http.Request, hdr http.Header, sessions session.Codec, log *slog.Logger) (status int, localRedirect string, err error) {
 	status, hadStatus := http.StatusOK, false

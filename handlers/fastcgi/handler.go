@@ -74,7 +74,7 @@ func (h *Handler) site() *siteParams {
 }
 
 // ServeHTTP reads top to bottom: take the body, map the path to a script,
-// send the request, read the header block, then stream the body.
+// then respond (send the request, read the header block, stream the body).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := h.exchange(r)
 	defer h.done(x)
@@ -88,50 +88,70 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusNotFound, err)
 		return
 	}
-	deadline := time.Now().Add(h.timeout())
-	x.req = Request{Stderr: x.stderrFunc, encoded: x.pairs.enc, body: x.body, deadline: deadline}
+	var stdin io.Reader
 	if length > 0 && x.body == nil {
-		x.req.Stdin = body
+		stdin = body
 	}
-	resp := &x.resp
-	if err := h.Client.do(r.Context(), &x.req, resp); err != nil {
-		h.failed(w, r, &x.log, deadline, err)
-		return
-	}
-	defer resp.Close()
-	x.br.Reset(resp)
-	hdr, err := cgi.ReadHeader(x.br, x.droppedFunc)
-	if err != nil {
-		h.failed(w, r, &x.log, deadline, err)
-		return
-	}
-	resp.headerRead()
-	status, redirect, err := cgi.ApplyHeader(w, r, hdr, h.Sessions, &x.log)
-	if err != nil {
-		h.failed(w, r, &x.log, time.Time{}, err)
-		return
-	}
-	if redirect != "" {
-		io.Copy(io.Discard, x.br) // RFC 3875 6.2.2: the body is not sent
-		resp.Close()
-		cgi.LocalRedirect(w, r, redirect, h.Dispatch, h.Errors, &x.log)
-		return
-	}
-	w.WriteHeader(status)
-	if err := x.stream(w, r, status); err != nil {
+	if _, err := h.respond(r.Context(), w, x, stdin); err != nil {
 		x.log.Warn("fastcgi: response cut short", "error", err)
 		// The client must not take a truncated body for a whole one.
 		panic(http.ErrAbortHandler)
 	}
 }
 
+// respond sends the request x holds (its params encoded, a small body in
+// x.body or stdin to stream), reads the header block and answers on w:
+// the script's response, its local redirect, or the 502 or 504 page. For
+// the relay (x.relay), a request that never reached the application,
+// timeouts apart, is not answered (sent false): the caller serves it the
+// full way. A non-nil error means the body was cut after the head went
+// out.
+func (h *Handler) respond(ctx context.Context, w http.ResponseWriter, x *exchange, stdin io.Reader) (sent bool, err error) {
+	deadline := time.Now().Add(h.timeout())
+	x.ctx = ctx
+	x.req = Request{Stderr: x.stderrFunc, encoded: x.pairs.enc, body: x.body, deadline: deadline, Stdin: stdin}
+	resp := &x.resp
+	if err := h.Client.do(ctx, &x.req, resp); err != nil {
+		if x.relay != nil && !timedOut(deadline, err) {
+			return false, err
+		}
+		h.failed(w, x, deadline, err)
+		return true, nil
+	}
+	defer resp.Close()
+	x.br.Reset(resp)
+	hdr, err := cgi.ReadHeader(x.br, x.droppedFunc)
+	if err != nil {
+		h.failed(w, x, deadline, err)
+		return true, nil
+	}
+	resp.headerRead()
+	var r *http.Request
+	if _, ok := hdr["X-Replace-Session"]; ok || x.relay == nil {
+		r = x.request() // the relay makes one only when it must
+	}
+	status, redirect, err := cgi.ApplyHeader(w, r, hdr, h.Sessions, &x.log)
+	if err != nil {
+		h.failed(w, x, time.Time{}, err)
+		return true, nil
+	}
+	if redirect != "" {
+		io.Copy(io.Discard, x.br) // RFC 3875 6.2.2: the body is not sent
+		resp.Close()
+		cgi.LocalRedirect(w, x.request(), redirect, h.Dispatch, h.Errors, &x.log)
+		return true, nil
+	}
+	w.WriteHeader(status)
+	return true, x.stream(w, x.meta.Method, status)
+}
+
 // stream copies the body as it comes, the records' content as they are
 // (no copy on the way), flushing whenever nothing more is at hand, so a
 // slow script's output reaches the client as it is written while a quick
 // one's leaves in one write.
-func (x *exchange) stream(w http.ResponseWriter, r *http.Request, status int) error {
+func (x *exchange) stream(w http.ResponseWriter, method string, status int) error {
 	resp := &x.resp
-	if r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
+	if method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		_, err := io.Copy(io.Discard, x.br)
 		return err
 	}
@@ -176,19 +196,25 @@ func (x *exchange) stream(w http.ResponseWriter, r *http.Request, status int) er
 
 // failed answers a request that got no usable header: 504 when the
 // deadline passed, else 502; a client that left gets nothing.
-func (h *Handler) failed(w http.ResponseWriter, r *http.Request, log *slog.Logger, deadline time.Time, err error) {
-	timedOut := !deadline.IsZero() && !time.Now().Before(deadline) &&
-		(errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded))
+func (h *Handler) failed(w http.ResponseWriter, x *exchange, deadline time.Time, err error) {
+	log := &x.log
 	switch {
-	case timedOut:
+	case timedOut(deadline, err):
 		log.Warn("fastcgi: no response header within timeout", "timeout", h.timeout(), "error", err)
-		h.Errors.Serve(w, r, http.StatusGatewayTimeout)
-	case r.Context().Err() != nil:
+		h.Errors.Serve(w, x.request(), http.StatusGatewayTimeout)
+	case x.ctx.Err() != nil:
 		log.Debug("fastcgi: client went away; request aborted")
 	default:
 		log.Warn("fastcgi: bad gateway", "error", err)
-		h.Errors.Serve(w, r, http.StatusBadGateway)
+		h.Errors.Serve(w, x.request(), http.StatusBadGateway)
 	}
+}
+
+// timedOut reports whether err is the request's deadline (zero: none)
+// passing.
+func timedOut(deadline time.Time, err error) bool {
+	return !deadline.IsZero() && !time.Now().Before(deadline) &&
+		(errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded))
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, err error) {
@@ -278,8 +304,14 @@ func bodyErrStatus(err error) int {
 // encoded params, a small body, the header block's reader, the Response,
 // and a logger that adds the request's attributes only to lines logged.
 type exchange struct {
-	h       *Handler
-	r       *http.Request
+	h *Handler
+	// r is the request ServeHTTP serves; for a relayed one (relay set),
+	// made only when something needs it (request).
+	r     *http.Request
+	relay *Inbound
+	// meta is the request's parts its params and log lines are made of.
+	meta    cgi.Meta
+	ctx     context.Context
 	pairs   paramSink
 	body    []byte // a small body read whole, or nil
 	bodyBuf []byte
@@ -302,8 +334,20 @@ func (h *Handler) exchange(r *http.Request) *exchange {
 		x.stderrFunc, x.droppedFunc = x.logStderr, x.logDropped
 	}
 	x.r = r
+	if r != nil {
+		x.meta = cgi.MetaOf(r)
+	}
 	x.logh.base = h.logger().Handler()
 	return x
+}
+
+// request is the *http.Request of the exchange, made for a relayed one
+// at the first call.
+func (x *exchange) request() *http.Request {
+	if x.r == nil {
+		x.r = x.relay.Request()
+	}
+	return x.r
 }
 
 // done puts x back in the pool, without what belongs to the request.
@@ -311,7 +355,7 @@ func (h *Handler) done(x *exchange) {
 	if w := x.resp.wire; cap(w) > cap(x.pairs.enc) && cap(w) <= 64<<10 {
 		x.pairs.enc = w[:0] // framing grew it
 	}
-	x.r, x.body, x.req, x.resp = nil, nil, Request{}, Response{}
+	x.r, x.relay, x.meta, x.ctx, x.body, x.req, x.resp = nil, nil, cgi.Meta{}, nil, nil, Request{}, Response{}
 	x.pairs.list = nil
 	x.logh.name, x.logh.base = "", nil
 	x.br.Reset(nil)
@@ -332,9 +376,15 @@ func (x *exchange) params(r *http.Request, length int64) error {
 	if h.User != nil {
 		o.User, o.AuthType = h.User(r)
 	}
-	x.pairs.site = h.site()
+	return x.build(r.URL.Path, &o)
+}
+
+// build encodes the params of a request for path, whose other parts are
+// in x.meta, after the room the request's first records take.
+func (x *exchange) build(path string, o *ParamsOptions) error {
+	x.pairs.site = x.h.site()
 	x.pairs.enc = append(x.pairs.enc[:0], make([]byte, requestRoom)...)
-	name, _, err := x.pairs.build(r, &o)
+	name, _, err := x.pairs.build(path, &x.meta, o)
 	x.logh.root, x.logh.name = x.pairs.site.root, name
 	return err
 }
@@ -367,9 +417,9 @@ func (l *requestLog) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (l *requestLog) attrs() []slog.Attr {
-	r := l.x.r
-	return []slog.Attr{slog.String("script", l.root+l.name), slog.String("method", r.Method),
-		slog.String("uri", r.RequestURI), slog.String("remote", books.ClientIP(r))}
+	m := &l.x.meta
+	return []slog.Attr{slog.String("script", l.root+l.name), slog.String("method", m.Method),
+		slog.String("uri", m.URI), slog.String("remote", m.ClientIP)}
 }
 
 func (l *requestLog) Handle(ctx context.Context, rec slog.Record) error {

@@ -71,7 +71,8 @@ func SplitPath(p, index, split string) (name, pathInfo string) {
 func Params(r *http.Request, o ParamsOptions) ([]Param, error) {
 	site := newSiteParams(o.Root, o.Index, o.Split, o.Env)
 	s := paramSink{site: site, list: make([]Param, 0, 32+len(r.Header)+len(o.Env))}
-	if _, _, err := s.build(r, &o); err != nil {
+	m := cgi.MetaOf(r)
+	if _, _, err := s.build(r.URL.Path, &m, &o); err != nil {
 		return nil, err
 	}
 	return s.list, nil
@@ -145,11 +146,12 @@ func (s *paramSink) addJoined(k, v1, v2 string) {
 	s.enc = appendPair2(s.enc, k, v1, v2)
 }
 
-// build adds r's parameters and returns the script's name and PATH_INFO.
-// The order is fixed: the site's head, the script, the request's
-// variables, then the site's extra parameters.
-func (s *paramSink) build(r *http.Request, o *ParamsOptions) (name, info string, err error) {
-	p := r.URL.Path
+// build adds the parameters of a request for the URL path p, whose other
+// parts m holds (from an *http.Request or a fast path's parse: the one
+// way both entries build them), and returns the script's name and
+// PATH_INFO. The order is fixed: the site's head, the script, the
+// request's variables, then the site's extra parameters.
+func (s *paramSink) build(p string, m *cgi.Meta, o *ParamsOptions) (name, info string, err error) {
 	if !cleanPath(p) {
 		return "", "", errUncleanPath
 	}
@@ -187,7 +189,7 @@ func (s *paramSink) build(r *http.Request, o *ParamsOptions) (name, info string,
 	if o.NodeName != "" {
 		s.add("SHOAL_NODE", o.NodeName)
 	}
-	cgi.RequestVars(r, s.add)
+	m.Vars(s.add)
 	s.addEnv()
 	return name, info, nil
 }
