@@ -63,20 +63,6 @@ func (n *Node) fastRoute(c *http1.Conn, h *http1.Head) (http1.Answer, bool) {
 	return n.answerFast(c, h, n.routeFast(*h, "http", c.Remote()), nil)
 }
 
-// routeOn is route for the connections of the listener at addr: a relay
-// learns the address (the FastCGI relay's SERVER_PORT, which the full
-// chain reads from net/http's LocalAddrContextKey).
-func (n *Node) routeOn(route http1.Route, addr net.Addr) http1.Route {
-	local := addr.String()
-	return func(c *http1.Conn, h *http1.Head) (http1.Answer, bool) {
-		a, ok := route(c, h)
-		if ok && a.Relay != nil {
-			connBooks(c).local = local
-		}
-		return a, ok
-	}
-}
-
 // fastRouteTLS is fastRoute for HTTPS/1.1: routes see the scheme
 // "https", and every answer carries the header lines serveHTTPS adds.
 func (n *Node) fastRouteTLS(c *http1.Conn, h *http1.Head) (http1.Answer, bool) {

@@ -44,7 +44,7 @@ func (r *upstreamRelay) relayFastCGI(c *http1.Conn, h *http1.Head, closing bool)
 	path, query, _ := strings.Cut(h.Target, "?")
 	in := &fb.in
 	in.Meta.Method, in.Meta.Proto, in.Meta.URI, in.Meta.Query = rq.Method, "HTTP/1.1", h.Target, query
-	in.Meta.Host, in.Meta.Local, in.Meta.RemoteAddr, in.Meta.ClientIP = h.Host, b.local, c.Remote(), rq.ClientIP
+	in.Meta.Host, in.Meta.Local, in.Meta.RemoteAddr, in.Meta.ClientIP = h.Host, c.Local(), c.Remote(), rq.ClientIP
 	in.Meta.TLS, in.Meta.Lines, in.Meta.RequestID = c.TLS(), h.Lines, rq.RequestID
 	in.Path = path
 	if in.Request == nil {
@@ -114,7 +114,7 @@ func (b *fastBooks) fullRequest() *http.Request {
 	}
 	r.Header.Set("X-Request-Id", rq.RequestID)
 	ctx := context.Background()
-	if ap, err := netip.ParseAddrPort(b.local); err == nil {
+	if ap, err := netip.ParseAddrPort(fb.c.Local()); err == nil {
 		ctx = context.WithValue(ctx, http.LocalAddrContextKey, net.TCPAddrFromAddrPort(ap))
 	}
 	r = r.WithContext(ctx)

@@ -474,7 +474,7 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim http1.Limits) *serving 
 	}
 	if sp.fast && sp.tls == nil {
 		handoff := http1.NewHandoff(acc.ln.Addr())
-		sv.front = http1.NewFront(ln, handoff, lim, n.log, n.routeOn(n.fastRoute, acc.ln.Addr()))
+		sv.front = http1.NewFront(ln, handoff, lim, n.log, n.fastRoute)
 		sv.front.Rules = rules
 		sv.front.Peer = n.cl.peerConn
 		go sv.front.AcceptLoop()
@@ -493,7 +493,7 @@ func (n *Node) serve(sp listenerSpec, acc *acceptor, lim http1.Limits) *serving 
 		if rules != nil {
 			var route http1.Route
 			if sp.fast {
-				route = n.routeOn(n.fastRouteTLS, acc.ln.Addr())
+				route = n.fastRouteTLS
 			}
 			ln, sv.front = http1.FrontTLS(srv, ln, sp.tls, rules, lim, route, n.log)
 		} else {

@@ -38,11 +38,8 @@ type fastBooks struct {
 	peer cluster.Choice
 	hop  cluster.HopRequest
 	out  countingWriter
-	// local is the address of the listener that took the connection
-	// (routeOn), for the FastCGI relay's SERVER_PORT; fcgi is that
-	// relay's state (fcgirelay.go).
-	local string
-	fcgi  fcgiBooks
+	// fcgi is the FastCGI relay's state (fcgirelay.go).
+	fcgi fcgiBooks
 }
 
 // connBooks is c's fastBooks, made at its first fast answer.

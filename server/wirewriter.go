@@ -40,6 +40,8 @@ type wireWriter struct {
 // (*http1.Conn), whose Date line it uses.
 type wireConn interface {
 	Write(p []byte) (int, error)
+	// WriteLast writes a kept connection's last bytes of a response.
+	WriteLast(p []byte) (int, error)
 	DateLine(now time.Time) []byte
 }
 
@@ -138,7 +140,12 @@ func (w *wireWriter) end() (keep bool, err error) {
 	if w.chunked {
 		w.out = append(w.out, "0\r\n\r\n"...)
 	}
-	w.writeOut()
+	if w.close || len(w.out) == 0 || w.err != nil {
+		w.writeOut()
+	} else {
+		_, w.err = w.c.WriteLast(w.out)
+		w.out = w.out[:0]
+	}
 	short := !w.isHEAD && w.bodyAllowed() && w.declared >= 0 && w.sent != w.declared
 	return w.err == nil && !w.close && !short, w.err
 }

@@ -17,6 +17,8 @@ import (
 // bufConn is a wireConn that keeps what is written.
 type bufConn struct{ bytes.Buffer }
 
+func (c *bufConn) WriteLast(p []byte) (int, error) { return c.Write(p) }
+
 func (c *bufConn) DateLine(now time.Time) []byte {
 	return []byte("Date: " + now.UTC().Format(http.TimeFormat) + "\r\n")
 }

@@ -136,6 +136,7 @@ type Conn struct {
 	state    atomic.Int32
 	accepted time.Time
 	remote   string
+	local    string // made at the first Local
 
 	dateSec int64
 	date    []byte // "Date: ...\r\n"
@@ -153,6 +154,15 @@ type Conn struct {
 
 // Remote is the client's address, host:port.
 func (c *Conn) Remote() string { return c.remote }
+
+// Local is the connection's own address, host:port (SERVER_PORT's, and
+// net/http's LocalAddrContextKey).
+func (c *Conn) Local() string {
+	if c.local == "" {
+		c.local = c.conn.LocalAddr().String()
+	}
+	return c.local
+}
 
 // TLS reports whether the client's connection is TLS (HTTPS/1.1 or a
 // peer's).
