@@ -36,23 +36,29 @@ foreach ($s as $k => $v) { if (!in_array($k, $skip, true)) { echo "$k=$v\n"; } }
 	"www/redirect.php": "<?php header('Location: /other.html'); http_response_code(200);\n",
 	"www/other.html":   "<p>other</p>\n",
 	"www/other.php":    "<?php echo 'other script';\n",
-	// local.php's new path is a script; the site's dispatch serves it
-	// as the full chain does, which (routes apart) is as a static file.
-	"www/local.php":    "<?php header('Location: /other.php'); http_response_code(200);\n",
-	"www/away.php":     "<?php header('Location: https://elsewhere.test/x');\n",
-	"www/big.php":      "<?php echo str_repeat(\"0123456789abcdef\", 8192);\n",
-	"www/mid.php":      "<?php echo str_repeat(\"x\", 6000);\n",
-	"www/flush.php":    "<?php echo 'a'; flush(); usleep(100000); echo 'b';\n",
-	"www/fatal.php":    "<?php ini_set('display_errors', '0'); error_log('relay test: about to fail'); undefined_function();\n",
-	"www/hugehead.php": "<?php header('X-Big: ' . str_repeat('b', 20000)); echo 'x';\n",
-	"www/slow.php":     "<?php sleep(2); echo 'late';\n",
-	"www/session.php":  "<?php header('X-Replace-Session: who=bob'); echo 'stored';\n",
+	// local.php's new path is a script: the routes send it to php-fpm
+	// (not its source out as a file); denied.php's is a path the routes
+	// answer 403.
+	"www/local.php":           "<?php header('Location: /other.php'); http_response_code(200);\n",
+	"www/denied.php":          "<?php header('Location: /private/secret.html'); http_response_code(200);\n",
+	"www/private/secret.html": "secret\n",
+	"www/away.php":            "<?php header('Location: https://elsewhere.test/x');\n",
+	"www/big.php":             "<?php echo str_repeat(\"0123456789abcdef\", 8192);\n",
+	"www/mid.php":             "<?php echo str_repeat(\"x\", 6000);\n",
+	"www/flush.php":           "<?php echo 'a'; flush(); usleep(100000); echo 'b';\n",
+	"www/fatal.php":           "<?php ini_set('display_errors', '0'); error_log('relay test: about to fail'); undefined_function();\n",
+	"www/hugehead.php":        "<?php header('X-Big: ' . str_repeat('b', 20000)); echo 'x';\n",
+	"www/slow.php":            "<?php sleep(2); echo 'late';\n",
+	"www/session.php":         "<?php header('X-Replace-Session: who=bob'); echo 'stored';\n",
 }
 
 // fcgiTail routes *.php to php-fpm at target; /down/*.php to a port that
 // refuses, and /slow/ to php-fpm with a short timeout.
 func fcgiTail(target, root, downAddr string) string {
 	return fmt.Sprintf(`
+[[site.route]]
+path = "/private/*"
+respond = 403
 [[site.route]]
 path = "/env.php/*"
 upstream = "php"
@@ -115,24 +121,26 @@ func TestFastCGIRelaySameAsFullChain(t *testing.T) {
 		// same: the header fields agree but for these (their presence
 		// is checked).
 		vary []string
+		body string // "": any (the same on every path)
 	}{
-		{"params", "GET", "/env.php/extra/info?q=1&r=%41", 200, true, nil},
-		{"params of an index", "GET", "/?x=1", 200, true, nil},
-		{"hello", "GET", "/hello.php", 200, true, nil},
-		{"HEAD", "HEAD", "/hello.php", 200, true, nil},
-		{"status and fields", "GET", "/created.php", 201, true, nil},
-		{"no content", "GET", "/empty.php", 204, true, nil},
-		{"local redirect", "GET", "/redirect.php", 200, true, nil},
-		{"local redirect to a script", "GET", "/local.php", 200, true, nil},
-		{"redirect elsewhere", "GET", "/away.php", 302, true, nil},
-		{"big body", "GET", "/big.php", 200, true, nil},
-		{"flushed", "GET", "/flush.php", 200, true, nil},
-		{"fatal error", "GET", "/fatal.php", 500, true, nil},
-		{"missing script", "GET", "/nothere.php", 404, true, nil},
-		{"header block too big", "GET", "/hugehead.php", 502, true, nil},
-		{"timeout", "GET", "/slow.php", 504, true, nil},
-		{"target refuses", "GET", "/down/x.php", 502, false, nil},
-		{"session replaced", "GET", "/session.php", 200, true, []string{"Set-Cookie"}},
+		{"params", "GET", "/env.php/extra/info?q=1&r=%41", 200, true, nil, ""},
+		{"params of an index", "GET", "/?x=1", 200, true, nil, ""},
+		{"hello", "GET", "/hello.php", 200, true, nil, ""},
+		{"HEAD", "HEAD", "/hello.php", 200, true, nil, ""},
+		{"status and fields", "GET", "/created.php", 201, true, nil, ""},
+		{"no content", "GET", "/empty.php", 204, true, nil, ""},
+		{"local redirect", "GET", "/redirect.php", 200, true, nil, "<p>other</p>\n"},
+		{"local redirect to a script", "GET", "/local.php", 200, true, nil, "other script"},
+		{"local redirect to a denied path", "GET", "/denied.php", 403, true, nil, ""},
+		{"redirect elsewhere", "GET", "/away.php", 302, true, nil, ""},
+		{"big body", "GET", "/big.php", 200, true, nil, ""},
+		{"flushed", "GET", "/flush.php", 200, true, nil, ""},
+		{"fatal error", "GET", "/fatal.php", 500, true, nil, ""},
+		{"missing script", "GET", "/nothere.php", 404, true, nil, ""},
+		{"header block too big", "GET", "/hugehead.php", 502, true, nil, ""},
+		{"timeout", "GET", "/slow.php", 504, true, nil, ""},
+		{"target refuses", "GET", "/down/x.php", 502, false, nil, ""},
+		{"session replaced", "GET", "/session.php", 200, true, []string{"Set-Cookie"}, "stored"},
 	}
 	type result struct {
 		a       answer
@@ -147,6 +155,9 @@ func TestFastCGIRelaySameAsFullChain(t *testing.T) {
 				a := booksResponse(t, n, path, tc.method, tc.target, hdr, "")
 				if a.status != tc.status {
 					t.Fatalf("%s: status %d, want %d; body %.200q", path, a.status, tc.status, a.body)
+				}
+				if tc.body != "" && a.body != tc.body {
+					t.Errorf("%s: body %.200q, want %q", path, a.body, tc.body)
 				}
 				m1 := waitSettled(t, n, m0)
 				want := tc.relayed && strings.HasSuffix(path, "-fast")
@@ -354,5 +365,44 @@ func waitSettled(t *testing.T, n *Node, m0 map[string]float64) map[string]float6
 			t.Fatal("the request's latency never reached the metrics")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCGILocalRedirectAppliesRoutes: a CGI script's local redirect goes
+// through the site's routes as a request from outside does: a denied
+// path answers 403 rather than the file, a rewritten one serves the
+// rewrite's target.
+func TestCGILocalRedirectAppliesRoutes(t *testing.T) {
+	scripts := map[string]string{
+		"cgi-bin/todenied.sh":     "#!/bin/sh\nprintf 'Location: /private/secret.html\\n\\n'\n",
+		"cgi-bin/torewrite.sh":    "#!/bin/sh\nprintf 'Location: /old/digits\\n\\n'\n",
+		"www/private/secret.html": "secret\n",
+	}
+	tail := `
+[[site.route]]
+path = "/private/*"
+respond = 403
+[[site.route]]
+path = "/old/*"
+rewrite = "/digits.txt"
+`
+	n, _ := startBooksNodeWith(t, false, scripts, tail)
+	for _, tc := range []struct {
+		target string
+		status int
+		body   string
+	}{
+		{"/cgi-bin/todenied.sh", 403, ""},
+		{"/cgi-bin/torewrite.sh", 200, "0123456789\n"},
+	} {
+		for _, path := range []string{"h1-full", "h1-fast"} {
+			a := booksResponse(t, n, path, "GET", tc.target, nil, "")
+			if a.status != tc.status || tc.body != "" && a.body != tc.body {
+				t.Errorf("%s %s: %d %.100q; want %d %q", path, tc.target, a.status, a.body, tc.status, tc.body)
+			}
+			if strings.Contains(a.body, "secret") {
+				t.Errorf("%s %s: the denied file went out", path, tc.target)
+			}
+		}
 	}
 }

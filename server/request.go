@@ -56,6 +56,9 @@ type request struct {
 	cluster *cluster.Cluster
 	// hop: a peer proxied the request here, with a valid signature.
 	hop bool
+	// redirected: a script's local redirect of a request whose rates
+	// were counted when it came in (internalRedirect).
+	redirected bool
 	// route is what the site's routes decided; nil: none touched it.
 	route *routeDecision
 }

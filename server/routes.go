@@ -121,7 +121,7 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 	// A peer proxied a hop here after its own walk: its buckets counted
 	// the request already (and told the others), so it is not counted
 	// twice. Auth runs again (from the cache) for the user's name.
-	if !rq.hop && !st.admit(rq, w, r, d) || !st.authenticate(rq, w, r, d) {
+	if !rq.hop && !rq.redirected && !st.admit(rq, w, r, d) || !st.authenticate(rq, w, r, d) {
 		return r, false
 	}
 	switch d.Action {
@@ -141,6 +141,25 @@ func (st *site) applyRoutes(rq *request, w http.ResponseWriter, r *http.Request)
 		return r, false
 	}
 	return r, true
+}
+
+// internalRedirect serves a script's local redirect (a CGI or FastCGI
+// answer of "Location: /path" alone) as Apache serves an internal
+// redirect: the site's routes apply to the new path (deny, auth,
+// rewrite, respond, an upstream: a .php path runs in php-fpm rather than
+// going out as the file's source), then its dispatch. Rates counted the
+// request when it came in and are not taken again.
+func (st *site) internalRedirect(w http.ResponseWriter, r *http.Request) {
+	info := books.InfoFrom(r)
+	rq := &request{redirected: true}
+	rq.Info = *info
+	r, ok := st.applyRoutes(rq, w, r)
+	if rq.AuthType != "" { // the new path's auth checked the user: REMOTE_USER
+		info.User, info.AuthType = rq.User, rq.AuthType
+	}
+	if ok {
+		st.dispatch(w, r)
+	}
 }
 
 // proxyUpstream sends r to the named upstream, through the cluster as

@@ -118,7 +118,8 @@ func buildSite(sc config.Site, d siteDeps) (*site, error) {
 	if sc.Compress && d.compress != nil {
 		st.dynamic = d.compress.Middleware
 	}
-	dispatch := http.HandlerFunc(st.dispatch)
+	// A script's local redirect goes through the routes again.
+	dispatch := http.HandlerFunc(st.internalRedirect)
 	for _, cc := range sc.CGI {
 		st.cgi = append(st.cgi, &cgi.Handler{
 			Root:           sc.Root,
