@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"shoal/internal/rawio"
 )
 
 // Client sends requests to one FastCGI application (one target) over
@@ -202,6 +204,11 @@ func (c *Client) dial(ctx context.Context, deadline time.Time) (*conn, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fastcgi: %w", err)
+	}
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		if r := rawio.New(tcp); r != nil {
+			nc = r
+		}
 	}
 	cn := &conn{nc: nc}
 	cn.br = bufio.NewReaderSize(cn, 16<<10)

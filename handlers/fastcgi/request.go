@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"shoal/internal/rawio"
 )
 
 // requestID is the id of every request: a connection carries one request
@@ -144,6 +146,12 @@ func (r *Response) send(req *Request, wire []byte, framed bool) (*conn, error) {
 			return nil, err
 		}
 		if framed {
+			if rc, ok := cn.nc.(*rawio.Conn); ok {
+				// Sent with the first read of the answer. A kept
+				// connection php-fpm closed fails there, with the same
+				// EPIPE or reset, and resend takes it.
+				rc.DeferWrite()
+			}
 			_, err = cn.nc.Write(wire)
 		} else {
 			err = writeUnframed(cn, req, wire)

@@ -122,18 +122,20 @@ func (c *Conn) takePending() {
 }
 
 // sendAndRead sends c.out and reads inside one poller read. What the
-// socket does not take at once goes out as an ordinary Write.
+// socket does not take at once, or what a read that failed before its
+// first try (a passed read deadline) left, goes out as an ordinary
+// Write: the bytes were promised to the peer.
 func (c *Conn) sendAndRead() error {
 	err := c.rc.Read(c.sendFn)
 	rest, werr := c.out[c.outN:], c.outErr
+	if werr == nil && len(rest) > 0 {
+		_, werr = c.Write(rest)
+	}
 	c.spare, c.out = c.out[:0], nil
 	switch {
 	case werr != nil:
-		return &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: werr}
+		return c.opError("write", werr)
 	case err != nil || len(rest) == 0:
-		return err
-	}
-	if _, err := c.Write(rest); err != nil {
 		return err
 	}
 	return c.rc.Read(c.readFn)

@@ -235,12 +235,17 @@ func TestDeadlinesAndClose(t *testing.T) {
 		}
 	})
 	t.Run("deferred write with a passed read deadline", func(t *testing.T) {
-		c, _ := pair(t)
+		c, peer := pair(t)
 		c.DeferWrite()
 		c.Write([]byte("x"))
 		c.SetReadDeadline(time.Now().Add(-time.Second))
 		if _, err := c.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("Read = %v; want a timeout", err)
+		}
+		// The read failed before it began: the deferred bytes went out
+		// all the same.
+		if got := readN(t, peer, 1); string(got) != "x" {
+			t.Fatalf("peer got %q; want the deferred write", got)
 		}
 	})
 	t.Run("close during a read", func(t *testing.T) {
