@@ -110,3 +110,11 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 	cw.n += int64(n)
 	return n, err
 }
+
+// WriteLast is Write for a kept connection's last bytes (the sink's
+// End): the connection may send them with the read of the next request.
+func (cw *countingWriter) WriteLast(p []byte) (int, error) {
+	n, err := cw.w.WriteLast(p)
+	cw.n += int64(n)
+	return n, err
+}
