@@ -2,9 +2,10 @@ package server
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
+
+	"shoal/internal/http1"
 )
 
 // wireWriter is an http.ResponseWriter that writes HTTP/1.1 straight to
@@ -193,20 +194,7 @@ func (w *wireWriter) composeHead(whole bool) {
 		b = strconv.AppendInt(b, int64(w.status), 10)
 	}
 	b = append(b, "\r\n"...)
-	var keys [24]string
-	ks := keys[:0]
-	for k := range h {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	for _, k := range ks {
-		for _, v := range h[k] {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
-		}
-	}
+	b = http1.AppendFields(b, h)
 	if _, ok := h["Date"]; !ok {
 		b = append(b, w.c.DateLine(time.Now())...)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"shoal/internal/http1"
 )
 
 // FastFile is the whole response to a plain GET or HEAD of a file, ready
@@ -210,7 +212,7 @@ func (s *Handler) fastNotModified(e *fileEntry) *FastFile {
 		return nil
 	}
 	f := &FastFile{Status: http.StatusNotModified, StatusLine: []byte("HTTP/1.1 304 Not Modified\r\n"),
-		Header: appendHeaderBlock(nil, h)}
+		Header: append(http1.AppendFields(nil, h), "\r\n"...)}
 	e.fast304.Store(f)
 	return f
 }
@@ -290,7 +292,7 @@ func (s *Handler) buildFast(e *fileEntry, enc string) *FastFile {
 		return nil // net/http would treat one of them specially
 	}
 	return &FastFile{Status: http.StatusOK, StatusLine: []byte("HTTP/1.1 200 OK\r\n"),
-		Header: appendHeaderBlock(nil, h), Body: body}
+		Header: append(http1.AppendFields(nil, h), "\r\n"...), Body: body}
 }
 
 // serverOwned reports headers net/http writes itself or acts on when a
@@ -311,31 +313,4 @@ func (e *fileEntry) sidecar(enc string) *sidecar {
 		}
 	}
 	return nil
-}
-
-// appendHeaderBlock writes h as net/http does (keys sorted, one line per
-// value) and the blank line after it.
-func appendHeaderBlock(b []byte, h http.Header) []byte {
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		for _, v := range h[k] {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, strings.Map(newlineToSpace, v)...)
-			b = append(b, "\r\n"...)
-		}
-	}
-	return append(b, "\r\n"...)
-}
-
-// newlineToSpace keeps a value on its line, as net/http does.
-func newlineToSpace(r rune) rune {
-	if r == '\r' || r == '\n' {
-		return ' '
-	}
-	return r
 }
