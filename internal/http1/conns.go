@@ -327,6 +327,13 @@ func (c *LimitConn) Write(p []byte) (int, error) {
 // the file's offset says exactly what went out when a window ends in the
 // middle. Anything else is copied through Write.
 func (c *LimitConn) ReadFrom(src io.Reader) (int64, error) {
+	if c.raw != nil {
+		// A deferred response goes first; net/http writes a head before
+		// a file, which sends it, but sendfile must never overtake it.
+		if err := c.raw.Flush(); err != nil {
+			return 0, err
+		}
+	}
 	if c.rate == 0 {
 		return c.TCPConn.ReadFrom(src)
 	}
