@@ -227,9 +227,7 @@ func (c *LimitConn) Close() error {
 // CloseWrite sends a deferred response, then shuts the write side.
 func (c *LimitConn) CloseWrite() error {
 	if c.raw != nil {
-		if err := c.raw.Flush(); err != nil {
-			return err
-		}
+		return c.raw.CloseWrite()
 	}
 	return c.TCPConn.CloseWrite()
 }

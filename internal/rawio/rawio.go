@@ -348,6 +348,14 @@ func (c *Conn) Close() error {
 	return c.TCPConn.Close()
 }
 
+// CloseWrite sends a deferred write, then shuts the write side.
+func (c *Conn) CloseWrite() error {
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	return c.TCPConn.CloseWrite()
+}
+
 func (c *Conn) opError(op string, err error) error {
 	if _, ok := err.(*net.OpError); ok {
 		return err

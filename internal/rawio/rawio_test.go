@@ -181,6 +181,7 @@ func TestDeferWriteSentByWhatComesFirst(t *testing.T) {
 		}, "kept+v"},
 		{"Flush", func(c *Conn) error { return c.Flush() }, "kept"},
 		{"Close", func(c *Conn) error { return c.Close() }, "kept"},
+		{"CloseWrite", func(c *Conn) error { return c.CloseWrite() }, "kept"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
