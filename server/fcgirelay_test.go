@@ -406,3 +406,28 @@ rewrite = "/digits.txt"
 		}
 	}
 }
+
+// TestFastCGIRelayManyFields: a request with more header lines than the
+// relay reads (fastcgi.maxRelayFields) is served by net/http, whole.
+func TestFastCGIRelayManyFields(t *testing.T) {
+	fpm := testenv.StartPHPFPM(t, testenv.FPMOptions{Listen: "tcp", Children: 2, NoIni: true})
+	n, _ := startBooksNodeWith(t, false, fcgiScripts, fcgiTail("fastcgi://"+fpm.Address, "$DIR/www", refusingAddr(t)))
+	for _, fields := range []int{8, 200} {
+		var hdr []string
+		for i := range fields {
+			hdr = append(hdr, fmt.Sprintf("X-F%d", i), "v")
+		}
+		fast0 := n.fastAnswered()
+		a := booksResponse(t, n, "h1-fast", "GET", "/env.php", hdr, "")
+		if a.status != 200 || !strings.Contains(a.body, "HTTP_X_F7=v") {
+			t.Fatalf("%d fields: %d %.200q", fields, a.status, a.body)
+		}
+		if fields > 64 && !strings.Contains(a.body, fmt.Sprintf("HTTP_X_F%d=v", fields-1)) {
+			t.Errorf("%d fields: the last one did not reach the script", fields)
+		}
+		wantFast := fields <= 64
+		if got := fastCounted(n, fast0+1, wantFast); got != wantFast {
+			t.Errorf("%d fields: relayed by the fast path %v, want %v", fields, got, wantFast)
+		}
+	}
+}

@@ -46,6 +46,13 @@ func mayHoldSession(s session.Codec, lines []byte) bool {
 	}
 }
 
+// maxRelayFields is the most header lines a relayed request may carry.
+// Reading the block as net/http would (cgi.LineFields) looks back over
+// the lines before each one; a block of hundreds of tiny lines would make
+// that quadratic work a client could buy cheaply, so such a request goes
+// to net/http, which reads it once into a map.
+const maxRelayFields = 64
+
 // ErrNotRelayed: Relay leaves the request to ServeHTTP, nothing sent.
 var ErrNotRelayed = errors.New("fastcgi: not for the relay")
 
@@ -60,7 +67,8 @@ var ErrNotRelayed = errors.New("fastcgi: not for the relay")
 // An error with served set means the body was cut after the head: close
 // the connection.
 func (h *Handler) Relay(ctx context.Context, in *Inbound, w http.ResponseWriter) (served bool, err error) {
-	if in.Meta.Method != http.MethodGet && in.Meta.Method != http.MethodHead {
+	if in.Meta.Method != http.MethodGet && in.Meta.Method != http.MethodHead ||
+		bytes.Count(in.Meta.Lines, []byte("\n")) > maxRelayFields {
 		return false, ErrNotRelayed
 	}
 	x := h.exchange(nil)
