@@ -64,8 +64,9 @@ type Meta struct {
 	Method, Proto string
 	// URI is REQUEST_URI (a path: see cgiRequestURI), Query QUERY_STRING.
 	URI, Query string
-	// Host is the Host the client asked for; Local the address of the
-	// listener that took the connection ("": unknown), for SERVER_PORT.
+	// Host is the Host the client asked for; Local the connection's own
+	// address, as net/http's LocalAddrContextKey ("": unknown), for
+	// SERVER_PORT.
 	Host, Local string
 	// RemoteAddr is the connection's peer (host:port); ClientIP the client
 	// as the site sees it (behind trusted proxies, the one they name).

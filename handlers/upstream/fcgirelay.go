@@ -34,24 +34,16 @@ func (h *Handler) RelayFastCGI(ctx context.Context, in *fastcgi.Inbound, w http.
 	if bytes.Contains(in.Meta.Lines, []byte(u.via)) {
 		return false, errNotRelayed // ServeHTTP's 508
 	}
-	var tried [4]*target
-	done := tried[:0]
-	lastErr := errNoTarget
-	for range 1 + max(u.opts.Retries, 0) {
-		t := u.pick(in.Meta.ClientIP, done)
-		if t == nil || t.fcgi == nil {
-			break
+	return u.relayOn(ctx, in.Meta.ClientIP, func(t *target) (served, next bool, err error) {
+		if t.fcgi == nil {
+			return false, false, errNoTarget
 		}
-		done = append(done, t)
-		served, err := h.relayTo(ctx, t, in, w)
-		if served || errors.Is(err, fastcgi.ErrNotRelayed) || ctx.Err() != nil {
-			return served, err
-		}
-		// The connect failed (the client's Dialed marked the target) or
-		// the request could not be written: nothing ran.
-		lastErr = err
-	}
-	return false, lastErr
+		served, err = h.relayTo(ctx, t, in, w)
+		// Not served and relayed: the connect failed (the client's Dialed
+		// marked the target) or the request could not be written; nothing
+		// ran, another target may take it.
+		return served, !served && !errors.Is(err, fastcgi.ErrNotRelayed), err
+	})
 }
 
 // relayTo relays in to t, counted in flight while it serves (the site's

@@ -187,33 +187,46 @@ func (h *Handler) Relay(ctx context.Context, in *Inbound, dst forward.Sink) (wro
 	if !u.relayTarget(&li) {
 		return false, errNotRelayed
 	}
-	var tried [4]*target
-	done := tried[:0]
-	lastErr := errNoTarget
-	for range 1 + max(u.opts.Retries, 0) {
-		t := u.pick(in.ClientIP, done)
-		if t == nil {
-			break
-		}
+	return u.relayOn(ctx, in.ClientIP, func(t *target) (wrote, next bool, err error) {
 		if t.fcgi != nil {
-			return false, errNotRelayed
+			return false, false, errNotRelayed
 		}
-		done = append(done, t)
 		var extra [12]forward.Field
 		req := t.http.request(u, &li, extra[:0])
 		req.Lines = in.Lines
 		sink := locationSink{Sink: dst, ht: t.http, proto: req.Extra[1].Value, host: req.Extra[2].Value}
 		t.inflight.Add(1)
-		err := t.http.pool.Forward(ctx, &req, &sink)
+		err = t.http.pool.Forward(ctx, &req, &sink)
 		t.inflight.Add(-1)
 		if err == nil || !errors.Is(err, forward.ErrNoResponse) {
-			return true, err
+			return true, false, err
 		}
-		if ctx.Err() != nil {
-			return false, err
+		u.markFailed(t, err)
+		return false, true, err
+	})
+}
+
+// relayOn tries the targets the policy picks for client, each once, up
+// to 1 + retries of them, as ServeHTTP does: try serves the request on t
+// and says whether it answered and whether another target may take it
+// (nothing reached the client nor ran). It returns the answering try's
+// result, or the last error when none answered (errNoTarget: none
+// available).
+func (u *Upstream) relayOn(ctx context.Context, client string, try func(t *target) (served, next bool, err error)) (bool, error) {
+	var tried [4]*target
+	done := tried[:0]
+	lastErr := errNoTarget
+	for range 1 + max(u.opts.Retries, 0) {
+		t := u.pick(client, done)
+		if t == nil {
+			break
+		}
+		done = append(done, t)
+		served, next, err := try(t)
+		if !next || ctx.Err() != nil {
+			return served, err
 		}
 		lastErr = err
-		u.markFailed(t, err)
 	}
 	return false, lastErr
 }
