@@ -226,7 +226,12 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 			done <- err
 		}()
 	}
-	if req.HeaderTimeout > 0 {
+	if rc, ok := c.nc.(*rawio.Conn); ok && req.HeaderTimeout > 0 {
+		// Within 1/16 of the timeout the deadline the last request set
+		// stays: a kept connection's timer is moved now and then only.
+		rc.ReadWithin(req.HeaderTimeout)
+		c.readDeadline = true
+	} else if req.HeaderTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(req.HeaderTimeout))
 		c.readDeadline = true
 	} else if c.readDeadline {

@@ -306,6 +306,50 @@ func TestForwardHeaderTimeout(t *testing.T) {
 	}
 }
 
+// TestForwardHeaderTimeoutKeptConn: on a kept connection, whose read
+// deadline the last answer left in place (rawio's ReadWithin keeps one
+// close enough), a silent target still times out, and never sooner than
+// the header timeout after the request: whether the request comes while
+// the last deadline is still ahead or after it has passed.
+func TestForwardHeaderTimeoutKeptConn(t *testing.T) {
+	addr := rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		io.Copy(io.Discard, br) // the second request gets no answer
+	})
+	p := tcpPool(t, addr)
+	const timeout = 200 * time.Millisecond
+	for _, wait := range []time.Duration{0, timeout / 2, timeout * 2} {
+		req := get("/")
+		req.HeaderTimeout = timeout
+		var m memSink
+		if err := p.Forward(context.Background(), req, &m); err != nil || m.String() != "ok" {
+			t.Fatalf("first request: %v %q", err, m.String())
+		}
+		if p.Idle() != 1 {
+			t.Fatalf("%d idle connections; want the first one kept", p.Idle())
+		}
+		time.Sleep(wait) // the gap between two requests this test is about
+		req = get("/")
+		req.HeaderTimeout = timeout
+		start := time.Now()
+		err := p.Forward(context.Background(), req, &memSink{})
+		el := time.Since(start)
+		if !errors.Is(err, ErrHeaderTimeout) {
+			t.Fatalf("after %v: err %v; want a header timeout", wait, err)
+		}
+		if el < timeout || el > 3*time.Second {
+			t.Fatalf("after %v: timed out after %v; want %v to %v", wait, el, timeout, timeout+timeout/16)
+		}
+		if p.Idle() != 0 {
+			t.Fatal("the timed-out connection was kept")
+		}
+	}
+}
+
 // TestForwardCancel: cancelling the context ends the wait at once, with
 // the context's cause.
 func TestForwardCancel(t *testing.T) {

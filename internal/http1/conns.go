@@ -244,20 +244,55 @@ func (c *LimitConn) deferWrite() bool {
 }
 
 func (c *LimitConn) SetDeadline(t time.Time) error {
-	if err := c.TCPConn.SetReadDeadline(t); err != nil {
+	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
 }
 
+// deadlines is what sets the socket's deadlines: the raw connection,
+// which remembers them for ReadWithin and WriteWithin, else the TCPConn.
+func (c *LimitConn) deadlines() interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+} {
+	if c.raw != nil {
+		return c.raw
+	}
+	return c.TCPConn
+}
+
+func (c *LimitConn) SetReadDeadline(t time.Time) error {
+	return c.deadlines().SetReadDeadline(t)
+}
+
 func (c *LimitConn) SetWriteDeadline(t time.Time) error {
 	if c.rate == 0 {
-		return c.TCPConn.SetWriteDeadline(t)
+		return c.deadlines().SetWriteDeadline(t)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.outer = t
-	return c.TCPConn.SetWriteDeadline(t)
+	return c.deadlines().SetWriteDeadline(t)
+}
+
+// ReadWithin sets the read deadline d from now, leaving one already set
+// within d/16 of that (rawio.Conn.ReadWithin): the idle timeout a kept
+// connection asks for before every request.
+func (c *LimitConn) ReadWithin(d time.Duration) error {
+	if c.raw != nil {
+		return c.raw.ReadWithin(d)
+	}
+	return c.TCPConn.SetReadDeadline(time.Now().Add(d))
+}
+
+// WriteWithin is ReadWithin for the write deadline (send_timeout); with
+// a send rate watched it is set exactly, as arm needs it.
+func (c *LimitConn) WriteWithin(d time.Duration) error {
+	if c.raw != nil && c.rate == 0 {
+		return c.raw.WriteWithin(d)
+	}
+	return c.SetWriteDeadline(time.Now().Add(d))
 }
 
 // arm sets the socket's deadline to the end of the window or the
@@ -271,7 +306,7 @@ func (c *LimitConn) arm() time.Time {
 	if !c.outer.IsZero() && !c.outer.After(end) {
 		end, c.atEnd = c.outer, false
 	}
-	c.TCPConn.SetWriteDeadline(end)
+	c.deadlines().SetWriteDeadline(end)
 	return now
 }
 

@@ -316,7 +316,9 @@ func (f *Front) readHead(fc *Conn, first bool) (int, error) {
 		case first && f.limits.ReadHeader > 0:
 			fc.rw.SetReadDeadline(fc.accepted.Add(f.limits.ReadHeader))
 		case !first && f.limits.Idle > 0:
-			fc.rw.SetReadDeadline(time.Now().Add(f.limits.Idle))
+			// rw's deadlines are conn's (a TLS connection sets its
+			// conn's): within d/16 of it, the one set stays.
+			fc.conn.ReadWithin(f.limits.Idle)
 		case !first:
 			fc.rw.SetReadDeadline(time.Time{}) // no idle limit: drop the header deadline
 		}
@@ -369,7 +371,7 @@ func (f *Front) answer(fc *Conn, a *Answer, closing bool) bool {
 		now = time.Now()
 	}
 	if f.limits.Send > 0 {
-		fc.rw.SetWriteDeadline(now.Add(f.limits.Send))
+		fc.conn.WriteWithin(f.limits.Send)
 	}
 	fc.bufs = [6][]byte{a.StatusLine, fc.dateLine(now, closing), a.Load, a.Listener, a.Header, a.Body}
 	if fc.tls != nil {
@@ -403,7 +405,7 @@ func (f *Front) relay(fc *Conn, h *Head, head []byte, a *Answer, closing bool) (
 // connection's min_send_rate.
 func (c *Conn) Write(p []byte) (int, error) {
 	if c.send > 0 {
-		c.rw.SetWriteDeadline(time.Now().Add(c.send))
+		c.conn.WriteWithin(c.send)
 	}
 	c.wrote += int64(len(p))
 	if c.tls != nil {

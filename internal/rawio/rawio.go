@@ -20,16 +20,19 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
 // Conn is a TCP connection whose Read, Write and Writev are raw system
 // calls. Deadlines hold as on the TCPConn (the waits go through its
-// poller); ReadFrom (sendfile), CloseWrite and the rest are the
+// poller), and ReadWithin and WriteWithin set one only when the one set
+// is not close enough; ReadFrom (sendfile), CloseWrite and the rest are the
 // TCPConn's own.
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	dl deadlines
 
 	// rmu orders Reads; the fields below it are the Read in progress,
 	// kept here so that a Read allocates no closure.
@@ -65,7 +68,7 @@ func New(c *net.TCPConn) *Conn {
 	if err != nil {
 		return nil
 	}
-	rw := &Conn{TCPConn: c, rc: rc}
+	rw := &Conn{TCPConn: c, rc: rc, dl: deadlines{born: time.Now()}}
 	rw.readFn, rw.sendFn = rw.read, rw.sendThenRead
 	rw.writeFn, rw.writevFn = rw.write, rw.writev
 	return rw
