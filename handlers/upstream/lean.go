@@ -89,6 +89,12 @@ type Inbound struct {
 	// RequestID is this server's ID of the request, sent as X-Request-ID.
 	// "": the client's passes.
 	RequestID string
+
+	// The request to a target and the sink of its answer, made here so
+	// that an Inbound a connection keeps makes Relay allocate neither.
+	req   forward.Request
+	extra [12]forward.Field
+	sink  locationSink
 }
 
 // leanIn is what the lean path needs of a request, from either entry.
@@ -191,12 +197,12 @@ func (h *Handler) Relay(ctx context.Context, in *Inbound, dst forward.Sink) (wro
 		if t.fcgi != nil {
 			return false, false, errNotRelayed
 		}
-		var extra [12]forward.Field
-		req := t.http.request(u, &li, extra[:0])
+		in.req = t.http.request(u, &li, in.extra[:0])
+		req := &in.req
 		req.Lines = in.Lines
-		sink := locationSink{Sink: dst, ht: t.http, proto: req.Extra[1].Value, host: req.Extra[2].Value}
+		in.sink = locationSink{Sink: dst, ht: t.http, proto: req.Extra[1].Value, host: req.Extra[2].Value}
 		t.inflight.Add(1)
-		err = t.http.pool.Forward(ctx, &req, &sink)
+		err = t.http.pool.Forward(ctx, req, &in.sink)
 		t.inflight.Add(-1)
 		if err == nil || !errors.Is(err, forward.ErrNoResponse) {
 			return true, false, err

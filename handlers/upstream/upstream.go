@@ -295,10 +295,18 @@ func (u *Upstream) markFailed(t *target, err error) {
 
 // pick selects among the available targets not tried yet; nil: none.
 func (u *Upstream) pick(client string, tried []*target) *target {
-	var buf [16]*target
-	c := buf[:0]
 	now := time.Now().UnixNano()
 	u.prune(now)
+	if len(u.targets) == 1 {
+		// Every policy picks the one target; the candidates' slice
+		// would escape through the policy's interface.
+		if t := u.targets[0]; t.available(now) && !contains(tried, t) {
+			return t
+		}
+		return nil
+	}
+	var buf [16]*target
+	c := buf[:0]
 	for _, t := range u.targets {
 		if t.available(now) && !contains(tried, t) {
 			c = append(c, t)

@@ -54,9 +54,10 @@ type Request struct {
 // http.ResponseWriter takes ResponseWriterSink.
 type Sink interface {
 	// WriteHead gets the response head; the body follows. Fields h.Hop
-	// marks must not be passed on. An error means the Sink wrote nothing
-	// (it refuses the answer): Forward returns it wrapped in
-	// ErrNoResponse.
+	// marks must not be passed on. h is the connection's and is reused
+	// for its next response: keep its strings, not h. An error means the
+	// Sink wrote nothing (it refuses the answer): Forward returns it
+	// wrapped in ErrNoResponse.
 	WriteHead(h *Head) error
 	// Write gets the body, as it comes.
 	Write(p []byte) (int, error)
@@ -238,8 +239,8 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 		c.nc.SetReadDeadline(time.Time{})
 		c.readDeadline = false
 	}
-	h, err := readFinalHead(c.br)
-	if err != nil {
+	h := &c.head
+	if err := readFinalHead(c.br, h); err != nil {
 		if (errors.Is(err, io.EOF) || isReset(err)) && idempotent(req.Method) {
 			// The target may have run the request before it closed: only
 			// one that may run twice is sent again, as net/http does.
@@ -271,17 +272,16 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 
 // readFinalHead skips informational (1xx) responses: 100 Continue is
 // not asked for, 103 Early Hints are dropped.
-func readFinalHead(br *bufio.Reader) (*Head, error) {
+func readFinalHead(br *bufio.Reader, h *Head) error {
 	for {
-		h, err := readHead(br)
-		if err != nil {
-			return nil, err
+		if err := readHead(br, h); err != nil {
+			return err
 		}
 		if h.Status >= 200 {
-			return h, nil
+			return nil
 		}
 		if h.Status == http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("%w: 101 to a request that asked no upgrade", errHead)
+			return fmt.Errorf("%w: 101 to a request that asked no upgrade", errHead)
 		}
 	}
 }

@@ -60,9 +60,9 @@ var errHead = errors.New("forward: malformed response head")
 // errHeadSize: the response head does not fit maxHead.
 var errHeadSize = errors.New("forward: response head too large")
 
-// readHead reads a response head from br (sized at least maxHead): it
-// blocks until the blank line that ends it, and consumes it.
-func readHead(br *bufio.Reader) (*Head, error) {
+// readHead reads a response head from br (sized at least maxHead) into
+// h: it blocks until the blank line that ends it, and consumes it.
+func readHead(br *bufio.Reader, h *Head) error {
 	end, scanned := 0, 0
 	for {
 		buf, _ := br.Peek(br.Buffered())
@@ -72,19 +72,19 @@ func readHead(br *bufio.Reader) (*Head, error) {
 		}
 		scanned = max(len(buf)-3, 0)
 		if len(buf) >= maxHead || len(buf) >= br.Size() {
-			return nil, errHeadSize
+			return errHeadSize
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%w: truncated", errHead)
+				return fmt.Errorf("%w: truncated", errHead)
 			}
-			return nil, err
+			return err
 		}
 	}
 	buf, _ := br.Peek(end)
-	h, err := parseHead(string(buf))
+	err := h.parse(string(buf))
 	br.Discard(end)
-	return h, err
+	return err
 }
 
 // headEnd returns the length of the head in b up to and including the
@@ -106,10 +106,21 @@ func headEnd(b []byte, off int) int {
 
 // parseHead parses s, a whole head ending in its blank line.
 func parseHead(s string) (*Head, error) {
-	line, rest := cutLine(s)
-	h := &Head{ContentLength: -1}
-	if err := h.parseStatus(line); err != nil {
+	h := new(Head)
+	if err := h.parse(s); err != nil {
 		return nil, err
+	}
+	return h, nil
+}
+
+// parse makes h the head s, a whole head ending in its blank line. The
+// strings are s's: a Head a connection reuses leaves the ones a sink
+// kept (net/http's header) as they were.
+func (h *Head) parse(s string) error {
+	line, rest := cutLine(s)
+	*h = Head{ContentLength: -1}
+	if err := h.parseStatus(line); err != nil {
+		return err
 	}
 	h.Fields = h.fieldBuf[:0]
 	if n := strings.Count(rest, "\n"); n > len(h.fieldBuf) {
@@ -122,7 +133,7 @@ func parseHead(s string) (*Head, error) {
 		}
 		f, err := parseField(line)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		h.Fields = append(h.Fields, f)
 	}
@@ -131,10 +142,7 @@ func parseHead(s string) (*Head, error) {
 		h.hop = make([]bool, len(h.Fields))
 	}
 	h.hop = h.hop[:len(h.Fields)]
-	if err := h.frame(); err != nil {
-		return nil, err
-	}
-	return h, nil
+	return h.frame()
 }
 
 // cutLine splits off the first line, its CR LF (or LF) removed.

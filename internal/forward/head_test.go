@@ -13,12 +13,12 @@ import (
 // parse runs readHead and copyBody over raw as a response to method.
 func parse(raw, method string) (*Head, string, error) {
 	br := bufio.NewReaderSize(strings.NewReader(raw), readBuffer)
-	h, err := readFinalHead(br)
-	if err != nil {
+	h := new(Head)
+	if err := readFinalHead(br, h); err != nil {
 		return nil, "", err
 	}
 	var body memSink
-	err = copyBody(&body, br, h, method)
+	err := copyBody(&body, br, h, method)
 	return h, body.String(), err
 }
 
