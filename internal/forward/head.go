@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -91,9 +92,11 @@ func readHead(br *bufio.Reader, h *Head) error {
 // blank line (LF LF or LF CR LF), searching from off; 0: not yet.
 func headEnd(b []byte, off int) int {
 	for i := off; i < len(b); i++ {
-		if b[i] != '\n' {
-			continue
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return 0
 		}
+		i += j
 		if i+1 < len(b) && b[i+1] == '\n' {
 			return i + 2
 		}
@@ -122,12 +125,9 @@ func (h *Head) parse(s string) error {
 	if err := h.parseStatus(line); err != nil {
 		return err
 	}
-	h.Fields = h.fieldBuf[:0]
-	if n := strings.Count(rest, "\n"); n > len(h.fieldBuf) {
-		h.Fields = make([]Field, 0, n)
-	}
+	h.Fields = h.fieldBuf[:0] // more fields: append allocates
 	for {
-		line, rest = cutLine(rest)
+		line, rest = nextLine(rest)
 		if line == "" {
 			break
 		}
@@ -143,6 +143,20 @@ func (h *Head) parse(s string) error {
 	}
 	h.hop = h.hop[:len(h.Fields)]
 	return h.frame()
+}
+
+// nextLine is cutLine for a head's field lines, with one search.
+func nextLine(s string) (line, rest string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		line, rest = s, ""
+	} else {
+		line, rest = s[:i], s[i+1:]
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, rest
 }
 
 // cutLine splits off the first line, its CR LF (or LF) removed.
@@ -192,16 +206,24 @@ func trim(s string) string {
 // parseField parses "Name: value"; no obs-fold, no space before the
 // colon, no control bytes in the value.
 func parseField(line string) (Field, error) {
-	name, value, ok := strings.Cut(line, ":")
-	if !ok || name == "" {
-		return Field{}, fmt.Errorf("%w: field %q", errHead, trim(line))
+	colon := 0
+	for colon < len(line) && isToken(line[colon]) {
+		colon++
 	}
-	for i := 0; i < len(name); i++ {
-		if !isToken(name[i]) {
-			return Field{}, fmt.Errorf("%w: field name %q", errHead, trim(name))
+	if colon == 0 || colon == len(line) || line[colon] != ':' {
+		name, _, ok := strings.Cut(line, ":")
+		if !ok || name == "" {
+			return Field{}, fmt.Errorf("%w: field %q", errHead, trim(line))
 		}
+		return Field{}, fmt.Errorf("%w: field name %q", errHead, trim(name))
 	}
-	value = strings.Trim(value, " \t")
+	name, value := line[:colon], line[colon+1:]
+	for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
+		value = value[1:]
+	}
+	for len(value) > 0 && (value[len(value)-1] == ' ' || value[len(value)-1] == '\t') {
+		value = value[:len(value)-1]
+	}
 	for i := 0; i < len(value); i++ {
 		if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return Field{}, fmt.Errorf("%w: control byte in %s", errHead, trim(name))
@@ -210,13 +232,17 @@ func parseField(line string) (Field, error) {
 	return Field{Name: name, Value: value}, nil
 }
 
-// isToken: RFC 9110 tchar.
+// isToken: RFC 9110 tchar ("!#$%&'*+-.^_`|~", digits, letters), as a
+// bit per byte below 128.
 func isToken(c byte) bool {
+	const lo, hi = 0x3ff6cfa00000000, 0x57ffffffc7fffffe
 	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-':
-		return true
+	case c < 64:
+		return lo>>c&1 != 0
+	case c < 128:
+		return hi>>(c-64)&1 != 0
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return false
 }
 
 // isHopByHop: the fields RFC 9110 7.6.1 names as one connection's, as
@@ -253,10 +279,9 @@ func (h *Head) frame() error {
 		if isHopByHop(f.Name) {
 			h.hop[i] = true
 		}
+		// By length first: one comparison at most per field.
 		switch n := len(f.Name); {
-		case n != 10 && n != 12 && n != 14 && n != 17:
-			// none of the names below: skip their comparisons
-		case strings.EqualFold(f.Name, "Content-Length"):
+		case n == 14 && strings.EqualFold(f.Name, "Content-Length"):
 			if cl != "" && cl != f.Value {
 				return fmt.Errorf("%w: Content-Length %q and %q", errHead, trim(cl), trim(f.Value))
 			}
@@ -264,9 +289,9 @@ func (h *Head) frame() error {
 			if cl == "" {
 				return fmt.Errorf("%w: empty Content-Length", errHead)
 			}
-		case strings.EqualFold(f.Name, "Transfer-Encoding"):
+		case n == 17 && strings.EqualFold(f.Name, "Transfer-Encoding"):
 			te, nTE = f.Value, nTE+1
-		case strings.EqualFold(f.Name, "Connection"):
+		case n == 10 && strings.EqualFold(f.Name, "Connection"):
 			for tok := range strings.SplitSeq(f.Value, ",") {
 				tok = strings.Trim(tok, " \t")
 				switch {
@@ -277,7 +302,7 @@ func (h *Head) frame() error {
 				}
 				h.markHop(tok)
 			}
-		case strings.EqualFold(f.Name, "Content-Type"):
+		case n == 12 && strings.EqualFold(f.Name, "Content-Type"):
 			mt, _, _ := strings.Cut(f.Value, ";")
 			h.EventStream = strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 		}
@@ -317,7 +342,7 @@ func (h *Head) markHop(name string) {
 		return
 	}
 	for i, f := range h.Fields {
-		if strings.EqualFold(f.Name, name) {
+		if len(f.Name) == len(name) && strings.EqualFold(f.Name, name) {
 			h.hop[i] = true
 		}
 	}
