@@ -153,7 +153,12 @@ func (b *fastBooks) openRelay(st *site, c *http1.Conn, h *http1.Head, kind strin
 	readFast(rq, st, h, c.Remote(), "HTTP/1.1", fields)
 	rq.Handler = kind
 	if rq.RequestID == "" {
-		rq.RequestID = st.ids.requestID(fields.first("x-request-id"), books.TrustedPeer(c.Remote(), st.trusted))
+		trusted := books.TrustedPeer(c.Remote(), st.trusted)
+		var sent string
+		if trusted { // an untrusted client's ID is replaced unread
+			sent = fields.first("x-request-id")
+		}
+		rq.RequestID = st.ids.requestID(sent, trusted)
 	}
 	// The sink keeps its buffer from one request to the next.
 	b.sink.W, b.sink.HEAD, b.sink.Close, b.sink.Fields = w, h.IsHEAD, closing, b.fields

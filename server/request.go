@@ -244,7 +244,12 @@ func readFast[F fieldReader](rq *request, st *site, h *http1.Head, remote, proto
 		rq.User = books.BasicUser(auth)
 	}
 	// Only the log reads a fast answer's ID: made only when it is on.
-	rq.RequestID = st.ids.requestID(fields.first("x-request-id"), rq.hop || books.TrustedPeer(remote, st.trusted))
+	trusted := rq.hop || books.TrustedPeer(remote, st.trusted)
+	var sent string
+	if trusted { // an untrusted client's ID is replaced unread
+		sent = fields.first("x-request-id")
+	}
+	rq.RequestID = st.ids.requestID(sent, trusted)
 }
 
 // fieldReader reads header fields of a request a fast path parsed, by

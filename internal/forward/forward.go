@@ -342,9 +342,12 @@ func connectionNames(req *Request) []string {
 		}
 	}
 	for rest := req.Lines; rest != ""; {
-		var f Field
-		if f, rest = nextLineField(rest); strings.EqualFold(f.Name, "Connection") {
-			conn = append(conn[:len(conn):len(conn)], f.Value)
+		// Only a line nextLineField reads as a Connection field: the name,
+		// then the colon (no space between, or it is no field).
+		var line string
+		line, rest = cutLine(rest)
+		if len(line) > 10 && line[10] == ':' && strings.EqualFold(line[:10], "Connection") {
+			conn = append(conn[:len(conn):len(conn)], strings.Trim(line[11:], " \t"))
 		}
 	}
 	return conn
