@@ -126,7 +126,11 @@ func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bo
 	st, b := r.site, connBooks(c)
 	rq := &b.rq
 	b.openRelay(st, c, h, books.KindUpstream, c, closing)
-	b.in = upstream.Inbound{Method: rq.Method, Target: h.Target, Host: h.Host, Lines: string(h.Lines),
+	lines := b.in.Lines // the last request's: a kept connection's often match
+	if string(h.Lines) != lines {
+		lines = string(h.Lines)
+	}
+	b.in = upstream.Inbound{Method: rq.Method, Target: h.Target, Host: h.Host, Lines: lines,
 		ClientIP: rq.ClientIP, TLS: c.TLS(), RequestID: rq.RequestID}
 	wrote, err := r.h.Relay(context.Background(), &b.in, &b.sink)
 	if !wrote && upstream.TimedOut(err) {

@@ -38,6 +38,8 @@ type Head struct {
 	// EventStream: Content-Type text/event-stream (flush every write).
 	EventStream bool
 
+	// raw is the head as received, which the strings above share.
+	raw string
 	// Room for a usual head's fields, so that one allocation holds it.
 	fieldBuf [16]Field
 	hopBuf   [16]bool
@@ -83,7 +85,11 @@ func readHead(br *bufio.Reader, h *Head) error {
 		}
 	}
 	buf, _ := br.Peek(end)
-	err := h.parse(string(buf))
+	s := h.raw // the last head on this connection: a repeat needs no copy
+	if string(buf) != s {
+		s = string(buf)
+	}
+	err := h.parse(s)
 	br.Discard(end)
 	return err
 }
@@ -121,7 +127,7 @@ func parseHead(s string) (*Head, error) {
 // kept (net/http's header) as they were.
 func (h *Head) parse(s string) error {
 	line, rest := cutLine(s)
-	*h = Head{ContentLength: -1}
+	*h = Head{ContentLength: -1, raw: s}
 	if err := h.parseStatus(line); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // parse runs readHead and copyBody over raw as a response to method.
@@ -221,5 +222,29 @@ func TestIsToken(t *testing.T) {
 		if want := strings.IndexByte(tchar, byte(c)) >= 0; isToken(byte(c)) != want {
 			t.Errorf("isToken(%q) = %v, want %v", byte(c), !want, want)
 		}
+	}
+}
+
+// TestReadHeadRepeat: a connection's head that repeats the last one
+// byte for byte shares its string; one that differs is read afresh.
+func TestReadHeadRepeat(t *testing.T) {
+	a := "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: 1\r\n\r\n"
+	b := "HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\n"
+	var h Head
+	var raws []string
+	for i, raw := range []string{a, a, b} {
+		if err := readHead(bufio.NewReaderSize(strings.NewReader(raw), readBuffer), &h); err != nil {
+			t.Fatal(i, err)
+		}
+		raws = append(raws, h.raw)
+	}
+	if h.Status != 404 || len(h.Fields) != 1 || h.raw != b {
+		t.Fatalf("third head: %d %v %q", h.Status, h.Fields, h.raw)
+	}
+	if unsafe.StringData(raws[0]) != unsafe.StringData(raws[1]) {
+		t.Error("a repeated head was copied again")
+	}
+	if unsafe.StringData(raws[1]) == unsafe.StringData(raws[2]) {
+		t.Error("a different head shares the last one's string")
 	}
 }

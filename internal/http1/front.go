@@ -262,9 +262,8 @@ func (f *Front) serveConn(fc *Conn) {
 			return
 		}
 		head := fc.peek()[:n]
-		var ok bool
-		fc.head, ok = ParseHead(head)
 		h := &fc.head // in the connection: passed to the hook, a local would escape
+		ok := h.parse(head)
 		h.Peer = fc.peer != nil
 		var a Answer
 		if ok {

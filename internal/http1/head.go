@@ -59,19 +59,29 @@ func HeadEnd(b []byte) int {
 // request the fast path declines is served by net/http exactly as if the
 // fast path did not exist.
 func ParseHead(b []byte) (h Head, ok bool) {
+	ok = h.parse(b)
+	return h, ok
+}
+
+// parse is ParseHead into h, the connection's last request: a target or
+// Host the same as that one's keeps its string (a kept connection mostly
+// asks the same host, often for the same thing) instead of making one.
+func (h *Head) parse(b []byte) bool {
+	lastTarget, lastHost := h.Target, h.Host
+	*h = Head{}
 	nl := bytes.IndexByte(b, '\n')
 	if nl < 1 || b[nl-1] != '\r' {
-		return h, false
+		return false
 	}
-	if !h.requestLine(b[:nl-1]) {
-		return h, false
+	if !h.requestLine(b[:nl-1], lastTarget) {
+		return false
 	}
 	h.Lines = b[nl+1:]
 	hosts := 0
 	for rest := h.Lines; ; {
 		nl := bytes.IndexByte(rest, '\n')
 		if nl < 1 || rest[nl-1] != '\r' {
-			return h, false
+			return false
 		}
 		line := rest[:nl-1]
 		rest = rest[nl+1:]
@@ -80,32 +90,41 @@ func ParseHead(b []byte) (h Head, ok bool) {
 		}
 		name, value, good := SplitHeader(line)
 		if !good {
-			return h, false
+			return false
 		}
 		switch field := FieldOf(name); field {
 		case FieldHost:
 			hosts++
-			h.Host = string(value)
+			h.Host = sameOrString(value, lastHost)
 		case FieldConnection:
 			switch {
 			case EqualFold(value, "keep-alive"):
 			case EqualFold(value, "close"):
 				h.Close = true
 			default:
-				return h, false
+				return false
 			}
 		case FieldHop:
 			if h.Hop != "" {
-				return h, false
+				return false
 			}
 			h.Hop = string(value)
 		default:
-			if !SharedField(&h, field, value) {
-				return h, false
+			if !SharedField(h, field, value) {
+				return false
 			}
 		}
 	}
-	return h, hosts == 1 && ValidHost(h.Host)
+	return hosts == 1 && ValidHost(h.Host)
+}
+
+// sameOrString is b as a string: last when it holds the same bytes (no
+// allocation), else a new one.
+func sameOrString(b []byte, last string) string {
+	if string(b) == last {
+		return last
+	}
+	return string(b)
 }
 
 // SharedField takes a field both fast paths (HTTP/1.1 and HTTP/2) read
@@ -144,7 +163,7 @@ func (h *Head) setOnce(field int, value string) bool {
 // requestLine accepts "GET /path HTTP/1.1" and "HEAD /path HTTP/1.1"
 // with a target of plain path characters (no escapes, no dot segments, no
 // empty segments) and an optional query.
-func (h *Head) requestLine(line []byte) bool {
+func (h *Head) requestLine(line []byte, lastTarget string) bool {
 	switch {
 	case bytes.HasPrefix(line, []byte("GET ")):
 		line = line[4:]
@@ -163,7 +182,7 @@ func (h *Head) requestLine(line []byte) bool {
 	if !PlainPath(path) || hasQuery && !PlainQuery(query) {
 		return false
 	}
-	h.Target = string(target)
+	h.Target = sameOrString(target, lastTarget)
 	h.Path = h.Target[:len(path)]
 	return true
 }

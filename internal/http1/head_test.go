@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestHeadEnd(t *testing.T) {
@@ -168,4 +169,42 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("fast path took path %q", r.URL.Path)
 		}
 	})
+}
+
+// TestParseReusesStrings: a connection's next request with the same
+// target and Host keeps the last one's strings (no allocation); a
+// different one gets its own, and nothing of the last request leaks
+// into the next.
+func TestParseReusesStrings(t *testing.T) {
+	var h Head
+	steps := []struct {
+		raw, target, host string
+		head              bool
+	}{
+		{"GET /a?x=1 HTTP/1.1\r\nHost: one\r\nIf-None-Match: \"e\"\r\n\r\n", "/a?x=1", "one", false},
+		{"GET /a?x=1 HTTP/1.1\r\nHost: one\r\n\r\n", "/a?x=1", "one", false},
+		{"HEAD /b HTTP/1.1\r\nHost: two\r\n\r\n", "/b", "two", true},
+		{"GET /a?x=1 HTTP/1.1\r\nHost: two\r\n\r\n", "/a?x=1", "two", false},
+	}
+	for i, st := range steps {
+		last := h
+		if !h.parse([]byte(st.raw)) {
+			t.Fatalf("step %d: %q not parsed", i, st.raw)
+		}
+		if h.Target != st.target || h.Host != st.host || h.IsHEAD != st.head || h.Path != strings.SplitN(st.target, "?", 2)[0] {
+			t.Fatalf("step %d: target %q path %q host %q HEAD %v", i, h.Target, h.Path, h.Host, h.IsHEAD)
+		}
+		if i == 1 {
+			if h.Cond.IfNoneMatch != "" {
+				t.Errorf("step 1 kept the last request's If-None-Match %q", h.Cond.IfNoneMatch)
+			}
+			if unsafe.StringData(h.Target) != unsafe.StringData(last.Target) || unsafe.StringData(h.Host) != unsafe.StringData(last.Host) {
+				t.Error("step 1: same target and Host, new strings")
+			}
+		}
+	}
+	same := []byte("GET /a?x=1 HTTP/1.1\r\nHost: two\r\n\r\n")
+	if n := testing.AllocsPerRun(100, func() { h.parse(same) }); n != 0 {
+		t.Errorf("parsing a repeat allocates %v times", n)
+	}
 }
