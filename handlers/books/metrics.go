@@ -39,11 +39,14 @@ type Metrics struct {
 	// destination fell behind (it never makes a request wait).
 	accessDropped prometheus.Counter
 
-	// seriesMu guards series and gauges, the children of the request
+	// seriesMu guards series and sites, the children of the request
 	// metrics already looked up.
 	seriesMu sync.RWMutex
 	series   map[seriesKey]*series
-	gauges   map[string]prometheus.Gauge
+	sites    map[string]*siteSeries
+	// lastSite is the site of the last request started: on a node that
+	// serves one site mostly, StartAt needs no lookup.
+	lastSite atomic.Pointer[siteSeries]
 
 	// Totals for this node's own rates and load; atomics because every
 	// request touches them.
@@ -63,7 +66,7 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		series: map[seriesKey]*series{},
-		gauges: map[string]prometheus.Gauge{},
+		sites:  map[string]*siteSeries{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_http_requests_total",
 			Help: "HTTP requests answered, by site, handler kind and status class.",
@@ -181,9 +184,24 @@ func (m *Metrics) Track(site string) func(info *Info, status int, bytes int64) {
 // nothing for it.
 type Span struct {
 	m     *Metrics
-	site  string
-	gauge prometheus.Gauge
+	site  *siteSeries
 	start time.Time
+}
+
+// siteSeries is a site's in-flight gauge and the series its last answer
+// went to, so that a run of answers of one kind and status finds them
+// without a lookup.
+type siteSeries struct {
+	label string
+	gauge prometheus.Gauge
+	last  atomic.Pointer[lastSeries]
+}
+
+// lastSeries is the series of answers of one handler kind and status.
+type lastSeries struct {
+	kind   string
+	status int
+	se     *series
 }
 
 // Start counts a request of site in flight.
@@ -192,9 +210,8 @@ func (m *Metrics) Start(site string) Span { return m.StartAt(site, time.Now()) }
 // StartAt is Start for a request that arrived at start: a caller that
 // read the clock already passes its reading instead of a second one.
 func (m *Metrics) StartAt(site string, start time.Time) Span {
-	site = siteLabel(site)
-	sp := Span{m: m, site: site, gauge: m.siteGauge(site), start: start}
-	sp.gauge.Inc()
+	sp := Span{m: m, site: m.siteFor(siteLabel(site)), start: start}
+	sp.site.gauge.Inc()
 	m.inflightTotal.Add(1)
 	return sp
 }
@@ -204,17 +221,23 @@ func (sp Span) End(info *Info, status int, bytes int64) { sp.EndAt(info, status,
 
 // EndAt is End for a request answered at now.
 func (sp Span) EndAt(info *Info, status int, bytes int64, now time.Time) {
-	sp.gauge.Dec()
+	sp.site.gauge.Dec()
 	sp.m.inflightTotal.Add(-1)
 	sp.m.observe(info, sp.site, status, bytes, now.Sub(sp.start))
 }
 
-func (m *Metrics) observe(info *Info, site string, status int, bytes int64, took time.Duration) {
+func (m *Metrics) observe(info *Info, site *siteSeries, status int, bytes int64, took time.Duration) {
 	kind := kindLabel(info.Handler)
 	if status == 0 {
 		status = http.StatusOK
 	}
-	se := m.seriesFor(site, kind, statusLabel(status))
+	var se *series
+	if l := site.last.Load(); l != nil && l.status == status && l.kind == kind {
+		se = l.se
+	} else {
+		se = m.seriesFor(site.label, kind, statusLabel(status))
+		site.last.Store(&lastSeries{kind: kind, status: status, se: se})
+	}
 	se.requests.Inc()
 	se.duration.Observe(took.Seconds())
 	if bytes > 0 {
@@ -266,18 +289,25 @@ func (m *Metrics) seriesFor(site, kind, class string) *series {
 	return se
 }
 
-func (m *Metrics) siteGauge(site string) prometheus.Gauge {
-	m.seriesMu.RLock()
-	g := m.gauges[site]
-	m.seriesMu.RUnlock()
-	if g != nil {
-		return g
+// siteFor returns site's gauge and series cache, made at its first
+// request.
+func (m *Metrics) siteFor(site string) *siteSeries {
+	if ss := m.lastSite.Load(); ss != nil && ss.label == site {
+		return ss
 	}
-	g = m.inflight.WithLabelValues(site)
-	m.seriesMu.Lock()
-	m.gauges[site] = g
-	m.seriesMu.Unlock()
-	return g
+	m.seriesMu.RLock()
+	ss := m.sites[site]
+	m.seriesMu.RUnlock()
+	if ss == nil {
+		m.seriesMu.Lock()
+		if ss = m.sites[site]; ss == nil {
+			ss = &siteSeries{label: site, gauge: m.inflight.WithLabelValues(site)}
+			m.sites[site] = ss
+		}
+		m.seriesMu.Unlock()
+	}
+	m.lastSite.Store(ss)
+	return ss
 }
 
 func siteLabel(site string) string {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,6 +273,51 @@ func TestMetricsTrack(t *testing.T) {
 		v, _ := value(byName, "shoal_http_requests_total", map[string]string{"site": "example.org", "handler": "template", "status": class})
 		if v != want {
 			t.Errorf("%s = %v, want %v", class, v, want)
+		}
+	}
+}
+
+// TestMetricsSeriesCache: answers alternating between sites, kinds and
+// statuses each land in their own series (the per-site cache of the last
+// series must not send one to another's), and every gauge ends at 0.
+func TestMetricsSeriesCache(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	type answer struct {
+		site, kind string
+		status     int
+	}
+	seq := []answer{
+		{"a", KindStatic, 200}, {"a", KindStatic, 200}, {"a", KindStatic, 404},
+		{"b", KindStatic, 200}, {"a", KindUpstream, 200}, {"a", KindStatic, 200},
+		{"b", KindCGI, 0}, {"b", KindStatic, 200}, {"a", KindUpstream, 502},
+	}
+	want := map[answer]float64{}
+	for _, a := range seq {
+		sp := m.Start(a.site)
+		sp.End(&Info{Handler: a.kind}, a.status, 1)
+		if a.status == 0 {
+			a.status = 200
+		}
+		want[a]++
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	for a, n := range want {
+		labels := map[string]string{"site": a.site, "handler": a.kind, "status": strconv.Itoa(a.status)}
+		if v, _ := value(byName, "shoal_http_requests_total", labels); v != n {
+			t.Errorf("%v: %v requests, want %v", a, v, n)
+		}
+	}
+	for _, site := range []string{"a", "b"} {
+		if v, _ := value(byName, "shoal_http_requests_in_flight", map[string]string{"site": site}); v != 0 {
+			t.Errorf("site %s: %v in flight after every answer", site, v)
 		}
 	}
 }
