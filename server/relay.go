@@ -131,7 +131,7 @@ func (r *upstreamRelay) Relay(c *http1.Conn, h *http1.Head, _ []byte, closing bo
 		lines = string(h.Lines)
 	}
 	b.in = upstream.Inbound{Method: rq.Method, Target: h.Target, Host: h.Host, Lines: lines,
-		ClientIP: rq.ClientIP, TLS: c.TLS(), RequestID: rq.RequestID}
+		ClientIP: rq.ClientIP, TLS: c.TLS(), RequestID: rq.RequestID, Arrived: rq.Started}
 	wrote, err := r.h.Relay(context.Background(), &b.in, &b.sink)
 	if !wrote && upstream.TimedOut(err) {
 		return r.timedOut(c, rq, b, closing, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"shoal/handlers/fastcgi"
 )
@@ -34,7 +35,7 @@ func (h *Handler) RelayFastCGI(ctx context.Context, in *fastcgi.Inbound, w http.
 	if bytes.Contains(in.Meta.Lines, []byte(u.via)) {
 		return false, errNotRelayed // ServeHTTP's 508
 	}
-	return u.relayOn(ctx, in.Meta.ClientIP, func(t *target) (served, next bool, err error) {
+	return u.relayOn(ctx, in.Meta.ClientIP, time.Time{}, func(t *target, _ time.Time) (served, next bool, err error) {
 		if t.fcgi == nil {
 			return false, false, errNoTarget
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"shoal/handlers/books"
 	"shoal/handlers/fastcgi"
@@ -58,7 +59,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lastErr := errNoTarget
 	client := books.ClientIP(r)
 	for range attempts {
-		t := u.pick(client, done)
+		t := u.pick(client, done, time.Now().UnixNano())
 		if t == nil {
 			break
 		}

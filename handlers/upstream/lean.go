@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"shoal/handlers/books"
 	"shoal/internal/forward"
@@ -89,6 +90,10 @@ type Inbound struct {
 	// RequestID is this server's ID of the request, sent as X-Request-ID.
 	// "": the client's passes.
 	RequestID string
+	// Arrived is when the request came (the server's books read the
+	// clock): the first pick and the pool take it instead of reading it
+	// again. Zero: now.
+	Arrived time.Time
 
 	// The request to a target and the sink of its answer, made here so
 	// that an Inbound a connection keeps makes Relay allocate neither.
@@ -193,13 +198,13 @@ func (h *Handler) Relay(ctx context.Context, in *Inbound, dst forward.Sink) (wro
 	if !u.relayTarget(&li) {
 		return false, errNotRelayed
 	}
-	return u.relayOn(ctx, in.ClientIP, func(t *target) (wrote, next bool, err error) {
+	return u.relayOn(ctx, in.ClientIP, in.Arrived, func(t *target, now time.Time) (wrote, next bool, err error) {
 		if t.fcgi != nil {
 			return false, false, errNotRelayed
 		}
 		in.req = t.http.request(u, &li, in.extra[:0])
 		req := &in.req
-		req.Lines = in.Lines
+		req.Lines, req.Now = in.Lines, now
 		in.sink = locationSink{Sink: dst, ht: t.http, proto: req.Extra[1].Value, host: req.Extra[2].Value}
 		t.inflight.Add(1)
 		err = t.http.pool.Forward(ctx, req, &in.sink)
@@ -218,17 +223,20 @@ func (h *Handler) Relay(ctx context.Context, in *Inbound, dst forward.Sink) (wro
 // (nothing reached the client nor ran). It returns the answering try's
 // result, or the last error when none answered (errNoTarget: none
 // available).
-func (u *Upstream) relayOn(ctx context.Context, client string, try func(t *target) (served, next bool, err error)) (bool, error) {
+func (u *Upstream) relayOn(ctx context.Context, client string, now time.Time, try func(t *target, now time.Time) (served, next bool, err error)) (bool, error) {
 	var tried [4]*target
 	done := tried[:0]
 	lastErr := errNoTarget
-	for range 1 + max(u.opts.Retries, 0) {
-		t := u.pick(client, done)
+	for i := range 1 + max(u.opts.Retries, 0) {
+		if i > 0 || now.IsZero() {
+			now = time.Now() // a retry comes after the failed try's wait
+		}
+		t := u.pick(client, done, now.UnixNano())
 		if t == nil {
 			break
 		}
 		done = append(done, t)
-		served, next, err := try(t)
+		served, next, err := try(t, now)
 		if !next || ctx.Err() != nil {
 			return served, err
 		}

@@ -294,8 +294,7 @@ func (u *Upstream) markFailed(t *target, err error) {
 }
 
 // pick selects among the available targets not tried yet; nil: none.
-func (u *Upstream) pick(client string, tried []*target) *target {
-	now := time.Now().UnixNano()
+func (u *Upstream) pick(client string, tried []*target, now int64) *target {
 	u.prune(now)
 	if len(u.targets) == 1 {
 		// Every policy picks the one target; the candidates' slice

@@ -222,9 +222,9 @@ func TestPolicies(t *testing.T) {
 		spread := map[string]bool{}
 		for i := range 50 {
 			client := fmt.Sprintf("10.0.%d.%d", i/250, i%250)
-			first := u.pick(client, nil).Raw
+			first := u.pick(client, nil, time.Now().UnixNano()).Raw
 			for range 5 {
-				if got := u.pick(client, nil).Raw; got != first {
+				if got := u.pick(client, nil, time.Now().UnixNano()).Raw; got != first {
 					t.Fatalf("client %s moved from %s to %s", client, first, got)
 				}
 			}
@@ -234,13 +234,13 @@ func TestPolicies(t *testing.T) {
 			t.Errorf("50 clients on %d targets", len(spread))
 		}
 		// Only the clients of a target that goes down move.
-		home := u.pick("10.9.9.9", nil)
+		home := u.pick("10.9.9.9", nil, time.Now().UnixNano())
 		other := u.targets[0]
 		if other == home {
 			other = u.targets[1]
 		}
 		other.skipUntil(time.Now().Add(time.Hour))
-		if got := u.pick("10.9.9.9", nil); got != home {
+		if got := u.pick("10.9.9.9", nil, time.Now().UnixNano()); got != home {
 			t.Errorf("client moved from %s to %s when another target went down", home.Raw, got.Raw)
 		}
 	})

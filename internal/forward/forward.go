@@ -47,6 +47,10 @@ type Request struct {
 	// done, its cause reported (a cluster peer found dead): a second
 	// context, without the cost of deriving one from both.
 	Abort context.Context
+	// Now, when set, is the time the request arrived, which the pool's
+	// idle check takes instead of reading the clock again (a server
+	// read it for its books); a few microseconds old is close enough.
+	Now time.Time
 }
 
 // Sink receives one response: the head once, then the body. A server's
@@ -106,7 +110,7 @@ func (p *Pool) Forward(ctx context.Context, req *Request, dst Sink) error {
 	// failed it; a kept connection is checked before it carries one.
 	once := hasBody || !idempotent(req.Method)
 	for attempt := 0; ; attempt++ {
-		c, reused, err := p.get(ctx, req.Abort)
+		c, reused, err := p.get(ctx, req.Abort, req.Now)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrNoResponse, err)
 		}

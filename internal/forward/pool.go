@@ -66,8 +66,11 @@ type conn struct {
 const readBuffer = maxHead
 
 // get returns an idle connection, or dials one.
-func (p *Pool) get(ctx, abort context.Context) (c *conn, reused bool, err error) {
-	if c = p.takeIdle(); c != nil {
+func (p *Pool) get(ctx, abort context.Context, now time.Time) (c *conn, reused bool, err error) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if c = p.takeIdle(now); c != nil {
 		return c, true, nil
 	}
 	return p.dialNew(ctx, abort)
@@ -99,8 +102,7 @@ func (p *Pool) dialNew(ctx, abort context.Context) (*conn, bool, error) {
 	return c, false, nil
 }
 
-func (p *Pool) takeIdle() *conn {
-	now := time.Now()
+func (p *Pool) takeIdle(now time.Time) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for len(p.idle) > 0 {
