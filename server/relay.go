@@ -63,7 +63,7 @@ func (b *fastBooks) addFields(dst []byte, h *forward.Head) []byte {
 // hasField reports whether h carries an end-to-end field of that name.
 func hasField(h *forward.Head, name string) bool {
 	for i, f := range h.Fields {
-		if !h.Hop(i) && strings.EqualFold(f.Name, name) {
+		if len(f.Name) == len(name) && !h.Hop(i) && strings.EqualFold(f.Name, name) {
 			return true
 		}
 	}

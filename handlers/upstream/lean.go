@@ -284,7 +284,7 @@ type locationSink struct {
 func (s *locationSink) WriteHead(h *forward.Head) error {
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !h.Hop(i) && strings.EqualFold(f.Name, "Location") {
+		if len(f.Name) == len("Location") && !h.Hop(i) && strings.EqualFold(f.Name, "Location") {
 			if fixed, ok := s.ht.fixLocation(f.Value, s.proto, s.host); ok {
 				f.Value = fixed
 			}
