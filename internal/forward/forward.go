@@ -243,8 +243,8 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 		c.nc.SetReadDeadline(time.Time{})
 		c.readDeadline = false
 	}
-	h := &c.head
-	if err := readFinalHead(c.br, h); err != nil {
+	h, err := readFinalHead(c.br, &c.heads)
+	if err != nil {
 		if (errors.Is(err, io.EOF) || isReset(err)) && idempotent(req.Method) {
 			// The target may have run the request before it closed: only
 			// one that may run twice is sent again, as net/http does.
@@ -276,16 +276,17 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 
 // readFinalHead skips informational (1xx) responses: 100 Continue is
 // not asked for, 103 Early Hints are dropped.
-func readFinalHead(br *bufio.Reader, h *Head) error {
+func readFinalHead(br *bufio.Reader, hc *headCache) (*Head, error) {
 	for {
-		if err := readHead(br, h); err != nil {
-			return err
+		h, err := readHead(br, hc)
+		if err != nil {
+			return nil, err
 		}
 		if h.Status >= 200 {
-			return nil
+			return h, nil
 		}
 		if h.Status == http.StatusSwitchingProtocols {
-			return fmt.Errorf("%w: 101 to a request that asked no upgrade", errHead)
+			return nil, fmt.Errorf("%w: 101 to a request that asked no upgrade", errHead)
 		}
 	}
 }

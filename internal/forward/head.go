@@ -63,9 +63,17 @@ var errHead = errors.New("forward: malformed response head")
 // errHeadSize: the response head does not fit maxHead.
 var errHeadSize = errors.New("forward: response head too large")
 
+// headCache holds a connection's response heads: the one being relayed
+// (cur, which sinks may edit) and an untouched copy of the last one
+// parsed, so that a head repeated byte for byte (a static file's, within
+// the second its Date names) is copied instead of parsed again.
+type headCache struct {
+	cur, last Head
+}
+
 // readHead reads a response head from br (sized at least maxHead) into
-// h: it blocks until the blank line that ends it, and consumes it.
-func readHead(br *bufio.Reader, h *Head) error {
+// hc.cur: it blocks until the blank line that ends it, and consumes it.
+func readHead(br *bufio.Reader, hc *headCache) (*Head, error) {
 	end, scanned := 0, 0
 	for {
 		buf, _ := br.Peek(br.Buffered())
@@ -75,23 +83,41 @@ func readHead(br *bufio.Reader, h *Head) error {
 		}
 		scanned = max(len(buf)-3, 0)
 		if len(buf) >= maxHead || len(buf) >= br.Size() {
-			return errHeadSize
+			return nil, errHeadSize
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, io.EOF) {
-				return fmt.Errorf("%w: truncated", errHead)
+				return nil, fmt.Errorf("%w: truncated", errHead)
 			}
-			return err
+			return nil, err
 		}
 	}
 	buf, _ := br.Peek(end)
-	s := h.raw // the last head on this connection: a repeat needs no copy
-	if string(buf) != s {
-		s = string(buf)
+	defer br.Discard(end)
+	h, last := &hc.cur, &hc.last
+	if last.raw != "" && string(buf) == last.raw {
+		last.copyTo(h)
+		return h, nil
 	}
-	err := h.parse(s)
-	br.Discard(end)
-	return err
+	if err := h.parse(string(buf)); err != nil {
+		last.raw = ""
+		return nil, err
+	}
+	h.copyTo(last)
+	return h, nil
+}
+
+// copyTo makes dst a copy of h whose field lists are dst's own (the
+// strings are shared: they do not change).
+func (h *Head) copyTo(dst *Head) {
+	*dst = *h
+	if len(h.Fields) <= len(dst.fieldBuf) {
+		dst.Fields = dst.fieldBuf[:len(h.Fields)]
+		dst.hop = dst.hopBuf[:len(h.hop)]
+		return
+	}
+	dst.Fields = append([]Field(nil), h.Fields...)
+	dst.hop = append([]bool(nil), h.hop...)
 }
 
 // headEnd returns the length of the head in b up to and including the

@@ -56,9 +56,9 @@ type conn struct {
 	abort func()
 	// readDeadline: a header timeout's deadline may still be set.
 	readDeadline bool
-	// head is the response being relayed: one per connection, as one
-	// response at a time comes on it.
-	head Head
+	// heads is the response being relayed and the last one parsed: one
+	// response at a time comes on a connection.
+	heads headCache
 }
 
 // readBuffer holds a whole response head (maxHead) and is the copy buffer
