@@ -50,11 +50,11 @@ type Server struct {
 	Admin string `toml:"admin"`
 	// ReadHeaderTimeout bounds the reading of a request's header block (against slowloris).
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
-	// IdleTimeout closes a keep-alive connection that waits this long for its next request.
+	// IdleTimeout closes a keep-alive connection that waits this long for its next request (up to 1/16 longer: a busy connection moves its timer only that often).
 	IdleTimeout time.Duration `toml:"idle_timeout"`
 	// BodyTimeout is the longest wait between two reads of a request body (a trickled body is cut off, a steady upload is not).
 	BodyTimeout time.Duration `toml:"body_timeout"`
-	// SendTimeout is the longest wait for one write to a client (a stalled reader is cut off, a long download is not).
+	// SendTimeout is the longest wait for one write to a client (a stalled reader is cut off, a long download is not; up to 1/16 longer, as idle_timeout).
 	SendTimeout time.Duration `toml:"send_timeout"`
 	// MaxHeaderBytes caps a request's header block; a larger one gets 431.
 	MaxHeaderBytes Size `toml:"max_header_bytes"`
@@ -274,7 +274,8 @@ type Upstream struct {
 	// ConnectTimeout bounds a connect to a target.
 	ConnectTimeout time.Duration `toml:"connect_timeout"`
 	// Timeout bounds the wait for the response header (a frozen
-	// application gives 504 instead of holding the request).
+	// application gives 504 instead of holding the request); up to 1/16
+	// longer on a kept connection, as idle_timeout.
 	Timeout time.Duration `toml:"timeout"`
 	// Retries is how many other targets an idempotent request is tried on
 	// when a connection fails before any response.
