@@ -230,14 +230,7 @@ func TestMetricsInFlight(t *testing.T) {
 	if n := m.InFlight(); n != 1 {
 		t.Errorf("InFlight = %d during a request", n)
 	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		byName[f.GetName()] = f
-	}
+	byName := families(t, reg)
 	if v, _ := value(byName, "shoal_http_requests_in_flight", map[string]string{"site": "default"}); v != 1 {
 		t.Errorf("in-flight gauge = %v during a request", v)
 	}
@@ -261,14 +254,7 @@ func TestMetricsTrack(t *testing.T) {
 	if m.InFlight() != 0 {
 		t.Errorf("InFlight = %d after done", m.InFlight())
 	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		byName[f.GetName()] = f
-	}
+	byName := families(t, reg)
 	for class, want := range map[string]float64{"200": 1, "503": 1} {
 		v, _ := value(byName, "shoal_http_requests_total", map[string]string{"site": "example.org", "handler": "template", "status": class})
 		if v != want {
@@ -301,14 +287,7 @@ func TestMetricsSeriesCache(t *testing.T) {
 		}
 		want[a]++
 	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		byName[f.GetName()] = f
-	}
+	byName := families(t, reg)
 	for a, n := range want {
 		labels := map[string]string{"site": a.site, "handler": a.kind, "status": strconv.Itoa(a.status)}
 		if v, _ := value(byName, "shoal_http_requests_total", labels); v != n {
@@ -320,6 +299,20 @@ func TestMetricsSeriesCache(t *testing.T) {
 			t.Errorf("site %s: %v in flight after every answer", site, v)
 		}
 	}
+}
+
+// families gathers reg's metric families by name.
+func families(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	return byName
 }
 
 func TestRateMeter(t *testing.T) {
