@@ -100,7 +100,6 @@ func readHead(br *bufio.Reader, hc *headCache) (*Head, error) {
 		return h, nil
 	}
 	if err := h.parse(string(buf)); err != nil {
-		last.raw = ""
 		return nil, err
 	}
 	h.copyTo(last)
@@ -159,7 +158,7 @@ func (h *Head) parse(s string) error {
 	}
 	h.Fields = h.fieldBuf[:0] // more fields: append allocates
 	for {
-		line, rest = nextLine(rest)
+		line, rest = cutLine(rest)
 		if line == "" {
 			break
 		}
@@ -177,8 +176,8 @@ func (h *Head) parse(s string) error {
 	return h.frame()
 }
 
-// nextLine is cutLine for a head's field lines, with one search.
-func nextLine(s string) (line, rest string) {
+// cutLine splits off the first line, its CR LF (or LF) removed.
+func cutLine(s string) (line, rest string) {
 	i := strings.IndexByte(s, '\n')
 	if i < 0 {
 		line, rest = s, ""
@@ -189,12 +188,6 @@ func nextLine(s string) (line, rest string) {
 		line = line[:n-1]
 	}
 	return line, rest
-}
-
-// cutLine splits off the first line, its CR LF (or LF) removed.
-func cutLine(s string) (line, rest string) {
-	line, rest, _ = strings.Cut(s, "\n")
-	return strings.TrimSuffix(line, "\r"), rest
 }
 
 func (h *Head) parseStatus(line string) error {

@@ -195,23 +195,35 @@ func FuzzParseHead(f *testing.F) {
 	})
 }
 
-// BenchmarkReadHead parses nginx's head for a static file, as a target
-// sends it for every relayed request.
+// BenchmarkReadHead reads nginx's head for a static file, as a target
+// sends it for every relayed request: parsed (a new head), and copied (the
+// same head again, as the connection's last one).
 func BenchmarkReadHead(b *testing.B) {
 	raw := "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 06 Dec 2026 23:21:28 GMT\r\n" +
 		"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\n" +
 		"Last-Modified: Sun, 06 Dec 2026 23:03:52 GMT\r\nConnection: keep-alive\r\n" +
 		"ETag: \"6b15e9d8-400\"\r\nAccept-Ranges: bytes\r\n\r\n"
-	rd := strings.NewReader(raw)
-	br := bufio.NewReaderSize(rd, readBuffer)
-	b.ReportAllocs()
-	for b.Loop() {
-		rd.Reset(raw)
-		br.Reset(rd)
-		var hc headCache // a new one each time: this measures the parse
-		if h, err := readHead(br, &hc); err != nil || h.ContentLength != 1024 {
-			b.Fatal(err)
+	for _, repeat := range []bool{false, true} {
+		name := "new"
+		if repeat {
+			name = "repeat"
 		}
+		b.Run(name, func(b *testing.B) {
+			rd := strings.NewReader(raw)
+			br := bufio.NewReaderSize(rd, readBuffer)
+			var hc headCache
+			b.ReportAllocs()
+			for b.Loop() {
+				rd.Reset(raw)
+				br.Reset(rd)
+				if !repeat {
+					hc.last.raw = "" // no last head: parse
+				}
+				if h, err := readHead(br, &hc); err != nil || h.ContentLength != 1024 {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
