@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -191,6 +192,29 @@ func FuzzParseHead(f *testing.F) {
 			if strings.Join(v, "\x00") != strings.Join(res.Header[k], "\x00") {
 				t.Fatalf("%s = %q, ReadResponse %q", k, v, res.Header[k])
 			}
+		}
+		// The first head (an interim one, if any) twice on one
+		// connection: the copy of the last head is what a fresh parse
+		// gives, whatever a sink did to the first one.
+		var hc headCache
+		first, err := readHead(bufio.NewReaderSize(strings.NewReader(raw), readBuffer), &hc)
+		if err != nil {
+			t.Fatalf("the first head fails read alone: %v", err)
+		}
+		want1 := *first
+		want1.Fields = append([]Field(nil), first.Fields...)
+		want1.hop = append([]bool(nil), first.hop...)
+		for i := range first.Fields {
+			first.Fields[i].Value = "edited"
+			first.Drop(i)
+		}
+		again, err := readHead(bufio.NewReaderSize(strings.NewReader(raw), readBuffer), &hc)
+		if err != nil {
+			t.Fatalf("a head read once fails the second time: %v", err)
+		}
+		if again.Status != want1.Status || again.ContentLength != want1.ContentLength || again.Chunked != want1.Chunked ||
+			again.Close != want1.Close || !slices.Equal(again.Fields, want1.Fields) || !slices.Equal(again.hop, want1.hop) {
+			t.Fatalf("repeat %+v, first %+v", again, want1)
 		}
 	})
 }
