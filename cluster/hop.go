@@ -153,7 +153,9 @@ func (v vouched) fields(dst []forward.Field, a *attempt) []forward.Field {
 func (c *Cluster) leanForward(ctx context.Context, a *attempt, pool *forward.Pool, req *forward.Request, dst forward.Sink) (cut bool, err error) {
 	m := a.peer
 	life := m.liveCtx()
-	req.HeaderTimeout, req.Abort = c.opts.peerTimeout(), life
+	// peer_timeout bounds the whole attempt: a new connection's connect
+	// and handshake count (a frozen peer may take a connect, not answer).
+	req.HeaderTimeout, req.TimeoutFromDial, req.Abort = c.opts.peerTimeout(), true, life
 	m.sent.Add(1)
 	defer m.done.Add(1)
 	err = pool.Forward(ctx, req, dst)

@@ -43,6 +43,11 @@ type Request struct {
 	// HeaderTimeout bounds the wait for the response head once the
 	// request is written. Zero: none (the context only).
 	HeaderTimeout time.Duration
+	// TimeoutFromDial: on a connection dialed for this request,
+	// HeaderTimeout runs from the start of the dial, so that it bounds
+	// the whole attempt (the cluster's peer_timeout) rather than come on
+	// top of a slow connect or handshake.
+	TimeoutFromDial bool
 	// Abort, when set, ends the exchange as the context does once it is
 	// done, its cause reported (a cluster peer found dead): a second
 	// context, without the cost of deriving one from both.
@@ -231,18 +236,7 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 			done <- err
 		}()
 	}
-	if rc, ok := c.nc.(*rawio.Conn); ok && req.HeaderTimeout > 0 {
-		// Within 1/16 of the timeout the deadline the last request set
-		// stays: a kept connection's timer is moved now and then only.
-		rc.ReadWithin(req.HeaderTimeout)
-		c.readDeadline = true
-	} else if req.HeaderTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(req.HeaderTimeout))
-		c.readDeadline = true
-	} else if c.readDeadline {
-		c.nc.SetReadDeadline(time.Time{})
-		c.readDeadline = false
-	}
+	c.headerDeadline(req)
 	h, err := readFinalHead(c.br, &c.heads)
 	if err != nil {
 		if (errors.Is(err, io.EOF) || isReset(err)) && idempotent(req.Method) {
@@ -272,6 +266,31 @@ func (p *Pool) exchange(ctx context.Context, c *conn, req *Request, hasBody bool
 	}
 	keep = !h.Close
 	return nil
+}
+
+// headerDeadline sets the time the response head must come by: the
+// header timeout from now, or from the dial for the first request of a
+// connection dialed for it when the request says so; none without one.
+func (c *conn) headerDeadline(req *Request) {
+	dialed := c.dialed
+	c.dialed = time.Time{} // the dial counts for its first request only
+	switch {
+	case req.HeaderTimeout > 0 && req.TimeoutFromDial && !dialed.IsZero():
+		c.nc.SetReadDeadline(dialed.Add(req.HeaderTimeout))
+		c.readDeadline = true
+	case req.HeaderTimeout > 0:
+		if rc, ok := c.nc.(*rawio.Conn); ok {
+			// Within 1/16 of the timeout the deadline the last request
+			// set stays: a kept connection's timer moves now and then.
+			rc.ReadWithin(req.HeaderTimeout)
+		} else {
+			c.nc.SetReadDeadline(time.Now().Add(req.HeaderTimeout))
+		}
+		c.readDeadline = true
+	case c.readDeadline:
+		c.nc.SetReadDeadline(time.Time{})
+		c.readDeadline = false
+	}
 }
 
 // readFinalHead skips informational (1xx) responses: 100 Continue is

@@ -350,6 +350,67 @@ func TestForwardHeaderTimeoutKeptConn(t *testing.T) {
 	}
 }
 
+// TestForwardTimeoutFromDial: with TimeoutFromDial, a connection dialed
+// for the request has its header timeout run from the start of the dial
+// (a slow connect does not add to it), and only for its first request;
+// without it the timeout runs from the request.
+func TestForwardTimeoutFromDial(t *testing.T) {
+	const dialDelay, timeout = time.Second, time.Second
+	// The target answers /quick at once and nothing else.
+	addr := rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			r, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			if r.URL.Path == "/quick" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	})
+	slowPool := func(delay time.Duration) *Pool {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		p := NewPool(PoolOptions{Dial: func(ctx context.Context) (net.Conn, error) {
+			time.Sleep(delay) // the slow connect this test is about
+			return d.DialContext(ctx, "tcp", addr)
+		}})
+		t.Cleanup(p.Close)
+		return p
+	}
+	request := func(p *Pool, path string, fromDial bool) (time.Duration, error) {
+		req := get(path)
+		req.HeaderTimeout, req.TimeoutFromDial = timeout, fromDial
+		start := time.Now()
+		err := p.Forward(context.Background(), req, &memSink{})
+		return time.Since(start), err
+	}
+	for _, fromDial := range []bool{true, false} {
+		el, err := request(slowPool(dialDelay), "/silent", fromDial)
+		if !errors.Is(err, ErrHeaderTimeout) {
+			t.Fatalf("fromDial %v: err %v", fromDial, err)
+		}
+		switch {
+		case el < timeout:
+			t.Fatalf("fromDial %v: timed out after %v, sooner than the timeout", fromDial, el)
+		case fromDial && el >= dialDelay+timeout:
+			t.Fatalf("timed out after %v: the dial's %v came on top of the timeout", el, dialDelay)
+		case !fromDial && el < dialDelay+timeout:
+			t.Fatalf("without TimeoutFromDial, timed out after %v: the dial counted", el)
+		}
+	}
+	// The dial counts for the connection's first request only: the next
+	// one on it gets the whole timeout, not what the dial's deadline left.
+	p := slowPool(dialDelay / 3)
+	if _, err := request(p, "/quick", true); err != nil {
+		t.Fatal(err)
+	}
+	el, err := request(p, "/silent", true)
+	if !errors.Is(err, ErrHeaderTimeout) || el < timeout {
+		t.Fatalf("second request on the connection: %v after %v; want a header timeout after %v", err, el, timeout)
+	}
+}
+
 // TestForwardCancel: cancelling the context ends the wait at once, with
 // the context's cause.
 func TestForwardCancel(t *testing.T) {

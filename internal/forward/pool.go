@@ -56,6 +56,9 @@ type conn struct {
 	abort func()
 	// readDeadline: a header timeout's deadline may still be set.
 	readDeadline bool
+	// dialed is when the dial of a connection not used yet began
+	// (Request.TimeoutFromDial); zero once it carried a request.
+	dialed time.Time
 	// heads is the response being relayed and the last one parsed: one
 	// response at a time comes on a connection.
 	heads headCache
@@ -85,6 +88,7 @@ func (p *Pool) dialNew(ctx, abort context.Context) (*conn, bool, error) {
 		stop := context.AfterFunc(abort, func() { cancel(context.Cause(abort)) })
 		defer stop()
 	}
+	start := time.Now()
 	nc, err := p.dial(ctx)
 	if err != nil {
 		if abort != nil && abort.Err() != nil {
@@ -97,7 +101,7 @@ func (p *Pool) dialNew(ctx, abort context.Context) (*conn, bool, error) {
 			nc = r
 		}
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), bw: bufio.NewWriterSize(nc, 4<<10), dialed: start}
 	c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
 	return c, false, nil
 }
