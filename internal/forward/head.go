@@ -138,15 +138,6 @@ func headEnd(b []byte, off int) int {
 	return 0
 }
 
-// parseHead parses s, a whole head ending in its blank line.
-func parseHead(s string) (*Head, error) {
-	h := new(Head)
-	if err := h.parse(s); err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
 // parse makes h the head s, a whole head ending in its blank line. The
 // strings are s's: a Head a connection reuses leaves the ones a sink
 // kept (net/http's header) as they were.

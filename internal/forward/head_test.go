@@ -24,6 +24,15 @@ func parse(raw, method string) (*Head, string, error) {
 	return h, body.String(), err
 }
 
+// parseHead parses s, a whole head ending in its blank line.
+func parseHead(s string) (*Head, error) {
+	h := new(Head)
+	if err := h.parse(s); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 // memSink collects a body.
 type memSink struct {
 	bytes.Buffer

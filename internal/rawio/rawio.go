@@ -195,15 +195,22 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 func (c *Conn) writeLocked(p []byte) (int, error) {
 	c.wp, c.wn, c.werr = p, 0, nil
-	err := c.rc.Write(c.writeFn)
+	err := c.pollWrite(c.writeFn, "write")
 	c.wp = nil
+	return c.wn, err
+}
+
+// pollWrite runs fn (write or writev) through the poller until it is
+// done, and returns what failed, as an error of op.
+func (c *Conn) pollWrite(fn func(fd uintptr) bool, op string) error {
+	err := c.rc.Write(fn)
 	if err == nil {
 		err = c.werr
 	}
 	if err != nil {
-		return c.wn, c.opError("write", err)
+		return c.opError(op, err)
 	}
-	return c.wn, nil
+	return nil
 }
 
 // Flush sends a deferred write that no Read took, and cancels a
@@ -274,16 +281,10 @@ func (c *Conn) Writev(bufs *net.Buffers) (int64, error) {
 		return 0, err
 	}
 	c.vecs, c.vn, c.werr = *bufs, 0, nil
-	err := c.rc.Write(c.writevFn)
+	err := c.pollWrite(c.writevFn, "writev")
 	*bufs = c.vecs
 	c.vecs = nil
-	if err == nil {
-		err = c.werr
-	}
-	if err != nil {
-		return c.vn, c.opError("writev", err)
-	}
-	return c.vn, nil
+	return c.vn, err
 }
 
 // maxIovecs is the most buffers one writev takes (IOV_MAX).
